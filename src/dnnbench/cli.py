@@ -1,0 +1,158 @@
+"""The command line: argument declarations, and wiring to the library. No measurement logic here.
+
+User errors (unknown model, bad option) print one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import UserError
+from .figures import FIGURES
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _model_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="registry names, aliases (vgg-16), timm/<name>, or path/file.py:function")
+    parser.add_argument("--zoo", metavar="NAME", help="a preset: canziani2016, culurciello2018, bianco2018, keras, mobile")
+    parser.add_argument("--input-size", type=_positive_int, metavar="PX",
+                        help="input side in pixels (default: each model's native size; 224 for user models)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dnnbench", description="Which vision model to deploy on this machine, measured on it.")
+    parser.add_argument("--version", action="version", version=f"dnnbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("models", help="list the zoo: name, family, source library, native input size")
+    p.add_argument("--zoo", metavar="NAME", help="only the models of this preset")
+    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+
+    p = sub.add_parser("inspect", help="params, MACs, FLOPs, file size, input size, published accuracy")
+    _model_args(p, required=True)
+    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------
+# commands: map arguments to library calls, render the result
+
+
+def _resolve(models: Sequence[str], zoo: str | None, input_size: int | None):
+    from .zoo import get, preset
+
+    names = list(models)
+    if zoo:
+        names += preset(zoo)
+    if not names:
+        raise UserError("no models given: name some (resnet50 vgg-16) or pick a preset with --zoo canziani2016")
+    return [get(name, input_size) for name in dict.fromkeys(names)]
+
+
+def _table(headings: list[str], rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headings)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headings), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def cmd_models(args) -> int:
+    from .zoo import all_names, get, preset
+
+    names = preset(args.zoo) if args.zoo else all_names()
+    entries = [get(n) for n in names]
+    rows = [{"name": e.name, "family": e.family, "source": e.source, "input_size": e.input_size} for e in entries]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(_table(["name", "family", "source", "input (px)"],
+                     [[r["name"], r["family"], r["source"], str(r["input_size"])] for r in rows], right={3}))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .measure.static import static_figures
+
+    entries = _resolve(args.models, args.zoo, args.input_size)
+    results, failures = [], []
+    progress = _progress(entries, "inspect")
+    for entry in progress:
+        progress.set_postfix_str(entry.name)
+        try:
+            results.append(static_figures(entry))
+        except UserError as exc:
+            failures.append(str(exc))
+        except Exception as exc:  # a model that cannot run: report it, keep the others
+            failures.append(f"model {entry.name!r} failed to build or run: {type(exc).__name__}: {exc}".splitlines()[0])
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=1))
+    else:
+        print(_inspect_table(results))
+    for failure in failures:
+        print(f"dnnbench: error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _inspect_table(results) -> str:
+    columns = ["params", "macs", "file_size", "input_size", "top1", "top5", "accuracy_density"]
+    sources: dict[str, int] = {}
+    rows = []
+    for r in results:
+        d = r.as_dict()
+        ref = ""
+        if r.accuracy_source:
+            ref = f"[{sources.setdefault(r.accuracy_source, len(sources) + 1)}]"
+        rows.append([r.name, r.family, r.source] + [FIGURES[c].show(d[c]) for c in columns] + [ref or "none"])
+    headings = ["name", "family", "library"] + [FIGURES[c].heading for c in columns] + ["accuracy source"]
+    notes = [f"[{i}] {s}" for s, i in sources.items()]
+    footer = ["", "MACs: multiply-accumulates of one image at the input size; FLOPs = 2 x MACs.",
+              "Accuracy: ImageNet-1k val, single centre crop, as published by:", *notes]
+    if any(r.accuracy_source is None for r in results):
+        footer.append("none: no published accuracy for these weights in dnnbench's sources (never estimated).")
+    return _table(headings, rows, right=set(range(3, 3 + len(columns)))) + "\n" + "\n".join(footer)
+
+
+def _progress(items, what: str):
+    from tqdm import tqdm
+
+    # disable=None: shown on a terminal, silent when piped (JSON output stays clean)
+    return tqdm(items, desc=what, unit="model", file=sys.stderr, disable=None, leave=False)
+
+
+COMMANDS = {"models": cmd_models, "inspect": cmd_inspect}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not args.command:
+            build_parser().print_help()
+            return 2
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"dnnbench: error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print("dnnbench: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Measurements, one module per figure. Nothing here prints, parses arguments or draws."""
