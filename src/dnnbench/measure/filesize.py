@@ -24,8 +24,9 @@ _DTYPES = {
 _DTYPE_ORDER = ["BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64", "U64"]
 
 
-def _unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict with each shared tensor kept once, under the first of its names in sort order."""
+def _unique_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict with each shared tensor kept once, under the first of its names in sort order,
+    and the names left out, each mapped to the name kept (``save_model`` writes it as metadata)."""
     owner: dict[str, int] = {}
     for name, tensor in model.named_parameters(remove_duplicate=False):
         owner[name] = id(tensor)
@@ -33,16 +34,21 @@ def _unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
         owner[name] = id(tensor)
     state = model.state_dict(keep_vars=True)
     kept: dict[int, str] = {}
+    removed: dict[str, str] = {}
     for name in sorted(state):
-        kept.setdefault(owner.get(name, id(state[name])), name)
-    return {name: state[name] for name in sorted(kept.values())}
+        key = owner.get(name, id(state[name]))
+        if key in kept:
+            removed[name] = kept[key]
+        else:
+            kept[key] = name
+    return {name: state[name] for name in sorted(kept.values())}, removed
 
 
 def safetensors_size(model: nn.Module) -> int:
     """Bytes of ``model``'s weights saved as a safetensors file (no metadata)."""
-    header = {}
+    state, removed = _unique_state(model)
+    header: dict = {"__metadata__": removed} if removed else {}
     offset = 0
-    state = _unique_state(model)
     order = sorted(state, key=lambda n: (-_DTYPE_ORDER.index(_DTYPES[state[n].dtype]), n))
     for name in order:
         tensor = state[name]

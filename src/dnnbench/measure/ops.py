@@ -4,7 +4,7 @@ MACs: multiply-accumulates of one forward pass. Counted: convolutions (grouped, 
 transposed), matrix products (``mm``, ``addmm``, ``bmm``, ``baddbmm``, ``mv``, ``dot``: which is
 what ``nn.Linear``, ``torch.matmul`` and ``einsum`` become), and attention: every fused
 scaled-dot-product-attention kernel and the fused multi-head-attention fast path of
-``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` in eval mode (PyTorch's own
+``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` take in eval mode (PyTorch's own
 ``FlopCounterMode`` misses the last two and undercounts ViT-B/16 by a third). Biases, norms,
 activations, pooling and element-wise adds are not MACs; FLOPs = 2 x MACs.
 
@@ -76,6 +76,16 @@ def _mha_macs(args) -> int:
     return projections + attention + out_projection
 
 
+def _encoder_layer_macs(args) -> int:
+    """``aten._transformer_encoder_layer_fwd`` (``nn.TransformerEncoderLayer``'s fast path):
+    self-attention as above plus the two feed-forward linear layers."""
+    src, embed_dim = args[0], int(args[1])
+    ffn_weight_1 = args[14]
+    tokens = _numel(src.shape[:-1])
+    attention = _mha_macs((src, src, src, embed_dim))
+    return attention + 2 * tokens * embed_dim * int(ffn_weight_1.shape[0])
+
+
 def _op_macs(func, args, out) -> tuple[str, int] | None:
     """(category, MACs) of one aten call, or None when it performs no multiply-accumulates."""
     packet = func.overloadpacket
@@ -105,18 +115,52 @@ def _op_macs(func, args, out) -> tuple[str, int] | None:
         return "attention", _sdpa_macs_blhe(args[0], args[1], args[2])
     if packet is aten._native_multi_head_attention:
         return "attention", _mha_macs(args)
+    if packet is aten._transformer_encoder_layer_fwd:
+        return "attention", _encoder_layer_macs(args)
+    return None
+
+
+def _extra_ops(func, args, out) -> tuple[str, int] | None:
+    """Element-wise work that some counters add to MACs (fvcore, used for timm's published
+    ``infer_gmacs``): normalisation, 2 per element for BatchNorm with a scale and shift (eval), 5 for
+    LayerNorm / GroupNorm with affine; average pooling to one value, one per input element;
+    upsampling, 1 (nearest) or 4 (bilinear) per output element. Never part of ``macs``."""
+    name = func.overloadpacket.__name__
+    if "backward" in name:
+        return None
+    if "batch_norm" in name and name != "batch_norm_update_stats":
+        weight = args[1] if len(args) > 1 else None
+        return "norm", _numel(args[0].shape) * (2 if weight is not None else 1)
+    if name in ("native_layer_norm", "native_group_norm"):
+        weight = args[2] if name == "native_layer_norm" else args[1]
+        return "norm", _numel(args[0].shape) * (5 if weight is not None else 4)
+    if name in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d"):
+        return "pool", _numel(args[0].shape)
+    if name == "mean" and len(args) > 1 and args[0].dim() == 4 and sorted(int(d) % 4 for d in args[1]) == [2, 3]:
+        return "pool", _numel(args[0].shape)  # adaptive average pooling to 1x1 runs as a mean
+    if name.startswith("upsample_nearest"):
+        return "upsample", _numel(out.shape)
+    if name.startswith("upsample_bilinear"):
+        return "upsample", 4 * _numel(out.shape)
     return None
 
 
 @dataclass
 class OpCount:
-    """MACs of everything run inside the counter, by category (conv, matmul, attention)."""
+    """MACs of everything run inside the counter, by category (conv, matmul, attention), and the
+    element-wise extras (norm, pool, upsample) kept apart."""
 
     by_category: Counter = field(default_factory=Counter)
+    extras: Counter = field(default_factory=Counter)
 
     @property
     def macs(self) -> int:
         return sum(self.by_category.values())
+
+    @property
+    def fvcore_macs(self) -> int:
+        """MACs in fvcore's convention (timm's ``infer_gmacs``): MACs plus norm, pool and upsample work."""
+        return self.macs + sum(self.extras.values())
 
 
 class MacCounter(TorchDispatchMode):
@@ -127,10 +171,23 @@ class MacCounter(TorchDispatchMode):
         self.count = OpCount()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        # Under inference_mode, composite operators (linear, conv2d, layer_norm,
+        # scaled_dot_product_attention, einsum) reach this mode whole; run their decomposition
+        # inside the mode so that what they are made of is counted, once, by the rules below.
+        if torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd"):
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = func(*args, **kwargs)
         found = _op_macs(func, args, out)
         if found is not None:
             self.count.by_category[found[0]] += found[1]
+        else:
+            extra = _extra_ops(func, args, out)
+            if extra is not None:
+                self.count.extras[extra[0]] += extra[1]
         return out
 
 

@@ -1,0 +1,107 @@
+"""Names, aliases, presets, native input sizes and the user's own models."""
+
+import textwrap
+
+import pytest
+import torch
+
+from dnnbench.errors import UserError
+from dnnbench.zoo import PRESETS, all_names, get, preset
+
+
+@pytest.mark.parametrize("alias,name", [
+    ("vgg-16", "vgg16"), ("VGG_16", "vgg16"), ("inception-v4", "timm/inception_v4"), ("ResNet-50", "resnet50"),
+    ("squeezenet-1.0", "squeezenet1_0"), ("nasnet-a-mobile", "pretrainedmodels/nasnetamobile"),
+    ("bn-inception", "pretrainedmodels/bninception"), ("shufflenet", "shufflenet-v1"), ("Inception_V3", "inception_v3"),
+])
+def test_aliases(alias, name):
+    assert get(alias).name == name
+
+
+def test_every_torchvision_classifier_and_timm_model_is_registered():
+    import timm
+    import torchvision.models as tvm
+
+    names = set(all_names())
+    assert set(tvm.list_models(module=tvm)) <= names
+    assert {f"timm/{n}" for n in timm.list_models()} <= names
+
+
+@pytest.mark.parametrize("name,size", [
+    ("resnet50", 224), ("inception_v3", 299), ("timm/inception_v4", 299), ("timm/nasnetalarge", 331),
+    ("efficientnet_b7", 600), ("pretrainedmodels/polynet", 331), ("timm/legacy_xception", 299), ("enet", 224),
+])
+def test_native_input_sizes(name, size):
+    assert get(name).input_size == size
+
+
+def test_input_size_override():
+    assert get("resnet50", input_size=160).input_size == 160
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(UserError, match=r"unknown model 'resnet5'.*did you mean.*resnet50"):
+        get("resnet5")
+    with pytest.raises(UserError, match="did you mean"):
+        get("timm/inception_v44")
+
+
+def test_presets():
+    assert len(preset("canziani2016")) == 14
+    assert set(preset("canziani2016")) < set(preset("culurciello2018"))
+    assert len(preset("keras")) == 33
+    with pytest.raises(UserError, match="unknown zoo 'nope'; choose one of canziani2016"):
+        preset("nope")
+
+
+@pytest.mark.parametrize("zoo", sorted(PRESETS))
+def test_every_preset_name_resolves(zoo):
+    for name in preset(zoo):
+        entry = get(name)
+        assert entry.name == name
+        assert entry.source in ("torchvision", "timm", "pretrainedmodels", "dnnbench")
+
+
+def test_inference_form_has_no_aux_heads():
+    assert get("googlenet").build("meta").aux1 is None
+    assert get("inception_v3").build("meta").AuxLogits is None
+    assert not get("resnet18").build("meta").training
+
+
+def test_user_model_from_file(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(textwrap.dedent("""
+        from torch import nn
+        def tiny():
+            return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+        def not_a_model():
+            return 42
+    """))
+    entry = get(f"{path}:tiny", input_size=32)
+    assert (entry.source, entry.family, entry.input_size) == ("user", "user", 32)
+    model = entry.build("cpu")
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert get(f"{path}:tiny").input_size == 224
+    with pytest.raises(UserError, match="has no function 'nope'"):
+        get(f"{path}:nope")
+    with pytest.raises(UserError, match="returned int, not a torch.nn.Module"):
+        get(f"{path}:not_a_model").build("cpu")
+    with pytest.raises(UserError, match="not found"):
+        get(f"{tmp_path}/missing.py:tiny")
+
+
+def test_user_model_from_module(tmp_path, monkeypatch):
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "nets.py").write_text("from torch import nn\ndef lin():\n    return nn.Linear(3, 2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert isinstance(get("mypkg.nets:lin").build("cpu"), torch.nn.Linear)
+    with pytest.raises(UserError, match="cannot import module 'mypkg.absent'"):
+        get("mypkg.absent:lin")
+
+
+def test_user_model_that_fails_to_import(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(UserError, match="importing .* failed: RuntimeError: boom"):
+        get(f"{path}:anything")
