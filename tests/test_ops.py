@@ -110,12 +110,7 @@ def _torchvision_cases():
 @pytest.mark.parametrize("name,weights", list(_torchvision_cases()))
 def test_torchvision_published_params_and_ops(name, weights, meta_input):
     crop = weights.transforms.keywords.get("crop_size", 224)
-    entry = get(name)
-    builder = entry.builder
-    if name.startswith("vit_"):  # ViT's position embedding depends on the image size of the weights
-        def builder():
-            return tvm.get_model(name, weights=None, image_size=crop)
-    entry = type(entry)(entry.name, entry.family, entry.source, crop, builder, entry.weights)
+    entry = get(name, input_size=crop)
     model = entry.build("meta")
     params = sum(p.numel() for p in model.parameters())
     assert params + AUX_HEAD.get(name, 0) == weights.meta["num_params"]

@@ -29,7 +29,7 @@ def test_every_torchvision_classifier_and_timm_model_is_registered():
 
 @pytest.mark.parametrize("name,size", [
     ("resnet50", 224), ("inception_v3", 299), ("timm/inception_v4", 299), ("timm/nasnetalarge", 331),
-    ("efficientnet_b7", 600), ("pretrainedmodels/polynet", 331), ("timm/legacy_xception", 299), ("enet", 224),
+    ("efficientnet_b7", 600), ("vit_h_14", 518), ("vit_b_16", 224), ("pretrainedmodels/polynet", 331), ("timm/legacy_xception", 299), ("enet", 224),
 ])
 def test_native_input_sizes(name, size):
     assert get(name).input_size == size
@@ -37,6 +37,10 @@ def test_native_input_sizes(name, size):
 
 def test_input_size_override():
     assert get("resnet50", input_size=160).input_size == 160
+    for name in ("vit_b_16", "timm/vit_tiny_patch16_224", "timm/resnet18"):  # transformers are rebuilt for the size
+        model = get(name, input_size=160).build("cpu")
+        with torch.inference_mode():
+            assert model(torch.randn(1, 3, 160, 160)).shape == (1, 1000)
 
 
 def test_unknown_name_suggests_close_names():

@@ -86,7 +86,7 @@ def family_of(name: str) -> str:
 # builders
 
 
-def _torchvision_builder(name: str) -> Callable[[], nn.Module]:
+def _torchvision_builder(name: str, size: int) -> Callable[[], nn.Module]:
     def build():
         import torchvision.models as tvm
 
@@ -94,16 +94,23 @@ def _torchvision_builder(name: str) -> Callable[[], nn.Module]:
         if name in ("googlenet", "inception_v3"):
             # inference form: the auxiliary classifiers only exist for training
             kwargs = {"aux_logits": False, "init_weights": False}
+        if name.startswith("vit_"):  # the position embedding is sized for one image size
+            kwargs = {"image_size": size}
         return tvm.get_model(name, weights=None, **kwargs)
 
     return build
 
 
-def _timm_builder(name: str) -> Callable[[], nn.Module]:
+def _timm_builder(name: str, size: int | None) -> Callable[[], nn.Module]:
     def build():
         import timm
 
-        return timm.create_model(name, pretrained=False)
+        if size is None:
+            return timm.create_model(name, pretrained=False)
+        try:  # transformers are built for one image size; convolutional nets take any
+            return timm.create_model(name, pretrained=False, img_size=size)
+        except TypeError:
+            return timm.create_model(name, pretrained=False)
 
     return build
 
@@ -220,22 +227,24 @@ def _pretrainedmodels_names() -> tuple[str, ...]:
     return tuple(_import_pretrainedmodels().pretrained_settings)
 
 
-def _torchvision_entry(name: str) -> ModelEntry:
+def _torchvision_entry(name: str, input_size: int | None) -> ModelEntry:
     import torchvision.models as tvm
 
     weights = list(tvm.get_model_weights(name))
-    first = weights[0]  # IMAGENET1K_V1: the original weights of the architecture's paper
-    crop = first.transforms.keywords.get("crop_size", 224)
-    return ModelEntry(name, family_of(name), "torchvision", int(crop), _torchvision_builder(name), weights=str(first))
+    first = weights[0]  # IMAGENET1K_V1 where it exists: the original weights of the architecture
+    size = int(input_size or first.transforms.keywords.get("crop_size", 224))
+    return ModelEntry(name, family_of(name), "torchvision", size, _torchvision_builder(name, size), weights=str(first))
 
 
-def _timm_entry(arch: str) -> ModelEntry:
+def _timm_entry(arch: str, input_size: int | None) -> ModelEntry:
     import timm
 
     cfg = timm.get_pretrained_cfg(arch)
-    size = int(cfg.input_size[-1]) if cfg is not None else 224
+    native = int(cfg.input_size[-1]) if cfg is not None else 224
+    size = int(input_size or native)
     tags = timm.list_pretrained(f"{arch}.*")
-    return ModelEntry(f"timm/{arch}", family_of(arch), "timm", size, _timm_builder(arch), weights=tags[0] if tags else None)
+    return ModelEntry(f"timm/{arch}", family_of(arch), "timm", size,
+                      _timm_builder(arch, size if size != native else None), weights=tags[0] if tags else None)
 
 
 def _pretrainedmodels_entry(key: str) -> ModelEntry:
@@ -340,14 +349,14 @@ def get(name: str, input_size: int | None = None) -> ModelEntry:
     if is_user_model(name):
         return _user_entry(name, input_size or 224)
     name = canonical(name)
+    if name.startswith("timm/"):
+        return _timm_entry(name[5:], input_size)
     if name in _NATIVE:
         entry = _native_entry(name)
-    elif name.startswith("timm/"):
-        entry = _timm_entry(name[5:])
     elif name.startswith("pretrainedmodels/"):
         entry = _pretrainedmodels_entry(name.split("/", 1)[1])
     else:
-        entry = _torchvision_entry(name)
+        return _torchvision_entry(name, input_size)
     if input_size:
         entry = ModelEntry(entry.name, entry.family, entry.source, int(input_size), entry.builder, entry.weights, entry.note)
     return entry
