@@ -36,15 +36,15 @@ def main() -> None:
         entry = get(name)
         ours, theirs = [], []
         for _ in range(ROUNDS):  # interleaved
-            ours.append(timed(lambda: entry.build("cpu")))
-            theirs.append(timed(lambda: entry.builder().eval()))
+            ours.append(timed(lambda e=entry: e.build("cpu")))
+            theirs.append(timed(lambda e=entry: e.builder().eval()))
         o, t = statistics.median(ours), statistics.median(theirs)
         print(f"  {name:20s} dnnbench {o:6.3f} s  library init {t:6.3f} s  ratio {t / o:5.1f}x"
               f"  (spread {min(ours):.3f}-{max(ours):.3f} s / {min(theirs):.3f}-{max(theirs):.3f} s, n={ROUNDS})")
 
     print("static figures on the meta device (params, MACs, file size, accuracy)")
     for name in ["vit_h_14", "regnet_y_128gf", "timm/vit_giant_patch14_224"]:
-        seconds = timed(lambda: static_figures(get(name)))
+        seconds = timed(lambda n=name: static_figures(get(n)))
         print(f"  {name:28s} {seconds:6.3f} s")
     names = list(dict.fromkeys(n for v in PRESETS.values() for n in v))
     start = time.perf_counter()

@@ -7,6 +7,7 @@ import torch
 
 from dnnbench.errors import UserError
 from dnnbench.zoo import PRESETS, all_names, get, preset
+from dnnbench.zoo.registry import SOURCES
 
 
 @pytest.mark.parametrize("alias,name", [
@@ -63,7 +64,7 @@ def test_every_preset_name_resolves(zoo):
     for name in preset(zoo):
         entry = get(name)
         assert entry.name == name
-        assert entry.source in ("torchvision", "timm", "pretrainedmodels", "dnnbench")
+        assert entry.source in SOURCES and entry.source != "user"
 
 
 def test_inference_form_has_no_aux_heads():

@@ -46,5 +46,5 @@ def test_batchnorm_statistics_are_usable():
 def test_random_weights_are_repeatable():
     a = get("squeezenet1_1").build("cpu")
     b = get("squeezenet1_1").build("cpu")
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)

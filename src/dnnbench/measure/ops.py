@@ -65,7 +65,7 @@ def _sdpa_macs_blhe(q, k, v) -> int:
 
 def _mha_macs(args) -> int:
     """``aten._native_multi_head_attention``: input projections, attention, output projection."""
-    query, key, value, embed_dim = args[0], args[1], args[2], int(args[3])
+    query, key, embed_dim = args[0], args[1], int(args[3])
     lq = _numel(query.shape[:-1])  # batch * target length
     lk = _numel(key.shape[:-1])
     lq_per_batch, lk_per_batch = int(query.shape[-2]), int(key.shape[-2])

@@ -61,7 +61,6 @@ def _torchvision(entry: ModelEntry) -> Accuracy | None:
     import torchvision
     import torchvision.models as tvm
 
-    enum_name, _, member = entry.weights.partition(".")
     weights = next(w for w in tvm.get_model_weights(entry.name) if str(w) == entry.weights)
     crop = weights.transforms.keywords.get("crop_size", 224)
     if crop != entry.input_size:

@@ -50,7 +50,7 @@ class ShuffleNetV1(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU(True), nn.MaxPool2d(3, 2, 1))
         units: list[nn.Module] = []
         cin = 24
-        for stage, (cout, repeat) in enumerate(zip(stage_channels, repeats)):
+        for stage, (cout, repeat) in enumerate(zip(stage_channels, repeats, strict=True)):
             for i in range(repeat):
                 units.append(ShuffleUnit(cin, cout, 2 if i == 0 else 1, groups, group_first=not (stage == 0 and i == 0)))
                 cin = cout
