@@ -45,7 +45,7 @@ def _unique_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 
 def safetensors_size(model: nn.Module) -> int:
-    """Bytes of ``model``'s weights saved as a safetensors file (no metadata)."""
+    """Bytes of ``model``'s weights saved by ``safetensors.torch.save_model`` (metadata only for tied weights)."""
     state, removed = _unique_state(model)
     header: dict = {"__metadata__": removed} if removed else {}
     offset = 0

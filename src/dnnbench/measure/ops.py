@@ -3,7 +3,7 @@
 MACs: multiply-accumulates of one forward pass. Counted: convolutions (grouped, depthwise, dilated,
 transposed), matrix products (``mm``, ``addmm``, ``bmm``, ``baddbmm``, ``mv``, ``dot``: which is
 what ``nn.Linear``, ``torch.matmul`` and ``einsum`` become), and attention: every fused
-scaled-dot-product-attention kernel and the fused multi-head-attention fast path of
+scaled-dot-product-attention kernel, and the fused fast-path kernels that
 ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` take in eval mode (PyTorch's own
 ``FlopCounterMode`` misses the last two and undercounts ViT-B/16 by a third). Biases, norms,
 activations, pooling and element-wise adds are not MACs; FLOPs = 2 x MACs.

@@ -23,7 +23,7 @@ import importlib.util
 import re
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -358,5 +358,5 @@ def get(name: str, input_size: int | None = None) -> ModelEntry:
     else:
         return _torchvision_entry(name, input_size)
     if input_size:
-        entry = ModelEntry(entry.name, entry.family, entry.source, int(input_size), entry.builder, entry.weights, entry.note)
+        entry = replace(entry, input_size=int(input_size))
     return entry
