@@ -50,7 +50,53 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="params, MACs, FLOPs, file size, input size, published accuracy")
     _model_args(p, required=True)
     p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+
+    p = sub.add_parser("run", help="measure latency, throughput, cold start, memory and energy versus batch size "
+                                   "into a resumable SQLite database")
+    _model_args(p, required=True)
+    p.add_argument("--batch-sizes", default="1,2,4,8,16,32,64", metavar="LIST",
+                   help="comma-separated batch sizes (default: 1,2,4,8,16,32,64)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="intra-op threads (default: the cores this process may use)")
+    p.add_argument("--db", default="dnnbench.db", metavar="PATH", help="the results database (default: dnnbench.db)")
+    p.add_argument("--target-ci", type=_fraction, default=None, metavar="FRACTION",
+                   help="stop a cell once the 95%% interval of its median is within this fraction of it "
+                        "(default: 0.02; 0.05 with --quick)")
+    p.add_argument("--max-seconds-per-cell", type=_positive_float, default=None, metavar="S",
+                   help="time budget of the timed passes of one cell (default: 20; 3 with --quick)")
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="a cell whose worker's resident set exceeds this (e.g. 4GB) is recorded as oom, "
+                        "and the model's larger batch sizes are skipped")
+    p.add_argument("--timeout", type=_positive_float, metavar="S",
+                   help="hard limit of one cell in seconds: past it the worker is stopped and the cell "
+                        "recorded as timeout (default: 10 x the budget + 30)")
+    p.add_argument("--quick", action="store_true", help="a coarse answer fast: ±5%% target, 3 s per cell")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="measure again the cells stored as oom, crashed, timeout or error")
+
+    p = sub.add_parser("export", help="every measured cell of a database as CSV or JSON")
+    p.add_argument("--format", choices=["csv", "json"], default="csv", help="csv (default) or json")
+    p.add_argument("--db", default="dnnbench.db", metavar="PATH", help="the results database (default: dnnbench.db)")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.02 (for ±2%), got {text!r}")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -140,7 +186,57 @@ def _progress(items, what: str):
     return tqdm(items, desc=what, unit="model", file=sys.stderr, disable=None, leave=False)
 
 
-COMMANDS = {"models": cmd_models, "inspect": cmd_inspect}
+def cmd_run(args) -> int:
+    from .measure.device import check_device, default_threads
+    from .run import RunConfig, Sweep
+    from .store import Store
+    from .units import parse_batch_sizes, parse_size
+
+    batch_sizes = parse_batch_sizes(args.batch_sizes)
+    device = check_device(args.device)
+    max_memory = parse_size(args.max_memory) if args.max_memory else None
+    entries = _resolve(args.models, args.zoo, args.input_size)
+    config = RunConfig(
+        batch_sizes=tuple(batch_sizes), device=device, threads=args.threads or default_threads(),
+        target_ci=args.target_ci or (0.05 if args.quick else 0.02),
+        max_seconds_per_cell=args.max_seconds_per_cell or (3.0 if args.quick else 20.0),
+        max_memory=max_memory, quick=args.quick, timeout_s=args.timeout, retry_failed=args.retry_failed)
+    from .run.progress import RunPrinter
+
+    printer = RunPrinter(config, sys.stderr)
+    with Store(args.db) as store:
+        sweep = Sweep(store, config, argv=sys.argv[1:], on_event=printer.event)
+        try:
+            result = sweep.run(entries)
+        except KeyboardInterrupt:
+            printer.close()
+            print(f"dnnbench: interrupted; every cell measured so far is kept in {args.db}. "
+                  "Run the same command again to measure the rest.", file=sys.stderr)
+            return 130
+        printer.close()
+        keys = {(e.name, e.input_size) for e in entries}
+        rows = [c for c in store.cells() if (c["model"], c["input_size"]) in keys and c["device"] == config.device
+                and c["threads"] == config.threads and c["batch_size"] in batch_sizes]
+    print(printer.summary(rows, result))
+    bad = [c for c in rows if c["status"] in ("crashed", "error")]
+    return 1 if bad else 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+    from .store import Store
+
+    with Store(args.db, create=False) as store:
+        text = export(store, args.format)
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

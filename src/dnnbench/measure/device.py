@@ -1,0 +1,143 @@
+"""What we run on: the device, its synchronisation, the thread count, the machine's environment and
+its measured peak FLOP/s."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import UserError
+from . import memory
+
+
+def check_device(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``, checked against this machine; a UserError otherwise."""
+    text = text.strip().lower()
+    if text == "cpu":
+        return text
+    if not re.fullmatch(r"cuda(:\d+)?", text):
+        raise UserError(f"unknown device {text!r}: use cpu, cuda or cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(f"device {text!r} asked for, but this machine or this PyTorch build has no usable CUDA GPU: "
+                        "use --device cpu")
+    index = int(text.split(":")[1]) if ":" in text else 0
+    if index >= torch.cuda.device_count():
+        raise UserError(f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    return f"cuda:{index}"
+
+
+def default_threads() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota where one is set."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def sync_function(device: str):
+    """What to call so that the host clock sees the device's work finished."""
+    if device.startswith("cuda"):
+        import torch
+
+        dev = torch.device(device)
+        return lambda: torch.cuda.synchronize(dev)
+    return lambda: None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: str, threads: int) -> dict:
+    """The machine and software a run measured on, as plain data stored with the run."""
+    import torch
+
+    from .. import __version__
+
+    env = {
+        "hostname": platform.node(),
+        "os": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": default_threads(),
+        "memory_bytes": memory.total_memory_bytes(),
+        "threads": threads,
+        "interop_threads": torch.get_num_interop_threads(),
+        "device": device,
+        "python": platform.python_version(),
+        "dnnbench": __version__,
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "timm": _version("timm"),
+        "numpy": _version("numpy"),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "cuda_build": torch.version.cuda,
+        "gpu": None,
+        "gpu_driver": None,
+        "cudnn": None,
+    }
+    governor = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    env["cpu_governor"] = governor.read_text().strip() if governor.exists() else None
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1])
+        env["gpu"] = torch.cuda.get_device_name(index)
+        env["cudnn"] = torch.backends.cudnn.version()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            env["gpu_driver"] = pynvml.nvmlSystemGetDriverVersion()
+        except Exception:  # driver version is informative only
+            pass
+    return env
+
+
+def peak_flops(device: str, threads: int, size: int = 2048, repeats: int = 5, dtype=None) -> dict:
+    """The machine's measured ceiling: FLOP/s of a large fp32 matrix product (2 n^3 FLOPs), best of
+    ``repeats`` after one warm-up, at the run's thread count."""
+    import torch
+
+    dtype = dtype or torch.float32
+    torch.set_num_threads(threads)
+    sync = sync_function(device)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    with torch.inference_mode():
+        torch.mm(a, b)
+        sync()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            sync()
+            times.append(time.perf_counter() - t0)
+    flops = 2 * size**3
+    times.sort()
+    return {"peak_flops": flops / times[0], "peak_flops_median": flops / times[len(times) // 2],
+            "peak_flops_method": f"torch.mm {size}x{size} {str(dtype).replace('torch.', '')}, best of {repeats}"}

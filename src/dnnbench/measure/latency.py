@@ -1,0 +1,233 @@
+"""Latency: warm up until timings settle, then time forward passes until the median is known to the
+target precision or the cell's time budget is spent.
+
+Pure logic over two callables (``step`` runs one forward pass, ``sync`` waits for the device) and a
+clock, so the stopping rule is tested with a fake clock. Nothing here imports torch.
+
+Statistics:
+- the median of the per-pass wall times, and its 95% confidence interval from order statistics
+  (distribution-free: the number of samples below the true median is Binomial(n, 1/2)); it exists
+  from 6 samples on;
+- p90 from 10 samples and p99 from 100 samples on; with fewer, they would only be the largest value
+  seen, so they are absent (None).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+Clock = Callable[[], float]
+
+STOP_REASONS = {
+    "converged": "the confidence interval of the median reached the target",
+    "time_cap": "the cell's time budget was spent first",
+    "sample_cap": "the maximum number of samples was reached",
+}
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """When to stop warming up and when to stop measuring.
+
+    ``target_ci``: stop once both ends of the 95% interval of the median lie within this fraction of
+    the median. ``max_seconds``: the budget of timed passes per cell; it is honoured once the
+    ``min_samples`` an interval needs are taken (a pass slower than the budget allows is the
+    sweep's hard timeout to catch, not this rule's).
+    """
+
+    target_ci: float = 0.02
+    max_seconds: float = 20.0
+    min_samples: int = 6
+    min_seconds: float = 0.5
+    max_samples: int = 1_000_000
+    warmup_min: int = 2
+    warmup_min_seconds: float = 0.1
+    warmup_tolerance: float = 0.10
+    warmup_max_share: float = 0.25
+
+    def __post_init__(self):
+        if not 0 < self.target_ci < 1:
+            raise ValueError(f"target_ci must be a fraction between 0 and 1, got {self.target_ci}")
+        if self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be above zero, got {self.max_seconds}")
+        if self.min_samples < 6:
+            raise ValueError("min_samples must be at least 6: a 95% interval of the median needs 6 samples")
+
+
+QUICK = TimingPolicy(target_ci=0.05, max_seconds=3.0, min_seconds=0.2, warmup_min_seconds=0.05)
+
+
+@dataclass
+class Warmup:
+    n: int
+    seconds: float
+    settled: bool
+    samples: list[float] = field(repr=False)
+
+
+@dataclass
+class LatencyResult:
+    samples: list[float] = field(repr=False)
+    median: float
+    ci_low: float | None
+    ci_high: float | None
+    p90: float | None
+    p99: float | None
+    stop_reason: str
+    window_s: float  # wall time from the start of the first timed pass to the end of the last
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def timed_s(self) -> float:
+        return math.fsum(self.samples)
+
+    @property
+    def ci_rel(self) -> float | None:
+        """The larger distance from the median to an end of its interval, as a fraction of the median."""
+        if self.ci_low is None or self.median <= 0:
+            return None
+        return max(self.median - self.ci_low, self.ci_high - self.median) / self.median
+
+
+# ------------------------------------------------------------------------------------------------
+# statistics
+
+
+def median(sorted_values: list[float]) -> float:
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("median of no values")
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between order statistics (numpy's default), q in [0, 100]."""
+    n = len(sorted_values)
+    pos = (n - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _median_rank(n: int, confidence: float) -> int:
+    """The largest k with P(Binomial(n, 1/2) <= k - 1) <= (1 - confidence) / 2, or 0 if none."""
+    alpha2 = (1 - confidence) / 2
+    if n > 400:  # normal approximation with continuity correction; exact to within one rank here
+        z = _z(confidence)
+        return max(0, math.floor(n / 2 - z * math.sqrt(n) / 2 + 0.5))
+    total, k, cumulative = 2**n, 0, 0
+    while True:
+        cumulative += math.comb(n, k)  # now P(X <= k) * 2^n
+        if cumulative / total > alpha2:
+            return k  # P(X <= k-1) <= alpha2 < P(X <= k)
+        k += 1
+
+
+def _z(confidence: float) -> float:
+    # inverse normal CDF by bisection on erf (no scipy needed)
+    target = 1 - (1 - confidence) / 2
+    lo, hi = 0.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def median_ci(sorted_values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of the median: (x_(k), x_(n-k+1)); None below 6 samples."""
+    n = len(sorted_values)
+    k = _median_rank(n, confidence)
+    if k < 1:
+        return None
+    return sorted_values[k - 1], sorted_values[n - k]
+
+
+def summarize(samples: list[float], stop_reason: str, window_s: float) -> LatencyResult:
+    ordered = sorted(samples)
+    ci = median_ci(ordered)
+    n = len(ordered)
+    return LatencyResult(
+        samples=list(samples), median=median(ordered),
+        ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None,
+        p90=percentile(ordered, 90) if n >= 10 else None,
+        p99=percentile(ordered, 99) if n >= 100 else None,
+        stop_reason=stop_reason, window_s=window_s)
+
+
+# ------------------------------------------------------------------------------------------------
+# the loops
+
+
+def _no_sync() -> None:
+    return None
+
+
+def warm_up(step: Callable[[], object], policy: TimingPolicy, sync: Callable[[], object] = _no_sync,
+            clock: Clock = time.perf_counter) -> Warmup:
+    """Run ``step`` until two consecutive passes agree within ``warmup_tolerance`` (and at least
+    ``warmup_min`` passes and ``warmup_min_seconds``), or a quarter of the cell's budget is spent."""
+    samples: list[float] = []
+    start = clock()
+    while True:
+        t0 = clock()
+        step()
+        sync()
+        t1 = clock()
+        samples.append(t1 - t0)
+        spent = t1 - start
+        if (len(samples) >= policy.warmup_min and spent >= policy.warmup_min_seconds
+                and abs(samples[-1] - samples[-2]) <= policy.warmup_tolerance * samples[-2]):
+            return Warmup(len(samples), spent, True, samples)
+        if spent >= policy.warmup_max_share * policy.max_seconds and len(samples) >= policy.warmup_min:
+            return Warmup(len(samples), spent, False, samples)
+
+
+def time_until_precise(step: Callable[[], object], policy: TimingPolicy, sync: Callable[[], object] = _no_sync,
+                       clock: Clock = time.perf_counter) -> LatencyResult:
+    """Time ``step`` pass by pass until the median's 95% interval is within ``target_ci`` of it.
+
+    Each sample is one pass: clock, step, sync, clock. The rule is checked at growing intervals
+    (every ~12% more samples), so its cost stays negligible even for passes of microseconds.
+    """
+    samples: list[float] = []
+    ordered: list[float] = []
+    next_check = policy.min_samples
+    begin = clock()
+    while True:
+        t0 = clock()
+        step()
+        sync()
+        t1 = clock()
+        samples.append(t1 - t0)
+        n = len(samples)
+        spent = t1 - begin
+        if n >= next_check:
+            ordered = sorted(samples) if len(ordered) * 2 < n else _merge(ordered, samples[len(ordered):])
+            next_check = n + max(1, n // 8)
+            if spent >= policy.min_seconds:
+                ci = median_ci(ordered)
+                mid = median(ordered)
+                if ci and mid - ci[0] <= policy.target_ci * mid and ci[1] - mid <= policy.target_ci * mid:
+                    return summarize(samples, "converged", spent)
+        if n >= policy.min_samples and spent >= policy.max_seconds:
+            return summarize(samples, "time_cap", spent)
+        if n >= policy.max_samples:
+            return summarize(samples, "sample_cap", spent)
+
+
+def _merge(ordered: list[float], new: list[float]) -> list[float]:
+    ordered = list(ordered)
+    for value in new:
+        bisect.insort(ordered, value)
+    return ordered

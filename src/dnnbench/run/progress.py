@@ -1,0 +1,81 @@
+"""What `dnnbench run` shows while it works (a progress bar, notes, failures) and the summary table
+at the end. The sweep itself never prints; it sends events here."""
+
+from __future__ import annotations
+
+from ..units import format_bytes
+from .plan import RunConfig
+
+
+class RunPrinter:
+    def __init__(self, config: RunConfig, stream):
+        self.config = config
+        self.stream = stream
+        self.bar = None
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream)
+
+    def event(self, kind: str, data: dict) -> None:
+        from tqdm import tqdm
+
+        c = self.config
+        if kind == "plan":
+            mode = (f"quick mode: coarse figures (target ±{c.target_ci:.0%}, {c.max_seconds_per_cell:g} s per cell)"
+                    if c.quick else f"target ±{c.target_ci:.0%} on the median, at most {c.max_seconds_per_cell:g} s "
+                                    "of timed passes per cell")
+            self._write(f"dnnbench run: {data['cells']} cells to measure on {c.device} with {c.threads} threads "
+                        f"({data['already']} already in the database); {mode}")
+            self.bar = tqdm(total=data["cells"], desc="run", unit="cell", file=self.stream, disable=None,
+                            dynamic_ncols=True)
+        elif kind == "note":
+            self._write(f"dnnbench run: {data['text']}")
+        elif kind == "worker" and self.bar is not None:
+            self.bar.set_postfix_str(f"{data['model']} (starting)")
+        elif kind == "start" and self.bar is not None:
+            self.bar.set_postfix_str(f"{data['model']} batch {data['batch_size']}")
+        elif kind == "skip":
+            self._write(f"dnnbench run: {data['model']}: {data['cells']} cells were measured meanwhile by another sweep")
+            if self.bar is not None:
+                self.bar.update(data["cells"])
+        elif kind == "cell":
+            if self.bar is not None:
+                self.bar.update(1)
+            if data["status"] != "ok":
+                self._write(f"dnnbench run: {data['model']} batch {data['batch_size']}: {data['status']}: "
+                            f"{data.get('error')}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def summary(self, rows: list[dict], result) -> str:
+        from ..cli import _table
+
+        headings = ["model", "batch", "status", "median (ms)", "95% CI (±%)", "p90 (ms)", "time/image (ms)",
+                    "images/s", "peak RSS", "samples", "stop"]
+        body = []
+        for r in rows:
+            ok = r["status"] == "ok"
+            ci = f"{r['ci_rel'] * 100:.1f}" if ok and r.get("ci_rel") is not None else "-"
+            body.append([
+                r["model"], str(r["batch_size"]), r["status"],
+                _ms(r["latency_median_s"]), ci, _ms(r["latency_p90_s"]), _ms(r["time_per_image_s"]),
+                f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-",
+                format_bytes(r.get("mem_peak_bytes")), str(r["samples"] or "-"), r.get("stop_reason") or "-"])
+        lines = [_table(headings, body, right={1, 3, 4, 5, 6, 7, 8, 9})]
+        new = sum(1 for m in result.measured if m.get("stored"))
+        lines.append(f"{new} cells measured now, {result.already} taken from the database (run {result.run_id}). "
+                     "Latency: one forward pass of the batch, median of the timed passes; CI: 95% interval of "
+                     "the median; stop: converged (target reached) or time_cap (budget spent).")
+        if self.config.quick:
+            lines.append("quick mode: these are coarse figures; run without --quick for the target precision.")
+        return "\n".join(lines)
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value * 1e3:.3g}"

@@ -1,0 +1,221 @@
+"""The results database: one SQLite file, one row per measured cell, committed the moment it is taken.
+
+- Identity of a cell: (model, input_size, device, backend, precision, threads, batch_size). A sweep
+  skips cells already stored, so a sweep started again measures only what is missing; a unique
+  index makes sure no cell is stored twice, even when two sweeps write to one file at once.
+- WAL journal and a busy timeout let several sweeps write to one file concurrently.
+- The schema is versioned (``PRAGMA user_version``) and migrated forward on open; a file that is not
+  a dnnbench database, is corrupt, or comes from a newer dnnbench is refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
+
+KEY = ("model", "input_size", "device", "backend", "precision", "threads", "batch_size")
+
+# (column, SQL type): the figures of a cell, in export order after the key.
+FIGURE_COLUMNS = [
+    ("status", "TEXT NOT NULL"), ("error", "TEXT"),
+    ("latency_median_s", "REAL"), ("latency_p90_s", "REAL"), ("latency_p99_s", "REAL"),
+    ("latency_ci_low_s", "REAL"), ("latency_ci_high_s", "REAL"), ("samples", "INTEGER"),
+    ("images_per_s", "REAL"), ("time_per_image_s", "REAL"),
+    ("cold_build_s", "REAL"), ("cold_load_s", "REAL"), ("cold_first_s", "REAL"),
+    ("mem_baseline_bytes", "INTEGER"), ("mem_loaded_bytes", "INTEGER"), ("mem_peak_bytes", "INTEGER"),
+    ("mem_load_peak_bytes", "INTEGER"),
+    ("mem_cuda_allocated_bytes", "INTEGER"), ("mem_cuda_reserved_bytes", "INTEGER"), ("mem_nvml_bytes", "INTEGER"),
+    ("energy_per_image_j", "REAL"), ("power_w", "REAL"), ("idle_power_w", "REAL"),
+    ("energy_source", "TEXT"), ("energy_reason", "TEXT"),
+    ("stop_reason", "TEXT"), ("target_ci", "REAL"), ("ci_rel", "REAL"),
+    ("warmup_n", "INTEGER"), ("warmup_s", "REAL"), ("timed_s", "REAL"), ("window_s", "REAL"), ("cell_wall_s", "REAL"),
+    ("latency_samples", "TEXT"),
+]
+CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
+
+STATUSES = ("ok", "oom", "crashed", "timeout", "error")
+
+
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+    key_sql = ", ".join(f"{k} {'INTEGER' if k in ('input_size', 'threads', 'batch_size') else 'TEXT'} NOT NULL"
+                        for k in KEY)
+    figures_sql = ", ".join(f"{c} {t}" for c, t in FIGURE_COLUMNS)
+    script = f"""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE runs (
+            run_id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, finished_at TEXT,
+            outcome TEXT, argv TEXT, config TEXT, environment TEXT);
+        CREATE TABLE models (
+            model TEXT NOT NULL, input_size INTEGER NOT NULL, family TEXT, source TEXT,
+            params INTEGER, macs INTEGER, flops INTEGER, file_size INTEGER,
+            top1 REAL, top5 REAL, accuracy_source TEXT, PRIMARY KEY (model, input_size));
+        CREATE TABLE cells (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(run_id),
+            {key_sql}, {figures_sql}, measured_at TEXT NOT NULL);
+        CREATE UNIQUE INDEX cells_key ON cells ({", ".join(KEY)});
+        INSERT INTO meta VALUES ('application', 'dnnbench')
+    """
+    for statement in script.split(";"):  # executescript would commit the migration's transaction
+        db.execute(statement)
+
+
+MIGRATIONS = {0: _migrate_0_to_1}  # from version n to n + 1
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Store:
+    """An open dnnbench database. Every write is its own transaction, committed before returning."""
+
+    def __init__(self, path: str | Path, create: bool = True):
+        self.path = Path(path)
+        if not self.path.exists() and not create:
+            raise UserError(f"no database at {self.path}: run `dnnbench run ... --db {self.path}` first")
+        self.db = _open(self.path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def _write(self, sql: str, params=()) -> sqlite3.Cursor:
+        for attempt in range(50):  # busy_timeout covers most contention; this covers the rest
+            try:
+                with self.db:
+                    return self.db.execute(sql, params)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise UserError(f"database {self.path} stayed locked by another writer for minutes; try again")
+
+    def start_run(self, argv: list[str], config: dict, environment: dict) -> int:
+        cur = self._write("INSERT INTO runs (started_at, argv, config, environment) VALUES (?, ?, ?, ?)",
+                          (now(), json.dumps(argv), json.dumps(config), json.dumps(environment)))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, outcome: str) -> None:
+        self._write("UPDATE runs SET finished_at = ?, outcome = ? WHERE run_id = ?", (now(), outcome, run_id))
+
+    def put_model(self, figures: dict) -> None:
+        cols = ["model", "input_size", "family", "source", "params", "macs", "flops", "file_size",
+                "top1", "top5", "accuracy_source"]
+        row = {**figures, "model": figures["name"]}
+        self._write(f"INSERT OR REPLACE INTO models ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [row.get(c) for c in cols])
+
+    def put_cell(self, run_id: int, cell: dict) -> bool:
+        """Store one cell; False if that cell was already stored (by another sweep)."""
+        row = {**cell, "run_id": run_id, "measured_at": cell.get("measured_at") or now()}
+        if row.get("status") not in STATUSES:
+            raise ValueError(f"cell status must be one of {STATUSES}, got {row.get('status')!r}")
+        if isinstance(row.get("latency_samples"), list):
+            row["latency_samples"] = json.dumps(row["latency_samples"])
+        cur = self._write(f"INSERT OR IGNORE INTO cells ({', '.join(CELL_COLUMNS)}) "
+                          f"VALUES ({', '.join('?' * len(CELL_COLUMNS))})", [row.get(c) for c in CELL_COLUMNS])
+        return cur.rowcount == 1
+
+    def delete_cells(self, where: str, params=()) -> int:
+        return self._write(f"DELETE FROM cells WHERE {where}", params).rowcount
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def done_keys(self, statuses: tuple[str, ...] = STATUSES) -> set[tuple]:
+        marks = ", ".join("?" * len(statuses))
+        rows = self.db.execute(f"SELECT {', '.join(KEY)} FROM cells WHERE status IN ({marks})", statuses)
+        return {tuple(r) for r in rows}
+
+    def cells(self, with_samples: bool = False) -> list[dict]:
+        cols = [c for c in ["id", *CELL_COLUMNS] if with_samples or c != "latency_samples"]
+        cur = self.db.execute(f"SELECT {', '.join(cols)} FROM cells ORDER BY model, device, backend, precision, "
+                              "input_size, threads, batch_size")
+        out = [dict(zip(cols, r, strict=True)) for r in cur]
+        if with_samples:
+            for row in out:
+                row["latency_samples"] = json.loads(row["latency_samples"]) if row["latency_samples"] else None
+        return out
+
+    def runs(self) -> list[dict]:
+        cur = self.db.execute("SELECT run_id, started_at, finished_at, outcome, argv, config, environment FROM runs")
+        out = []
+        for r in cur:
+            out.append({"run_id": r[0], "started_at": r[1], "finished_at": r[2], "outcome": r[3],
+                        "argv": json.loads(r[4] or "null"), "config": json.loads(r[5] or "null"),
+                        "environment": json.loads(r[6] or "null")})
+        return out
+
+    def models(self) -> list[dict]:
+        cur = self.db.execute("SELECT * FROM models ORDER BY model")
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur]
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    fix = f"pass another --db path, or move {path} aside"
+    if path.exists() and path.is_dir():
+        raise UserError(f"{path} is a directory, not a database file: {fix}")
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as f:
+            header = f.read(16)
+        if header != b"SQLite format 3\x00":
+            raise UserError(f"{path} is not a dnnbench database (not an SQLite file); it was left untouched: {fix}")
+    try:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        db.isolation_level = ""  # `with db:` transactions
+        db.execute("PRAGMA busy_timeout = 60000")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        app = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path} cannot be read as a database ({exc}); it was left untouched: {fix}") from None
+    if tables and app != APPLICATION_ID:
+        db.close()
+        raise UserError(f"{path} is an SQLite database of another program (tables: {', '.join(sorted(tables))}); "
+                        f"it was left untouched: {fix}")
+    if version > SCHEMA_VERSION:
+        db.close()
+        raise UserError(f"{path} was written by a newer dnnbench (schema {version}, this one reads up to "
+                        f"{SCHEMA_VERSION}): upgrade dnnbench")
+    try:
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        check = str(exc)
+    if check != "ok":
+        db.close()
+        raise UserError(f"{path} is corrupt (SQLite integrity check: {check}); it was left untouched: "
+                        f"restore it from a copy or {fix}")
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        _migrate(db, version)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise UserError(f"{path} cannot be written ({exc}): {fix}") from None
+    return db
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    while version < SCHEMA_VERSION:
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            current = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            if current == version:
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {version + 1}")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
