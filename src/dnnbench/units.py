@@ -55,9 +55,9 @@ def parse_batch_sizes(text: str) -> list[int]:
 def format_bytes(value: float | None) -> str:
     if value is None:
         return "-"
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+    for unit, scale, digits in (("GiB", 1024**3, 2), ("MiB", 1024**2, 1), ("KiB", 1024, 1)):
         if abs(value) >= scale:
-            return f"{value / scale:.1f} {unit}"
+            return f"{value / scale:.{digits}f} {unit}"
     return f"{value:.0f} B"
 
 

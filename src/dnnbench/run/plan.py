@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 from ..measure.latency import QUICK, TimingPolicy
 
+RESULT_FD_ENV = "DNNBENCH_RESULT_FD"  # the pipe a worker writes its records to
+
 
 @dataclass(frozen=True)
 class RunConfig:

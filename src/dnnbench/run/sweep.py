@@ -28,8 +28,7 @@ from typing import Callable
 from ..measure import memory
 from ..store import Store
 from ..units import format_bytes
-from .plan import ModelJob, RunConfig, plan
-from .worker import RESULT_FD_ENV
+from .plan import RESULT_FD_ENV, ModelJob, RunConfig, plan
 
 Event = Callable[[str, dict], None]
 
@@ -257,8 +256,14 @@ def _describe(rc: int) -> str:
 
 
 def _tail(log, limit: int = 600) -> str:
+    """What the worker printed, in one line: its last lines before a fatal error, the error, and the
+    innermost frame of faulthandler's traceback (its list of extension modules is left out)."""
     log.seek(0)
-    text = log.read().decode(errors="replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    keep = " | ".join(lines[-8:])
-    return keep[-limit:]
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    fatal = next((i for i, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
+    if fatal is None:
+        return " | ".join(lines[-8:])[-limit:]
+    before = lines[max(0, fatal - 3):fatal]
+    frame = next((line for line in lines[fatal + 1:] if line.startswith("File ")), None)
+    keep = [*before, lines[fatal]] + ([f"at {frame}"] if frame else [])
+    return " | ".join(keep)[-limit:]

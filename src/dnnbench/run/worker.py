@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 
-RESULT_FD_ENV = "DNNBENCH_RESULT_FD"
+from .plan import RESULT_FD_ENV
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
 
 

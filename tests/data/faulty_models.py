@@ -1,0 +1,111 @@
+"""Models that misbehave on purpose, for the sweep's fault-injection tests (user models:
+``tests/data/faulty_models.py:<function>``). Each fault triggers at one batch size only, so the
+tests can check what happens to the batch sizes before and after it."""
+
+import ctypes
+import os
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+class _Fault(Tiny):
+    def __init__(self, at, action):
+        super().__init__()
+        self.at, self.action = at, action
+
+    def forward(self, x):
+        if x.shape[0] == self.at:
+            self.action(x)
+        return super().forward(x)
+
+
+def tiny():
+    return Tiny()
+
+
+def chatty():
+    """Prints to stdout and stderr on every pass: must not disturb the results channel."""
+    def talk(x):
+        print('{"type": "cell", "batch_size": 1, "status": "ok"}')
+        print("noise", file=sys.stderr)
+
+    class Chatty(Tiny):
+        def forward(self, x):
+            talk(x)
+            return super().forward(x)
+
+    return Chatty()
+
+
+def _abort(x):
+    print("about to abort", flush=True)
+    os.abort()
+
+
+def aborts_at_4():
+    return _Fault(4, _abort)
+
+
+def _segfault(x):
+    ctypes.string_at(0)
+
+
+def segfaults_at_2():
+    return _Fault(2, _segfault)
+
+
+def _raise(x):
+    raise ValueError("this model rejects batches of 2")
+
+
+def raises_at_2():
+    return _Fault(2, _raise)
+
+
+def _hog(x):
+    # 1.5 GB touched, then freed: above any small --max-memory
+    block = torch.ones(375_000_000)
+    block.sum()
+
+
+def hogs_at_4():
+    return _Fault(4, _hog)
+
+
+def _hang(x):
+    time.sleep(600)
+
+
+def hangs_at_2():
+    return _Fault(2, _hang)
+
+
+def fails_to_build():
+    raise RuntimeError("constructor failed on purpose")
+
+
+class Slow(Tiny):
+    def forward(self, x):
+        time.sleep(0.02)
+        return super().forward(x)
+
+
+def slow():
+    return Slow()
+
+
+def slow2():
+    return Slow()
