@@ -5,7 +5,6 @@ SIGKILL of the sweep, Ctrl-C, two sweeps on one file). No test asserts a time.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess

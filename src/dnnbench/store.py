@@ -175,14 +175,20 @@ def _open(path: Path) -> sqlite3.Connection:
             header = f.read(16)
         if header != b"SQLite format 3\x00":
             raise UserError(f"{path} is not a dnnbench database (not an SQLite file); it was left untouched: {fix}")
+    db = None
     try:
         db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        db.isolation_level = ""  # `with db:` transactions
         db.execute("PRAGMA busy_timeout = 60000")
+        # one read transaction: a consistent view even while another process creates the schema
+        db.execute("BEGIN")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         app = db.execute("PRAGMA application_id").fetchone()[0]
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        db.execute("COMMIT")
+        db.isolation_level = ""  # from here on, `with db:` transactions
     except sqlite3.DatabaseError as exc:
+        if db is not None:
+            db.close()
         raise UserError(f"{path} cannot be read as a database ({exc}); it was left untouched: {fix}") from None
     if tables and app != APPLICATION_ID:
         db.close()
@@ -200,13 +206,21 @@ def _open(path: Path) -> sqlite3.Connection:
         db.close()
         raise UserError(f"{path} is corrupt (SQLite integrity check: {check}); it was left untouched: "
                         f"restore it from a copy or {fix}")
-    try:
-        db.execute("PRAGMA journal_mode = WAL")
-        _migrate(db, version)
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise UserError(f"{path} cannot be written ({exc}): {fix}") from None
-    return db
+    for attempt in range(200):
+        try:
+            # switching the journal mode skips the busy handler, so contention is retried here
+            db.execute("PRAGMA journal_mode = WAL")
+            _migrate(db, version)
+            return db
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 199:
+                db.close()
+                raise UserError(f"{path} cannot be written ({exc}): {fix}") from None
+            time.sleep(0.01 + 0.005 * attempt)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise UserError(f"{path} cannot be written ({exc}): {fix}") from None
+    raise AssertionError("unreachable")
 
 
 def _migrate(db: sqlite3.Connection, version: int) -> None:

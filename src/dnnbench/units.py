@@ -19,10 +19,10 @@ def parse_size(text: str) -> int:
     unit = match.group(2).lower() if match else None
     if not match or unit not in _SIZE_UNITS:
         raise UserError(f"cannot read memory size {text!r}: write it like 512MB, 2GiB or 1.5GB")
-    value = float(match.group(1)) * _SIZE_UNITS[unit]
+    value = round(float(match.group(1)) * _SIZE_UNITS[unit])
     if value <= 0:
-        raise UserError(f"memory size {text!r} must be above zero")
-    return int(value)
+        raise UserError(f"memory size {text!r} must be at least one byte")
+    return value
 
 
 _TIME_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0}
@@ -45,7 +45,7 @@ def parse_batch_sizes(text: str) -> list[int]:
     sizes = []
     for part in str(text).split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) <= 0:
+        if not (part.isascii() and part.isdigit()) or int(part) <= 0:
             raise UserError(f"bad batch size {part!r} in {text!r}: give positive whole numbers separated by commas, "
                             "like 1,2,4,8,16,32,64")
         sizes.append(int(part))
@@ -64,7 +64,8 @@ def format_bytes(value: float | None) -> str:
 def format_seconds(value: float | None) -> str:
     if value is None:
         return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if abs(value) >= scale * 0.9995 or unit == "ns":
+            shown = value / scale
+            return f"{shown:.3g} {unit}" if abs(shown) < 1000 else f"{shown:,.0f} {unit}"
+    raise AssertionError("unreachable")

@@ -48,13 +48,15 @@ def default_threads() -> int:
 
 
 def sync_function(device: str):
-    """What to call so that the host clock sees the device's work finished."""
+    """What to call so that the host clock sees the device's work finished; None on the CPU, whose
+    work is done when the call returns."""
     if device.startswith("cuda"):
+        import functools
+
         import torch
 
-        dev = torch.device(device)
-        return lambda: torch.cuda.synchronize(dev)
-    return lambda: None
+        return functools.partial(torch.cuda.synchronize, torch.device(device))
+    return None
 
 
 def _cpu_model() -> str:
@@ -125,7 +127,7 @@ def peak_flops(device: str, threads: int, size: int = 2048, repeats: int = 5, dt
 
     dtype = dtype or torch.float32
     torch.set_num_threads(threads)
-    sync = sync_function(device)
+    sync = sync_function(device) or (lambda: None)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     with torch.inference_mode():

@@ -56,6 +56,8 @@ class TimingPolicy:
             raise ValueError(f"max_seconds must be above zero, got {self.max_seconds}")
         if self.min_samples < 6:
             raise ValueError("min_samples must be at least 6: a 95% interval of the median needs 6 samples")
+        if self.max_samples < self.min_samples:
+            raise ValueError(f"max_samples ({self.max_samples}) must be at least min_samples ({self.min_samples})")
 
 
 QUICK = TimingPolicy(target_ci=0.05, max_seconds=3.0, min_seconds=0.2, warmup_min_seconds=0.05)
@@ -63,7 +65,7 @@ QUICK = TimingPolicy(target_ci=0.05, max_seconds=3.0, min_seconds=0.2, warmup_mi
 
 @dataclass
 class Warmup:
-    n: int
+    n: int  # new passes (prior ones not counted); seconds and samples include the prior ones
     seconds: float
     settled: bool
     samples: list[float] = field(repr=False)
@@ -169,60 +171,70 @@ def summarize(samples: list[float], stop_reason: str, window_s: float) -> Latenc
 # the loops
 
 
-def _no_sync() -> None:
-    return None
-
-
-def warm_up(step: Callable[[], object], policy: TimingPolicy, sync: Callable[[], object] = _no_sync,
-            clock: Clock = time.perf_counter) -> Warmup:
+def warm_up(step: Callable[[], object], policy: TimingPolicy, sync: Callable[[], object] | None = None,
+            clock: Clock = time.perf_counter, prior: tuple[float, ...] = ()) -> Warmup:
     """Run ``step`` until two consecutive passes agree within ``warmup_tolerance`` (and at least
-    ``warmup_min`` passes and ``warmup_min_seconds``), or a quarter of the cell's budget is spent."""
-    samples: list[float] = []
-    start = clock()
+    ``warmup_min`` passes and ``warmup_min_seconds``), or a quarter of the cell's budget is spent.
+
+    ``prior``: durations of passes already run at this batch size (the memory phase's), which count
+    towards settling, so a pass of seconds is not run once more than needed. At least one new pass
+    always runs."""
+    samples: list[float] = list(prior)
+    start = clock() - math.fsum(prior)
     while True:
         t0 = clock()
         step()
-        sync()
+        if sync is not None:
+            sync()
         t1 = clock()
         samples.append(t1 - t0)
         spent = t1 - start
         if (len(samples) >= policy.warmup_min and spent >= policy.warmup_min_seconds
                 and abs(samples[-1] - samples[-2]) <= policy.warmup_tolerance * samples[-2]):
-            return Warmup(len(samples), spent, True, samples)
+            return Warmup(len(samples) - len(prior), spent, True, samples)
         if spent >= policy.warmup_max_share * policy.max_seconds and len(samples) >= policy.warmup_min:
-            return Warmup(len(samples), spent, False, samples)
+            return Warmup(len(samples) - len(prior), spent, False, samples)
 
 
-def time_until_precise(step: Callable[[], object], policy: TimingPolicy, sync: Callable[[], object] = _no_sync,
+def time_until_precise(step: Callable[[], object], policy: TimingPolicy, sync: Callable[[], object] | None = None,
                        clock: Clock = time.perf_counter) -> LatencyResult:
     """Time ``step`` pass by pass until the median's 95% interval is within ``target_ci`` of it.
 
-    Each sample is one pass: clock, step, sync, clock. The rule is checked at growing intervals
-    (every ~12% more samples), so its cost stays negligible even for passes of microseconds.
+    Each sample is one pass: clock, step, sync (None: nothing to wait for, as on the CPU), clock.
+    The rule is checked at growing intervals (every ~12% more samples), and the loop keeps its
+    bookkeeping to one append and two comparisons, so that a pass of tens of microseconds is timed
+    as a plain loop would time it (benchmarks/overhead.py).
     """
     samples: list[float] = []
+    append = samples.append
     ordered: list[float] = []
-    next_check = policy.min_samples
+    min_samples, max_samples = policy.min_samples, policy.max_samples
+    max_seconds, min_seconds, target = policy.max_seconds, policy.min_seconds, policy.target_ci
+    next_check = min(min_samples, max_samples)
+    n = 0
     begin = clock()
     while True:
         t0 = clock()
         step()
-        sync()
+        if sync is not None:
+            sync()
         t1 = clock()
-        samples.append(t1 - t0)
-        n = len(samples)
+        append(t1 - t0)
+        n += 1
+        if n < next_check and t1 - begin < max_seconds:
+            continue
         spent = t1 - begin
         if n >= next_check:
             ordered = sorted(samples) if len(ordered) * 2 < n else _merge(ordered, samples[len(ordered):])
-            next_check = n + max(1, n // 8)
-            if spent >= policy.min_seconds:
+            next_check = min(n + max(1, n // 8), max_samples)
+            if spent >= min_seconds:
                 ci = median_ci(ordered)
                 mid = median(ordered)
-                if ci and mid - ci[0] <= policy.target_ci * mid and ci[1] - mid <= policy.target_ci * mid:
+                if ci and mid - ci[0] <= target * mid and ci[1] - mid <= target * mid:
                     return summarize(samples, "converged", spent)
-        if n >= policy.min_samples and spent >= policy.max_seconds:
+        if n >= min_samples and spent >= max_seconds:
             return summarize(samples, "time_cap", spent)
-        if n >= policy.max_samples:
+        if n >= max_samples:
             return summarize(samples, "sample_cap", spent)
 
 

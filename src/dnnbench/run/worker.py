@@ -84,6 +84,7 @@ def main() -> int:
 
 
 def _measure(spec: dict, emit) -> None:
+    import functools
     import tempfile
 
     import safetensors.torch
@@ -98,7 +99,8 @@ def _measure(spec: dict, emit) -> None:
     config = spec["config"]
     device = config["device"]
     policy = TimingPolicy(**spec["policy"])
-    sync = sync_function(device)
+    sync_or_none = sync_function(device)
+    sync = sync_or_none or (lambda: None)
     cuda = device.startswith("cuda")
     if cuda:
         torch.backends.cudnn.benchmark = True  # autotuned during each batch size's warm-up
@@ -160,24 +162,25 @@ def _measure(spec: dict, emit) -> None:
             x = make_input(batch)
             with torch.inference_mode():
                 # memory phase: the first passes at this batch size, peak without history
-                t0 = time.perf_counter()
-                model(x)
-                sync()
-                if time.perf_counter() - t0 < 0.5:
+                first_passes = []
+                while not first_passes or (len(first_passes) < 2 and first_passes[0] < 0.5):
+                    t0 = time.perf_counter()
                     model(x)
                     sync()
+                    first_passes.append(time.perf_counter() - t0)
                 peak = memory.peak_rss_bytes()
                 memory.speed_mode()
-                warm = warm_up(lambda: model(x), policy, sync)
+                step = functools.partial(model, x)
+                warm = warm_up(step, policy, sync_or_none, prior=tuple(first_passes))
                 if cuda:  # after warm-up, so cuDNN's autotuning trials are not counted
                     memory.cuda_reset_peak(torch.device(device))
                 window = meter.begin() if meter else None
-                result = time_until_precise(lambda: model(x), policy, sync)
+                result = time_until_precise(step, policy, sync_or_none)
                 joules = meter.end(window) if meter else None
                 if cuda:
                     cell.update(memory.cuda_peaks(torch.device(device)))
                     cell["mem_nvml_bytes"], _ = memory.nvml_process_bytes(torch.device(device).index or 0)
-            del x
+            del x, step
         except Exception as exc:
             status = "oom" if _is_oom(exc) else "error"
             emit("cell", **cell, status=status, error=_one_line(exc), cell_wall_s=time.perf_counter() - started)

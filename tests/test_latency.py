@@ -1,0 +1,294 @@
+"""The latency stopping rule, driven by a fake clock: no test here depends on real time."""
+
+import itertools
+import math
+import random
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from dnnbench.measure.latency import (
+    LatencyResult,
+    TimingPolicy,
+    median_ci,
+    percentile,
+    summarize,
+    time_until_precise,
+    warm_up,
+)
+
+
+class FakeClock:
+    """Time advances only inside ``step``, by the next scripted duration; ``clock()`` reads it.
+
+    Durations should be dyadic (1, 0.5, 0.125, ...) so that t1 - t0 equals the duration exactly.
+    """
+
+    def __init__(self, durations):
+        self.durations = iter(durations)
+        self.t = 0.0
+        self.steps = 0
+        self.taken = []
+
+    def step(self):
+        d = next(self.durations)
+        self.t += d
+        self.steps += 1
+        self.taken.append(d)
+
+    def __call__(self):
+        return self.t
+
+
+def exact_rank(n, confidence=Fraction(95, 100)):
+    """Largest k with P(Binomial(n, 1/2) <= k - 1) <= (1 - confidence) / 2, in exact arithmetic."""
+    alpha2 = (1 - confidence) / 2
+    k, cdf = 0, Fraction(0)  # cdf = P(X <= k - 1)
+    while True:
+        nxt = cdf + Fraction(math.comb(n, k), 2**n)  # P(X <= k)
+        if nxt > alpha2:
+            return k
+        cdf, k = nxt, k + 1
+
+
+def coverage(n, k):
+    """P(x_(k) <= true median <= x_(n-k+1)) = 1 - 2 P(X <= k - 1)."""
+    return 1 - 2 * sum(Fraction(math.comb(n, i), 2**n) for i in range(k))
+
+
+def rank_of(n):
+    """The rank k that median_ci used, recovered from its answer on the values 1..n."""
+    ci = median_ci([float(i) for i in range(1, n + 1)])
+    if ci is None:
+        return 0
+    low, high = ci
+    assert high == n - low + 1, "interval is not symmetric in ranks"
+    return int(low)
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics
+
+
+def test_median_ci_absent_below_six_samples():
+    for n in range(6):
+        assert median_ci(sorted(random.Random(n).random() for _ in range(n))) is None
+
+
+def test_median_ci_six_samples_is_min_max():
+    values = sorted([3.0, 1.0, 4.0, 1.5, 9.0, 2.6])
+    assert median_ci(values) == (1.0, 9.0)
+
+
+@pytest.mark.parametrize("n", [6, 7, 8, 9, 10, 17, 30, 31, 64, 100, 199, 250, 399, 400])
+def test_median_ci_ranks_match_exact_binomial(n):
+    k = rank_of(n)
+    assert k == exact_rank(n)
+    assert coverage(n, k) >= Fraction(95, 100)
+    assert coverage(n, k + 1) < Fraction(95, 100)  # and k is the tightest such rank
+
+
+@pytest.mark.parametrize("n", [401, 1000, 5000])
+def test_median_ci_normal_approximation_within_one_rank(n):
+    k = rank_of(n)
+    assert abs(k - exact_rank(n)) <= 1
+    assert coverage(n, k) >= Fraction(95, 100)
+
+
+def test_median_ci_normal_approximation_over_a_range():
+    for n in range(401, 1600, 7):
+        total, cumulative, k = 2**n, 0, 0
+        while True:  # exact rank in integers: first k with P(X <= k) > 1/40
+            cumulative += math.comb(n, k)
+            if cumulative * 40 > total:
+                break
+            k += 1
+        assert abs(rank_of(n) - k) <= 1, n
+
+
+def test_median_ci_coverage_by_simulation():
+    rng = random.Random(12345)
+    true_median = 1.0  # lognormal(mu=0) has median e^0
+    trials, hits = 2000, 0
+    for _ in range(trials):
+        ci = median_ci(sorted(rng.lognormvariate(0.0, 1.0) for _ in range(30)))
+        hits += ci[0] <= true_median <= ci[1]
+    assert 0.93 <= hits / trials <= 0.975
+
+
+def test_percentile_matches_numpy_linear():
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 10, 57, 1000):
+        data = sorted(rng.lognormal(size=n).tolist())
+        for q in (0, 1, 25, 50, 90, 99, 99.9, 100):
+            assert percentile(data, q) == pytest.approx(np.percentile(data, q), rel=1e-12, abs=0)
+
+
+def test_summarize_percentiles_absent_with_few_samples():
+    r = summarize([float(i) for i in range(1, 10)], "time_cap", 9.0)
+    assert r.p90 is None and r.p99 is None and r.median == 5.0 and r.ci_low is not None
+    r = summarize([float(i) for i in range(1, 11)], "time_cap", 10.0)
+    assert r.p90 == pytest.approx(np.percentile(range(1, 11), 90)) and r.p99 is None
+    r = summarize([float(i) for i in range(1, 100)], "time_cap", 1.0)
+    assert r.p99 is None
+    data = [float(i) for i in range(100, 0, -1)]
+    r = summarize(data, "converged", 1.0)
+    assert r.p99 == pytest.approx(np.percentile(data, 99)) and r.samples == data  # order kept
+    r = summarize([1.0, 2.0, 3.0, 4.0, 5.0], "sample_cap", 1.0)
+    assert r.ci_low is None and r.ci_high is None and r.ci_rel is None
+
+
+def test_ci_rel_and_timed_s_definitions():
+    samples = [1.0, 1.0, 2.0, 2.0, 2.0, 7.0, 3.0]
+    r = summarize(samples, "converged", 99.0)
+    assert (r.median, r.ci_low, r.ci_high) == (2.0, 1.0, 7.0)
+    assert r.ci_rel == pytest.approx(max(2.0 - 1.0, 7.0 - 2.0) / 2.0)
+    assert r.timed_s == pytest.approx(sum(samples)) and r.n == 7 and r.window_s == 99.0
+
+
+# ---------------------------------------------------------------------------------------------
+# policy
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"target_ci": 0}, {"target_ci": 1}, {"target_ci": -0.1}, {"target_ci": 1.5},
+    {"max_seconds": 0}, {"max_seconds": -1}, {"min_samples": 5}, {"min_samples": 0},
+])
+def test_policy_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        TimingPolicy(**kwargs)
+
+
+def test_policy_accepts_edge_values():
+    TimingPolicy(target_ci=0.999, max_seconds=1e-9, min_samples=6)
+
+
+# ---------------------------------------------------------------------------------------------
+# warm-up
+
+
+def test_warm_up_stops_when_two_passes_agree():
+    clock = FakeClock([10.0, 5.0, 2.0, 1.0, 1.0625, 1.0, 1.0])
+    w = warm_up(clock.step, TimingPolicy(max_seconds=1000.0), clock=clock)
+    assert w.settled and w.n == 5 and clock.steps == 5
+    assert w.samples == [10.0, 5.0, 2.0, 1.0, 1.0625]
+    assert w.seconds == sum(w.samples)
+
+
+def test_warm_up_does_not_accept_a_change_just_above_tolerance():
+    clock = FakeClock([1.0, 1.125, 1.25, 1.25])  # 12.5% then 11.1% then 0%
+    w = warm_up(clock.step, TimingPolicy(max_seconds=1000.0), clock=clock)
+    assert w.settled and w.n == 4
+
+
+def test_warm_up_waits_for_min_seconds():
+    d = 1 / 64
+    clock = FakeClock(itertools.repeat(d))
+    w = warm_up(clock.step, TimingPolicy(max_seconds=1000.0, warmup_min_seconds=0.125), clock=clock)
+    assert w.settled and w.n == 8 and w.seconds == 0.125  # steady from pass 2, but 0.125 s are needed
+
+
+def test_warm_up_gives_up_at_its_share_of_the_budget():
+    clock = FakeClock(itertools.cycle([1.0, 2.0]))
+    policy = TimingPolicy(max_seconds=20.0, warmup_max_share=0.25)  # 5 s of warm-up at most
+    w = warm_up(clock.step, policy, clock=clock)
+    assert not w.settled
+    assert w.samples == [1.0, 2.0, 1.0, 2.0] and w.seconds == 6.0  # first pass to reach 5 s
+    assert w.seconds - w.samples[-1] < 5.0
+
+
+def test_warm_up_calls_sync_after_each_step():
+    clock = FakeClock(itertools.repeat(0.5))
+    calls = []
+    w = warm_up(lambda: (clock.step(), calls.append("step")), TimingPolicy(), sync=lambda: calls.append("sync"),
+                clock=clock)
+    assert calls == ["step", "sync"] * w.n
+
+
+# ---------------------------------------------------------------------------------------------
+# timing
+
+
+def test_constant_passes_converge_after_min_samples():
+    clock = FakeClock(itertools.repeat(0.25))
+    r = time_until_precise(clock.step, TimingPolicy(min_seconds=0.5), clock=clock)
+    assert r.stop_reason == "converged" and r.n == 6 and r.samples == [0.25] * 6
+    assert r.ci_rel == 0.0 and r.window_s == 1.5
+
+
+def test_constant_passes_converge_only_after_min_seconds():
+    clock = FakeClock(itertools.repeat(0.125))
+    r = time_until_precise(clock.step, TimingPolicy(min_seconds=2.0, min_samples=6), clock=clock)
+    assert r.stop_reason == "converged"
+    assert r.timed_s >= 2.0 and r.n == 16  # first check point (6, 7, ..., 16, 18, ...) with 2 s spent
+    assert r.n <= 1.125 * 16 + 1
+
+
+def test_variable_passes_stop_at_the_time_cap():
+    clock = FakeClock(itertools.cycle([1.0, 3.0]))
+    r = time_until_precise(clock.step, TimingPolicy(max_seconds=100.0, min_seconds=0.5), clock=clock)
+    assert r.stop_reason == "time_cap"
+    assert r.n == 50 and r.window_s == 100.0 and r.timed_s == 100.0
+    assert r.samples == clock.taken
+    assert r.ci_rel > 0.02
+
+
+def test_seeded_noisy_passes_stop_at_the_time_cap():
+    rng = random.Random(3)
+    durations = [rng.choice([1, 2, 3, 4, 5, 6, 7, 8]) / 64 for _ in range(10_000)]
+    clock = FakeClock(durations)
+    policy = TimingPolicy(max_seconds=10.0, target_ci=0.01)
+    r = time_until_precise(clock.step, policy, clock=clock)
+    assert r.stop_reason == "time_cap"
+    assert r.samples == durations[:r.n]
+    assert r.window_s >= 10.0 and r.window_s - r.samples[-1] < 10.0  # stopped at the first pass past it
+    assert r.timed_s == pytest.approx(math.fsum(durations[:r.n]))
+
+
+def test_min_samples_are_taken_even_past_the_budget():
+    clock = FakeClock(itertools.cycle([100.0, 200.0]))
+    r = time_until_precise(clock.step, TimingPolicy(max_seconds=1.0, min_samples=6), clock=clock)
+    assert r.stop_reason == "time_cap" and r.n == 6 and r.ci_low is not None
+    clock = FakeClock(itertools.cycle([100.0, 200.0]))
+    r = time_until_precise(clock.step, TimingPolicy(max_seconds=1.0, min_samples=9), clock=clock)
+    assert r.n == 9
+
+
+def test_max_samples_stops_with_sample_cap():
+    clock = FakeClock(itertools.cycle([1.0, 3.0]))
+    r = time_until_precise(clock.step, TimingPolicy(max_seconds=1e9, max_samples=24), clock=clock)
+    assert r.stop_reason == "sample_cap" and r.n == 24 and clock.steps == 24
+
+
+def test_max_samples_is_exact_between_check_points():
+    clock = FakeClock(itertools.cycle([1.0, 3.0]))
+    r = time_until_precise(clock.step, TimingPolicy(max_seconds=1e9, max_samples=25), clock=clock)
+    assert r.stop_reason == "sample_cap" and r.n == 25 and clock.steps == 25
+
+
+def test_converges_once_the_interval_is_narrow_enough():
+    # 1 s passes with one slow outlier every 10 passes: the interval of the median is [1, 1] once
+    # enough samples are taken, whatever the outliers
+    durations = [2.0 if i % 10 == 0 else 1.0 for i in range(1000)]
+    clock = FakeClock(durations)
+    r = time_until_precise(clock.step, TimingPolicy(max_seconds=1e6, target_ci=0.02), clock=clock)
+    assert r.stop_reason == "converged" and r.median == 1.0
+    assert r.ci_low == 1.0 and r.ci_high == 1.0
+    assert r.samples == durations[:r.n] and r.timed_s == sum(durations[:r.n])
+
+
+def test_result_matches_the_definitions():
+    rng = random.Random(11)
+    durations = [rng.randint(60, 70) / 64 for _ in range(5000)]
+    clock = FakeClock(durations)
+    policy = TimingPolicy(max_seconds=1e9, target_ci=0.02)
+    r = time_until_precise(clock.step, policy, clock=clock)
+    assert r.stop_reason == "converged"
+    assert r.samples == durations[:r.n]
+    ordered = sorted(r.samples)
+    assert r.median == float(np.median(ordered))
+    assert (r.ci_low, r.ci_high) == median_ci(ordered)
+    assert r.ci_rel == max(r.median - r.ci_low, r.ci_high - r.median) / r.median <= policy.target_ci
+    assert r.timed_s == math.fsum(durations[:r.n]) == r.window_s
+    assert isinstance(r, LatencyResult)

@@ -1,0 +1,277 @@
+"""The results database: round trips, refusals that leave foreign files untouched, concurrent writers."""
+
+import hashlib
+import multiprocessing
+import os
+import sqlite3
+
+import pytest
+
+from dnnbench.errors import UserError
+from dnnbench.store import APPLICATION_ID, KEY, SCHEMA_VERSION, Store
+
+
+def make_cell(model="resnet18", batch_size=1, status="ok", **extra):
+    cell = {"model": model, "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32",
+            "threads": 4, "batch_size": batch_size, "status": status}
+    cell.update(extra)
+    return cell
+
+
+def key_of(cell):
+    return tuple(cell[k] for k in KEY)
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def count_cells(path):
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT count(*) FROM cells").fetchone()[0]
+
+
+def write_cells(path, models, batch_sizes, barrier):
+    """A child process: wait for the other, then open the store and write one cell per (model, batch)."""
+    barrier.wait()
+    with Store(path) as store:
+        run = store.start_run(["child", str(os.getpid())], {}, {})
+        stored = sum(store.put_cell(run, make_cell(m, b, latency_median_s=0.01))
+                     for m in models for b in batch_sizes)
+        store.finish_run(run, "done")
+    return stored
+
+
+def open_new(path, barrier):
+    """A child process: wait for the other, then open (and so create) a new store; the error, if any."""
+    barrier.wait()
+    try:
+        Store(path).close()
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def refused(path, *words):
+    """Opening ``path`` raises a UserError naming it (and ``words``) and leaves its bytes unchanged."""
+    before = digest(path) if path.is_file() else None
+    with pytest.raises(UserError) as info:
+        Store(path)
+    message = str(info.value)
+    assert str(path) in message
+    for word in words:
+        assert word in message.lower(), message
+    if before is not None:
+        assert digest(path) == before
+    return message
+
+
+# ---------------------------------------------------------------------------------------------
+# a new database
+
+
+def test_new_file_is_marked_and_uses_wal(tmp_path):
+    path = tmp_path / "results.db"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_round_trip(tmp_path):
+    with Store(tmp_path / "r.db") as store:
+        run = store.start_run(["dnnbench", "run", "x"], {"preset": "quick"}, {"cpu": "test"})
+        samples = [0.011, 0.0125, 0.0101]
+        assert store.put_cell(run, make_cell("b", 2, latency_median_s=0.0125, samples=3,
+                                             latency_samples=samples, stop_reason="converged"))
+        assert store.put_cell(run, make_cell("a", 1, status="oom", error="too big"))
+        store.finish_run(run, "complete")
+        store.put_model({"name": "a", "input_size": 224, "family": "resnet", "params": 11_689_512, "top1": 69.76})
+
+        assert store.done_keys() == {key_of(make_cell("a", 1)), key_of(make_cell("b", 2))}
+        assert store.done_keys(("ok",)) == {key_of(make_cell("b", 2))}
+
+        rows = store.cells()
+        assert [r["model"] for r in rows] == ["a", "b"]
+        assert "latency_samples" not in rows[0]
+        a, b = rows
+        assert (a["status"], a["error"], a["run_id"]) == ("oom", "too big", run)
+        assert b["latency_median_s"] == 0.0125 and b["samples"] == 3 and b["stop_reason"] == "converged"
+        assert b["measured_at"]
+
+        full = {r["model"]: r for r in store.cells(with_samples=True)}
+        assert full["b"]["latency_samples"] == samples
+        assert full["a"]["latency_samples"] is None
+
+        (r,) = store.runs()
+        assert (r["run_id"], r["argv"], r["config"], r["environment"], r["outcome"]) == (
+            run, ["dnnbench", "run", "x"], {"preset": "quick"}, {"cpu": "test"}, "complete")
+        assert r["started_at"] and r["finished_at"]
+
+        (m,) = store.models()
+        assert (m["model"], m["input_size"], m["family"], m["params"], m["top1"], m["macs"]) == (
+            "a", 224, "resnet", 11_689_512, 69.76, None)
+        store.put_model({"name": "a", "input_size": 224, "family": "resnet", "params": 1})  # replaces
+        assert [m["params"] for m in store.models()] == [1]
+
+
+def test_same_key_twice_keeps_the_first(tmp_path):
+    with Store(tmp_path / "r.db") as store:
+        run = store.start_run([], {}, {})
+        assert store.put_cell(run, make_cell(latency_median_s=1.0)) is True
+        assert store.put_cell(run, make_cell(latency_median_s=2.0, status="crashed")) is False
+        (row,) = store.cells()
+        assert row["latency_median_s"] == 1.0 and row["status"] == "ok"
+        assert store.put_cell(run, make_cell(batch_size=2)) is True  # another key is another cell
+        assert len(store.cells()) == 2
+
+
+@pytest.mark.parametrize("status", ["fine", "", None, "OK"])
+def test_invalid_status_is_refused(tmp_path, status):
+    with Store(tmp_path / "r.db") as store:
+        run = store.start_run([], {}, {})
+        with pytest.raises(ValueError):
+            store.put_cell(run, make_cell(status=status))
+        assert store.cells() == []
+
+
+def test_reopening_does_not_migrate_again(tmp_path):
+    path = tmp_path / "r.db"
+    with Store(path) as store:
+        run = store.start_run([], {}, {})
+        for b in range(1, 6):
+            store.put_cell(run, make_cell(batch_size=b))
+    for _ in range(2):
+        with Store(path, create=False) as store:
+            assert len(store.cells()) == 5 and len(store.runs()) == 1
+            assert store.db.execute("SELECT count(*) FROM meta").fetchone()[0] == 1
+            assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------------------------------------
+# refusals
+
+
+def test_refuses_random_bytes(tmp_path):
+    path = tmp_path / "noise.db"
+    path.write_bytes(bytes(range(256)) * 64)
+    refused(path, "not an sqlite file")
+
+
+def test_refuses_text_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("model,latency\nresnet18,0.01\n")
+    refused(path)
+
+
+def test_refuses_a_short_file(tmp_path):
+    path = tmp_path / "short.db"
+    path.write_bytes(b"SQLite")
+    refused(path)
+
+
+def test_refuses_another_programs_database(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+        db.execute("INSERT INTO contacts VALUES ('a', '1')")
+    db.close()
+    message = refused(path, "another program")
+    assert "contacts" in message
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("contacts",)]
+    db.close()
+
+
+def test_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        db.execute("CREATE TABLE cells (x)")
+    db.close()
+    refused(path, "newer")
+
+
+def test_refuses_a_corrupt_database(tmp_path):
+    path = tmp_path / "r.db"
+    with Store(path) as store:
+        run = store.start_run([], {}, {})
+        for b in range(1, 301):
+            store.put_cell(run, make_cell(batch_size=b, latency_samples=[0.001 * i for i in range(50)]))
+    assert not (tmp_path / "r.db-wal").exists()  # closed: everything is in the main file
+    data = bytearray(path.read_bytes())
+    assert len(data) > 20 * 4096
+    data[4096:8192] = bytes(4096)
+    path.write_bytes(bytes(data))
+    message = refused(path)
+    assert "corrupt" in message or "cannot be read" in message
+
+
+def test_refuses_a_directory(tmp_path):
+    path = tmp_path / "results"
+    path.mkdir()
+    refused(path, "directory")
+    assert list(path.iterdir()) == []
+
+
+def test_missing_file_without_create(tmp_path):
+    path = tmp_path / "missing.db"
+    with pytest.raises(UserError) as info:
+        Store(path, create=False)
+    assert str(path) in str(info.value)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# two writers at once
+
+
+def run_two(path, args_a, args_b):
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(2) as pool:
+        barrier = manager.Barrier(2)
+        a = pool.apply_async(write_cells, (path, *args_a, barrier))
+        b = pool.apply_async(write_cells, (path, *args_b, barrier))
+        return a.get(timeout=120), b.get(timeout=120)
+
+
+# The writers below open a file that exists already; two processes creating the same new file at
+# once is the test after these.
+
+
+def test_two_processes_write_distinct_cells(tmp_path):
+    path = tmp_path / "shared.db"
+    Store(path).close()
+    stored = run_two(path, (["m1", "m2"], range(1, 101)), (["m3", "m4"], range(1, 101)))
+    assert stored == (200, 200)
+    assert count_cells(path) == 400
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM runs WHERE outcome = 'done'").fetchone()[0] == 2
+    with Store(path) as store:
+        assert len(store.done_keys()) == 400
+
+
+def test_two_processes_write_the_same_cells(tmp_path):
+    path = tmp_path / "shared.db"
+    Store(path).close()
+    stored = run_two(path, (["m1"], range(1, 101)), (["m1"], range(1, 101)))
+    assert sum(stored) == 100  # each key was stored by exactly one of them
+    assert count_cells(path) == 100
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_two_processes_create_the_same_new_file(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    errors = []
+    with ctx.Manager() as manager, ctx.Pool(2) as pool:
+        for trial in range(40):  # about one trial in four loses the race; 40 make it near certain
+            path = tmp_path / f"new{trial}.db"
+            barrier = manager.Barrier(2)
+            jobs = [pool.apply_async(open_new, (path, barrier)) for _ in range(2)]
+            errors += [e for e in (j.get(timeout=60) for j in jobs) if e]
+    assert errors == []
