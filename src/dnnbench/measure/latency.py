@@ -14,7 +14,6 @@ Statistics:
 
 from __future__ import annotations
 
-import bisect
 import math
 import time
 from dataclasses import dataclass, field
@@ -201,13 +200,12 @@ def time_until_precise(step: Callable[[], object], policy: TimingPolicy, sync: C
     """Time ``step`` pass by pass until the median's 95% interval is within ``target_ci`` of it.
 
     Each sample is one pass: clock, step, sync (None: nothing to wait for, as on the CPU), clock.
-    The rule is checked at growing intervals (every ~12% more samples), and the loop keeps its
-    bookkeeping to one append and two comparisons, so that a pass of tens of microseconds is timed
+    The rule is checked at growing intervals (every 12% more samples, and at most every 50 ms), and
+    the loop keeps its bookkeeping to one append and two comparisons, so that a pass of tens of microseconds is timed
     as a plain loop would time it (benchmarks/overhead.py).
     """
     samples: list[float] = []
     append = samples.append
-    ordered: list[float] = []
     min_samples, max_samples = policy.min_samples, policy.max_samples
     max_seconds, min_seconds, target = policy.max_seconds, policy.min_seconds, policy.target_ci
     next_check = min(min_samples, max_samples)
@@ -225,8 +223,10 @@ def time_until_precise(step: Callable[[], object], policy: TimingPolicy, sync: C
             continue
         spent = t1 - begin
         if n >= next_check:
-            ordered = sorted(samples) if len(ordered) * 2 < n else _merge(ordered, samples[len(ordered):])
-            next_check = min(n + max(1, n // 8), max_samples)
+            ordered = sorted(samples)
+            # check again after 12% more samples, but not more often than every 50 ms of passes:
+            # sorting costs O(n log n), which must stay small beside passes of microseconds
+            next_check = min(n + max(1, n // 8, int(0.05 * n / spent) if spent > 0 else 1), max_samples)
             if spent >= min_seconds:
                 ci = median_ci(ordered)
                 mid = median(ordered)
@@ -236,10 +236,3 @@ def time_until_precise(step: Callable[[], object], policy: TimingPolicy, sync: C
             return summarize(samples, "time_cap", spent)
         if n >= max_samples:
             return summarize(samples, "sample_cap", spent)
-
-
-def _merge(ordered: list[float], new: list[float]) -> list[float]:
-    ordered = list(ordered)
-    for value in new:
-        bisect.insort(ordered, value)
-    return ordered

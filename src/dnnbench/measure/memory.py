@@ -7,8 +7,8 @@ freed memory and serves later, smaller batches from it. So each batch size start
 phase: freed heap is returned to the system (``malloc_trim``), the mmap threshold is fixed low
 (``memory_mode``: every block above 128 KiB is its own mapping, returned the moment it is freed),
 the peak is reset, and the first passes run. The peak is then the same whether or not batch size 64
-ran before (tested; within 1% for ResNet-50). Timing runs after, in ``speed_mode`` (threshold
-32 MiB, glibc's own steady state): a low threshold would map and fault every activation anew and
+ran before (tested; within 1% for ResNet-50). Timing runs after, in ``speed_mode`` (mmap threshold
+32 MiB and trim threshold 64 MiB, glibc's own steady state): a low threshold would map and fault every activation anew and
 double the time of a small network.
 """
 
@@ -20,7 +20,7 @@ import gc
 import os
 from pathlib import Path
 
-_M_MMAP_THRESHOLD = -3  # mallopt parameter
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters
 MEMORY_MODE_THRESHOLD = 128 * 1024
 SPEED_MODE_THRESHOLD = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 
@@ -91,15 +91,20 @@ def release_free_memory() -> None:
 def memory_mode() -> bool:
     """Large blocks mapped apart and unmapped when freed, free heap returned: peaks without history."""
     libc = _glibc()
-    ok = bool(libc) and libc.mallopt(_M_MMAP_THRESHOLD, MEMORY_MODE_THRESHOLD) == 1
+    ok = (bool(libc) and libc.mallopt(_M_MMAP_THRESHOLD, MEMORY_MODE_THRESHOLD) == 1
+          and libc.mallopt(_M_TRIM_THRESHOLD, MEMORY_MODE_THRESHOLD) == 1)
     release_free_memory()
     return ok
 
 
 def speed_mode() -> bool:
-    """glibc's steady state for timing: blocks up to 32 MiB reused from the heap."""
+    """glibc's steady state for timing: blocks up to 32 MiB served from the heap, and the heap kept
+    (trim threshold twice the mmap threshold, as glibc's own adaptation sets it). A fixed mmap
+    threshold alone leaves the trim threshold at 128 KiB: the heap then shrinks after every pass and
+    faults its pages back in on the next, which made ResNet-18 1.5x slower."""
     libc = _glibc()
-    return bool(libc) and libc.mallopt(_M_MMAP_THRESHOLD, SPEED_MODE_THRESHOLD) == 1
+    return (bool(libc) and libc.mallopt(_M_MMAP_THRESHOLD, SPEED_MODE_THRESHOLD) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, 2 * SPEED_MODE_THRESHOLD) == 1)
 
 
 def total_memory_bytes() -> int | None:
