@@ -12,3 +12,11 @@ fi
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 .venv/bin/pip install --quiet -e ".${extras}"
+# The report's browser test drives Debian's Chromium (Playwright's own browsers would be a download).
+if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: the browser test needs Chromium: sudo apt-get install chromium" >&2
+  fi
+fi

@@ -79,6 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="csv (default) or json")
     p.add_argument("--db", default="dnnbench.db", metavar="PATH", help="the results database (default: dnnbench.db)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+
+    p = sub.add_parser("report", help="every figure and finding of the two papers from a database: report.html, "
+                                      "PNG/SVG figures, CSV tables")
+    p.add_argument("--db", default="dnnbench.db", metavar="PATH", help="the results database (default: dnnbench.db)")
+    p.add_argument("--out", default="dnnbench-report", metavar="DIR", help="output folder (default: dnnbench-report)")
+    p.add_argument("--batch-size", type=_positive_int, metavar="B",
+                   help="batch size of the single-batch figures (default: 16, or the measured one nearest to it)")
+    p.add_argument("--max-latency", metavar="TIME", help="shade this latency limit on the Pareto figure (e.g. 50ms)")
+
+    p = sub.add_parser("recommend", help="the models that meet your memory, speed, accuracy and energy limits, "
+                                         "most accurate first")
+    p.add_argument("--db", default="dnnbench.db", metavar="PATH", help="the results database (default: dnnbench.db)")
+    p.add_argument("--max-memory", required=True, metavar="SIZE", help="peak memory limit, e.g. 2GB or 512MiB")
+    speed = p.add_mutually_exclusive_group(required=True)
+    speed.add_argument("--max-latency", metavar="TIME", help="latency limit of one batch, e.g. 50ms")
+    speed.add_argument("--min-fps", type=_positive_float, metavar="N", help="throughput floor in images per second")
+    p.add_argument("--batch-size", type=_positive_int, default=1, metavar="B", help="the batch size you will run (default 1)")
+    p.add_argument("--min-top1", type=_positive_float, metavar="P", help="top-1 accuracy floor in percent")
+    p.add_argument("--max-energy", type=_positive_float, metavar="J", help="energy limit in joules per image")
+    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+
+    p = sub.add_parser("predict", help="predict a model's time per image on this machine from its operations, "
+                                       "calibrated on the measured models")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--db", default="dnnbench.db", metavar="PATH", help="the results database (default: dnnbench.db)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="batch size (default 16)")
+    p.add_argument("--input-size", type=_positive_int, metavar="PX", help="input side in pixels (default: native)")
+    p.add_argument("--json", action="store_true", help="a JSON object instead of text")
     return parser
 
 
@@ -236,7 +264,75 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export}
+def cmd_report(args) -> int:
+    from .analysis.recommend import Limits
+    from .report import build_report
+    from .store import Store
+    from .units import parse_duration
+
+    limits = None
+    if args.max_latency:
+        limits = Limits(max_memory=10**15, max_latency=parse_duration(args.max_latency))
+    with Store(args.db, create=False) as store:
+        path = build_report(store, args.out, batch=args.batch_size, limits=limits)
+    print(path)
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from .analysis.data import load
+    from .analysis.recommend import Limits, as_json, recommend, render
+    from .store import Store
+    from .units import parse_duration, parse_size
+
+    limits = Limits(max_memory=parse_size(args.max_memory),
+                    max_latency=parse_duration(args.max_latency) if args.max_latency else None,
+                    min_fps=args.min_fps, batch_size=args.batch_size, min_top1=args.min_top1,
+                    max_energy=args.max_energy)
+    with Store(args.db, create=False) as store:
+        models = load(store)
+    if not models:
+        raise UserError(f"{args.db} holds no measurements yet: run `dnnbench run MODEL... --db {args.db}` first")
+    passing, failing = recommend(models, limits)
+    if args.json:
+        print(json.dumps(as_json(passing, failing, limits), indent=1))
+    else:
+        print(render(passing, failing, limits))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .analysis.data import load
+    from .analysis.predict import predict
+    from .measure.static import static_figures
+    from .store import Store
+    from .zoo import get
+
+    entry = get(args.model, args.input_size)
+    figures = static_figures(entry)
+    with Store(args.db, create=False) as store:
+        models = load(store)
+    result = predict(models, figures.macs, args.batch_size, entry.name)
+    measured = next((m.ok[args.batch_size] for m in models if m.model == entry.name and args.batch_size in m.ok), None)
+    if args.json:
+        print(json.dumps({"model": entry.name, "macs": figures.macs, "batch_size": args.batch_size,
+                          "predicted_time_per_image_s": result.time_per_image_s, "fit_slope_s_per_mac": result.fit.slope,
+                          "fit_intercept_s": result.fit.intercept, "fit_r2": result.fit.r2, "fit_n": result.fit.n,
+                          "loo_median_abs_error": result.loo_median_abs, "loo_max_abs_error": result.loo_max_abs,
+                          "measured_time_per_image_s": measured["time_per_image_s"] if measured else None}, indent=1))
+        return 0
+    print(f"{entry.name}: predicted {result.time_per_image_s * 1e3:.3g} ms per image at batch size {args.batch_size} "
+          f"on this machine ({figures.macs / 1e9:.3g} G-MACs per image)")
+    print(f"fit on {result.fit.n} measured models: time per image = {result.fit.slope * 1e9 * 1e3:.3g} ms per G-MAC "
+          f"+ {result.fit.intercept * 1e3:.3g} ms, R² = {result.fit.r2:.3f}; leave-one-out error: median "
+          f"±{result.loo_median_abs:.0%}, worst ±{result.loo_max_abs:.0%}")
+    if measured:
+        print(f"measured: {measured['time_per_image_s'] * 1e3:.3g} ms per image")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export,
+            "report": cmd_report, "recommend": cmd_recommend, "predict": cmd_predict}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

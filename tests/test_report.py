@@ -1,0 +1,219 @@
+"""The report, from a database with known figures: every figure drawn or explained, the CSV tables,
+and the page opened in a real headless browser (Debian's Chromium driven by Playwright): no console
+error, every figure there, hovering a point names its model, a hostile model name stays text."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from dnnbench.report import build_report
+from dnnbench.store import Store
+
+EVIL = "<script>alert(1)</script>"
+MODELS = [  # name, params, G-MACs, top-1
+    ("alexnet", 61.1e6, 0.714, 56.5), ("vgg16", 138.4e6, 15.47, 71.6), ("resnet18", 11.7e6, 1.81, 69.8),
+    ("resnet50", 25.6e6, 4.09, 76.1), ("mobilenet_v2", 3.5e6, 0.30, 71.9), (EVIL, 5e6, 1.0, 60.0),
+    ("dollar$x$model", 8e6, 2.0, 65.0),
+]
+BATCHES = (1, 2, 4, 8, 16, 32)
+
+
+def make_db(path, energy: bool = False, peak: float = 2e11):
+    with Store(path) as store:
+        run = store.start_run(["run"], {}, {"peak_flops": peak, "cpu_model": "test CPU"})
+        for name, params, gmacs, top1 in MODELS:
+            store.put_model({"name": name, "input_size": 224, "family": "X", "source": "torchvision",
+                             "params": int(params), "macs": int(gmacs * 1e9), "flops": int(2 * gmacs * 1e9),
+                             "file_size": int(4 * params), "top1": top1, "top5": top1 + 15,
+                             "accuracy_source": "test"})
+            for b in BATCHES:
+                per_image = 0.002 + gmacs * 1e9 * 2 / peak * 1.5 / (1 + 0.1 * b)
+                latency = per_image * b
+                cell = {"model": name, "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32",
+                        "threads": 2, "batch_size": b, "status": "ok", "latency_median_s": latency,
+                        "latency_ci_low_s": latency * 0.99, "latency_ci_high_s": latency * 1.01, "ci_rel": 0.01,
+                        "samples": 20, "images_per_s": b / latency, "time_per_image_s": per_image,
+                        "mem_baseline_bytes": 7e8, "mem_loaded_bytes": 7e8 + 4 * params,
+                        "mem_peak_bytes": 7.5e8 + 4 * params + 3e6 * gmacs * max(0, b - 4), "cold_build_s": 0.1,
+                        "cold_load_s": 0.05, "cold_first_s": 0.2, "stop_reason": "converged",
+                        "energy_reason": None if energy else "no RAPL energy counter: test"}
+                if energy:
+                    cell.update(energy_per_image_j=per_image * 40, power_w=40 + gmacs, energy_source="rapl")
+                store.put_cell(run, cell)
+        store.put_cell(run, {"model": "resnet50", "input_size": 224, "device": "cpu", "backend": "eager",
+                             "precision": "fp32", "threads": 2, "batch_size": 64, "status": "oom",
+                             "error": "resident set above --max-memory"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    with Store(make_db(tmp / "r.db")) as store:
+        path = build_report(store, tmp / "out")
+    return path
+
+
+def test_every_figure_is_drawn_or_explained(report):
+    out = report.parent
+    page = report.read_text()
+    for key in ("ball_chart", "top1", "time_vs_batch", "memory_vs_batch", "ops_vs_time", "top1_vs_fps",
+                "top1_vs_ops", "accuracy_density", "params_vs_memory", "pareto", "efficiency"):
+        assert (out / f"{key}.png").stat().st_size > 5000 and (out / f"{key}.svg").exists(), key
+        assert f'id="fig-{key}"' in page
+    for key in ("power_vs_batch", "ops_vs_power"):  # no energy counter in this database
+        assert not (out / f"{key}.png").exists()
+        assert f'id="fig-{key}"' in page
+    assert page.count("Not drawn:") == 2 and "no RAPL energy counter: test" in page
+    assert page.count('<section class="figure"') == 13
+    # offline: nothing to fetch (XML namespace names are identifiers, never fetched)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", page)
+
+
+def test_findings_state_the_numbers(report):
+    page = report.read_text()
+    assert "Operations predict time per image with R² = " in page
+    assert "vgg16 is the most expensive model: 15.5 G-MACs" in page
+    assert "memory stays at" in page and "MB per image" in page
+    assert "Pareto frontier" in page
+
+
+def test_tables_as_csv(report):
+    out = report.parent
+    models = list(csv.DictReader(open(out / "models.csv")))
+    assert {r["model"] for r in models} == {m[0] for m in MODELS}
+    cells = list(csv.DictReader(open(out / "cells.csv")))
+    assert len(cells) == len(MODELS) * len(BATCHES) + 1
+    best = list(csv.DictReader(open(out / "best_models.csv")))
+    assert best and all(r["images/s ≥"] for r in best)
+    predicted = list(csv.DictReader(open(out / "predicted.csv")))
+    assert len(predicted) == len(MODELS)
+
+
+def test_hostile_name_is_escaped_in_the_page(report):
+    page = report.read_text()
+    assert EVIL not in page  # never raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_energy_figures_when_a_counter_was_read(tmp_path):
+    with Store(make_db(tmp_path / "e.db", energy=True)) as store:
+        path = build_report(store, tmp_path / "out")
+    assert (tmp_path / "out" / "power_vs_batch.svg").exists() and (tmp_path / "out" / "ops_vs_power.svg").exists()
+    assert "Not drawn:" not in path.read_text()
+
+
+def test_empty_and_failed_databases_are_clear_errors(tmp_path):
+    from dnnbench.errors import UserError
+
+    with Store(tmp_path / "empty.db") as store, pytest.raises(UserError, match="no measurements yet"):
+        build_report(store, tmp_path / "out")
+    with Store(tmp_path / "r.db") as store:
+        run = store.start_run([], {}, {})
+        store.put_cell(run, {"model": "m", "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32",
+                             "threads": 1, "batch_size": 1, "status": "crashed", "error": "boom"})
+        with pytest.raises(UserError, match="every cell failed"):
+            build_report(store, tmp_path / "out")
+
+
+def test_single_model_says_why_fits_are_missing(tmp_path):
+    db = make_db(tmp_path / "one.db")
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM cells WHERE model != 'resnet18'")
+    with Store(db) as store:
+        page = build_report(store, tmp_path / "out").read_text()
+    assert "A fit needs at least 3 models." in page
+    assert "fewer than two models" in page  # the Pareto figure
+
+
+# ------------------------------------------------------------------------------------------------
+# in a real browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.fail("the report's browser test needs Chromium: run `bash scripts/setup.sh --test` "
+                    "(it installs Debian's chromium) or `apt-get install chromium`")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+def open_page(browser, path):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    problems, dialogs = [], []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page, problems, dialogs
+
+
+def test_page_in_a_real_browser(browser, report):
+    page, problems, dialogs = open_page(browser, report)
+    assert problems == []
+    assert page.locator("section.figure").count() == 13
+    assert page.locator("section.figure svg").count() == 11
+    # every drawn figure has hoverable points, each naming its model
+    for key in ("ball_chart", "ops_vs_time", "memory_vs_batch", "pareto", "efficiency"):
+        assert page.locator(f"#fig-{key} .point").count() >= 6, key
+    point = page.locator("#fig-ops_vs_time .point[data-model='vgg16']").first
+    point.hover(force=True)
+    tip = page.locator("#tip")
+    assert tip.is_visible() and tip.inner_text().startswith("vgg16")
+    # the hostile name is shown as text, and never ran
+    assert EVIL in page.locator("#models").inner_text()
+    marks = page.locator("#fig-accuracy_density .point")  # one dot per bar: none hides another
+    names = [marks.nth(i).get_attribute("data-model") for i in range(marks.count())]
+    assert EVIL in names
+    marks.nth(names.index(EVIL)).hover(force=True)
+    assert tip.inner_text().startswith(EVIL)
+    assert dialogs == [] and page.evaluate("document.querySelectorAll('script').length") == 2
+    # tables sort by any column
+    header = page.locator("#models th", has_text="params (M)")
+    header.click()
+    first = page.locator("#models tbody tr").first.locator("td").first.inner_text()
+    assert first == "mobilenet_v2"
+    header.click()
+    assert page.locator("#models tbody tr").first.locator("td").first.inner_text() == "vgg16"
+    page.close()
+
+
+@pytest.mark.slow
+def test_real_sweep_to_report_in_the_browser(browser, tmp_path):
+    """The whole path: `dnnbench run` on real models, `dnnbench report`, the page in Chromium."""
+    db = tmp_path / "real.db"
+    run = subprocess.run([sys.executable, "-m", "dnnbench", "run", "squeezenet1_1", "mobilenet_v3_small", "alexnet",
+                          "--input-size", "64", "--batch-sizes", "1,2,4", "--quick", "--max-seconds-per-cell", "0.3",
+                          "--db", str(db)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    out = subprocess.run([sys.executable, "-m", "dnnbench", "report", "--db", str(db), "--out", str(tmp_path / "rep")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    path = tmp_path / "rep" / "report.html"
+    assert out.stdout.strip() == str(path)
+    page, problems, _ = open_page(browser, path)
+    assert problems == []
+    assert page.locator("section.figure").count() == 13
+    assert page.locator("#fig-time_vs_batch .point").count() == 9
+    page.close()
+    data = json.loads(subprocess.run([sys.executable, "-m", "dnnbench", "export", "--format", "json", "--db", str(db)],
+                                     capture_output=True, text=True).stdout)
+    assert {r["model"] for r in data} == {"squeezenet1_1", "mobilenet_v3_small", "alexnet"}
