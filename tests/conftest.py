@@ -1,8 +1,11 @@
+import os
+import sys
 import warnings
 
 import pytest
 import torch
 
+sys.path.insert(0, os.path.dirname(__file__))  # test modules share fixtures (test_answer uses test_report's)
 warnings.filterwarnings("ignore")
 torch.set_num_threads(2)
 
