@@ -1,0 +1,146 @@
+"""`dnnbench report`: reads a database, draws every figure, writes the tables as CSV and the page."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+from ..analysis.data import load, peak_flops
+from ..errors import UserError
+from . import html as page_html
+from .figures import Drawer, best_table, nice_limits
+
+
+def _choose_setup(models):
+    counts = Counter()
+    for m in models:
+        counts[(m.device, m.backend, m.precision, m.threads)] += len(m.ok)
+    if not counts or counts.most_common(1)[0][1] == 0:
+        return None, counts
+    return counts.most_common(1)[0][0], counts
+
+
+def _choose_batch(models, wanted: int | None) -> int:
+    measured = sorted({b for m in models for b in m.ok})
+    if wanted is not None:
+        if wanted not in measured:
+            raise UserError(f"no model was measured at batch size {wanted}; measured: "
+                            f"{', '.join(map(str, measured))} (pick one with --batch-size)")
+        return wanted
+    return min(measured, key=lambda b: (abs(b - 16), -b))  # the papers' batch of 16, or the nearest
+
+
+def _write_csv(path: Path, headings: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(headings)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+
+
+def build_report(store, out: str | Path, batch: int | None = None, limits=None) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    everything = load(store)
+    if not everything:
+        raise UserError(f"{store.path} holds no measurements yet: run `dnnbench run MODEL... --db {store.path}` first")
+    setup, counts = _choose_setup(everything)
+    if setup is None:
+        raise UserError(f"{store.path} holds no successful measurement (every cell failed): see `dnnbench export "
+                        f"--db {store.path}` for the errors")
+    models = [m for m in everything if (m.device, m.backend, m.precision, m.threads) == setup]
+    others = sorted(k for k in counts if k != setup)
+    batch = _choose_batch(models, batch)
+    peak = peak_flops(store, setup[0])
+
+    drawer = Drawer(models, out, batch, peak, limits)
+    charts = drawer.draw_all()
+
+    # -- tables ----------------------------------------------------------------------------------
+    def at(m, b, key):
+        cell = m.ok.get(b)
+        return cell.get(key) if cell else None
+
+    model_rows = []
+    for m in models:
+        lat1 = at(m, 1, "latency_median_s")
+        ci1 = at(m, 1, "ci_rel")
+        first = next(iter(m.cells.values()), {})
+        mem1 = at(m, 1, "mem_nvml_bytes") or at(m, 1, "mem_peak_bytes")
+        model_rows.append([
+            m.model, m.family, m.top1, m.top5, m.params and round(m.params / 1e6, 3), m.macs and round(m.macs / 1e9, 4),
+            m.accuracy_density and round(m.accuracy_density, 3),
+            lat1 and round(lat1 * 1e3, 3), ci1 and round(100 * ci1, 2),
+            at(m, batch, "images_per_s") and round(at(m, batch, "images_per_s"), 2),
+            mem1 and round(mem1 / 1e6, 1), first.get("cold_build_s") and round(first["cold_build_s"], 3),
+            first.get("cold_load_s") and round(first["cold_load_s"], 3),
+            first.get("cold_first_s") and round(first["cold_first_s"], 3),
+            at(m, batch, "energy_per_image_j"), m.accuracy_source])
+    model_head = ["model", "family", "top-1 (%)", "top-5 (%)", "params (M)", "G-MACs", "top-1 per M params (%)",
+                  "latency at batch 1 (ms)", "95% CI at batch 1 (±%)", f"images/s at batch {batch}",
+                  "peak memory at batch 1 (MB)", "build (s)", "load weights (s)", "first pass (s)",
+                  f"energy at batch {batch} (J/image)", "accuracy source"]
+    _write_csv(out / "models.csv", model_head, model_rows)
+
+    mem_values = [m.ok[1].get("mem_nvml_bytes") or m.ok[1].get("mem_peak_bytes") for m in models if 1 in m.ok]
+    fps_values = [m.ok[1]["images_per_s"] for m in models if 1 in m.ok]
+    memory_limits = nice_limits(mem_values)
+    speed_limits = [v for v in nice_limits(fps_values)]
+    best = best_table(models, 1, memory_limits, speed_limits) if memory_limits and speed_limits else []
+    best_rows = [[f"{r['max_memory_bytes'] / 1e6:,.0f}", f"{r['min_images_per_s']:g}",
+                  "; ".join(r["models"]) or "none"] for r in best]
+    best_head = ["memory ≤ (MB)", "images/s ≥", "the 5 most accurate models that fit, at batch 1"]
+    _write_csv(out / "best_models.csv", best_head, best_rows)
+
+    from ..analysis.predict import predicted_vs_measured
+
+    try:
+        predicted = predicted_vs_measured(models, batch)
+    except (ValueError, UserError):
+        predicted = []
+    pred_rows = [[name, round(meas * 1e3, 4), round(pred * 1e3, 4), round(100 * (pred - meas) / meas, 1)]
+                 for name, meas, pred in predicted]
+    pred_head = ["model", f"measured time per image at batch {batch} (ms)", "predicted, leave-one-out (ms)",
+                 "error (%)"]
+    _write_csv(out / "predicted.csv", pred_head, pred_rows)
+
+    from ..export import EXPORT_KEYS
+
+    cell_rows = [[c.get(k) for k in EXPORT_KEYS] for m in everything for c in m.cells.values()]
+    _write_csv(out / "cells.csv", EXPORT_KEYS, cell_rows)
+
+    # -- words -----------------------------------------------------------------------------------
+    intro = []
+    costly = [m for m in models if m.macs]
+    if costly:
+        top = max(costly, key=lambda m: m.macs)
+        cell = top.ok.get(batch)
+        extra = (f", {cell['time_per_image_s'] * 1e3:.3g} ms per image at batch {batch}" if cell else "")
+        mem = top.ok.get(1, {}).get("mem_peak_bytes") if 1 in top.ok else None
+        intro.append(f"{top.model} is the most expensive model: {top.macs / 1e9:.3g} G-MACs per image{extra}"
+                     + (f", {mem / 1e6:,.0f} MB at batch 1" if mem else "") + ".")
+    intro += [c.finding for c in charts if c.finding and not c.reason]
+    env = (store.runs()[-1].get("environment") or {}) if store.runs() else {}
+    meta = (f"{len(models)} models measured on {setup[0]} ({env.get('cpu_model') or env.get('gpu') or 'unknown'}, "
+            f"{setup[3]} threads, {setup[1]}, {setup[2]}); batch size for single-batch figures: {batch}; "
+            f"database {store.path}")
+    if others:
+        meta += f"; other setups in the database not shown: {', '.join(map(str, others))}"
+    failed = [c for m in models for c in m.cells.values() if c["status"] != "ok"]
+    sections = [
+        ("Models", page_html.table(model_head, [[(v, v) for v in r] for r in model_rows], "models")),
+        ("Best models under memory and speed limits (at batch size 1)",
+         page_html.table(best_head, best_rows, "best") if best_rows else
+         "<p class='missing'>Not computed: no model was measured at batch size 1.</p>"),
+        (f"Predicted against measured time per image (operations fit, batch size {batch})",
+         page_html.table(pred_head, pred_rows, "predicted") if pred_rows else
+         f"<p class='missing'>Not computed: prediction needs at least 3 models with operation counts measured at "
+         f"batch size {batch}.</p>"),
+        ("Cells that failed", page_html.table(["model", "batch", "status", "error"],
+                                             [[c["model"], c["batch_size"], c["status"], c["error"]] for c in failed],
+                                             "failed") if failed else "<p>None.</p>"),
+    ]
+    text = page_html.page("dnnbench report", intro, charts, sections, meta)
+    path = out / "report.html"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,459 @@
+"""The figures of the report, drawn with matplotlib from `Measured` records.
+
+Every figure is a `Chart`: drawn, with its finding in words, or not drawn, with the reason. Points
+that a reader can hover carry their data in `points` (same order as matplotlib writes the markers of
+the collection whose gid is ``<key>-pts-<i>``), so the HTML page can show each point's model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..analysis import fits  # noqa: E402
+from ..analysis.frontier import pareto_front  # noqa: E402
+from ..analysis.recommend import figures_at  # noqa: E402
+
+plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "savefig.dpi": 110, "font.size": 9,
+                     "axes.grid": True, "grid.alpha": 0.3, "svg.hashsalt": "dnnbench"})
+
+
+@dataclass
+class Chart:
+    key: str
+    title: str
+    finding: str = ""
+    reason: str | None = None  # why it is not drawn
+    series: list[list[dict]] = field(default_factory=list)  # hover data per scatter collection
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _ms(s: float) -> str:
+    return f"{s * 1e3:.3g} ms"
+
+
+def _mb(b: float) -> str:
+    return f"{b / 1e6:,.0f} MB"
+
+
+def _label(ax, x, y, text):
+    ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, parse_math=False)
+
+
+class Drawer:
+    def __init__(self, models, out: Path, batch: int, peak_flops: float | None, limits=None):
+        self.models = models
+        self.out = out
+        self.batch = batch
+        self.peak = peak_flops
+        self.limits = limits
+        self.charts: list[Chart] = []
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _save(self, chart: Chart, fig) -> None:
+        fig.tight_layout()
+        for ext in ("png", "svg"):
+            path = self.out / f"{chart.key}.{ext}"
+            with plt.rc_context({"svg.hashsalt": chart.key}):  # ids unique per figure once inlined in one page
+                fig.savefig(path, metadata={"Date": None} if ext == "svg" else None)
+            chart.files[ext] = path
+        plt.close(fig)
+        self.charts.append(chart)
+
+    def _skip(self, chart: Chart, reason: str) -> None:
+        chart.reason = reason
+        self.charts.append(chart)
+
+    def _scatter(self, ax, chart: Chart, xs, ys, infos, **kw):
+        coll = ax.scatter(xs, ys, **kw)
+        coll.set_gid(f"{chart.key}-pts-{len(chart.series)}")
+        chart.series.append(infos)
+        return coll
+
+    @staticmethod
+    def _info(m, **figures) -> dict:
+        return {"model": m.model, **{k: v for k, v in figures.items() if v is not None}}
+
+    def _at(self, batch: int):
+        out = []
+        for m in self.models:
+            cell = m.ok.get(batch)
+            if cell:
+                out.append((m, cell))
+        return out
+
+    # -- the figures -------------------------------------------------------------------------------
+
+    def draw_all(self) -> list[Chart]:
+        for draw in (self.ball_chart, self.top1_bars, self.time_vs_batch, self.power_vs_batch, self.memory_vs_batch,
+                     self.ops_vs_time, self.ops_vs_power, self.top1_vs_fps, self.top1_vs_ops, self.density_bars,
+                     self.params_vs_memory, self.pareto, self.efficiency):
+            draw()
+        return self.charts
+
+    def ball_chart(self):
+        chart = Chart("ball_chart", "Top-1 accuracy versus operations; blob area proportional to parameters")
+        ms = [m for m in self.models if m.top1 is not None and m.macs and m.params]
+        if not ms:
+            return self._skip(chart, "no measured model has both a published top-1 accuracy and an operation count")
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        biggest = max(m.params for m in ms)
+        sizes = [2000 * m.params / biggest + 10 for m in ms]
+        self._scatter(ax, chart, [m.macs / 1e9 for m in ms], [m.top1 for m in ms],
+                      [self._info(m, top1=f"{m.top1:.2f} %", macs=f"{m.macs / 1e9:.3g} G",
+                                  params=f"{m.params / 1e6:.3g} M") for m in ms],
+                      s=sizes, alpha=0.45, c=range(len(ms)), cmap="tab20", edgecolors="k", linewidths=0.5)
+        for m in ms:
+            _label(ax, m.macs / 1e9, m.top1, m.model)
+        ax.set_xlabel("operations (G-MACs per image)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        best = max(ms, key=lambda m: m.top1)
+        cheap = min(ms, key=lambda m: m.macs)
+        chart.finding = (f"{best.model} is the most accurate ({best.top1:.2f} % top-1, {best.macs / 1e9:.3g} G-MACs, "
+                         f"{best.params / 1e6:.3g} M params); {cheap.model} needs the fewest operations "
+                         f"({cheap.macs / 1e9:.3g} G-MACs, {cheap.top1:.2f} % top-1).")
+        self._save(chart, fig)
+
+    def top1_bars(self):
+        chart = Chart("top1", "Top-1 accuracy per model")
+        ms = sorted((m for m in self.models if m.top1 is not None), key=lambda m: m.top1)
+        if not ms:
+            return self._skip(chart, "no measured model has a published top-1 accuracy")
+        fig, ax = plt.subplots(figsize=(7.5, 0.25 * len(ms) + 1.2))
+        ax.barh(range(len(ms)), [m.top1 for m in ms], color="#4c72b0")
+        self._scatter(ax, chart, [m.top1 for m in ms], range(len(ms)),
+                      [self._info(m, top1=f"{m.top1:.2f} %", top5=m.top5 and f"{m.top5:.2f} %",
+                                  source=m.accuracy_source) for m in ms], s=8, c="k", zorder=3)
+        ax.set_yticks(range(len(ms)), [m.model for m in ms])
+        for t in ax.get_yticklabels():
+            t.set_parse_math(False)
+        ax.set_xlabel("top-1 accuracy (%)")
+        ax.set_xlim(min(m.top1 for m in ms) - 5, max(m.top1 for m in ms) + 2)
+        chart.finding = f"Top-1 ranges from {ms[0].top1:.2f} % ({ms[0].model}) to {ms[-1].top1:.2f} % ({ms[-1].model})."
+        self._save(chart, fig)
+
+    def _per_batch(self, chart: Chart, value, ylabel: str, log: bool, fmt, fit_memory: bool = False):
+        ms = [m for m in self.models if sum(value(c) is not None for c in m.ok.values()) >= 1]
+        if not ms:
+            return None
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        fitted = []
+        for i, m in enumerate(ms):
+            pts = [(b, value(c)) for b, c in m.ok.items() if value(c) is not None]
+            xs, ys = zip(*pts, strict=True)
+            color = plt.get_cmap("tab20")(i % 20)
+            scale = 1e6 if fit_memory else 1.0
+            shown = [y / scale for y in ys]
+            if fit_memory and len(pts) >= 2:  # the fit as a dashed line, the measurements as points
+                fit = fits.hinge_fit(list(xs), list(ys))
+                fitted.append((m, fit))
+                grid = [xs[0] * (xs[-1] / xs[0]) ** (k / 60) for k in range(61)]
+                ax.plot(grid, [fit(g) / scale for g in grid], color=color, lw=1, ls="--", label=m.model)
+            else:
+                ax.plot(xs, shown, color=color, lw=1.2, label=m.model)
+            self._scatter(ax, chart, xs, shown, [self._info(m, batch=b, value=fmt(y)) for b, y in pts], s=14,
+                          color=color, zorder=3)
+        ax.set_xscale("log", base=2)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("batch size (images)")
+        ax.set_ylabel(ylabel)
+        legend = ax.legend(fontsize=6, ncol=2, loc="best")
+        for t in legend.get_texts():
+            t.set_parse_math(False)
+        return fig, ms, fitted
+
+    def time_vs_batch(self):
+        chart = Chart("time_vs_batch", "Time per image versus batch size")
+        got = self._per_batch(chart, lambda c: c["time_per_image_s"] * 1e3 if c.get("time_per_image_s") else None,
+                              "time per image (ms, log scale)", True, lambda v: f"{v:.3g} ms per image")
+        if got is None:
+            return self._skip(chart, "no cell was measured successfully")
+        fig, ms, _ = got
+        gains = []
+        for m in ms:
+            ok = m.ok
+            if len(ok) >= 2:
+                first, last = next(iter(ok)), list(ok)[-1]
+                gains.append((ok[first]["time_per_image_s"] / ok[last]["time_per_image_s"], m, first, last))
+        if gains:
+            gain, m, first, last = max(gains, key=lambda g: g[0])
+            chart.finding = (f"Batching helps {m.model} most: time per image falls {gain:.2f}x from batch {first} to "
+                             f"batch {last}.")
+        self._save(chart, fig)
+
+    def power_vs_batch(self):
+        chart = Chart("power_vs_batch", "Power versus batch size")
+        if not any(c.get("power_w") for m in self.models for c in m.ok.values()):
+            reasons = {c.get("energy_reason") for m in self.models for c in m.cells.values() if c.get("energy_reason")}
+            return self._skip(chart, "no energy counter was readable during the measurements"
+                              + (f": {sorted(reasons)[0]}" if reasons else ""))
+        got = self._per_batch(chart, lambda c: c.get("power_w"), "average power (W)", False, lambda v: f"{v:.3g} W")
+        fig, ms, _ = got
+        powers = [c["power_w"] for m in ms for c in m.ok.values() if c.get("power_w")]
+        chart.finding = (f"Power stays between {min(powers):.3g} W and {max(powers):.3g} W across models and batch "
+                         "sizes (Canziani et al. found it independent of both).")
+        self._save(chart, fig)
+
+    def memory_vs_batch(self):
+        chart = Chart("memory_vs_batch", "Memory versus batch size, with the fit 'constant, then linear'")
+
+        def mem(c):
+            return c.get("mem_nvml_bytes") or c.get("mem_peak_bytes")
+
+        got = self._per_batch(chart, mem, "peak memory (MB)", False, lambda v: _mb(v), fit_memory=True)
+        if got is None:
+            return self._skip(chart, "no cell has a memory figure")
+        fig, ms, fitted = got
+        if fitted:
+            m, fit = max(fitted, key=lambda f: f[1].slope)
+            chart.finding = (f"{m.model}: memory stays at {_mb(fit.base)} up to batch size {fit.knee:g}, then grows "
+                             f"{fit.slope / 1e6:.3g} MB per image (R² = {fit.r2:.3f}). " +
+                             " ".join(f"{mm.model}: {_mb(f.base)} to batch {f.knee:g}, then {f.slope / 1e6:.3g} MB/image."
+                                      for mm, f in fitted if mm is not m)[:1500])
+        self.memory_fits = fitted
+        self._save(chart, fig)
+
+    def _ops_scatter(self, chart, value, ylabel, fmt, fit_it=True):
+        pts = [(m, c) for m, c in self._at(self.batch) if m.macs and value(c) is not None]
+        if len(pts) < 1:
+            return None
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        xs = [m.macs / 1e9 for m, _ in pts]
+        ys = [value(c) for _, c in pts]
+        self._scatter(ax, chart, xs, ys, [self._info(m, macs=f"{m.macs / 1e9:.3g} G", value=fmt(y))
+                                          for (m, _), y in zip(pts, ys, strict=True)], s=24, zorder=3)
+        for (m, _), x, y in zip(pts, xs, ys, strict=True):
+            _label(ax, x, y, m.model)
+        fit = None
+        if fit_it and len(pts) >= 3:
+            fit = fits.linear_fit(xs, ys)
+            grid = [0, max(xs) * 1.05]
+            ax.plot(grid, [fit(g) for g in grid], "r--", lw=1, label=f"linear fit, R² = {fit.r2:.3f}")
+            ax.legend(fontsize=7)
+        ax.set_xlabel("operations (G-MACs per image)")
+        ax.set_ylabel(ylabel)
+        return fig, pts, fit
+
+    def ops_vs_time(self):
+        b = self.batch
+        chart = Chart("ops_vs_time", f"Operations versus time per image at batch size {b}, with the linear fit")
+        got = self._ops_scatter(chart, lambda c: c["time_per_image_s"] * 1e3, f"time per image at batch {b} (ms)",
+                                lambda v: f"{v:.3g} ms per image")
+        if got is None:
+            return self._skip(chart, f"no model was measured at batch size {b} (pick another with --batch-size)")
+        fig, pts, fit = got
+        if fit:
+            slowest = max(pts, key=lambda p: p[1]["time_per_image_s"])
+            chart.finding = (f"Operations predict time per image with R² = {fit.r2:.2f} on this machine at batch size "
+                             f"{b} (n = {fit.n}): {fit.slope:.3g} ms per G-MAC + {fit.intercept:.3g} ms. "
+                             f"{slowest[0].model} is the slowest: {_ms(slowest[1]['time_per_image_s'])} per image.")
+        else:
+            chart.finding = "A fit needs at least 3 models."
+        self._save(chart, fig)
+
+    def ops_vs_power(self):
+        chart = Chart("ops_vs_power", f"Operations versus power at batch size {self.batch}")
+        got = self._ops_scatter(chart, lambda c: c.get("power_w"), "average power (W)", lambda v: f"{v:.3g} W")
+        if got is None:
+            return self._skip(chart, "no energy counter was readable during the measurements, so there is no power "
+                                     "figure")
+        fig, pts, fit = got
+        if fit:
+            chart.finding = f"Power against operations: slope {fit.slope:.3g} W per G-MAC, R² = {fit.r2:.2f}."
+        self._save(chart, fig)
+
+    def top1_vs_fps(self):
+        b = self.batch
+        chart = Chart("top1_vs_fps", f"Top-1 accuracy versus images per second at batch size {b}, with the linear "
+                                     "upper bound")
+        pts = [(m, c) for m, c in self._at(b) if m.top1 is not None]
+        if not pts:
+            return self._skip(chart, f"no model with a published top-1 was measured at batch size {b}")
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        xs = [c["images_per_s"] for _, c in pts]
+        ys = [m.top1 for m, _ in pts]
+        self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", fps=f"{c['images_per_s']:.3g} images/s")
+                                          for m, c in pts], s=24, zorder=3)
+        for (m, _), x, y in zip(pts, xs, ys, strict=True):
+            _label(ax, x, y, m.model)
+        bound = fits.upper_bound_line(xs, ys)
+        if bound:
+            grid = [0, max(xs) * 1.05]
+            ax.plot(grid, [bound.intercept + bound.slope * g for g in grid], "r--", lw=1,
+                    label=f"upper bound: {bound.intercept:.1f} % {bound.slope:+.3g} % per image/s")
+            ax.legend(fontsize=7)
+            chart.finding = (f"No model lies above the line top-1 = {bound.intercept:.2f} % {bound.slope:+.3g} % x "
+                             f"(images/s): at this batch size, each extra image per second costs at least "
+                             f"{-bound.slope:.3g} points of top-1.")
+        ax.set_xlabel(f"images per second at batch {b}")
+        ax.set_ylabel("top-1 accuracy (%)")
+        self._save(chart, fig)
+
+    def top1_vs_ops(self):
+        chart = Chart("top1_vs_ops", "Top-1 accuracy versus operations, with the hyperbolic fit")
+        ms = [m for m in self.models if m.top1 is not None and m.macs]
+        if len(ms) < 1:
+            return self._skip(chart, "no measured model has both a top-1 and an operation count")
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        xs = [m.macs / 1e9 for m in ms]
+        ys = [m.top1 for m in ms]
+        self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", macs=f"{m.macs / 1e9:.3g} G")
+                                          for m in ms], s=24, zorder=3)
+        for m, x, y in zip(ms, xs, ys, strict=True):
+            _label(ax, x, y, m.model)
+        if len(ms) >= 3:
+            fit = fits.hyperbolic_fit(xs, ys)
+            grid = [min(xs) * (max(xs) / min(xs)) ** (k / 80) for k in range(81)]
+            ax.plot(grid, [fit(g) for g in grid], "r--", lw=1, label=f"top-1 = {fit.a:.1f} - {fit.b:.3g} / G-MACs, "
+                                                                        f"R² = {fit.r2:.2f}")
+            ax.legend(fontsize=7)
+            chart.finding = (f"Accuracy saturates with operations: top-1 ≈ {fit.a:.1f} % - {fit.b:.3g} / G-MACs "
+                             f"(R² = {fit.r2:.2f}, n = {fit.n}); a little more accuracy costs many more operations.")
+        ax.set_xscale("log")
+        ax.set_xlabel("operations (G-MACs per image, log scale)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        self._save(chart, fig)
+
+    def density_bars(self):
+        chart = Chart("accuracy_density", "Accuracy density: top-1 per million parameters")
+        ms = sorted((m for m in self.models if m.accuracy_density is not None), key=lambda m: m.accuracy_density)
+        if not ms:
+            return self._skip(chart, "no measured model has a published top-1 accuracy")
+        fig, ax = plt.subplots(figsize=(7.5, 0.25 * len(ms) + 1.2))
+        ax.barh(range(len(ms)), [m.accuracy_density for m in ms], color="#55a868")
+        self._scatter(ax, chart, [m.accuracy_density for m in ms], range(len(ms)),
+                      [self._info(m, density=f"{m.accuracy_density:.3g} % per M params", top1=f"{m.top1:.2f} %",
+                                  params=f"{m.params / 1e6:.3g} M") for m in ms], s=8, c="k", zorder=3)
+        ax.set_yticks(range(len(ms)), [m.model for m in ms])
+        for t in ax.get_yticklabels():
+            t.set_parse_math(False)
+        ax.set_xscale("log")
+        ax.set_xlabel("top-1 (%) per million parameters (log scale)")
+        chart.finding = (f"{ms[-1].model} uses its parameters best ({ms[-1].accuracy_density:.3g} % per M params), "
+                         f"{ms[0].model} least ({ms[0].accuracy_density:.3g}).")
+        self._save(chart, fig)
+
+    def params_vs_memory(self):
+        chart = Chart("params_vs_memory", "Model size (parameters) versus memory footprint at batch size 1")
+        pts = [(m, c) for m, c in self._at(1) if m.params and (c.get("mem_nvml_bytes") or c.get("mem_peak_bytes"))]
+        if not pts:
+            return self._skip(chart, "no model was measured at batch size 1")
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        xs = [m.params / 1e6 for m, _ in pts]
+        ys = [(c.get("mem_nvml_bytes") or c["mem_peak_bytes"]) / 1e6 for _, c in pts]
+        self._scatter(ax, chart, xs, ys, [self._info(m, params=f"{m.params / 1e6:.3g} M", memory=f"{y:,.0f} MB")
+                                          for (m, _), y in zip(pts, ys, strict=True)], s=24, zorder=3)
+        for (m, _), x, y in zip(pts, xs, ys, strict=True):
+            _label(ax, x, y, m.model)
+        ax.set_xlabel("parameters (M)")
+        ax.set_ylabel("peak memory at batch 1 (MB)")
+        if len(pts) >= 3:
+            fit = fits.linear_fit(xs, ys)
+            chart.finding = (f"Memory at batch size 1 ≈ {fit.intercept:,.0f} MB + {fit.slope:.3g} MB per million "
+                             f"parameters (R² = {fit.r2:.2f}): the runtime's floor of about {fit.intercept:,.0f} MB "
+                             "dominates small models.")
+        self._save(chart, fig)
+
+    def pareto(self):
+        b = self.batch
+        chart = Chart("pareto", f"Pareto frontier of top-1 versus latency at batch size {b}")
+        pts = [(m, c) for m, c in self._at(b) if m.top1 is not None]
+        if len(pts) < 2:
+            return self._skip(chart, f"fewer than two models with a top-1 were measured at batch size {b}")
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        xs = [c["latency_median_s"] * 1e3 for _, c in pts]
+        ys = [m.top1 for m, _ in pts]
+        self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", latency=_ms(c["latency_median_s"]))
+                                          for m, c in pts], s=24, zorder=3)
+        for (m, _), x, y in zip(pts, xs, ys, strict=True):
+            _label(ax, x, y, m.model)
+        front = pareto_front(pts, cost=lambda p: p[1]["latency_median_s"], value=lambda p: p[0].top1)
+        ax.step([p[1]["latency_median_s"] * 1e3 for p in front], [p[0].top1 for p in front], "g-", where="post",
+                lw=1.5, label="Pareto frontier")
+        limit = self.limits.max_latency if self.limits and self.limits.max_latency else None
+        if limit:
+            ax.axvspan(0, limit * 1e3, color="g", alpha=0.08, label=f"latency ≤ {limit * 1e3:.3g} ms")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"latency of a batch of {b} (ms, log scale)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.legend(fontsize=7)
+        chart.finding = ("On the frontier (no model is both faster and more accurate): "
+                         + ", ".join(f"{p[0].model} ({_ms(p[1]['latency_median_s'])}, {p[0].top1:.2f} %)" for p in front)
+                         + ".")
+        self._save(chart, fig)
+
+    def efficiency(self):
+        chart = Chart("efficiency", "Achieved FLOP/s as a fraction of the machine's measured peak")
+        if not self.peak:
+            return self._skip(chart, "the database holds no measured peak FLOP/s (it is recorded by `dnnbench run`)")
+        ms = [m for m in self.models if m.macs and m.ok]
+        if not ms:
+            return self._skip(chart, "no measured model has an operation count")
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        best = (0.0, None, None)
+        for i, m in enumerate(ms):
+            pts = [(b, 2 * m.macs / c["time_per_image_s"] / self.peak) for b, c in m.ok.items()]
+            xs, ys = zip(*pts, strict=True)
+            color = plt.get_cmap("tab20")(i % 20)
+            ax.plot(xs, [100 * y for y in ys], color=color, lw=1.2, label=m.model)
+            self._scatter(ax, chart, xs, [100 * y for y in ys],
+                          [self._info(m, batch=b, efficiency=f"{100 * y:.3g} % of peak",
+                                      achieved=f"{y * self.peak / 1e9:.3g} GFLOP/s") for b, y in pts],
+                          s=14, color=color, zorder=3)
+            top = max(pts, key=lambda p: p[1])
+            if top[1] > best[0]:
+                best = (top[1], m, top[0])
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size (images)")
+        ax.set_ylabel(f"achieved FLOP/s (% of measured peak {self.peak / 1e9:.3g} GFLOP/s)")
+        legend = ax.legend(fontsize=6, ncol=2)
+        for t in legend.get_texts():
+            t.set_parse_math(False)
+        worst = min(((2 * m.macs / c["time_per_image_s"] / self.peak, m) for m in ms for c in m.ok.values()),
+                    key=lambda w: w[0])
+        chart.finding = (f"{best[1].model} runs this hardware best: {100 * best[0]:.3g} % of the peak "
+                         f"{self.peak / 1e9:.3g} GFLOP/s at batch {best[2]}; {worst[1].model} reaches as little as "
+                         f"{100 * worst[0]:.3g} %.")
+        self._save(chart, fig)
+
+
+def best_table(models, batch: int, memory_limits, speed_limits, top: int = 5):
+    """Bianco et al.'s table for this machine: for each memory limit and speed limit, the `top` most
+    accurate models whose figures at ``batch`` satisfy both (interpolated where not measured)."""
+    rows = []
+    for mem in memory_limits:
+        for fps in speed_limits:
+            fits_ = []
+            for m in models:
+                at = figures_at(m, batch)
+                if m.top1 is None or at is None or at.memory_bytes is None:
+                    continue
+                if at.memory_bytes <= mem and at.images_per_s >= fps:
+                    fits_.append((m.top1, m.model))
+            fits_.sort(reverse=True)
+            rows.append({"max_memory_bytes": mem, "min_images_per_s": fps,
+                         "models": [f"{name} ({t:.2f} %)" for t, name in fits_[:top]]})
+    return rows
+
+
+def nice_limits(values, count: int = 3, steps=(1, 2, 2.5, 5)) -> list[float]:
+    """``count`` round numbers spread over ``values`` (quantiles rounded up to 1, 2, 2.5 or 5 x 10^k)."""
+    values = sorted(v for v in values if v and v > 0)
+    if not values:
+        return []
+    out = []
+    for q in [(i + 1) / count for i in range(count)]:
+        v = values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+        exp = 10 ** math.floor(math.log10(v))
+        nice = next(s * exp for s in (*steps, 10) if s * exp >= v)
+        if nice not in out:
+            out.append(nice)
+    return out
