@@ -13,7 +13,9 @@ from dnnbench.measure.latency import (
     TimingPolicy,
     median_ci,
     percentile,
+    rounds_interval,
     summarize,
+    t975,
     time_until_precise,
     warm_up,
 )
@@ -115,6 +117,57 @@ def test_median_ci_coverage_by_simulation():
         ci = median_ci(sorted(rng.lognormvariate(0.0, 1.0) for _ in range(30)))
         hits += ci[0] <= true_median <= ci[1]
     assert 0.93 <= hits / trials <= 0.975
+
+
+# ------------------------------------------------------------------------------------------------
+# rounds: samples pooled from several processes
+
+
+def test_t975_table_and_beyond():
+    assert t975(1) == 12.706 and t975(2) == 4.303 and t975(30) == 2.042
+    assert t975(31) == pytest.approx(2.040, abs=0.001)  # published: 2.0395
+    assert t975(60) == pytest.approx(2.000, abs=0.001)
+    assert t975(10_000) == pytest.approx(1.960, abs=0.001)
+    assert all(t975(df) > t975(df + 1) for df in range(1, 100))
+    with pytest.raises(ValueError):
+        t975(0)
+
+
+def test_rounds_interval_of_one_round_is_the_median_interval():
+    values = sorted(1 + i / 100 for i in range(50))
+    assert rounds_interval(values, [values[25]]) == median_ci(values)
+
+
+def test_rounds_interval_with_agreeing_rounds_is_the_pooled_interval():
+    values = sorted(1 + i / 1000 for i in range(60))
+    assert rounds_interval(values, [1.03, 1.03, 1.03]) == median_ci(values)
+
+
+def test_rounds_interval_known_answer():
+    # medians e^-0.1, e^0, e^0.1: sd of the logs 0.1, half width t(2) * 0.1 / sqrt(3) on a log scale
+    values = sorted([0.999, 1.0, 1.0, 1.0, 1.0, 1.0, 1.001])
+    low, high = rounds_interval(values, [math.exp(-0.1), 1.0, math.exp(0.1)])
+    half = 4.303 * 0.1 / math.sqrt(3)
+    assert low == pytest.approx(math.exp(-half)) and high == pytest.approx(math.exp(half))
+
+
+def test_rounds_interval_covers_the_truth_when_processes_differ():
+    # each round (process) shifts all its samples by a random 3%; samples vary 1% within a round.
+    # The interval of one round's samples misses the truth most of the time; the rounds interval must not.
+    rng = random.Random(7)
+    trials, hits, hits_within = 1500, 0, 0
+    for _ in range(trials):
+        rounds = []
+        for _ in range(3):
+            shift = rng.gauss(0, 0.03)
+            rounds.append([math.exp(shift + rng.gauss(0, 0.01)) for _ in range(40)])
+        pooled = sorted(v for r in rounds for v in r)
+        low, high = rounds_interval(pooled, [float(np.median(r)) for r in rounds])
+        hits += low <= 1.0 <= high
+        within = median_ci(sorted(rounds[0]))
+        hits_within += within[0] <= 1.0 <= within[1]
+    assert hits / trials >= 0.93
+    assert hits_within / trials < 0.5
 
 
 def test_percentile_matches_numpy_linear():

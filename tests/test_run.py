@@ -70,7 +70,33 @@ def test_cells_have_every_figure(tmp_path):
             assert "RAPL" in c["energy_reason"] or "powercap" in c["energy_reason"]
             assert c["energy_per_image_j"] is None and c["power_w"] is None
     assert [k for k, _ in events].count("cell") == 2
-    assert ("plan", {"cells": 2, "already": 0, "models": 1}) in events
+    assert ("plan", {"cells": 2, "already": 0, "models": 1, "rounds": 1}) in events
+
+
+def test_rounds_add_fresh_processes_and_resume_by_round(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNNBENCH_TEST_MARKER", str(tmp_path / "marker"))
+    entries = [model("tiny"), model("aborts_at_2_in_a_later_process")]
+    events = []
+    _, one = sweep(tmp_path, entries, rounds=1)
+    assert {c["rounds"] for c in one.values()} == {1}
+    result, cells = sweep(tmp_path, entries, events=events, rounds=2)  # one more round of every cell
+    assert ("plan", {"cells": 4, "already": 0, "models": 2, "rounds": 2}) in events
+    workers = [d for k, d in events if k == "worker"]
+    assert [(d["model"].split(":")[-1], d["round"]) for d in workers] == [
+        ("tiny", 2), ("aborts_at_2_in_a_later_process", 2)]
+    for b in (1, 2):
+        c, before = cells[("tiny", b)], one[("tiny", b)]
+        assert c["rounds"] == 2 and c["error"] is None and len(c["round_medians"]) == 2
+        assert c["samples"] == len(c["latency_samples"]) > before["samples"]
+        assert c["round_medians"][0] == before["latency_median_s"]
+        assert c["latency_ci_low_s"] <= c["latency_median_s"] <= c["latency_ci_high_s"]
+    assert cells[("aborts_at_2_in_a_later_process", 1)]["rounds"] == 2
+    failed = cells[("aborts_at_2_in_a_later_process", 2)]
+    assert failed["status"] == "ok" and failed["rounds"] == 1  # the first round's figures are kept
+    assert failed["latency_median_s"] == one[("aborts_at_2_in_a_later_process", 2)]["latency_median_s"]
+    assert "round 2 of 2 ended in crashed" in failed["error"] and "SIGABRT" in failed["error"]
+    result, _ = sweep(tmp_path, entries, rounds=2)  # nothing left to do
+    assert result.measured == [] and result.already == 4
 
 
 def test_resume_measures_only_what_is_missing(tmp_path):

@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive_float, metavar="S",
                    help="hard limit of one cell in seconds: past it the worker is stopped and the cell "
                         "recorded as timeout (default: 10 x the budget + 30)")
-    p.add_argument("--quick", action="store_true", help="a coarse answer fast: ±5%% target, 3 s per cell")
+    p.add_argument("--rounds", type=_positive_int, default=None, metavar="R",
+                   help="measure each cell in R fresh worker processes, minutes apart, sharing its budget; the "
+                        "interval of the median then also covers how much they differ, which is what a second "
+                        "sweep would see (default: 3; 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="a coarse answer fast: ±5%% target, 3 s per cell, one round")
     p.add_argument("--retry-failed", action="store_true",
                    help="measure again the cells stored as oom, crashed, timeout or error")
 
@@ -228,7 +232,8 @@ def cmd_run(args) -> int:
         batch_sizes=tuple(batch_sizes), device=device, threads=args.threads or default_threads(),
         target_ci=args.target_ci or (0.05 if args.quick else 0.02),
         max_seconds_per_cell=args.max_seconds_per_cell or (3.0 if args.quick else 20.0),
-        max_memory=max_memory, quick=args.quick, timeout_s=args.timeout, retry_failed=args.retry_failed)
+        max_memory=max_memory, quick=args.quick, timeout_s=args.timeout, retry_failed=args.retry_failed,
+        rounds=args.rounds or (1 if args.quick else 3))
     from .run.progress import RunPrinter
 
     printer = RunPrinter(config, sys.stderr)
@@ -324,7 +329,7 @@ def cmd_predict(args) -> int:
     print(f"{entry.name}: predicted {result.time_per_image_s * 1e3:.3g} ms per image at batch size {args.batch_size} "
           f"on this machine ({figures.macs / 1e9:.3g} G-MACs per image)")
     print(f"fit on {result.fit.n} measured models: time per image = {result.fit.slope * 1e9 * 1e3:.3g} ms per G-MAC "
-          f"+ {result.fit.intercept * 1e3:.3g} ms, R² = {result.fit.r2:.3f}; leave-one-out error: median "
+          f"{'-' if result.fit.intercept < 0 else '+'} {abs(result.fit.intercept) * 1e3:.3g} ms, R² = {result.fit.r2:.3f}; leave-one-out error: median "
           f"±{result.loo_median_abs:.0%}, worst ±{result.loo_max_abs:.0%}")
     if measured:
         print(f"measured: {measured['time_per_image_s'] * 1e3:.3g} ms per image")

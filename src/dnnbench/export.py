@@ -17,6 +17,7 @@ EXPORT_KEYS = [
     # beyond the contract: what the figures need to be read right
     "input_size", "threads", "ci_rel", "stop_reason", "mem_load_peak_bytes", "mem_cuda_allocated_bytes",
     "mem_cuda_reserved_bytes", "mem_nvml_bytes", "idle_power_w", "energy_source", "energy_reason",
+    "rounds", "round_medians",
 ]
 
 
@@ -32,5 +33,5 @@ def export(store: Store, fmt: str) -> str:
     writer = csv.DictWriter(out, fieldnames=EXPORT_KEYS, lineterminator="\n")
     writer.writeheader()
     for row in data:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: "" if v is None else json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
     return out.getvalue()

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from .errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = ("model", "input_size", "device", "backend", "precision", "threads", "batch_size")
 
-# (column, SQL type): the figures of a cell, in export order after the key.
-FIGURE_COLUMNS = [
+# (column, SQL type): the figures of a cell, in export order after the key; as created by schema 1
+_FIGURES_V1 = [
     ("status", "TEXT NOT NULL"), ("error", "TEXT"),
     ("latency_median_s", "REAL"), ("latency_p90_s", "REAL"), ("latency_p99_s", "REAL"),
     ("latency_ci_low_s", "REAL"), ("latency_ci_high_s", "REAL"), ("samples", "INTEGER"),
@@ -39,6 +39,10 @@ FIGURE_COLUMNS = [
     ("warmup_n", "INTEGER"), ("warmup_s", "REAL"), ("timed_s", "REAL"), ("window_s", "REAL"), ("cell_wall_s", "REAL"),
     ("latency_samples", "TEXT"),
 ]
+# schema 2: rounds (separate worker processes whose samples are pooled) and each round's median
+_FIGURES_V2 = [("rounds", "INTEGER"), ("round_medians", "TEXT")]
+FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2
+_JSON_COLUMNS = ("latency_samples", "round_medians")
 CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
 
 STATUSES = ("ok", "oom", "crashed", "timeout", "error")
@@ -47,7 +51,7 @@ STATUSES = ("ok", "oom", "crashed", "timeout", "error")
 def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     key_sql = ", ".join(f"{k} {'INTEGER' if k in ('input_size', 'threads', 'batch_size') else 'TEXT'} NOT NULL"
                         for k in KEY)
-    figures_sql = ", ".join(f"{c} {t}" for c, t in FIGURE_COLUMNS)
+    figures_sql = ", ".join(f"{c} {t}" for c, t in _FIGURES_V1)
     script = f"""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
         CREATE TABLE runs (
@@ -67,7 +71,12 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS = {0: _migrate_0_to_1}  # from version n to n + 1
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    for column, sql_type in _FIGURES_V2:
+        db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+
+
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}  # from version n to n + 1
 
 
 def now() -> str:
@@ -95,15 +104,7 @@ class Store:
     # -- writes ---------------------------------------------------------------------------------
 
     def _write(self, sql: str, params=()) -> sqlite3.Cursor:
-        for attempt in range(50):  # busy_timeout covers most contention; this covers the rest
-            try:
-                with self.db:
-                    return self.db.execute(sql, params)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise UserError(f"database {self.path} stayed locked by another writer for minutes; try again")
+        return self._transaction(lambda db: db.execute(sql, params))
 
     def start_run(self, argv: list[str], config: dict, environment: dict) -> int:
         cur = self._write("INSERT INTO runs (started_at, argv, config, environment) VALUES (?, ?, ?, ?)",
@@ -120,16 +121,48 @@ class Store:
         self._write(f"INSERT OR REPLACE INTO models ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [row.get(c) for c in cols])
 
-    def put_cell(self, run_id: int, cell: dict) -> bool:
-        """Store one cell; False if that cell was already stored (by another sweep)."""
+    def put_cell(self, run_id: int, cell: dict, rounds: int = 1) -> bool:
+        """Store one cell's figures from one round; False if they were not needed (another sweep
+        stored that cell, or it already has ``rounds`` rounds). A cell already stored with fewer
+        rounds gets these figures folded in (``run.rounds.merge``), in one transaction."""
+        from .run import rounds as rounds_
+
         row = {**cell, "run_id": run_id, "measured_at": cell.get("measured_at") or now()}
         if row.get("status") not in STATUSES:
             raise ValueError(f"cell status must be one of {STATUSES}, got {row.get('status')!r}")
-        if isinstance(row.get("latency_samples"), list):
-            row["latency_samples"] = json.dumps(row["latency_samples"])
-        cur = self._write(f"INSERT OR IGNORE INTO cells ({', '.join(CELL_COLUMNS)}) "
-                          f"VALUES ({', '.join('?' * len(CELL_COLUMNS))})", [row.get(c) for c in CELL_COLUMNS])
-        return cur.rowcount == 1
+        where = " AND ".join(f"{k} = ?" for k in KEY)
+
+        def write(db: sqlite3.Connection) -> bool:
+            cur = db.execute(f"SELECT {', '.join(CELL_COLUMNS)} FROM cells WHERE {where}", [row[k] for k in KEY])
+            found = cur.fetchone()
+            if found is None:
+                values = _encode(rounds_.first(row))
+                db.execute(f"INSERT INTO cells ({', '.join(CELL_COLUMNS)}) VALUES ({', '.join('?' * len(CELL_COLUMNS))})",
+                           [values.get(c) for c in CELL_COLUMNS])
+                return True
+            merged = rounds_.merge(_decode(dict(zip(CELL_COLUMNS, found, strict=True))), row, rounds)
+            if merged is None:
+                return False
+            values = _encode(merged)
+            columns = [c for c in CELL_COLUMNS if c not in KEY]
+            db.execute(f"UPDATE cells SET {', '.join(f'{c} = ?' for c in columns)} WHERE {where}",
+                       [values.get(c) for c in columns] + [row[k] for k in KEY])
+            return True
+
+        return self._transaction(write)
+
+    def _transaction(self, fn):
+        """Run ``fn(db)`` in one write transaction (taken at once: a read-modify-write), retried while locked."""
+        for attempt in range(50):  # busy_timeout covers most contention; this covers the rest
+            try:
+                with self.db:
+                    self.db.execute("BEGIN IMMEDIATE")
+                    return fn(self.db)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise UserError(f"database {self.path} stayed locked by another writer for minutes; try again")
 
     def delete_cells(self, where: str, params=()) -> int:
         return self._write(f"DELETE FROM cells WHERE {where}", params).rowcount
@@ -141,15 +174,22 @@ class Store:
         rows = self.db.execute(f"SELECT {', '.join(KEY)} FROM cells WHERE status IN ({marks})", statuses)
         return {tuple(r) for r in rows}
 
+    def round_counts(self, rounds: int) -> dict[tuple, int]:
+        """For every stored cell, the rounds it holds, or ``rounds`` if it needs no more (failed cells,
+        cells whose later round failed, and complete ones)."""
+        from .run.rounds import complete
+
+        out = {}
+        for r in self.db.execute(f"SELECT {', '.join(KEY)}, status, error, rounds FROM cells"):
+            row = {"status": r[-3], "error": r[-2], "rounds": r[-1]}
+            out[tuple(r[:len(KEY)])] = rounds if complete(row, rounds) else int(row["rounds"] or 1)
+        return out
+
     def cells(self, with_samples: bool = False) -> list[dict]:
         cols = [c for c in ["id", *CELL_COLUMNS] if with_samples or c != "latency_samples"]
         cur = self.db.execute(f"SELECT {', '.join(cols)} FROM cells ORDER BY model, device, backend, precision, "
                               "input_size, threads, batch_size")
-        out = [dict(zip(cols, r, strict=True)) for r in cur]
-        if with_samples:
-            for row in out:
-                row["latency_samples"] = json.loads(row["latency_samples"]) if row["latency_samples"] else None
-        return out
+        return [_decode(dict(zip(cols, r, strict=True))) for r in cur]
 
     def runs(self) -> list[dict]:
         cur = self.db.execute("SELECT run_id, started_at, finished_at, outcome, argv, config, environment FROM runs")
@@ -164,6 +204,14 @@ class Store:
         cur = self.db.execute("SELECT * FROM models ORDER BY model")
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur]
+
+
+def _encode(row: dict) -> dict:
+    return {k: json.dumps(v) if k in _JSON_COLUMNS and isinstance(v, list) else v for k, v in row.items()}
+
+
+def _decode(row: dict) -> dict:
+    return {k: json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v for k, v in row.items()}
 
 
 def _open(path: Path) -> sqlite3.Connection:

@@ -9,7 +9,12 @@ Statistics:
   (distribution-free: the number of samples below the true median is Binomial(n, 1/2)); it exists
   from 6 samples on;
 - p90 from 10 samples and p99 from 100 samples on; with fewer, they would only be the largest value
-  seen, so they are absent (None).
+  seen, so they are absent (None);
+- over several rounds (separate worker processes at different times, ``dnnbench run --rounds``):
+  the median of all samples, and an interval that also covers how much the rounds' medians differ
+  (``rounds_interval``): within one process the samples share one memory layout, one thread
+  placement and one minute of the machine's load, so their interval alone is too narrow to predict
+  a second sweep.
 """
 
 from __future__ import annotations
@@ -152,6 +157,43 @@ def median_ci(sorted_values: list[float], confidence: float = 0.95) -> tuple[flo
     if k < 1:
         return None
     return sorted_values[k - 1], sorted_values[n - k]
+
+
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (beyond 30: Cornish-Fisher)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be at least 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def rounds_interval(sorted_values: list[float], round_medians: list[float]) -> tuple[float, float] | None:
+    """95% interval of the median of samples pooled from several rounds.
+
+    The union of the distribution-free interval of the pooled samples and a t-interval of the
+    rounds' medians (on a log scale, as ratios: mean of log medians +- t(R-1) * sd / sqrt(R), moved
+    to the pooled median). With one round it is the distribution-free interval alone. With two
+    rounds t(1) = 12.7 makes it wide: three rounds are the least that says much."""
+    within = median_ci(sorted_values)
+    r = len(round_medians)
+    if r < 2:
+        return within
+    logs = [math.log(m) for m in round_medians]
+    mean = math.fsum(logs) / r
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (r - 1))
+    half = t975(r - 1) * sd / math.sqrt(r)
+    centre = median(sorted_values)
+    low, high = centre * math.exp(-half), centre * math.exp(half)
+    if within:
+        low, high = min(low, within[0]), max(high, within[1])
+    return low, high
 
 
 def summarize(samples: list[float], stop_reason: str, window_s: float) -> LatencyResult:

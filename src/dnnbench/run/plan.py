@@ -26,11 +26,18 @@ class RunConfig:
     timeout_s: float | None = None  # hard limit per cell; default: 10 x the budget + 30 s
     startup_timeout_s: float = 900.0  # imports, build, save, load and the first pass
     retry_failed: bool = False
+    rounds: int = 1  # visits of each cell, each in a fresh worker process; the budget is shared among them
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
 
     @property
     def policy(self) -> TimingPolicy:
+        """The timing policy of one round of a cell."""
         base = QUICK if self.quick else TimingPolicy()
-        return TimingPolicy(**{**asdict(base), "target_ci": self.target_ci, "max_seconds": self.max_seconds_per_cell})
+        return TimingPolicy(**{**asdict(base), "target_ci": self.target_ci,
+                               "max_seconds": self.max_seconds_per_cell / self.rounds})
 
     @property
     def cell_timeout_s(self) -> float:
@@ -59,12 +66,14 @@ class ModelJob:
                 "config": self.config.as_dict(), "policy": asdict(self.config.policy)}
 
 
-def plan(entries, config: RunConfig, done: set[tuple]) -> list[ModelJob]:
-    """One job per model with the batch sizes not in ``done``; models with nothing missing are left out."""
+def plan(entries, config: RunConfig, counts: dict[tuple, int], round_no: int = 1) -> list[ModelJob]:
+    """Round ``round_no``'s jobs: one per model, with the batch sizes whose cells hold fewer rounds
+    than that (``counts``: the rounds each stored cell holds, ``Store.round_counts``); models with
+    nothing missing are left out."""
     jobs = []
     for entry in entries:
         probe = ModelJob(entry.name, entry.input_size, (), config)
-        missing = tuple(b for b in sorted(config.batch_sizes) if probe.key(b) not in done)
+        missing = tuple(b for b in sorted(config.batch_sizes) if counts.get(probe.key(b), 0) < round_no)
         if missing:
             jobs.append(ModelJob(entry.name, entry.input_size, missing, config))
     return jobs

@@ -61,6 +61,7 @@ class Sweep:
         self.argv = argv or []
         self.on_event = on_event or (lambda kind, data: None)
         self.environment = environment
+        self._round = 1
 
     # ------------------------------------------------------------------------------------------
 
@@ -73,11 +74,12 @@ class Sweep:
             for entry in entries:
                 self.store.delete_cells("model = ? AND input_size = ? AND status != 'ok'",
                                         (entry.name, entry.input_size))
-        done = self.store.done_keys()
-        jobs = plan(entries, config, done)
-        total = sum(len(j.batch_sizes) for j in jobs)
-        already = len(entries) * len(config.batch_sizes) - total
-        self.on_event("plan", {"cells": total, "already": already, "models": len(jobs)})
+        counts = self.store.round_counts(config.rounds)
+        keys = [ModelJob(e.name, e.input_size, (), config).key(b) for e in entries for b in config.batch_sizes]
+        total = sum(config.rounds - min(counts.get(k, 0), config.rounds) for k in keys)
+        already = sum(1 for k in keys if counts.get(k, 0) >= config.rounds)
+        pending = plan(entries, config, counts, config.rounds)
+        self.on_event("plan", {"cells": total, "already": already, "models": len(pending), "rounds": config.rounds})
 
         environment = dict(self.environment or self._environment())
         meter, reason = open_meter(config.device)
@@ -86,7 +88,7 @@ class Sweep:
             self.on_event("note", {"text": f"energy not measured: {reason}"})
         else:
             environment["energy"] = {"source": meter.source, "scope": meter.scope,
-                                     "idle_power_w": idle_power(meter) if jobs else None}
+                                     "idle_power_w": idle_power(meter) if pending else None}
         run_id = self.store.start_run(self.argv, config.as_dict(), environment)
         result = SweepResult(run_id, already=already)
         self._idle_w = environment["energy"].get("idle_power_w")
@@ -97,13 +99,16 @@ class Sweep:
             except Exception as exc:  # the worker will record the model's failure as its cells
                 self.on_event("note", {"text": f"{entry.name}: static figures unavailable: {exc}"})
         try:
-            for job in jobs:
-                fresh = self.store.done_keys()  # another sweep on this file may have measured some
-                missing = tuple(b for b in job.batch_sizes if job.key(b) not in fresh)
-                if len(missing) < len(job.batch_sizes):
-                    self.on_event("skip", {"model": job.model, "cells": len(job.batch_sizes) - len(missing)})
-                if missing:
-                    self._run_job(ModelJob(job.model, job.input_size, missing, config), result)
+            # round by round, model by model: the rounds of one cell are minutes apart, in fresh processes
+            for round_no in range(1, config.rounds + 1):
+                for job in plan(entries, config, self.store.round_counts(config.rounds), round_no):
+                    # another sweep on this file may have measured some meanwhile
+                    fresh = self.store.round_counts(config.rounds)
+                    missing = tuple(b for b in job.batch_sizes if fresh.get(job.key(b), 0) < round_no)
+                    if len(missing) < len(job.batch_sizes):
+                        self.on_event("skip", {"model": job.model, "cells": len(job.batch_sizes) - len(missing)})
+                    if missing:
+                        self._run_job(ModelJob(job.model, job.input_size, missing, config), result, round_no)
         except KeyboardInterrupt:
             result.interrupted = True
             self.store.finish_run(run_id, "interrupted")
@@ -124,13 +129,14 @@ class Sweep:
         c = job.config
         row = {"model": job.model, "input_size": job.input_size, "device": c.device, "backend": c.backend,
                "precision": c.precision, "threads": c.threads, "batch_size": batch,
-               "idle_power_w": self._idle_w, **fields}
-        stored = self.store.put_cell(result.run_id, row)
+               "idle_power_w": self._idle_w, "round": self._round, **fields}
+        stored = self.store.put_cell(result.run_id, row, rounds=c.rounds)
         row["stored"] = stored
         result.measured.append(row)
         self.on_event("cell", row)
 
-    def _run_job(self, job: ModelJob, result: SweepResult) -> None:
+    def _run_job(self, job: ModelJob, result: SweepResult, round_no: int = 1) -> None:
+        self._round = round_no
         remaining = list(job.batch_sizes)
         while remaining:
             out = self._run_worker(ModelJob(job.model, job.input_size, tuple(remaining), job.config), result)
@@ -162,7 +168,7 @@ class Sweep:
         read_fd, write_fd = os.pipe()
         env[RESULT_FD_ENV] = str(write_fd)
         log = tempfile.TemporaryFile()
-        self.on_event("worker", {"model": job.model, "batch_sizes": list(job.batch_sizes)})
+        self.on_event("worker", {"model": job.model, "batch_sizes": list(job.batch_sizes), "round": self._round})
         proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.run.worker"],
                                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
                                 env=env, start_new_session=False)

@@ -1,0 +1,91 @@
+"""Rounds: a cell measured again in a later worker process adds its samples to the stored cell.
+
+One process sees one memory layout, one thread placement and a few seconds of the machine's load;
+two sweeps on a shared machine differ by more than the interval of either. With ``--rounds R`` the
+sweep visits every model R times, each time in a fresh worker, and each visit's figures are folded
+into the stored cell here: the samples are pooled, the median and percentiles are taken over all
+of them, and the interval also covers how much the rounds' medians differ
+(``latency.rounds_interval``).
+
+Pure functions over the stored row and the new record; the store calls ``merge`` inside one write
+transaction, so two sweeps adding rounds to one file at once cannot lose one.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..measure.latency import median, percentile, rounds_interval
+
+_SUMMED = ("warmup_n", "warmup_s", "timed_s", "window_s", "cell_wall_s")
+_PEAKS = ("mem_peak_bytes", "mem_cuda_allocated_bytes", "mem_cuda_reserved_bytes", "mem_nvml_bytes")
+
+
+def rounds_of(row: dict) -> int:
+    """How many rounds a stored cell holds (cells stored before rounds existed hold one)."""
+    return int(row.get("rounds") or 1)
+
+
+def complete(row: dict, rounds: int) -> bool:
+    """Whether a stored cell needs no further round: it failed, a later round failed, or it has them all."""
+    return row["status"] != "ok" or bool(row.get("error")) or rounds_of(row) >= rounds
+
+
+def first(cell: dict) -> dict:
+    """A cell's figures as stored after its first round."""
+    out = dict(cell)
+    if cell.get("status") == "ok" and cell.get("latency_median_s") is not None:
+        out.update(rounds=1, round_medians=[cell["latency_median_s"]])
+    else:
+        out.update(rounds=None, round_medians=None)
+    return out
+
+
+def merge(stored: dict, new: dict, rounds: int) -> dict | None:
+    """The stored cell with one more round folded in; None if it needs no more rounds.
+
+    A round that fails (oom, crashed, timeout, error) keeps the figures already taken: the cell
+    stays ``ok`` with the rounds it has, and its ``error`` says which round failed and how."""
+    if complete(stored, rounds):
+        return None
+    k = rounds_of(stored) + 1
+    if new.get("status") != "ok":
+        return {**stored, "error": f"round {k} of {rounds} ended in {new.get('status')}: {new.get('error')}",
+                "run_id": new.get("run_id", stored.get("run_id")), "measured_at": new.get("measured_at")}
+    old_samples = list(stored.get("latency_samples") or [])
+    new_samples = list(new.get("latency_samples") or [])
+    pooled = sorted(old_samples + new_samples)
+    medians = list(stored.get("round_medians") or [stored["latency_median_s"]]) + [new["latency_median_s"]]
+    mid = median(pooled)
+    low, high = rounds_interval(pooled, medians) or (None, None)
+    batch = stored["batch_size"]
+    out = {**stored, **{key: new.get(key) for key in ("run_id", "measured_at") if new.get(key) is not None}}
+    out.update(
+        latency_samples=old_samples + new_samples, samples=len(pooled), latency_median_s=mid,
+        latency_p90_s=percentile(pooled, 90) if len(pooled) >= 10 else None,
+        latency_p99_s=percentile(pooled, 99) if len(pooled) >= 100 else None,
+        latency_ci_low_s=low, latency_ci_high_s=high,
+        ci_rel=max(mid - low, high - mid) / mid if low is not None and mid > 0 else None,
+        images_per_s=batch / mid, time_per_image_s=mid / batch,
+        rounds=k, round_medians=medians,
+        stop_reason=stored.get("stop_reason") if stored.get("stop_reason") != "converged" else new.get("stop_reason"))
+    for key in _SUMMED:
+        if stored.get(key) is not None and new.get(key) is not None:
+            out[key] = stored[key] + new[key]
+    for key in _PEAKS:
+        values = [v for v in (stored.get(key), new.get(key)) if v is not None]
+        out[key] = max(values) if values else None
+    old_j, new_j = _joules(stored, batch), _joules(new, batch)
+    if old_j is not None and new_j is not None and out.get("window_s"):
+        out["energy_per_image_j"] = (old_j + new_j) / (len(pooled) * batch)
+        out["power_w"] = (old_j + new_j) / out["window_s"]
+    else:  # energy from only some rounds would not describe the pooled samples
+        out["energy_per_image_j"] = out["power_w"] = None
+    return out
+
+
+def _joules(cell: dict, batch: int) -> float | None:
+    e, n = cell.get("energy_per_image_j"), cell.get("samples")
+    if e is None or not n or math.isnan(e):
+        return None
+    return e * n * batch
