@@ -61,10 +61,14 @@ def load(store, device: str | None = None) -> list[Measured]:
     return group(rows, store.models())
 
 
-def peak_flops(store, device: str | None = None) -> float | None:
-    """The measured peak FLOP/s of ``device`` (any, if None), from the most recent run that recorded it."""
-    for run in reversed(store.runs()):
+def peak_flops(store, device: str | None = None, threads: int | None = None) -> float | None:
+    """The measured peak FLOP/s of ``device`` (any, if None) at ``threads`` (any, if None): the
+    largest any run recorded. Each run measures it in about a second; on a shared machine a
+    neighbour's load lowers it, never raises it, so the largest is the best estimate of the ceiling."""
+    found = []
+    for run in store.runs():
         env = run.get("environment") or {}
-        if env.get("peak_flops") and (device is None or env.get("device") in (None, device)):
-            return float(env["peak_flops"])
-    return None
+        if (env.get("peak_flops") and (device is None or env.get("device") in (None, device))
+                and (threads is None or env.get("threads") in (None, threads))):
+            found.append(float(env["peak_flops"]))
+    return max(found) if found else None

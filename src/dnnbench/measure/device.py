@@ -120,9 +120,11 @@ def environment(device: str, threads: int) -> dict:
     return env
 
 
-def peak_flops(device: str, threads: int, size: int = 2048, repeats: int = 5, dtype=None) -> dict:
+def peak_flops(device: str, threads: int, size: int = 2048, repeats: int = 5, dtype=None,
+               min_seconds: float = 1.0) -> dict:
     """The machine's measured ceiling: FLOP/s of a large fp32 matrix product (2 n^3 FLOPs), best of
-    ``repeats`` after one warm-up, at the run's thread count."""
+    at least ``repeats`` products and ``min_seconds`` after one warm-up, at the run's thread count
+    (the best, because a neighbour's load only ever slows a product down)."""
     import torch
 
     dtype = dtype or torch.float32
@@ -133,8 +135,8 @@ def peak_flops(device: str, threads: int, size: int = 2048, repeats: int = 5, dt
     with torch.inference_mode():
         torch.mm(a, b)
         sync()
-        times = []
-        for _ in range(repeats):
+        times: list[float] = []
+        while len(times) < repeats or sum(times) < min_seconds:
             t0 = time.perf_counter()
             torch.mm(a, b)
             sync()
@@ -142,4 +144,4 @@ def peak_flops(device: str, threads: int, size: int = 2048, repeats: int = 5, dt
     flops = 2 * size**3
     times.sort()
     return {"peak_flops": flops / times[0], "peak_flops_median": flops / times[len(times) // 2],
-            "peak_flops_method": f"torch.mm {size}x{size} {str(dtype).replace('torch.', '')}, best of {repeats}"}
+            "peak_flops_method": f"torch.mm {size}x{size} {str(dtype).replace('torch.', '')}, best of {len(times)}"}

@@ -51,7 +51,7 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None) 
     models = [m for m in everything if (m.device, m.backend, m.precision, m.threads) == setup]
     others = sorted(k for k in counts if k != setup)
     batch = _choose_batch(models, batch)
-    peak = peak_flops(store, setup[0])
+    peak = peak_flops(store, setup[0], setup[3])
 
     drawer = Drawer(models, out, batch, peak, limits)
     charts = drawer.draw_all()
@@ -124,6 +124,13 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None) 
     meta = (f"{len(models)} models measured on {setup[0]} ({env.get('cpu_model') or env.get('gpu') or 'unknown'}, "
             f"{setup[3]} threads, {setup[1]}, {setup[2]}); batch size for single-batch figures: {batch}; "
             f"database {store.path}")
+    rounds = sorted({c.get("rounds") or 1 for m in models for c in m.ok.values()})
+    if rounds:
+        meta += (f"; each cell measured in {rounds[0]} worker process{'es' if rounds[0] > 1 else ''}" if len(rounds) == 1
+                 else f"; cells measured in {rounds[0]} to {rounds[-1]} worker processes")
+        meta += (", intervals widened by the spread between them" if rounds[-1] > 1 else
+                 " (intervals cover the noise within one process only: `dnnbench run --rounds 3` adds the spread "
+                 "between processes)")
     if others:
         meta += f"; other setups in the database not shown: {', '.join(map(str, others))}"
     failed = [c for m in models for c in m.cells.values() if c["status"] != "ok"]

@@ -32,6 +32,7 @@ class Chart:
     reason: str | None = None  # why it is not drawn
     series: list[list[dict]] = field(default_factory=list)  # hover data per scatter collection
     files: dict[str, Path] = field(default_factory=dict)
+    omitted: str = ""  # which models the figure leaves out, and why (appended to the finding)
 
 
 def _ms(s: float) -> str:
@@ -43,7 +44,44 @@ def _mb(b: float) -> str:
 
 
 def _label(ax, x, y, text):
-    ax.annotate(text, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, parse_math=False)
+    """Label the point (x, y); the labels of an axes are placed together when the figure is saved."""
+    if not hasattr(ax, "_dnnbench_labels"):
+        ax._dnnbench_labels = []
+    ax._dnnbench_labels.append((x, y, text))
+
+
+# where a label may go, around its point: (dx, dy) in points, horizontal and vertical alignment
+_SPOTS = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"), (-4, -3, "right", "top"),
+          (0, 7, "center", "bottom"), (0, -7, "center", "top"), (6, 12, "left", "bottom"), (6, -12, "left", "top"),
+          (-6, 12, "right", "bottom"), (-6, -12, "right", "top"), (0, 20, "center", "bottom"),
+          (0, -20, "center", "top")]
+
+
+def _place_labels(fig) -> None:
+    """Greedy placement: each label takes the first spot around its point where it overlaps no label
+    placed before and stays inside the axes; where none is free, the first spot."""
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        items = getattr(ax, "_dnnbench_labels", [])
+        area = ax.get_window_extent(renderer)
+        placed = []
+        for x, y, text in sorted(items, key=lambda t: (-t[1], t[0])):
+            chosen = None
+            for dx, dy, ha, va in _SPOTS:
+                ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                                  parse_math=False, ha=ha, va=va)
+                box = ann.get_window_extent(renderer)
+                inside = (box.x0 >= area.x0 and box.x1 <= area.x1 and box.y0 >= area.y0 and box.y1 <= area.y1)
+                if inside and not any(box.overlaps(other) for other in placed):
+                    chosen = box
+                    break
+                ann.remove()
+            if chosen is None:
+                dx, dy, ha, va = _SPOTS[0]
+                ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                                  parse_math=False, ha=ha, va=va)
+                chosen = ann.get_window_extent(renderer)
+            placed.append(chosen)
 
 
 class Drawer:
@@ -59,6 +97,9 @@ class Drawer:
 
     def _save(self, chart: Chart, fig) -> None:
         fig.tight_layout()
+        _place_labels(fig)
+        if chart.omitted:
+            chart.finding = f"{chart.finding} {chart.omitted}".strip()
         for ext in ("png", "svg"):
             path = self.out / f"{chart.key}.{ext}"
             with plt.rc_context({"svg.hashsalt": chart.key}):  # ids unique per figure once inlined in one page
@@ -81,6 +122,10 @@ class Drawer:
     def _info(m, **figures) -> dict:
         return {"model": m.model, **{k: v for k, v in figures.items() if v is not None}}
 
+    def _without_top1(self) -> str:
+        missing = sorted(m.model for m in self.models if m.top1 is None)
+        return f"Not shown, having no published top-1: {', '.join(missing)}." if missing else ""
+
     def _at(self, batch: int):
         out = []
         for m in self.models:
@@ -100,6 +145,7 @@ class Drawer:
 
     def ball_chart(self):
         chart = Chart("ball_chart", "Top-1 accuracy versus operations; blob area proportional to parameters")
+        chart.omitted = self._without_top1()
         ms = [m for m in self.models if m.top1 is not None and m.macs and m.params]
         if not ms:
             return self._skip(chart, "no measured model has both a published top-1 accuracy and an operation count")
@@ -123,6 +169,7 @@ class Drawer:
 
     def top1_bars(self):
         chart = Chart("top1", "Top-1 accuracy per model")
+        chart.omitted = self._without_top1()
         ms = sorted((m for m in self.models if m.top1 is not None), key=lambda m: m.top1)
         if not ms:
             return self._skip(chart, "no measured model has a published top-1 accuracy")
@@ -253,7 +300,7 @@ class Drawer:
         if fit:
             slowest = max(pts, key=lambda p: p[1]["time_per_image_s"])
             chart.finding = (f"Operations predict time per image with R² = {fit.r2:.2f} on this machine at batch size "
-                             f"{b} (n = {fit.n}): {fit.slope:.3g} ms per G-MAC + {fit.intercept:.3g} ms. "
+                             f"{b} (n = {fit.n}): {fit.slope:.3g} ms per G-MAC {'-' if fit.intercept < 0 else '+'} {abs(fit.intercept):.3g} ms. "
                              f"{slowest[0].model} is the slowest: {_ms(slowest[1]['time_per_image_s'])} per image.")
         else:
             chart.finding = "A fit needs at least 3 models."
@@ -274,6 +321,7 @@ class Drawer:
         b = self.batch
         chart = Chart("top1_vs_fps", f"Top-1 accuracy versus images per second at batch size {b}, with the linear "
                                      "upper bound")
+        chart.omitted = self._without_top1()
         pts = [(m, c) for m, c in self._at(b) if m.top1 is not None]
         if not pts:
             return self._skip(chart, f"no model with a published top-1 was measured at batch size {b}")
@@ -299,6 +347,7 @@ class Drawer:
 
     def top1_vs_ops(self):
         chart = Chart("top1_vs_ops", "Top-1 accuracy versus operations, with the hyperbolic fit")
+        chart.omitted = self._without_top1()
         ms = [m for m in self.models if m.top1 is not None and m.macs]
         if len(ms) < 1:
             return self._skip(chart, "no measured model has both a top-1 and an operation count")
@@ -324,6 +373,7 @@ class Drawer:
 
     def density_bars(self):
         chart = Chart("accuracy_density", "Accuracy density: top-1 per million parameters")
+        chart.omitted = self._without_top1()
         ms = sorted((m for m in self.models if m.accuracy_density is not None), key=lambda m: m.accuracy_density)
         if not ms:
             return self._skip(chart, "no measured model has a published top-1 accuracy")
@@ -365,6 +415,7 @@ class Drawer:
     def pareto(self):
         b = self.batch
         chart = Chart("pareto", f"Pareto frontier of top-1 versus latency at batch size {b}")
+        chart.omitted = self._without_top1()
         pts = [(m, c) for m, c in self._at(b) if m.top1 is not None]
         if len(pts) < 2:
             return self._skip(chart, f"fewer than two models with a top-1 were measured at batch size {b}")
@@ -422,6 +473,10 @@ class Drawer:
         chart.finding = (f"{best[1].model} runs this hardware best: {100 * best[0]:.3g} % of the peak "
                          f"{self.peak / 1e9:.3g} GFLOP/s at batch {best[2]}; {worst[1].model} reaches as little as "
                          f"{100 * worst[0]:.3g} %.")
+        if best[0] > 1:
+            chart.finding += (" Above 100 %: the peak is measured by a matrix product on a machine whose load "
+                              "varies, and this model's kernels ran faster than the best product seen, so read "
+                              "the peak as a lower bound of the ceiling.")
         self._save(chart, fig)
 
 
