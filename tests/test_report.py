@@ -82,7 +82,9 @@ def test_findings_state_the_numbers(report):
     page = report.read_text()
     assert "Operations predict time per image with R² = " in page
     assert "vgg16 is the most expensive model: 15.5 G-MACs" in page
-    assert "memory stays at" in page and "MB per image" in page
+    # make_db's memory is flat up to batch 4, then linear
+    assert "Memory stays constant up to a batch size, then grows linearly, for all 7 models." in page
+    assert "resnet18: 797 MB up to batch 4, then 5.43 MB per image." in page
     assert "Pareto frontier" in page
 
 
@@ -122,6 +124,47 @@ def test_empty_and_failed_databases_are_clear_errors(tmp_path):
                              "threads": 1, "batch_size": 1, "status": "crashed", "error": "boom"})
         with pytest.raises(UserError, match="every cell failed"):
             build_report(store, tmp_path / "out")
+
+
+def test_memory_linear_from_batch_1_and_models_without_top1_are_named(tmp_path):
+    db = make_db(tmp_path / "lin.db")
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE cells SET mem_peak_bytes = 8e8 + 1e7 * batch_size")
+        con.execute("UPDATE models SET top1 = NULL, top5 = NULL WHERE model IN ('alexnet', 'vgg16')")
+    with Store(db) as store:
+        page = build_report(store, tmp_path / "out").read_text()
+    assert "Memory grows linearly from the smallest batch size for all 7 models" in page
+    assert "resnet18: 810 MB at batch 1, then 10 MB per image." in page
+    note = "Not shown, having no published top-1: alexnet, vgg16."
+    # under each of the 6 accuracy figures, and once in the summary
+    assert page.count(note) == 7
+
+
+def test_efficiency_uses_the_largest_peak_of_the_setup(tmp_path):
+    db = make_db(tmp_path / "p.db", peak=2e11)
+    with Store(db) as store:
+        store.start_run(["run"], {}, {"peak_flops": 1e11, "threads": 2})  # a later run on a busier machine
+        store.start_run(["run"], {}, {"peak_flops": 9e11, "threads": 8})  # another thread count: not this setup
+        page = build_report(store, tmp_path / "out").read_text()
+    assert "of the peak 200 GFLOP/s" in page
+
+
+def test_labels_do_not_overlap():
+    import matplotlib.pyplot as plt
+
+    from dnnbench.report.figures import _label, _place_labels
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    points = [(1.0, 1.0), (1.0, 1.0), (1.02, 1.0), (1.0, 1.01), (3.0, 2.0)]
+    ax.scatter(*zip(*points, strict=True))
+    for i, (x, y) in enumerate(points):
+        _label(ax, x, y, f"model-{i}")
+    _place_labels(fig)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert sorted(t.get_text() for t in ax.texts) == [f"model-{i}" for i in range(5)]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
 
 
 def test_single_model_says_why_fits_are_missing(tmp_path):

@@ -119,7 +119,9 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None) 
         mem = top.ok.get(1, {}).get("mem_peak_bytes") if 1 in top.ok else None
         intro.append(f"{top.model} is the most expensive model: {top.macs / 1e9:.3g} G-MACs per image{extra}"
                      + (f", {mem / 1e6:,.0f} MB at batch 1" if mem else "") + ".")
-    intro += [c.finding for c in charts if c.finding and not c.reason]
+    # the findings once each; which models a figure leaves out is said once, at the end
+    intro += [c.finding.replace(c.omitted, "").strip() for c in charts if c.finding and not c.reason]
+    intro += sorted({c.omitted for c in charts if c.omitted and not c.reason})
     env = (store.runs()[-1].get("environment") or {}) if store.runs() else {}
     meta = (f"{len(models)} models measured on {setup[0]} ({env.get('cpu_model') or env.get('gpu') or 'unknown'}, "
             f"{setup[3]} threads, {setup[1]}, {setup[2]}); batch size for single-batch figures: {batch}; "

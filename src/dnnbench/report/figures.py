@@ -36,7 +36,7 @@ class Chart:
 
 
 def _ms(s: float) -> str:
-    return f"{s * 1e3:.3g} ms"
+    return f"{s * 1e3:,.0f} ms" if s >= 0.1 else f"{s * 1e3:.3g} ms"
 
 
 def _mb(b: float) -> str:
@@ -59,7 +59,11 @@ _SPOTS = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bo
 
 def _place_labels(fig) -> None:
     """Greedy placement: each label takes the first spot around its point where it overlaps no label
-    placed before and stays inside the axes; where none is free, the first spot."""
+    placed before and stays inside the axes; failing that, the first free spot outside them; where
+    none is free, the first spot."""
+    if not any(getattr(ax, "_dnnbench_labels", None) for ax in fig.axes):
+        return
+    fig.canvas.draw()  # settles autoscaled limits, so data and display coordinates are final
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         items = getattr(ax, "_dnnbench_labels", [])
@@ -67,12 +71,13 @@ def _place_labels(fig) -> None:
         placed = []
         for x, y, text in sorted(items, key=lambda t: (-t[1], t[0])):
             chosen = None
-            for dx, dy, ha, va in _SPOTS:
+            # first a free spot inside the axes, then a free spot anywhere, else the first spot
+            for need_inside, (dx, dy, ha, va) in [(True, spot) for spot in _SPOTS] + [(False, spot) for spot in _SPOTS]:
                 ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
                                   parse_math=False, ha=ha, va=va)
                 box = ann.get_window_extent(renderer)
                 inside = (box.x0 >= area.x0 and box.x1 <= area.x1 and box.y0 >= area.y0 and box.y1 <= area.y1)
-                if inside and not any(box.overlaps(other) for other in placed):
+                if (inside or not need_inside) and not any(box.overlaps(other) for other in placed):
                     chosen = box
                     break
                 ann.remove()
@@ -260,11 +265,26 @@ class Drawer:
             return self._skip(chart, "no cell has a memory figure")
         fig, ms, fitted = got
         if fitted:
+            def flat_first(mm, f) -> bool:  # the knee lies above the smallest batch size measured
+                return f.knee > min(b for b, c in mm.ok.items() if mem(c) is not None)
+
+            def says(mm, f) -> str:
+                if flat_first(mm, f):
+                    return f"{mm.model}: {_mb(f.base)} up to batch {f.knee:g}, then {f.slope / 1e6:.3g} MB per image."
+                return f"{mm.model}: {_mb(f.base)} at batch {f.knee:g}, then {f.slope / 1e6:.3g} MB per image."
+
             m, fit = max(fitted, key=lambda f: f[1].slope)
-            chart.finding = (f"{m.model}: memory stays at {_mb(fit.base)} up to batch size {fit.knee:g}, then grows "
-                             f"{fit.slope / 1e6:.3g} MB per image (R² = {fit.r2:.3f}). " +
-                             " ".join(f"{mm.model}: {_mb(f.base)} to batch {f.knee:g}, then {f.slope / 1e6:.3g} MB/image."
-                                      for mm, f in fitted if mm is not m)[:1500])
+            flat = [mm.model for mm, f in fitted if flat_first(mm, f)]
+            if not flat:
+                shape = (f"Memory grows linearly from the smallest batch size for all {len(fitted)} models: no "
+                         "constant part (the papers' flat start came from a GPU allocator's reserve).")
+            elif len(flat) == len(fitted):
+                shape = f"Memory stays constant up to a batch size, then grows linearly, for all {len(fitted)} models."
+            else:
+                shape = (f"Memory stays constant up to a batch size, then grows linearly, for {len(flat)} of "
+                         f"{len(fitted)} models ({', '.join(flat)}); the others grow from the smallest batch size.")
+            chart.finding = (f"{shape} The steepest, {says(m, fit)[:-1]} (R² = {fit.r2:.3f}). "
+                             + " ".join(says(mm, f) for mm, f in fitted if mm is not m)[:1500])
         self.memory_fits = fitted
         self._save(chart, fig)
 

@@ -91,4 +91,6 @@ class RunPrinter:
 
 
 def _ms(value) -> str:
-    return "-" if value is None else f"{value * 1e3:.3g}"
+    if value is None:
+        return "-"
+    return f"{value * 1e3:,.0f}" if value >= 0.1 else f"{value * 1e3:.3g}"
