@@ -358,9 +358,10 @@ class Drawer:
             ax.plot(grid, [bound.intercept + bound.slope * g for g in grid], "r--", lw=1,
                     label=f"upper bound: {bound.intercept:.1f} % {bound.slope:+.3g} % per image/s")
             ax.legend(fontsize=7)
-            chart.finding = (f"No model lies above the line top-1 = {bound.intercept:.2f} % {bound.slope:+.3g} % x "
-                             f"(images/s): at this batch size, each extra image per second costs at least "
-                             f"{-bound.slope:.3g} points of top-1.")
+            sign = "-" if bound.slope < 0 else "+"
+            chart.finding = (f"No model lies above the line top-1 = {bound.intercept:.2f} % {sign} "
+                             f"{abs(bound.slope):.3g} % x (images/s): at this batch size, each extra image per second "
+                             f"costs at least {-bound.slope:.3g} points of top-1.")
         ax.set_xlabel(f"images per second at batch {b}")
         ax.set_ylabel("top-1 accuracy (%)")
         self._save(chart, fig)

@@ -78,7 +78,9 @@ class RunPrinter:
                 r.get("stop_reason") or "-"])
         lines = [_table(headings, body, right={1, 3, 4, 5, 6, 7, 8, 9, 10})]
         new = sum(1 for m in result.measured if m.get("stored"))
-        lines.append(f"{new} cells measured now, {result.already} taken from the database (run {result.run_id}). "
+        what = "cells" if self.config.rounds == 1 else "cell rounds"
+        lines.append(f"{new} {what} measured now, {result.already} complete cells taken from the database "
+                     f"(run {result.run_id}). "
                      "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
                      "interval of the median, widened by how much the rounds' medians differ; stop: converged "
                      "(target reached in every round) or time_cap (budget spent).")
