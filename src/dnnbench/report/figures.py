@@ -57,6 +57,12 @@ _SPOTS = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bo
           (0, -20, "center", "top")]
 
 
+def _annotate(ax, x, y, text, spot):
+    dx, dy, ha, va = spot
+    return ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7, parse_math=False,
+                       ha=ha, va=va)
+
+
 def _place_labels(fig) -> None:
     """Greedy placement: each label takes the first spot around its point where it overlaps no label
     placed before and stays inside the axes; failing that, the first free spot outside them; where
@@ -70,23 +76,17 @@ def _place_labels(fig) -> None:
         area = ax.get_window_extent(renderer)
         placed = []
         for x, y, text in sorted(items, key=lambda t: (-t[1], t[0])):
-            chosen = None
-            # first a free spot inside the axes, then a free spot anywhere, else the first spot
-            for need_inside, (dx, dy, ha, va) in [(True, spot) for spot in _SPOTS] + [(False, spot) for spot in _SPOTS]:
-                ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
-                                  parse_math=False, ha=ha, va=va)
-                box = ann.get_window_extent(renderer)
-                inside = (box.x0 >= area.x0 and box.x1 <= area.x1 and box.y0 >= area.y0 and box.y1 <= area.y1)
-                if (inside or not need_inside) and not any(box.overlaps(other) for other in placed):
-                    chosen = box
-                    break
-                ann.remove()
-            if chosen is None:
-                dx, dy, ha, va = _SPOTS[0]
-                ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=7,
-                                  parse_math=False, ha=ha, va=va)
-                chosen = ann.get_window_extent(renderer)
-            placed.append(chosen)
+            boxes = []  # every spot's box, measured with a trial label
+            for spot in _SPOTS:
+                trial = _annotate(ax, x, y, text, spot)
+                boxes.append((spot, trial.get_window_extent(renderer)))
+                trial.remove()
+            free = [(spot, box) for spot, box in boxes if not any(box.overlaps(other) for other in placed)]
+            inside = [(spot, box) for spot, box in free if box.x0 >= area.x0 and box.x1 <= area.x1
+                      and box.y0 >= area.y0 and box.y1 <= area.y1]
+            spot, box = (inside or free or boxes)[0]
+            _annotate(ax, x, y, text, spot)
+            placed.append(box)
 
 
 class Drawer:
@@ -122,6 +122,17 @@ class Drawer:
         coll.set_gid(f"{chart.key}-pts-{len(chart.series)}")
         chart.series.append(infos)
         return coll
+
+    def _bars(self, chart: Chart, ms, values, color: str, xlabel: str, infos):
+        """One horizontal bar per model, with a hoverable dot at the end of each bar."""
+        fig, ax = plt.subplots(figsize=(7.5, 0.25 * len(ms) + 1.2))
+        ax.barh(range(len(ms)), values, color=color)
+        self._scatter(ax, chart, values, range(len(ms)), infos, s=8, c="k", zorder=3)
+        ax.set_yticks(range(len(ms)), [m.model for m in ms])
+        for t in ax.get_yticklabels():
+            t.set_parse_math(False)
+        ax.set_xlabel(xlabel)
+        return fig, ax
 
     @staticmethod
     def _info(m, **figures) -> dict:
@@ -178,15 +189,9 @@ class Drawer:
         ms = sorted((m for m in self.models if m.top1 is not None), key=lambda m: m.top1)
         if not ms:
             return self._skip(chart, "no measured model has a published top-1 accuracy")
-        fig, ax = plt.subplots(figsize=(7.5, 0.25 * len(ms) + 1.2))
-        ax.barh(range(len(ms)), [m.top1 for m in ms], color="#4c72b0")
-        self._scatter(ax, chart, [m.top1 for m in ms], range(len(ms)),
-                      [self._info(m, top1=f"{m.top1:.2f} %", top5=m.top5 and f"{m.top5:.2f} %",
-                                  source=m.accuracy_source) for m in ms], s=8, c="k", zorder=3)
-        ax.set_yticks(range(len(ms)), [m.model for m in ms])
-        for t in ax.get_yticklabels():
-            t.set_parse_math(False)
-        ax.set_xlabel("top-1 accuracy (%)")
+        fig, ax = self._bars(chart, ms, [m.top1 for m in ms], "#4c72b0", "top-1 accuracy (%)",
+                             [self._info(m, top1=f"{m.top1:.2f} %", top5=m.top5 and f"{m.top5:.2f} %",
+                                         source=m.accuracy_source) for m in ms])
         ax.set_xlim(min(m.top1 for m in ms) - 5, max(m.top1 for m in ms) + 2)
         chart.finding = f"Top-1 ranges from {ms[0].top1:.2f} % ({ms[0].model}) to {ms[-1].top1:.2f} % ({ms[-1].model})."
         self._save(chart, fig)
@@ -398,16 +403,11 @@ class Drawer:
         ms = sorted((m for m in self.models if m.accuracy_density is not None), key=lambda m: m.accuracy_density)
         if not ms:
             return self._skip(chart, "no measured model has a published top-1 accuracy")
-        fig, ax = plt.subplots(figsize=(7.5, 0.25 * len(ms) + 1.2))
-        ax.barh(range(len(ms)), [m.accuracy_density for m in ms], color="#55a868")
-        self._scatter(ax, chart, [m.accuracy_density for m in ms], range(len(ms)),
-                      [self._info(m, density=f"{m.accuracy_density:.3g} % per M params", top1=f"{m.top1:.2f} %",
-                                  params=f"{m.params / 1e6:.3g} M") for m in ms], s=8, c="k", zorder=3)
-        ax.set_yticks(range(len(ms)), [m.model for m in ms])
-        for t in ax.get_yticklabels():
-            t.set_parse_math(False)
+        fig, ax = self._bars(chart, ms, [m.accuracy_density for m in ms], "#55a868",
+                             "top-1 (%) per million parameters (log scale)",
+                             [self._info(m, density=f"{m.accuracy_density:.3g} % per M params", top1=f"{m.top1:.2f} %",
+                                         params=f"{m.params / 1e6:.3g} M") for m in ms])
         ax.set_xscale("log")
-        ax.set_xlabel("top-1 (%) per million parameters (log scale)")
         chart.finding = (f"{ms[-1].model} uses its parameters best ({ms[-1].accuracy_density:.3g} % per M params), "
                          f"{ms[0].model} least ({ms[0].accuracy_density:.3g}).")
         self._save(chart, fig)
