@@ -8,7 +8,7 @@ import pytest
 
 from dnnbench.measure.latency import median_ci, rounds_interval
 from dnnbench.run.rounds import complete, first, merge
-from dnnbench.store import APPLICATION_ID, KEY, Store, _FIGURES_V1, _migrate_0_to_1
+from dnnbench.store import APPLICATION_ID, KEY, SCHEMA_VERSION, Store, _FIGURES_V1, _migrate_0_to_1
 
 
 def cell(samples, batch_size=2, **extra):
@@ -135,7 +135,7 @@ def test_a_schema_1_file_is_migrated_and_its_cells_count_as_one_round(tmp_path):
                [old.get(c) for c in columns])
     db.close()
     with Store(path) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         (row,) = store.cells()
         assert row["rounds"] is None and row["latency_median_s"] == pytest.approx(0.0101)
         assert store.round_counts(3) == {key(cell(A)): 1}

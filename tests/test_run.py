@@ -29,7 +29,8 @@ def model(name: str, size: int = 32):
 
 
 def config(**kw) -> RunConfig:
-    base = dict(batch_sizes=(1, 2), threads=2, quick=True, target_ci=0.05, max_seconds_per_cell=0.3)
+    # on_busy="measure": the tests' own load must not make them wait; tests/test_busy.py tests the waiting
+    base = dict(batch_sizes=(1, 2), threads=2, quick=True, target_ci=0.05, max_seconds_per_cell=0.3, on_busy="measure")
     return RunConfig(**{**base, **kw})
 
 
@@ -42,6 +43,12 @@ def sweep(tmp_path, entries, events=None, **kw):
                        environment=ENV).run(entries)
         cells = {(c["model"].split(":")[-1], c["batch_size"]): c for c in store.cells(with_samples=True)}
     return result, cells
+
+
+def _plan(events) -> dict:
+    """The counts of the sweep's plan event."""
+    plan = next(d for k, d in events if k == "plan")
+    return {k: plan[k] for k in ("cells", "already", "models", "rounds")}
 
 
 def run_cli(*args, **kw):
@@ -70,7 +77,7 @@ def test_cells_have_every_figure(tmp_path):
             assert "RAPL" in c["energy_reason"] or "powercap" in c["energy_reason"]
             assert c["energy_per_image_j"] is None and c["power_w"] is None
     assert [k for k, _ in events].count("cell") == 2
-    assert ("plan", {"cells": 2, "already": 0, "models": 1, "rounds": 1}) in events
+    assert _plan(events) == {"cells": 2, "already": 0, "models": 1, "rounds": 1}
 
 
 def test_rounds_add_fresh_processes_and_resume_by_round(tmp_path, monkeypatch):
@@ -80,7 +87,7 @@ def test_rounds_add_fresh_processes_and_resume_by_round(tmp_path, monkeypatch):
     _, one = sweep(tmp_path, entries, rounds=1)
     assert {c["rounds"] for c in one.values()} == {1}
     result, cells = sweep(tmp_path, entries, events=events, rounds=2)  # one more round of every cell
-    assert ("plan", {"cells": 4, "already": 0, "models": 2, "rounds": 2}) in events
+    assert _plan(events) == {"cells": 4, "already": 0, "models": 2, "rounds": 2}
     workers = [d for k, d in events if k == "worker"]
     assert [(d["model"].split(":")[-1], d["round"]) for d in workers] == [
         ("tiny", 2), ("aborts_at_2_in_a_later_process", 2)]
@@ -156,6 +163,69 @@ def test_model_that_cannot_be_built(tmp_path):
     assert "constructor failed on purpose" in cells[("fails_to_build", 1)]["error"]
 
 
+# user code runs only in workers: every way a model can end or stall its process is recorded as a cell
+
+
+def test_a_model_that_aborts_on_every_pass_never_takes_the_sweep_down(tmp_path):
+    _, cells = sweep(tmp_path, [model("aborts_always"), model("tiny")])
+    assert {cells[("aborts_always", b)]["status"] for b in (1, 2)} == {"crashed"}
+    assert "first forward pass" in cells[("aborts_always", 1)]["error"]
+    assert cells[("tiny", 2)]["status"] == "ok"
+
+
+def test_a_constructor_that_hangs_is_stopped_at_the_timeout(tmp_path):
+    started = time.monotonic()
+    _, cells = sweep(tmp_path, [model("hangs_in_constructor"), model("tiny")], timeout_s=3)
+    assert time.monotonic() - started < 120  # not the model's 600 s
+    error = cells[("hangs_in_constructor", 1)]["error"]
+    assert cells[("hangs_in_constructor", 1)]["status"] == "timeout" and "building the model" in error and "longer than 3 s" in error
+    assert "--timeout" in error and "--retry-failed" in error
+    assert cells[("tiny", 1)]["status"] == "ok"
+
+
+def test_a_hang_on_real_input_only_is_stopped_at_the_timeout(tmp_path):
+    _, cells = sweep(tmp_path, [model("hangs_on_real_input")], timeout_s=3)
+    assert cells[("hangs_on_real_input", 1)]["status"] == "timeout"
+    assert "the first forward pass took longer than 3 s" in cells[("hangs_on_real_input", 1)]["error"]
+
+
+def test_sys_exit_in_forward_is_an_error_of_that_batch_size(tmp_path):
+    result, cells = sweep(tmp_path, [model("exits_at_2")], batch_sizes=(1, 2, 4))
+    assert cells[("exits_at_2", 2)]["status"] == "error"
+    assert "sys.exit(0)" in cells[("exits_at_2", 2)]["error"]
+    assert cells[("exits_at_2", 1)]["status"] == cells[("exits_at_2", 4)]["status"] == "ok"
+
+
+def test_a_kill_from_outside_is_killed_not_oom_and_the_rest_is_measured(tmp_path):
+    _, cells = sweep(tmp_path, [model("killed_at_2")], batch_sizes=(1, 2, 4))
+    killed = cells[("killed_at_2", 2)]
+    assert killed["status"] == "killed" and "SIGKILL" in killed["error"] and "--retry-failed" in killed["error"]
+    assert cells[("killed_at_2", 4)]["status"] == "ok"  # not skipped as if memory ran out
+
+
+def test_a_child_the_worker_forked_neither_stalls_the_sweep_nor_outlives_it(tmp_path, monkeypatch):
+    marker = tmp_path / "child"
+    monkeypatch.setenv("DNNBENCH_TEST_MARKER", str(marker))
+    started = time.monotonic()
+    _, cells = sweep(tmp_path, [model("forks_a_lingering_child")], timeout_s=30)
+    assert time.monotonic() - started < 60
+    assert {c["status"] for c in cells.values()} == {"ok"}
+    child = int(marker.read_text())
+    for _ in range(100):  # the group was killed; the kernel reaps the orphan through init
+        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the worker's child {child} outlived it")
+
+
+def test_static_figures_are_counted_in_the_worker(tmp_path):
+    sweep(tmp_path, [model("tiny")])
+    with Store(tmp_path / "t.db") as store:
+        (row,) = store.models()
+    assert row["macs"] == 3 * 8 * 9 * 32 * 32 + 8 * 10 and row["params"] == 3 * 8 * 9 + 8 + 8 * 10 + 10
+
+
 def test_model_output_does_not_disturb_the_results(tmp_path):
     _, cells = sweep(tmp_path, [model("chatty")])
     assert all(c["status"] == "ok" and c["samples"] >= 6 for c in cells.values())
@@ -187,7 +257,7 @@ def test_peak_memory_does_not_depend_on_what_ran_before(tmp_path):
 def _cli_run(db, *models, batch="1,2,4", extra=()):
     names = [f"{FAULTY}:{m}" for m in models]
     return [sys.executable, "-m", "dnnbench", "run", *names, "--input-size", "32", "--batch-sizes", batch,
-            "--db", str(db), "--quick", "--max-seconds-per-cell", "0.3", "--threads", "1", *extra]
+            "--db", str(db), "--quick", "--max-seconds-per-cell", "0.3", "--threads", "1", "--on-busy", "measure", *extra]
 
 
 def _rows(db):

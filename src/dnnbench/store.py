@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = ("model", "input_size", "device", "backend", "precision", "threads", "batch_size")
@@ -41,11 +41,18 @@ _FIGURES_V1 = [
 ]
 # schema 2: rounds (separate worker processes whose samples are pooled) and each round's median
 _FIGURES_V2 = [("rounds", "INTEGER"), ("round_medians", "TEXT")]
-FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2
+# schema 3: what other processes used of the machine during the timed passes (measure/busy.py)
+_FIGURES_V3 = [("contention", "REAL"), ("steal", "REAL"), ("disturbed", "INTEGER"), ("busy_attempts", "INTEGER"),
+               ("busy_wait_s", "REAL"), ("gpu_other_processes", "INTEGER")]
+FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3
 _JSON_COLUMNS = ("latency_samples", "round_medians")
 CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
 
-STATUSES = ("ok", "oom", "crashed", "timeout", "error")
+STATUSES = ("ok", "oom", "crashed", "killed", "timeout", "error")
+
+
+class StoreWriteError(UserError):
+    """The database could not take a write (disk full, read-only): what is stored stays stored."""
 
 
 def _migrate_0_to_1(db: sqlite3.Connection) -> None:
@@ -76,7 +83,12 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
 
 
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}  # from version n to n + 1
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    for column, sql_type in _FIGURES_V3:
+        db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+
+
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}  # from version n to n + 1
 
 
 def now() -> str:
@@ -84,13 +96,22 @@ def now() -> str:
 
 
 class Store:
-    """An open dnnbench database. Every write is its own transaction, committed before returning."""
+    """An open dnnbench database. Every write is its own transaction, committed before returning.
+
+    ``create=False`` opens it read-only, for the commands that only read (export, report,
+    recommend, predict): the file is never created, migrated or changed, no -wal/-shm file is left
+    beside it, and it can be read from a read-only directory or mount. An older schema is read as it
+    is (the columns it lacks read as null)."""
 
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
-        if not self.path.exists() and not create:
-            raise UserError(f"no database at {self.path}: run `dnnbench run ... --db {self.path}` first")
-        self.db = _open(self.path)
+        self.readonly = not create
+        if self.readonly:
+            self.db = _open_readonly(self.path)
+        else:
+            _check_writable_location(self.path)
+            self.db = _open(self.path)
+        self._columns = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
 
     def close(self) -> None:
         self.db.close()
@@ -152,14 +173,30 @@ class Store:
         return self._transaction(write)
 
     def _transaction(self, fn):
-        """Run ``fn(db)`` in one write transaction (taken at once: a read-modify-write), retried while locked."""
+        """Run ``fn(db)`` in one write transaction (taken at once: a read-modify-write), retried while
+        locked; a full disk is retried for a few seconds (space may come back), then refused."""
+        full_tries = 0
         for attempt in range(50):  # busy_timeout covers most contention; this covers the rest
             try:
                 with self.db:
                     self.db.execute("BEGIN IMMEDIATE")
                     return fn(self.db)
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                text = str(exc)
+                if "full" in text and full_tries < 3:
+                    full_tries += 1
+                    time.sleep(1.0)
+                    continue
+                if "full" in text:
+                    raise StoreWriteError(
+                        f"{self.path}: the disk is full, so the cell just measured could not be stored; every "
+                        "cell stored before is kept. Free some space and run the same command again: it "
+                        "measures only the missing cells") from None
+                if "readonly" in text or "read-only" in text:
+                    raise StoreWriteError(
+                        f"{self.path} cannot be written ({text}); every cell stored before is kept. Make it "
+                        "writable, or pass another --db") from None
+                if "locked" not in text and "busy" not in text:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise UserError(f"database {self.path} stayed locked by another writer for minutes; try again")
@@ -180,16 +217,19 @@ class Store:
         from .run.rounds import complete
 
         out = {}
-        for r in self.db.execute(f"SELECT {', '.join(KEY)}, status, error, rounds FROM cells"):
+        rounds_col = "rounds" if "rounds" in self._columns else "NULL"
+        for r in self.db.execute(f"SELECT {', '.join(KEY)}, status, error, {rounds_col} FROM cells"):
             row = {"status": r[-3], "error": r[-2], "rounds": r[-1]}
             out[tuple(r[:len(KEY)])] = rounds if complete(row, rounds) else int(row["rounds"] or 1)
         return out
 
     def cells(self, with_samples: bool = False) -> list[dict]:
         cols = [c for c in ["id", *CELL_COLUMNS] if with_samples or c != "latency_samples"]
-        cur = self.db.execute(f"SELECT {', '.join(cols)} FROM cells ORDER BY model, device, backend, precision, "
+        present = [c for c in cols if c in self._columns]
+        absent = dict.fromkeys(c for c in cols if c not in self._columns)  # an older schema, read as it is
+        cur = self.db.execute(f"SELECT {', '.join(present)} FROM cells ORDER BY model, device, backend, precision, "
                               "input_size, threads, batch_size")
-        return [_decode(dict(zip(cols, r, strict=True))) for r in cur]
+        return [_decode({**absent, **dict(zip(present, r, strict=True))}) for r in cur]
 
     def runs(self) -> list[dict]:
         cur = self.db.execute("SELECT run_id, started_at, finished_at, outcome, argv, config, environment FROM runs")
@@ -214,15 +254,90 @@ def _decode(row: dict) -> dict:
     return {k: json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v for k, v in row.items()}
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    fix = f"pass another --db path, or move {path} aside"
+def _check_writable_location(path: Path) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.exists():
+        raise UserError(f"cannot create database {path}: the directory {folder} does not exist; create it "
+                        f"(mkdir -p {folder}) or pass another --db")
+    if not folder.is_dir():
+        raise UserError(f"cannot create database {path}: {folder} is not a directory; pass another --db")
+
+
+def _check_header(path: Path, fix: str) -> None:
     if path.exists() and path.is_dir():
         raise UserError(f"{path} is a directory, not a database file: {fix}")
     if path.exists() and path.stat().st_size > 0:
-        with open(path, "rb") as f:
-            header = f.read(16)
+        try:
+            with open(path, "rb") as f:
+                header = f.read(16)
+        except OSError as exc:
+            raise UserError(f"{path} cannot be read ({exc.strerror}): {fix}") from None
         if header != b"SQLite format 3\x00":
             raise UserError(f"{path} is not a dnnbench database (not an SQLite file); it was left untouched: {fix}")
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open ``path`` for reading only: never created, migrated or written, nothing left beside it."""
+    from urllib.parse import quote
+
+    if not path.exists():
+        raise UserError(f"no database at {path}: run `dnnbench run ... --db {path}` first")
+    fix = "pass another --db path"
+    _check_header(path, fix)
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty: no dnnbench database yet; run `dnnbench run ... --db {path}` first "
+                        "(it was left untouched)")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    wal = Path(f"{path}-wal")
+    # no -wal file: nothing is pending, and `immutable` reads the file as it is, with no -shm made
+    # beside it (a read-only directory or mount cannot hold one); with one, a sweep may be writing
+    candidates = [uri] if wal.exists() else [uri + "&immutable=1"]
+    if wal.exists():
+        candidates.append(uri + "&immutable=1")
+    last = None
+    for candidate in candidates:
+        db = None
+        try:
+            db = sqlite3.connect(candidate, uri=True, timeout=60, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 60000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            app = db.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            break
+        except sqlite3.DatabaseError as exc:
+            last = exc
+            if db is not None:
+                db.close()
+    else:
+        raise UserError(f"{path} cannot be read as a database ({last}); it was left untouched: {fix}")
+    _refuse(db, path, version, app, tables, check, fix)
+    if not tables:
+        db.close()
+        raise UserError(f"{path} holds no dnnbench tables yet: run `dnnbench run ... --db {path}` first")
+    return db
+
+
+def _refuse(db, path: Path, version: int, app: int, tables: set, check: str, fix: str) -> None:
+    """Close ``db`` and raise if it is not a dnnbench database this version can read."""
+    problem = None
+    if tables and app != APPLICATION_ID:
+        problem = (f"{path} is an SQLite database of another program (tables: {', '.join(sorted(tables))}); "
+                   f"it was left untouched: {fix}")
+    elif version > SCHEMA_VERSION:
+        problem = (f"{path} was written by a newer dnnbench (schema {version}, this one reads up to "
+                   f"{SCHEMA_VERSION}): upgrade dnnbench")
+    elif check != "ok":
+        problem = (f"{path} is corrupt (SQLite integrity check: {check}); it was left untouched: "
+                   f"restore it from a copy or {fix}")
+    if problem:
+        db.close()
+        raise UserError(problem)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    fix = f"pass another --db path, or move {path} aside"
+    _check_header(path, fix)
     db = None
     try:
         db = sqlite3.connect(path, timeout=60, isolation_level=None)
@@ -238,32 +353,25 @@ def _open(path: Path) -> sqlite3.Connection:
         if db is not None:
             db.close()
         raise UserError(f"{path} cannot be read as a database ({exc}); it was left untouched: {fix}") from None
-    if tables and app != APPLICATION_ID:
-        db.close()
-        raise UserError(f"{path} is an SQLite database of another program (tables: {', '.join(sorted(tables))}); "
-                        f"it was left untouched: {fix}")
-    if version > SCHEMA_VERSION:
-        db.close()
-        raise UserError(f"{path} was written by a newer dnnbench (schema {version}, this one reads up to "
-                        f"{SCHEMA_VERSION}): upgrade dnnbench")
     try:
         check = db.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as exc:
         check = str(exc)
-    if check != "ok":
-        db.close()
-        raise UserError(f"{path} is corrupt (SQLite integrity check: {check}); it was left untouched: "
-                        f"restore it from a copy or {fix}")
+    _refuse(db, path, version, app, tables, check, fix)
     for attempt in range(200):
         try:
             # switching the journal mode skips the busy handler, so contention is retried here
             db.execute("PRAGMA journal_mode = WAL")
             _migrate(db, version)
+            with db:  # can it take a write? a read-only file must fail here, not after minutes of setup
+                db.execute("BEGIN IMMEDIATE")
             return db
         except sqlite3.OperationalError as exc:
             if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 199:
                 db.close()
-                raise UserError(f"{path} cannot be written ({exc}): {fix}") from None
+                hint = "make it writable, or read it with export, report or recommend" if "readonly" in str(exc) \
+                    else fix
+                raise UserError(f"{path} cannot be written ({exc}): {hint}") from None
             time.sleep(0.01 + 0.005 * attempt)
         except sqlite3.DatabaseError as exc:
             db.close()

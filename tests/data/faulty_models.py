@@ -126,3 +126,56 @@ def _abort_in_a_later_process(x):
 
 def aborts_at_2_in_a_later_process():
     return _Fault(2, _abort_in_a_later_process)
+
+
+class _Always(Tiny):
+    """Runs ``action`` on every real forward pass (never while operations are counted on meta)."""
+
+    def __init__(self, action):
+        super().__init__()
+        self.action = action
+
+    def forward(self, x):
+        if x.device.type != "meta":
+            self.action(x)
+        return super().forward(x)
+
+
+def aborts_always():
+    return _Always(_abort)
+
+
+def hangs_on_real_input():
+    return _Always(_hang)
+
+
+def hangs_in_constructor():
+    time.sleep(600)
+    return Tiny()
+
+
+def exits_at_2():
+    return _Fault(2, lambda x: sys.exit(0))
+
+
+def _kill_self(x):
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killed_at_2():
+    """SIGKILL from outside the sweep, with plenty of memory free: not an out-of-memory kill."""
+    return _Fault(2, _kill_self)
+
+
+def forks_a_lingering_child():
+    """Forks a child that sleeps, holding every file the worker has open (the result pipe too), and
+    leaves its pid in the file named by DNNBENCH_TEST_MARKER."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    with open(os.environ["DNNBENCH_TEST_MARKER"], "w") as f:
+        f.write(str(pid))
+    return Tiny()

@@ -150,3 +150,29 @@ def nvml_process_bytes(device_index: int, pid: int | None = None) -> tuple[int |
         return None, "NVML lists no memory for this process (inside a container, NVML sees host PIDs)"
     except pynvml.NVMLError as exc:
         return None, f"NVML error: {exc}"
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has ended: machine-wide
+    (``/proc/vmstat``) plus this process's cgroup (v2 ``memory.events``, v1 ``memory.oom_control``);
+    None where no counter is readable. A SIGKILL with no rise in it came from someone else."""
+    total, found = 0, False
+    sources = [("/proc/vmstat", "oom_kill ")]
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            hierarchy, controllers, path = line.split(":", 2)
+            if hierarchy == "0":
+                sources.append((f"/sys/fs/cgroup{path}/memory.events", "oom_kill "))
+            elif "memory" in controllers.split(","):
+                sources.append((f"/sys/fs/cgroup/memory{path}/memory.oom_control", "oom_kill "))
+    except (OSError, ValueError):
+        pass
+    for path, prefix in sources:
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(prefix):
+                    total += int(line.split()[1])
+                    found = True
+        except (OSError, ValueError, IndexError):
+            continue
+    return total if found else None

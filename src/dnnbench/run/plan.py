@@ -8,6 +8,18 @@ from dataclasses import asdict, dataclass, field
 from ..measure.latency import QUICK, TimingPolicy
 
 RESULT_FD_ENV = "DNNBENCH_RESULT_FD"  # the pipe a worker writes its records to
+ON_BUSY = ("wait", "measure", "stop")
+IMPORT_LIMIT_S = 120.0  # importing torch and dnnbench on a busy machine: our code, not the model's
+
+
+def above(value: int, limit: int) -> str:
+    """``value`` bytes against a ``limit`` bytes, with as many digits as it takes to tell them apart."""
+    from ..units import format_bytes
+
+    a, b = format_bytes(value), format_bytes(limit)
+    if a == b:
+        a, b = f"{value:,} bytes", f"{limit:,} bytes"
+    return f"{a}, above --max-memory {b}"
 
 
 @dataclass(frozen=True)
@@ -23,14 +35,18 @@ class RunConfig:
     max_seconds_per_cell: float = 20.0
     max_memory: int | None = None  # bytes of resident set (CPU) the worker may reach
     quick: bool = False
-    timeout_s: float | None = None  # hard limit per cell; default: 10 x the budget + 30 s
-    startup_timeout_s: float = 900.0  # imports, build, save, load and the first pass
+    timeout_s: float | None = None  # hard limit per cell and per start-up stage; default: follows the model
     retry_failed: bool = False
     rounds: int = 1  # visits of each cell, each in a fresh worker process; the budget is shared among them
+    on_busy: str = "wait"  # wait | measure | stop: what to do when other processes use the machine
+    busy_wait_s: float = 60.0  # the longest wait for a quiet machine before one cell
+    busy_retries: int = 1  # how often a cell whose timed passes were disturbed is timed again (wait only)
 
     def __post_init__(self):
         if self.rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+        if self.on_busy not in ON_BUSY:
+            raise ValueError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {self.on_busy!r}")
 
     @property
     def policy(self) -> TimingPolicy:
@@ -41,7 +57,24 @@ class RunConfig:
 
     @property
     def cell_timeout_s(self) -> float:
+        """The limit of one cell, and of each start-up stage (build, load, first pass), before any
+        pass was timed: ``--timeout``, else 10 x the budget + 30 s."""
         return self.timeout_s if self.timeout_s is not None else 10 * self.max_seconds_per_cell + 30
+
+    def cell_limit_s(self, pass_s: float | None) -> float:
+        """The limit of one cell once one pass of it took ``pass_s`` seconds. ``--timeout`` is a hard
+        limit; the default grows with the model, to three times what the cell should cost (its
+        warm-up, the samples an interval needs, the budget, and a second attempt if the machine was
+        busy), so that a slow model on a slow machine gets coarse figures rather than a timeout."""
+        if self.timeout_s is not None or not pass_s:
+            return self.cell_timeout_s
+        attempts = 1 + (self.busy_retries if self.on_busy == "wait" else 0)
+        policy = self.policy
+        expected = attempts * (policy.max_seconds + pass_s * (policy.min_samples + 8))
+        return max(self.cell_timeout_s, 3 * expected)
+
+    def busy_spec(self) -> dict:
+        return {"on_busy": self.on_busy, "wait_s": self.busy_wait_s, "retries": self.busy_retries}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -60,10 +93,11 @@ class ModelJob:
         c = self.config
         return (self.model, self.input_size, c.device, c.backend, c.precision, c.threads, batch_size)
 
-    def spec(self) -> dict:
-        """What the worker process receives (JSON)."""
+    def spec(self, static: bool = True, busy: dict | None = None) -> dict:
+        """What the worker process receives (JSON). ``static``: count the static figures too."""
         return {"model": self.model, "input_size": self.input_size, "batch_sizes": list(self.batch_sizes),
-                "config": self.config.as_dict(), "policy": asdict(self.config.policy)}
+                "config": self.config.as_dict(), "policy": asdict(self.config.policy), "static": static,
+                "busy": busy if busy is not None else self.config.busy_spec()}
 
 
 def plan(entries, config: RunConfig, counts: dict[tuple, int], round_no: int = 1) -> list[ModelJob]:

@@ -1,10 +1,70 @@
-"""What `dnnbench run` shows while it works (a progress bar, notes, failures) and the summary table
-at the end. The sweep itself never prints; it sends events here."""
+"""What `dnnbench run` shows while it works (a progress bar, notes, failures, disturbed cells) and
+the summary table at the end. The sweep itself never prints; it sends events here.
+
+On a terminal: a bar, with the time to go estimated from what each remaining cell should cost.
+Elsewhere (CI, nohup, a pipe): one line per cell, with the same estimate.
+"""
 
 from __future__ import annotations
 
+import time
+
+from ..text import natural_key, table
 from ..units import format_bytes
 from .plan import RunConfig
+
+
+class CostModel:
+    """Expected seconds of the cells still to measure: a cell costs ``a + k x work`` seconds, with
+    work = MACs x batch size, fitted (least squares, both terms non-negative) on the cells measured
+    so far; a model whose MACs are not known yet counts as the median known model. Each worker
+    start adds the mean start-up seen so far."""
+
+    def __init__(self, todo: dict[tuple[str, int], int], macs: dict[str, int | None], prior_cell_s: float):
+        self.todo = dict(todo)  # (model, batch) -> cell rounds left
+        self.macs = {m: v for m, v in macs.items() if v}
+        self.prior = prior_cell_s
+        self.seen: list[tuple[float, float]] = []  # (work, seconds)
+        self.startups: list[float] = []
+
+    def known_macs(self, model: str, macs: int | None) -> None:
+        if macs:
+            self.macs[model] = macs
+
+    def _work(self, model: str, batch: int) -> float:
+        macs = self.macs.get(model)
+        if macs is None and self.macs:
+            known = sorted(self.macs.values())
+            macs = known[len(known) // 2]
+        return float(macs or 1e9) * batch
+
+    def done(self, model: str, batch: int, seconds: float | None) -> None:
+        if self.todo.get((model, batch)):
+            self.todo[(model, batch)] -= 1
+        if seconds and seconds > 0:
+            self.seen.append((self._work(model, batch), seconds))
+
+    def started_worker(self, seconds: float) -> None:
+        self.startups.append(seconds)
+
+    def _fit(self) -> tuple[float, float]:
+        if not self.seen:
+            return self.prior, 0.0
+        works = [w for w, _ in self.seen]
+        secs = [s for _, s in self.seen]
+        n = len(works)
+        mw, ms = sum(works) / n, sum(secs) / n
+        var = sum((w - mw) ** 2 for w in works)
+        k = max(0.0, sum((w - mw) * (s - ms) for w, s in self.seen) / var) if var > 0 else 0.0
+        a = max(0.0, ms - k * mw)
+        return a, k
+
+    def remaining_s(self) -> float:
+        a, k = self._fit()
+        cells = sum(n * (a + k * self._work(m, b)) for (m, b), n in self.todo.items())
+        models = {m for (m, _), n in self.todo.items() if n}
+        startup = sum(self.startups) / len(self.startups) if self.startups else 0.0
+        return cells + startup * len(models)
 
 
 class RunPrinter:
@@ -13,45 +73,94 @@ class RunPrinter:
         self.stream = stream
         self.bar = None
         self._round = 1
+        self.cost: CostModel | None = None
+        self.total = self.count = 0
+        self.t0 = time.monotonic()
+        self._worker_t0: float | None = None
 
     def _write(self, text: str) -> None:
-        if self.bar is not None:
+        if self.bar is not None and not self.bar.disable:
             self.bar.write(text, file=self.stream)
         else:
-            print(text, file=self.stream)
+            print(text, file=self.stream, flush=True)
+
+    @property
+    def _lines(self) -> bool:
+        """One line per cell instead of a bar (the stream is not a terminal)."""
+        return self.bar is None or bool(self.bar.disable)
 
     def event(self, kind: str, data: dict) -> None:
         from tqdm import tqdm
 
         c = self.config
         if kind == "plan":
-            mode = (f"quick mode: coarse figures (target ±{c.target_ci:.0%}, {c.max_seconds_per_cell:g} s per cell)"
-                    if c.quick else f"target ±{c.target_ci:.0%} on the median, at most {c.max_seconds_per_cell:g} s "
-                                    "of timed passes per cell")
+            budget = c.max_seconds_per_cell
+            per_round = f" ({budget / c.rounds:.3g} s in each of {c.rounds} rounds)" if c.rounds > 1 else ""
+            mode = (f"quick mode: coarse figures (target ±{c.target_ci:.0%}, {budget:g} s per cell{per_round})"
+                    if c.quick else f"target ±{c.target_ci:.0%} on the median, at most {budget:g} s "
+                                    f"of timed passes per cell{per_round}")
             if c.rounds > 1:
-                mode += f", in {c.rounds} rounds (fresh processes, minutes apart)"
+                mode += f", in {c.rounds} rounds (fresh processes, minutes apart, models in random order)"
             what = "cells" if c.rounds == 1 else "cell rounds"
             self._write(f"dnnbench run: {data['cells']} {what} to measure on {c.device} with {c.threads} threads "
-                        f"({data['already']} cells complete in the database); {mode}")
+                        f"({data['already']} cells complete in the database); {mode}; on a busy machine: "
+                        f"{_ON_BUSY[c.on_busy]}")
+            self.total = data["cells"]
+            self.cost = CostModel(data.get("todo", {}), data.get("macs", {}),
+                                  prior_cell_s=1.0 + 1.5 * c.max_seconds_per_cell / c.rounds)
             self.bar = tqdm(total=data["cells"], desc="run", unit="cell", file=self.stream, disable=None,
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         elif kind == "note":
             self._write(f"dnnbench run: {data['text']}")
-        elif kind == "worker" and self.bar is not None:
+        elif kind == "busy":
+            self._write(f"dnnbench run: warning: {data['text']}: figures will be slow and noisy; close them, or "
+                        f"see --on-busy (now: {data['on_busy']}: {_ON_BUSY[data['on_busy']]})")
+        elif kind == "wait":
+            self._write(f"dnnbench run: {self._where()}{data['model']} batch {data['batch_size']}: {data['load']}; "
+                        f"waiting up to {data['limit_s']:g} s for the machine to be quiet")
+        elif kind == "static" and self.cost is not None:
+            self.cost.known_macs(data["model"], data.get("macs"))
+        elif kind == "worker":
             self._round = data.get("round", 1)
-            self.bar.set_postfix_str(f"{self._where()}{data['model']} (starting)")
-        elif kind == "start" and self.bar is not None:
-            self.bar.set_postfix_str(f"{self._where()}{data['model']} batch {data['batch_size']}")
+            self._worker_t0 = time.monotonic()
+            self._postfix(f"{self._where()}{data['model']} (starting)")
+        elif kind == "start":
+            if self._worker_t0 is not None and self.cost is not None:
+                self.cost.started_worker(time.monotonic() - self._worker_t0)
+                self._worker_t0 = None
+            self._postfix(f"{self._where()}{data['model']} batch {data['batch_size']}")
         elif kind == "skip":
             self._write(f"dnnbench run: {data['model']}: {data['cells']} cells were measured meanwhile by another sweep")
-            if self.bar is not None:
-                self.bar.update(data["cells"])
+            self._advance(data["cells"])
         elif kind == "cell":
-            if self.bar is not None:
-                self.bar.update(1)
+            if self.cost is not None:
+                self.cost.done(data["model"], data["batch_size"], data.get("cell_wall_s"))
+            self._advance(1)
+            where = f"{self._where()}{data['model']} batch {data['batch_size']}"
             if data["status"] != "ok":
-                self._write(f"dnnbench run: {self._where()}{data['model']} batch {data['batch_size']}: "
-                            f"{data['status']}: {data.get('error')}")
+                self._write(f"dnnbench run: {where}: {data['status']}: {data.get('error')}")
+            elif data.get("disturbed"):
+                tries = data.get("busy_attempts") or 1
+                again = f", timed {tries} times" if tries > 1 else ""
+                self._write(f"dnnbench run: {where}: disturbed: other processes used {data['contention']:.0%} of the "
+                            f"cores during its timed passes{again}; flagged")
+            if self._lines:
+                self._write(f"dnnbench run: [{self.count}/{self.total}] {where}: {_cell_brief(data)}; {self._eta()}")
+
+    def _advance(self, n: int) -> None:
+        self.count += n
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def _postfix(self, text: str) -> None:
+        if self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix_str(f"{self._eta()}, {text}", refresh=True)
+
+    def _eta(self) -> str:
+        elapsed = _clock(time.monotonic() - self.t0)
+        if self.cost is None or self.count >= self.total:
+            return f"{elapsed} elapsed"
+        return f"{elapsed} elapsed, about {_clock(self.cost.remaining_s())} to go"
 
     def _where(self) -> str:
         return f"round {self._round}/{self.config.rounds}: " if self.config.rounds > 1 else ""
@@ -62,34 +171,75 @@ class RunPrinter:
             self.bar = None
 
     def summary(self, rows: list[dict], result) -> str:
-        from ..cli import _table
-
         headings = ["model", "batch", "status", "median (ms)", "95% CI (±%)", "p90 (ms)", "time/image (ms)",
-                    "images/s", "peak RSS", "samples", "rounds", "stop"]
+                    "images/s", "peak RSS", "samples", "rounds", "stop", "machine"]
         body = []
+        rows = sorted(rows, key=lambda r: (natural_key(r["model"]), r["batch_size"]))
         for r in rows:
             ok = r["status"] == "ok"
-            ci = f"{r['ci_rel'] * 100:.1f}" if ok and r.get("ci_rel") is not None else "-"
             body.append([
                 r["model"], str(r["batch_size"]), r["status"],
-                _ms(r["latency_median_s"]), ci, _ms(r["latency_p90_s"]), _ms(r["time_per_image_s"]),
+                _ms(r["latency_median_s"]), _ci(r) if ok else "-", _ms(r["latency_p90_s"]), _ms(r["time_per_image_s"]),
                 f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-",
                 format_bytes(r.get("mem_peak_bytes")), str(r["samples"] or "-"), str(r.get("rounds") or "-"),
-                r.get("stop_reason") or "-"])
-        lines = [_table(headings, body, right={1, 3, 4, 5, 6, 7, 8, 9, 10})]
-        new = sum(1 for m in result.measured if m.get("stored"))
+                r.get("stop_reason") or "-", _machine(r)])
+        lines = [table(headings, body, right={1, 3, 4, 5, 6, 7, 8, 9, 10})]
+        new_ok = sum(1 for m in result.measured if m.get("stored") and m["status"] == "ok")
+        new_failed = sum(1 for m in result.measured if m.get("stored") and m["status"] != "ok")
         what = "cells" if self.config.rounds == 1 else "cell rounds"
-        lines.append(f"{new} {what} measured now, {result.already} complete cells taken from the database "
-                     f"(run {result.run_id}). "
+        lines.append(f"{new_ok} {what} measured now, {new_failed} failed, {result.already} complete cells taken "
+                     f"from the database (run {result.run_id}). "
                      "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
                      "interval of the median, widened by how much the rounds' medians differ; stop: converged "
-                     "(target reached in every round) or time_cap (budget spent).")
+                     "(target reached in every round) or time_cap (budget spent); machine: busy when other "
+                     "processes used more than a tenth of the cores the timed passes needed.")
+        disturbed = [r for r in rows if r["status"] == "ok" and r.get("disturbed")]
+        if disturbed:
+            lines.append(f"{len(disturbed)} of {sum(r['status'] == 'ok' for r in rows)} cells were disturbed by other "
+                         "processes (machine: busy): their times are likely too slow and their intervals too "
+                         "optimistic; measure them again on a quiet machine (delete them, or use a new --db).")
         partial = [r for r in rows if r["status"] == "ok" and r.get("error")]
         for r in partial:
             lines.append(f"{r['model']} batch {r['batch_size']}: {r['error']}; the figures are from the rounds before.")
         if self.config.quick:
             lines.append("quick mode: these are coarse figures; run without --quick for the target precision.")
         return "\n".join(lines)
+
+
+_ON_BUSY = {
+    "wait": "wait for quiet before a cell and time a disturbed cell again, then flag it",
+    "measure": "measure anyway and flag disturbed cells",
+    "stop": "stop the sweep",
+}
+
+
+def _machine(r: dict) -> str:
+    if r.get("disturbed") is None:
+        return "-"
+    return f"busy {r['contention']:.0%}" if r["disturbed"] else "quiet"
+
+
+def _ci(r: dict) -> str:
+    rel = r.get("ci_rel")
+    if rel is None:
+        return "-"
+    return f"{rel * 100:.1f}" if rel < 10 else ">1000"
+
+
+def _cell_brief(r: dict) -> str:
+    if r["status"] != "ok":
+        return r["status"]
+    text = f"{_ms(r.get('latency_median_s'))} ms"
+    if r.get("ci_rel") is not None:
+        text += f" ±{_ci(r)}%"
+    return text + (" (busy machine)" if r.get("disturbed") else "")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(max(0.0, seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _ms(value) -> str:

@@ -17,8 +17,10 @@ import math
 
 from ..measure.latency import median, percentile, rounds_interval
 
-_SUMMED = ("warmup_n", "warmup_s", "timed_s", "window_s", "cell_wall_s")
-_PEAKS = ("mem_peak_bytes", "mem_cuda_allocated_bytes", "mem_cuda_reserved_bytes", "mem_nvml_bytes")
+_SUMMED = ("warmup_n", "warmup_s", "timed_s", "window_s", "cell_wall_s", "busy_attempts", "busy_wait_s")
+# the largest over rounds: memory peaks, and the load of others (one disturbed round skews the pooled samples)
+_PEAKS = ("mem_peak_bytes", "mem_cuda_allocated_bytes", "mem_cuda_reserved_bytes", "mem_nvml_bytes",
+          "contention", "steal", "disturbed", "gpu_other_processes")
 
 
 def rounds_of(row: dict) -> int:

@@ -1,21 +1,29 @@
 """The sweep: runs one worker process per model, watches it, and commits every record it sends the
-moment it arrives.
+moment it arrives. No model code runs in this process: building a model, counting its operations
+and running it all happen in workers.
 
-The watchdog, per worker:
+The watchdog, per worker (in a process group of its own, ended whole):
 - resident set above ``max_memory`` (polled every 20 ms, and checked again from the worker's own
   peak): the worker is killed, the batch size is recorded ``oom`` and the larger ones are skipped
   as ``oom``;
-- a batch size running past the cell timeout: killed, ``timeout``, larger ones skipped as ``timeout``;
-- a worker that dies by itself (abort, segfault): the batch size is recorded ``crashed`` with the
-  last lines it printed, and a fresh worker measures the remaining batch sizes; a worker killed by
-  SIGKILL that the sweep did not send is most likely the kernel's out-of-memory killer, so ``oom``.
+- a start-up stage (imports, build, load, first pass) or a batch size running past its limit
+  (``RunConfig.cell_limit_s``: ``--timeout``, or by default one that grows with the model's pass
+  time): killed, ``timeout``, larger ones skipped as ``timeout``;
+- a worker that dies by itself (abort, segfault, exit): the batch size is recorded ``crashed`` with
+  the last lines it printed, and a fresh worker measures the remaining batch sizes; a SIGKILL that
+  the sweep did not send is ``oom`` only if the kernel counted an out-of-memory kill (or the worker
+  was at the memory cap), else ``killed``.
 Ctrl-C kills the worker and returns; every cell measured so far is already committed.
+
+The models of each round are visited in a random order (recorded with the run): drift in the
+machine's speed then hits every model alike, instead of always the last ones.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import select
 import signal
 import subprocess
@@ -25,12 +33,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import UserError
 from ..measure import memory
-from ..store import Store
+from ..store import Store, StoreWriteError
 from ..units import format_bytes
-from .plan import RESULT_FD_ENV, ModelJob, RunConfig, plan
+from .lock import machine_lock
+from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV, ModelJob, RunConfig, above, plan
 
 Event = Callable[[str, dict], None]
+
+_STAGES = {  # what a worker is doing before its first cell, as the errors say it
+    "imports": "importing torch and dnnbench", "build": "building the model", "static": "building the model to count its operations",
+    "load": "loading its weights", "first pass": "the first forward pass"}
+_RETRY_HINT = "allow more with --timeout S, then run the same command with --retry-failed"
+
+
+class MachineBusy(UserError):
+    """The machine was busy and ``--on-busy stop`` was asked for."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=3)
 
 
 @dataclass
@@ -51,6 +73,7 @@ class SweepResult:
     measured: list[dict] = field(default_factory=list)
     already: int = 0
     interrupted: bool = False
+    order_seed: int | None = None
 
 
 class Sweep:
@@ -62,46 +85,71 @@ class Sweep:
         self.on_event = on_event or (lambda kind, data: None)
         self.environment = environment
         self._round = 1
+        self._busy_streak = 0  # workers in a row that found the machine busy and could not wait it out
+        self._static_done: set[str] = set()
 
     # ------------------------------------------------------------------------------------------
 
     def run(self, entries) -> SweepResult:
-        from ..measure.energy import idle_power, open_meter
-        from ..measure.static import static_figures
-
         config = self.config
         if config.retry_failed:
             for entry in entries:
-                self.store.delete_cells("model = ? AND input_size = ? AND status != 'ok'",
-                                        (entry.name, entry.input_size))
+                self.store.delete_cells("model = ? AND input_size = ? AND device = ? AND threads = ? "
+                                        "AND status != 'ok'", (entry.name, entry.input_size, config.device,
+                                                               config.threads))
         counts = self.store.round_counts(config.rounds)
         keys = [ModelJob(e.name, e.input_size, (), config).key(b) for e in entries for b in config.batch_sizes]
         total = sum(config.rounds - min(counts.get(k, 0), config.rounds) for k in keys)
         already = sum(1 for k in keys if counts.get(k, 0) >= config.rounds)
         pending = plan(entries, config, counts, config.rounds)
-        self.on_event("plan", {"cells": total, "already": already, "models": len(pending), "rounds": config.rounds})
+        todo = {(k[0], k[-1]): config.rounds - min(counts.get(k, 0), config.rounds) for k in keys}
+        self.on_event("plan", {"cells": total, "already": already, "models": len(pending), "rounds": config.rounds,
+                               "macs": self._macs(entries), "todo": {k: n for k, n in todo.items() if n}})
+        if not pending:
+            run_id = self.store.start_run(self.argv, config.as_dict(), dict(self.environment or {}))
+            self.store.finish_run(run_id, "complete")
+            return SweepResult(run_id, already=already)
+        with machine_lock(lambda holder: self.on_event("note", {
+                "text": f"another dnnbench sweep is measuring on this machine ({holder}); waiting for it to "
+                        "finish, then measuring only the cells still missing"})):
+            return self._measure(entries, already)
 
+    def _measure(self, entries, already: int) -> SweepResult:
+        from ..measure import busy
+        from ..measure.energy import idle_power, open_meter
+
+        config = self.config
+        load, procs = busy.busiest_others(1.0)
+        warning = busy.summary(load, procs, config.threads)
+        if config.device.startswith("cuda"):
+            gpu = busy.gpu_others(int(config.device.split(":")[1]))
+            if gpu and gpu[0]:
+                warning = (warning + "; " if warning else "") + (
+                    f"{gpu[0]} other process(es) use {config.device} ({format_bytes(gpu[1])})")
+        if warning:
+            if config.on_busy == "stop":
+                raise MachineBusy(f"{warning}: nothing measured (--on-busy stop); close them and run again, "
+                                  "or use --on-busy wait")
+            self.on_event("busy", {"text": warning, "on_busy": config.on_busy})
         environment = dict(self.environment or self._environment())
+        environment["load_at_start"] = load.as_dict() if load else None
         meter, reason = open_meter(config.device)
         if meter is None:
             environment["energy"] = {"source": None, "reason": reason}
             self.on_event("note", {"text": f"energy not measured: {reason}"})
         else:
-            environment["energy"] = {"source": meter.source, "scope": meter.scope,
-                                     "idle_power_w": idle_power(meter) if pending else None}
-        run_id = self.store.start_run(self.argv, config.as_dict(), environment)
-        result = SweepResult(run_id, already=already)
+            environment["energy"] = {"source": meter.source, "scope": meter.scope, "idle_power_w": idle_power(meter)}
+        seed = random.SystemRandom().randrange(2**31)
+        run_id = self.store.start_run(self.argv, {**config.as_dict(), "order_seed": seed}, environment)
+        result = SweepResult(run_id, already=already, order_seed=seed)
         self._idle_w = environment["energy"].get("idle_power_w")
-
-        for entry in entries:  # the figures the analysis joins with (cheap: meta device)
-            try:
-                self.store.put_model(static_figures(entry).as_dict())
-            except Exception as exc:  # the worker will record the model's failure as its cells
-                self.on_event("note", {"text": f"{entry.name}: static figures unavailable: {exc}"})
         try:
-            # round by round, model by model: the rounds of one cell are minutes apart, in fresh processes
+            # round by round: the rounds of one cell are minutes apart, in fresh processes; within a
+            # round the models in a random order, so that drift in the machine's speed hits all alike
             for round_no in range(1, config.rounds + 1):
-                for job in plan(entries, config, self.store.round_counts(config.rounds), round_no):
+                jobs = plan(entries, config, self.store.round_counts(config.rounds), round_no)
+                random.Random(seed + round_no).shuffle(jobs)
+                for job in jobs:
                     # another sweep on this file may have measured some meanwhile
                     fresh = self.store.round_counts(config.rounds)
                     missing = tuple(b for b in job.batch_sizes if fresh.get(job.key(b), 0) < round_no)
@@ -113,8 +161,22 @@ class Sweep:
             result.interrupted = True
             self.store.finish_run(run_id, "interrupted")
             raise
+        except MachineBusy:
+            self.store.finish_run(run_id, "stopped: machine busy")
+            raise
+        except StoreWriteError:
+            try:
+                self.store.finish_run(run_id, "stopped: database not writable")
+            except StoreWriteError:
+                pass
+            raise
         self.store.finish_run(run_id, "complete")
         return result
+
+    def _macs(self, entries) -> dict:
+        """The operations of each model already known to the database (for the progress ETA)."""
+        known = {(m["model"], m["input_size"]): m.get("macs") for m in self.store.models()}
+        return {e.name: known.get((e.name, e.input_size)) for e in entries}
 
     def _environment(self) -> dict:
         from ..measure.device import environment, peak_flops
@@ -152,12 +214,18 @@ class Sweep:
             if out.failed in remaining:
                 self._record(job, out.failed, {**out.cold, "status": out.status, "error": out.error}, result)
                 remaining.remove(out.failed)
-            if out.status == "crashed":  # maybe this batch size only: a fresh worker tries the rest
+            if out.status in ("crashed", "killed"):  # maybe this batch size only: a fresh worker tries the rest
                 continue
             for b in remaining:  # oom or timeout: larger batches need more memory and more time
                 why = f"skipped: batch size {out.failed} already ended in {out.status} ({out.error})"
                 self._record(job, b, {**out.cold, "status": out.status, "error": why}, result)
             return
+
+    def _busy_spec(self) -> dict:
+        spec = self.config.busy_spec()
+        if self._busy_streak >= 2:  # a load that lasts: measure (and flag) rather than wait it out every time
+            spec.update(wait_s=0.0, retries=0)
+        return spec
 
     def _run_worker(self, job: ModelJob, result: SweepResult) -> _Outcome:
         """Run one worker to its end, recording each cell it sends."""
@@ -169,87 +237,187 @@ class Sweep:
         env[RESULT_FD_ENV] = str(write_fd)
         log = tempfile.TemporaryFile()
         self.on_event("worker", {"model": job.model, "batch_sizes": list(job.batch_sizes), "round": self._round})
+        oom_before = memory.oom_kills()
         proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.run.worker"],
                                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                                env=env, start_new_session=False)
+                                env=env, start_new_session=True)  # its own process group, ended whole
         os.close(write_fd)
+        spec = job.spec(static=job.model not in self._static_done, busy=self._busy_spec())
         try:
-            proc.stdin.write(json.dumps(job.spec()).encode())
+            proc.stdin.write(json.dumps(spec).encode())
             proc.stdin.close()
         except BrokenPipeError:
             pass
 
+        watch = _Watch(config, time.monotonic())
         done: list[int] = []
         cold: dict = {}
-        current: int | None = None
-        current_since = spawned = time.monotonic()
         killed: tuple[str, str] | None = None  # (status, message) when the sweep killed the worker
         buffer = b""
         peak_seen = 0
+        quiet_cells = busy_cells = 0
         try:
             while True:
-                ready, _, _ = select.select([read_fd], [], [], 0.02)
-                if ready:
-                    chunk = os.read(read_fd, 1 << 20)
-                    if not chunk:
-                        break
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        message = json.loads(line)
-                        kind = message.pop("type")
-                        if kind == "cold":
-                            cold = message
-                        elif kind == "start":
-                            current, current_since = message["batch_size"], time.monotonic()
-                            self.on_event("start", {"model": job.model, "batch_size": current})
-                        elif kind == "cell":
-                            batch = message.pop("batch_size")
-                            self._record(job, batch, {**cold, **message}, result)
-                            done.append(batch)
-                            current = None
-                            if message["status"] == "oom":  # the worker stops; larger batches are skipped
-                                proc.wait()
-                                return _Outcome(done, batch, "oom", message["error"], cold)
-                        elif kind == "fatal":
-                            status = "oom" if message.get("oom") else "error"
+                exited = proc.poll() is not None
+                ready, _, _ = select.select([read_fd], [], [], 0 if exited else 0.02)
+                chunk = os.read(read_fd, 1 << 20) if ready else b""
+                if not chunk and (exited or ready):
+                    break  # end of the pipe, or the worker is gone and said all it will say
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    message = json.loads(line)
+                    kind = message.pop("type")
+                    now = time.monotonic()
+                    if kind == "stage":
+                        watch.stage(message["stage"], now)
+                    elif kind == "static":
+                        self.store.put_model(message)
+                        self._static_done.add(job.model)
+                        self.on_event("static", {"model": job.model, "macs": message.get("macs")})
+                    elif kind == "static_failed":
+                        self._static_done.add(job.model)
+                        self.on_event("note", {"text": f"{job.model}: operations not counted: {message['error']}"})
+                    elif kind == "cold":
+                        cold = message
+                        watch.stage(None, now)
+                    elif kind == "start":
+                        watch.start(message["batch_size"], now)
+                        self.on_event("start", {"model": job.model, "batch_size": message["batch_size"]})
+                    elif kind == "pass":
+                        watch.passed(message["batch_size"], message["seconds"])
+                    elif kind == "wait":
+                        self.on_event("wait", {"model": job.model, **message})
+                    elif kind == "busy":
+                        raise MachineBusy(f"{job.model} batch {message['batch_size']}: {message['load']}: "
+                                          "stopped (--on-busy stop); every cell measured before is kept. Close "
+                                          "them and run the same command again, or use --on-busy wait")
+                    elif kind == "cell":
+                        batch = message.pop("batch_size")
+                        if message.get("disturbed"):
+                            busy_cells += 1
+                        elif message.get("status") == "ok":
+                            quiet_cells += 1
+                        self._record(job, batch, {**cold, **message}, result)
+                        done.append(batch)
+                        watch.finished()
+                        if message["status"] == "oom":  # the worker stops; larger batches are skipped
                             proc.wait()
-                            return _Outcome(done, None, status, f"could not build or load the model: {message['error']}",
-                                            cold)
+                            return _Outcome(done, batch, "oom", message["error"], cold)
+                    elif kind == "fatal":
+                        status = "oom" if message.get("oom") else "error"
+                        proc.wait()
+                        what = _STAGES.get(message.get("stage"), "building or loading the model")
+                        return _Outcome(done, None, status, f"failed while {what}: {message['error']}", cold)
                 rss = memory.rss_bytes(proc.pid) or 0
                 peak_seen = max(peak_seen, rss)
-                now = time.monotonic()
                 if config.max_memory and rss > config.max_memory:
-                    killed = ("oom", f"resident set reached {format_bytes(rss)}, above --max-memory "
-                                     f"{format_bytes(config.max_memory)}; the worker was stopped")
-                elif current is not None and now - current_since > config.cell_timeout_s:
-                    killed = ("timeout", f"batch size {current} ran longer than the cell limit of "
-                                         f"{config.cell_timeout_s:g} s; the worker was stopped")
-                elif current is None and not done and now - spawned > config.startup_timeout_s:
-                    killed = ("timeout", f"building, loading and the first pass took longer than "
-                                         f"{config.startup_timeout_s:g} s; the worker was stopped")
+                    killed = ("oom", f"resident set reached {above(rss, config.max_memory)}; the worker was stopped")
+                else:
+                    killed = watch.overdue(time.monotonic())
                 if killed:
-                    proc.kill()
                     break
         except KeyboardInterrupt:
-            proc.kill()
-            proc.wait()
+            _end_group(proc)
             raise
         finally:
+            _end_group(proc)
             os.close(read_fd)
+            if busy_cells and not quiet_cells:
+                self._busy_streak += 1
+            elif quiet_cells:
+                self._busy_streak = 0
         rc = proc.wait()
+        current = watch.current
         if killed:
             return _Outcome(done, current, killed[0], killed[1], cold)
-        if current is None and rc == 0:
+        if rc == 0 and current is None and watch.stage_name is None:
             return _Outcome(done, None, None, None, cold)
         printed = _tail(log)
-        if rc == -signal.SIGKILL:
-            status, what = "oom", (f"the worker was killed by SIGKILL at {format_bytes(peak_seen)} resident, most "
-                                   "likely by the kernel's out-of-memory killer")
+        where = f"during batch size {current}" if current is not None else \
+            f"while {_STAGES.get(watch.stage_name, 'starting')}"
+        if rc in (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGHUP):
+            status, what = _killed(rc, oom_before, peak_seen, config.max_memory)
+        elif rc == 0:
+            status, what = "crashed", f"the worker exited (status 0) {where}: the model's code ended the process"
         else:
-            status, what = "crashed", f"the worker died ({_describe(rc)})"
+            status, what = "crashed", f"the worker died ({_describe(rc)}) {where}"
         error = f"{what}; it printed: {printed}" if printed else what
-        return _Outcome(done, current, status, error, cold)  # current None: died building or loading
+        return _Outcome(done, current, status, error, cold)  # current None: died before its first cell
+
+
+class _Watch:
+    """The limit the worker is held to now: per start-up stage, then per batch size (scaled to the
+    time of one pass once the worker reports it)."""
+
+    def __init__(self, config: RunConfig, now: float):
+        self.config = config
+        self.stage_name: str | None = "imports"
+        self.since = now
+        self.limit = max(IMPORT_LIMIT_S, config.cell_timeout_s)
+        self.current: int | None = None
+        self.passes: dict[int, float] = {}  # batch size -> seconds of one pass
+
+    def stage(self, name: str | None, now: float) -> None:
+        self.stage_name, self.since = name, now
+        self.limit = max(IMPORT_LIMIT_S, self.config.cell_timeout_s) if name == "imports" else self.config.cell_timeout_s
+
+    def start(self, batch: int, now: float) -> None:
+        self.current, self.since = batch, now
+        self.limit = self.config.cell_limit_s(self._estimate(batch))
+
+    def passed(self, batch: int, seconds: float) -> None:
+        self.passes[batch] = seconds
+        self.limit = self.config.cell_limit_s(seconds)
+
+    def finished(self) -> None:
+        self.current = None
+
+    def _estimate(self, batch: int) -> float | None:
+        """One pass at ``batch``, scaled from the largest batch timed so far (time grows at most
+        linearly with the batch on a saturated device)."""
+        if not self.passes:
+            return None
+        b0 = max(self.passes)
+        return self.passes[b0] * max(1.0, batch / b0)
+
+    def overdue(self, now: float) -> tuple[str, str] | None:
+        if now - self.since <= self.limit:
+            return None
+        if self.current is not None:
+            return ("timeout", f"batch size {self.current} ran longer than its limit of {self.limit:,.0f} s; the "
+                               f"worker was stopped ({_RETRY_HINT})")
+        if self.stage_name is not None:
+            return ("timeout", f"{_STAGES.get(self.stage_name, self.stage_name)} took longer than "
+                               f"{self.limit:,.0f} s; the worker was stopped ({_RETRY_HINT})")
+        return None
+
+
+def _killed(rc: int, oom_before: int | None, peak_seen: int, max_memory: int | None) -> tuple[str, str]:
+    """``oom`` only with evidence of memory exhaustion (the kernel counted an OOM kill since the
+    worker started, or it was at the cap); otherwise someone else ended it: ``killed``."""
+    name = _describe(rc)
+    after = memory.oom_kills()
+    counted = oom_before is not None and after is not None and after > oom_before
+    at_cap = bool(max_memory) and peak_seen >= 0.9 * max_memory
+    if rc == -signal.SIGKILL and (counted or at_cap):
+        return "oom", (f"the worker was killed by the kernel's out-of-memory killer at {format_bytes(peak_seen)} "
+                       "resident")
+    return "killed", (f"the worker was killed from outside dnnbench ({name}, at {format_bytes(peak_seen)} resident; "
+                      "the kernel recorded no out-of-memory kill); measure it again with --retry-failed")
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """Kill the worker's whole process group: a child it forked must not outlive it (it would hold
+    the result pipe open, or keep using the machine)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _describe(rc: int) -> str:

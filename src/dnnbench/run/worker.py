@@ -2,15 +2,22 @@
 record per line to the sweep through a pipe (file descriptor in ``DNNBENCH_RESULT_FD``), so that
 whatever the model prints cannot corrupt the results.
 
-Started as ``python -m dnnbench.run.worker`` with the job (``ModelJob.spec()``) on stdin. The
-sweep sets the thread variables and a fixed glibc mmap threshold in its environment; here
-denormals are flushed before any other torch call (a denormal convolution runs up to ~190x slower
-on CPU, and the flag is per thread, so it must precede the thread pool). The worker dies with
-the sweep (PR_SET_PDEATHSIG), ignores Ctrl-C (the sweep decides), and keeps measuring the next
-batch size after a Python error in one.
+Started as ``python -m dnnbench.run.worker`` with the job (``ModelJob.spec()``) on stdin, in a
+process group of its own (the sweep ends the whole group, children included). The sweep sets the
+thread variables in its environment; here denormals are flushed before any other torch call (a
+denormal convolution runs up to ~190x slower on CPU, and the flag is per thread, so it must
+precede the thread pool). The worker dies with the sweep (PR_SET_PDEATHSIG), ignores Ctrl-C (the
+sweep decides), and keeps measuring the next batch size after a Python error in one.
 
-Records: ``cold`` (baseline and loaded memory, build/load/first-pass seconds), ``start`` (a batch
-size begins: the sweep's watchdog attributes a crash, a kill or a timeout to it), ``cell`` (the
+Every line of user code (importing the model's file, its constructor, counting its operations on
+the meta device, its forward pass) runs here, never in the sweep's process.
+
+Records: ``stage`` (imports, build, static, load, first pass: each is watched by the sweep's
+timeout), ``static`` (the model's static figures), ``cold`` (baseline and loaded memory,
+build/load/first-pass seconds), ``start`` (a batch size begins, or begins again after waiting for a
+quiet machine: the sweep's watchdog attributes a crash, a kill or a timeout to it), ``pass`` (the
+time of one pass at this batch size: the sweep scales the cell's limit to it), ``wait`` (waiting
+for the machine to be quiet), ``busy`` (the machine is busy and ``--on-busy stop``), ``cell`` (the
 figures of one batch size), ``fatal`` (the model could not be built or loaded).
 """
 
@@ -47,6 +54,8 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the model called sys.exit({exc.code!r})"
     text = f"{type(exc).__name__}: {exc}".strip()
     return " ".join(text.split())[:500]
 
@@ -64,6 +73,7 @@ def main() -> int:
         out.write(json.dumps({"type": kind, **fields}) + "\n")
         out.flush()
 
+    emit("stage", stage="imports")
     import torch
 
     torch.set_flush_denormal(True)  # first: before any parallel op creates the thread pool
@@ -76,11 +86,14 @@ def main() -> int:
 
     try:
         _measure(spec, emit)
-    except Exception as exc:  # the model could not be built or loaded: one line to the sweep
-        emit("fatal", error=_one_line(exc), oom=_is_oom(exc))
+    except (Exception, SystemExit) as exc:  # the model could not be built or loaded: one line to the sweep
+        emit("fatal", error=_one_line(exc), oom=_is_oom(exc), stage=_stage[0])
         return 0
     out.close()
     return 0
+
+
+_stage = ["imports"]  # the stage a fatal error belongs to
 
 
 def _measure(spec: dict, emit) -> None:
@@ -93,8 +106,14 @@ def _measure(spec: dict, emit) -> None:
     from ..measure import memory
     from ..measure.device import sync_function
     from ..measure.energy import open_meter
-    from ..measure.latency import TimingPolicy, time_until_precise, warm_up
+    from ..measure.latency import TimingPolicy
+    from ..measure.static import static_figures
     from ..zoo import get
+    from ..zoo.weights import load_weights
+
+    def stage(name: str) -> None:
+        _stage[0] = name
+        emit("stage", stage=name)
 
     config = spec["config"]
     device = config["device"]
@@ -105,7 +124,15 @@ def _measure(spec: dict, emit) -> None:
     if cuda:
         torch.backends.cudnn.benchmark = True  # autotuned during each batch size's warm-up
 
-    entry = get(spec["model"], spec["input_size"])  # imports the model's library only
+    stage("build")
+    entry = get(spec["model"], spec["input_size"])  # imports the model's library (or the user's file) only
+    if spec.get("static"):
+        stage("static")
+        try:
+            emit("static", **static_figures(entry).as_dict())
+        except Exception as exc:  # the timed figures do not need them
+            emit("static_failed", error=_one_line(exc))
+        stage("build")
     memory.memory_mode()  # glibc's initial threshold, fixed: cold start as in a fresh user process
     baseline = memory.rss_bytes()
 
@@ -114,13 +141,14 @@ def _measure(spec: dict, emit) -> None:
     sync()
     build_s = time.perf_counter() - t0
 
+    stage("load")
     with tempfile.TemporaryDirectory(prefix="dnnbench-") as tmp:
         path = os.path.join(tmp, "weights.safetensors")
         safetensors.torch.save_model(model, path)
         memory.release_free_memory()
         memory.reset_peak()
         t0 = time.perf_counter()
-        safetensors.torch.load_model(model, path, device=device)  # as a user loads a safetensors file
+        load_weights(model, path, device)  # as a user loads a safetensors file
         sync()
         load_s = time.perf_counter() - t0
         load_peak = memory.peak_rss_bytes()
@@ -137,6 +165,7 @@ def _measure(spec: dict, emit) -> None:
         x = torch.randn(batch, 3, entry.input_size, entry.input_size, generator=generator)
         return x.to(device)
 
+    stage("first pass")
     first = make_input(spec["batch_sizes"][0])
     with torch.inference_mode():
         sync()
@@ -147,7 +176,9 @@ def _measure(spec: dict, emit) -> None:
     del first
     emit("cold", cold_build_s=build_s, cold_load_s=load_s, cold_first_s=first_s, mem_baseline_bytes=baseline,
          mem_loaded_bytes=loaded, mem_load_peak_bytes=load_peak)
+    _stage[0] = None
 
+    watch = BusyWatch(spec.get("busy") or {}, int(config["threads"]), device, emit)
     max_memory = config.get("max_memory")
     for batch in spec["batch_sizes"]:
         emit("start", batch_size=batch)
@@ -169,24 +200,26 @@ def _measure(spec: dict, emit) -> None:
                     sync()
                     first_passes.append(time.perf_counter() - t0)
                 peak = memory.peak_rss_bytes()
+                emit("pass", batch_size=batch, seconds=min(first_passes))
                 memory.speed_mode()
                 step = functools.partial(model, x)
-                warm = warm_up(step, policy, sync_or_none, prior=tuple(first_passes))
-                if cuda:  # after warm-up, so cuDNN's autotuning trials are not counted
-                    memory.cuda_reset_peak(torch.device(device))
-                window = meter.begin() if meter else None
-                result = time_until_precise(step, policy, sync_or_none)
-                joules = meter.end(window) if meter else None
+
+                # after warm-up, so cuDNN's autotuning trials are not counted
+                reset = functools.partial(memory.cuda_reset_peak, torch.device(device)) if cuda else None
+                timing = watch.time_cell(batch, step, policy, sync_or_none, tuple(first_passes), meter, reset)
+                if timing is None:  # --on-busy stop: the sweep ends here
+                    return
                 if cuda:
                     cell.update(memory.cuda_peaks(torch.device(device)))
                     cell["mem_nvml_bytes"], _ = memory.nvml_process_bytes(torch.device(device).index or 0)
             del x, step
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             status = "oom" if _is_oom(exc) else "error"
             emit("cell", **cell, status=status, error=_one_line(exc), cell_wall_s=time.perf_counter() - started)
             if status == "oom":
                 return
             continue
+        result, warm, joules = timing.result, timing.warm, timing.joules
         cell.update(
             status="ok", error=None,
             latency_median_s=result.median, latency_p90_s=result.p90, latency_p99_s=result.p99,
@@ -194,17 +227,122 @@ def _measure(spec: dict, emit) -> None:
             images_per_s=batch / result.median, time_per_image_s=result.median / batch,
             mem_peak_bytes=peak, stop_reason=result.stop_reason, ci_rel=result.ci_rel,
             warmup_n=warm.n, warmup_s=warm.seconds, timed_s=result.timed_s, window_s=result.window_s,
-            latency_samples=result.samples, cell_wall_s=time.perf_counter() - started)
+            latency_samples=result.samples, cell_wall_s=time.perf_counter() - started, **timing.busy_fields())
         if joules is not None and result.window_s > 0:
             cell.update(energy_per_image_j=joules / (result.n * batch), power_w=joules / result.window_s)
         if max_memory and peak and peak > max_memory:
-            from ..units import format_bytes
+            from .plan import above
 
-            cell.update(status="oom", error=f"peak resident set {format_bytes(peak)} is above --max-memory "
-                                            f"{format_bytes(max_memory)}")
+            cell.update(status="oom", error=f"peak resident set {above(peak, max_memory)}")
             emit("cell", **cell)
             return
         emit("cell", **cell)
+
+
+class Timing:
+    """One cell's timed passes, and what others used of the machine meanwhile."""
+
+    def __init__(self, result, warm, joules, load, attempts: int, waited_s: float, threads: int, gpu=None):
+        self.result, self.warm, self.joules, self.load = result, warm, joules, load
+        self.attempts, self.waited_s, self.threads, self.gpu = attempts, waited_s, threads, gpu
+
+    def busy_fields(self) -> dict:
+        load = self.load
+        fields = {"busy_attempts": self.attempts, "busy_wait_s": self.waited_s}
+        if load is not None:
+            disturbed = load.disturbed(self.threads) or bool(self.gpu and self.gpu[0])
+            fields.update(contention=load.share, steal=load.steal, disturbed=int(disturbed))
+        if self.gpu is not None:
+            fields.update(gpu_other_processes=self.gpu[0])
+        return fields
+
+
+class BusyWatch:
+    """Handles a busy machine around each cell's timed passes (``--on-busy``):
+
+    - ``wait``: before a cell (the worker's first, or one after a disturbed cell) wait up to
+      ``wait_s`` for the machine to be quiet; time the cell; if others disturbed its timed window,
+      wait and time it again, up to ``retries`` times, and keep the least disturbed attempt.
+      Two waits in a row that end with the machine still busy stop the waiting for this worker: a
+      load that lasts is measured (and flagged) rather than waited out.
+    - ``measure``: time every cell at once; the load is recorded and disturbed cells flagged.
+    - ``stop``: a busy machine before a cell, or a disturbed timed window, ends the sweep there.
+    """
+
+    def __init__(self, spec: dict, threads: int, device: str, emit):
+        self.mode = spec.get("on_busy", "measure")
+        self.wait_s = float(spec.get("wait_s", 0))
+        self.retries = int(spec.get("retries", 0)) if self.mode == "wait" else 0
+        self.threads, self.device, self.emit = threads, device, emit
+        self.own = (os.getpid(), os.getppid())
+        self.check_next = True  # the first cell of a worker is checked
+        self.futile = 0
+
+    def _load_now(self, seconds: float):
+        from ..measure import busy
+
+        return busy.sample(seconds, self.own)
+
+    def _wait_for_quiet(self, batch: int) -> tuple[float, bool]:
+        """Seconds waited, and whether the machine is quiet now."""
+        load = self._load_now(0.3)
+        if load is None or not load.disturbed(self.threads):
+            return 0.0, True
+        if self.mode == "stop":
+            self.emit("busy", batch_size=batch, load=load.describe())
+            return 0.0, False
+        if self.mode != "wait" or self.futile >= 2 or self.wait_s <= 0:
+            return 0.0, False
+        self.emit("wait", batch_size=batch, load=load.describe(), limit_s=self.wait_s)
+        t0 = time.monotonic()
+        quiet = False
+        while time.monotonic() - t0 < self.wait_s:
+            load = self._load_now(1.0)
+            if load is None or not load.disturbed(self.threads):
+                quiet = True
+                break
+        waited = time.monotonic() - t0
+        self.futile = 0 if quiet else self.futile + 1
+        self.emit("start", batch_size=batch)  # the cell's limit counts from here
+        return waited, quiet
+
+    def time_cell(self, batch, step, policy, sync, prior, meter, before_timing=None) -> Timing | None:
+        """Warm up and time one cell as the mode says; None when the sweep must stop (``stop``)."""
+        from ..measure import busy
+        from ..measure.latency import time_until_precise, warm_up
+
+        best, waited, attempts = None, 0.0, 0
+        while True:
+            if self.check_next:
+                w, quiet = self._wait_for_quiet(batch)
+                waited += w
+                if not quiet and self.mode == "stop":
+                    return None
+            attempts += 1
+            warm = warm_up(step, policy, sync, prior=prior if attempts == 1 else ())
+            if before_timing:
+                before_timing()
+            window = busy.Window(self.own)
+            energy = meter.begin() if meter else None
+            result = time_until_precise(step, policy, sync)
+            joules = meter.end(energy) if meter else None
+            load = window.end()
+            gpu = busy.gpu_others(int(self.device.split(":")[1]), self.own) if self.device.startswith("cuda") else None
+            timing = Timing(result, warm, joules, load, attempts, waited, self.threads, gpu)
+            disturbed = load is not None and load.disturbed(self.threads)
+            if best is None or (load is not None and best.load is not None
+                                and load.excess(self.threads) < best.load.excess(self.threads)):
+                best = timing
+            self.check_next = disturbed
+            if not disturbed:
+                break
+            if self.mode == "stop":
+                self.emit("busy", batch_size=batch, load=load.describe())
+                return None
+            if attempts > self.retries or self.futile >= 2:
+                break
+        best.attempts, best.waited_s = attempts, waited
+        return best
 
 
 if __name__ == "__main__":

@@ -1,0 +1,61 @@
+"""One machine measures one thing at a time: a sweep holds a machine-wide lock while it measures.
+
+Two sweeps measuring at once disturb each other's timings (and, on one database, measure the same
+cells twice and discard one's work). The second sweep waits for the lock, says so, and then
+measures only the cells still missing. The lock is ``flock`` on a file in the temporary directory
+(``DNNBENCH_LOCK`` overrides the path), so it is released when its holder dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+
+LOCK_ENV = "DNNBENCH_LOCK"
+
+
+def lock_path() -> str:
+    return os.environ.get(LOCK_ENV) or os.path.join(tempfile.gettempdir(), "dnnbench-measuring.lock")
+
+
+@contextlib.contextmanager
+def machine_lock(on_wait=None):
+    """Hold the machine-wide measuring lock; ``on_wait(holder)`` is called once if another process
+    holds it (``holder``: its description), before waiting for it."""
+    path = lock_path()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            os.fchmod(fd, 0o666)  # another user's sweep must be able to take it too
+        except OSError:
+            pass
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait:
+                on_wait(_holder(fd))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {' '.join(_cmdline())}".encode()[:500], 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 500, 0).decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    pid, _, command = text.partition(" ")
+    return f"pid {pid}: {command}" if pid.isdigit() else "another process"
+
+
+def _cmdline() -> list[str]:
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a][-6:]
+    except OSError:
+        return []

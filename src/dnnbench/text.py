@@ -1,0 +1,21 @@
+"""Plain-text output shared by the commands: aligned tables, and names sorted as people read them."""
+
+from __future__ import annotations
+
+import re
+
+
+def table(headings: list[str], rows: list[list[str]], right: set[int]) -> str:
+    """An aligned text table; columns in ``right`` are right-aligned."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headings)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return "\n".join([line(headings), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders resnet18 < resnet34 < resnet101 (numbers by value, not as text)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]

@@ -1,0 +1,157 @@
+"""A busy machine is seen, said and handled: the load of other processes from the kernel's counters,
+synthetic loads started by the tests (processes that spin), and the three --on-busy policies.
+No test asserts a time or that the machine is quiet: only that a load the test made is seen."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from dnnbench.measure import busy
+from dnnbench.measure.busy import Load
+from dnnbench.run import RunConfig, Sweep
+from dnnbench.run.sweep import MachineBusy
+from dnnbench.store import Store
+from dnnbench.zoo import get
+
+FAULTY = str(Path(__file__).parent / "data" / "faulty_models.py")
+ENV = {"peak_flops": 1.0, "cpu_model": "test"}
+
+
+@contextmanager
+def spinners(n: int, seconds: float = 600):
+    """``n`` processes that each keep one core busy for at most ``seconds`` (shell loops: ``sh`` in the
+    process table), started through a shell that exits at once, so that they are not our descendants
+    (a sweep does not count its own descendants as others)."""
+    pids = []
+    for _ in range(n):
+        out = subprocess.run(["sh", "-c", f"timeout {seconds} sh -c 'while :; do :; done' >/dev/null 2>&1 & echo $!"],
+                             capture_output=True, text=True, check=True)
+        pids.append(int(out.stdout))
+    try:
+        time.sleep(0.2)
+        yield pids
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)  # timeout passes it on to its loop
+                time.sleep(0.05)
+            except ProcessLookupError:
+                pass
+
+
+def test_excess_counts_only_the_cores_our_threads_need():
+    load = Load(cores=1.0, share=0.5, steal=0.0, seconds=1.0, allowed=2)
+    assert load.excess(threads=2) == pytest.approx(0.5) and load.disturbed(2)
+    assert load.excess(threads=1) == 0.0 and not load.disturbed(1)  # the other core was free for it
+    assert Load(0.1, 0.05, 0.0, 1.0, 2).disturbed(2) is False
+    assert Load(0.0, 0.0, 0.08, 1.0, 2).disturbed(1)  # the hypervisor's steal counts whatever the threads
+
+
+def test_our_own_processes_are_not_counted():
+    everything = busy.Window(own_pids=())
+    others = busy.Window(own_pids=(os.getpid(),))
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:  # one core busy in this process
+        pass
+    all_load, other_load = everything.end(), others.end()
+    assert all_load.cores - other_load.cores == pytest.approx(1.0, abs=0.25)
+
+
+def test_another_process_is_seen_and_named():
+    with spinners(1):
+        load, procs = busy.busiest_others(1.0)
+    assert load.cores >= 0.5  # on 2 cores the spinner gets at least half of one, whatever else runs
+    assert any(name == "sh" and cores >= 0.5 for name, cores in procs)
+    text = busy.summary(load, procs, threads=load.allowed)
+    assert text.startswith("the machine is busy:") and f"of {load.allowed} cores" in text
+
+
+def config(**kw) -> RunConfig:
+    base = dict(batch_sizes=(1, 2), threads=2, quick=True, target_ci=0.05, max_seconds_per_cell=0.3)
+    return RunConfig(**{**base, **kw})
+
+
+def sweep(tmp_path, events, **kw):
+    entries = [get(f"{FAULTY}:tiny", 32)]
+    with Store(tmp_path / "b.db") as store:
+        Sweep(store, config(**kw), on_event=lambda k, d: events.append((k, d)), environment=ENV).run(entries)
+        return {c["batch_size"]: c for c in store.cells()}
+
+
+def test_measure_flags_the_cells_a_load_disturbed(tmp_path):
+    events = []
+    with spinners(2):
+        cells = sweep(tmp_path, events, on_busy="measure")
+    assert any(k == "busy" for k, _ in events)  # the warning before the sweep
+    for c in cells.values():
+        assert c["status"] == "ok" and c["disturbed"] == 1 and c["contention"] >= 0.25
+        assert c["busy_attempts"] == 1 and c["busy_wait_s"] == 0  # measure: no waiting, no second attempt
+    assert not any(k == "wait" for k, _ in events)
+
+
+def test_wait_waits_for_the_load_to_end_then_measures(tmp_path):
+    events = []
+
+    class Events(list):  # the load ends 2 s after the worker starts waiting for it
+        def append(self, item):
+            super().append(item)
+            if item[0] == "wait" and len([k for k, _ in self if k == "wait"]) == 1:
+                threading.Timer(2.0, stop_load).start()
+
+    events = Events()
+    with spinners(2) as pids:
+        def stop_load():
+            for pid in pids:
+                os.kill(pid, signal.SIGTERM)
+
+        cells = sweep(tmp_path, events, on_busy="wait", busy_wait_s=30)
+    waits = [d for k, d in events if k == "wait"]
+    assert waits and "other processes used" in waits[0]["load"]
+    assert sum(c["busy_wait_s"] for c in cells.values()) > 0
+    assert all(c["status"] == "ok" for c in cells.values())
+
+
+def test_wait_gives_up_on_a_load_that_lasts_and_flags_the_cells(tmp_path):
+    events = []
+    with spinners(2):
+        cells = sweep(tmp_path, events, on_busy="wait", busy_wait_s=2, batch_sizes=(1, 2, 4))
+    assert all(c["status"] == "ok" and c["disturbed"] == 1 for c in cells.values())
+    # two futile waits, then measured without waiting: never more than 2 x 2 s of the limit
+    assert sum(c["busy_wait_s"] for c in cells.values()) < 2 * 2 + 3
+
+
+def test_stop_measures_nothing_on_a_busy_machine(tmp_path):
+    with spinners(2):
+        with pytest.raises(MachineBusy, match="nothing measured"):
+            sweep(tmp_path, [], on_busy="stop")
+        out = subprocess.run([sys.executable, "-m", "dnnbench", "run", f"{FAULTY}:tiny", "--input-size", "32",
+                              "--batch-sizes", "1", "--quick", "--db", str(tmp_path / "s.db"), "--on-busy", "stop"],
+                             capture_output=True, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 3 and last.startswith("dnnbench: error: the machine is busy") and "Traceback" not in out.stderr
+    with Store(tmp_path / "b.db") as store:
+        assert store.cells() == []
+
+
+def test_the_models_of_a_round_are_visited_in_a_recorded_random_order(tmp_path):
+    names = ["tiny", "slow", "slow2", "chatty"]
+    orders = []
+    for i in range(3):
+        events = []
+        with Store(tmp_path / f"o{i}.db") as store:
+            Sweep(store, config(batch_sizes=(1,), on_busy="measure"), on_event=lambda k, d: events.append((k, d)),
+                  environment=ENV).run([get(f"{FAULTY}:{n}", 32) for n in names])
+            (run,) = store.runs()
+        assert isinstance(run["config"]["order_seed"], int)
+        orders.append(tuple(d["model"].split(":")[-1] for k, d in events if k == "worker"))
+    assert all(sorted(o) == sorted(names) for o in orders)
+    assert len(set(orders)) > 1  # 3 draws of 24 orders all equal: 1 in 576
