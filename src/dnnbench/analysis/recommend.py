@@ -16,7 +16,7 @@ batch sizes below and above it; it is never extrapolated beyond them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import UserError
 from .data import SETUP, Measured
@@ -76,6 +76,8 @@ class At:
     energy_per_image_j: float | None
     interpolated: bool = False
     between: tuple[int, int] | None = None
+    disturbed: bool = False  # a cell it comes from was measured while other processes used the machine
+    cell: dict | None = field(default=None, compare=False, repr=False)  # the measured cell (None: interpolated)
 
 
 def _memory(cell: dict) -> float | None:
@@ -112,7 +114,8 @@ def figures_at(m: Measured, batch: int) -> At | None:
             return None
         fps = ok[batch].get("images_per_s")
         return At(latency_s=latency, images_per_s=fps if fps is not None else batch / latency,
-                  memory_bytes=_memory(ok[batch]), energy_per_image_j=ok[batch].get("energy_per_image_j"))
+                  memory_bytes=_memory(ok[batch]), energy_per_image_j=ok[batch].get("energy_per_image_j"),
+                  disturbed=bool(ok[batch].get("disturbed")), cell=ok[batch])
     below = [b for b in m.cells if b < batch]
     above = [b for b in m.cells if b > batch]
     if not below or not above:
@@ -126,7 +129,8 @@ def figures_at(m: Measured, batch: int) -> At | None:
     return At(latency_s=latency, images_per_s=batch / latency,
               memory_bytes=_lerp(_memory(ok[lo]), _memory(ok[hi]), t),
               energy_per_image_j=_lerp(ok[lo].get("energy_per_image_j"), ok[hi].get("energy_per_image_j"), t),
-              interpolated=True, between=(lo, hi))
+              interpolated=True, between=(lo, hi),
+              disturbed=bool(ok[lo].get("disturbed") or ok[hi].get("disturbed")))
 
 
 # -- formatting a comparison -------------------------------------------------------------------------
@@ -302,7 +306,25 @@ def _labels(verdicts: list[Verdict]) -> dict[int, str]:
 
 
 def _note(at: At) -> str:
-    return f"interpolated between b{at.between[0]} and b{at.between[1]}" if at.interpolated and at.between else ""
+    notes = []
+    if at.interpolated and at.between:
+        notes.append(f"interpolated between b{at.between[0]} and b{at.between[1]}")
+    if at.disturbed:
+        notes.append("busy machine")
+    return "; ".join(notes)
+
+
+def speed_comparison(passing: list[Verdict]) -> str | None:
+    """The fastest passing model against the next fastest, said only as far as the measurements
+    support it (``analysis.compare``: paired over the rounds where both have them)."""
+    from .compare import latency_ratio
+
+    measured = sorted((v for v in passing if v.at and v.at.cell), key=lambda v: v.at.latency_s)
+    if len(measured) < 2:
+        return None
+    first, second = measured[0], measured[1]
+    ratio = latency_ratio(first.at.cell, second.at.cell)
+    return ratio.describe(first.model.model, second.model.model) if ratio else None
 
 
 def render(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> str:
@@ -326,8 +348,15 @@ def render(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> st
         for r in [head, *rows]:
             cells = [r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:-1], widths[1:-1], strict=True)), r[-1]]
             lines.append("  ".join(cells).rstrip())
+        comparison = speed_comparison(passing)
+        if comparison:
+            lines.append(f"Fastest: {comparison}.")
     else:
         lines.append(f"None of the {total} models meets them." if total else "No model was measured.")
+    busy = [labels[id(v)] for v in [*passing, *failing] if v.at and v.at.disturbed]
+    if busy:
+        lines.append(f"Measured while other processes used the machine (busy machine: times likely too slow): "
+                     f"{', '.join(busy)}; measure them again on a quiet machine to trust these verdicts.")
     if failing:
         lines.append("")
         lines.append(f"{len(failing)} models do not:")
@@ -352,5 +381,8 @@ def as_json(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> l
             "interpolated": at.interpolated if at else False,
             "between": list(at.between) if at and at.between else None,
             "broken": list(v.broken), "batch_size": limits.batch_size,
+            "disturbed": at.disturbed if at else None,
+            "latency_ci_s": [at.cell.get("latency_ci_low_s"), at.cell.get("latency_ci_high_s")]
+            if at and at.cell else None,
             "input_size": m.input_size, **{k: getattr(m, k) for k in SETUP}})
     return out

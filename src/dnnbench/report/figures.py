@@ -33,6 +33,7 @@ class Chart:
     series: list[list[dict]] = field(default_factory=list)  # hover data per scatter collection
     files: dict[str, Path] = field(default_factory=dict)
     omitted: str = ""  # which models the figure leaves out, and why (appended to the finding)
+    disturbed: list[str] = field(default_factory=list)  # cells drawn from a busy machine: "model (batch b)"
 
 
 def _ms(s: float) -> str:
@@ -105,6 +106,11 @@ class Drawer:
         _place_labels(fig)
         if chart.omitted:
             chart.finding = f"{chart.finding} {chart.omitted}".strip()
+        if chart.disturbed:
+            shown = sorted(dict.fromkeys(chart.disturbed))
+            chart.finding = (f"{chart.finding} Ringed in red: {len(shown)} cell{'s' if len(shown) != 1 else ''} "
+                             f"measured while other processes used the machine ({', '.join(shown)}): their times "
+                             "are likely too slow, and the finding above rests on them.").strip()
         for ext in ("png", "svg"):
             path = self.out / f"{chart.key}.{ext}"
             with plt.rc_context({"svg.hashsalt": chart.key}):  # ids unique per figure once inlined in one page
@@ -117,9 +123,21 @@ class Drawer:
         chart.reason = reason
         self.charts.append(chart)
 
-    def _scatter(self, ax, chart: Chart, xs, ys, infos, **kw):
+    def _scatter(self, ax, chart: Chart, xs, ys, infos, cells=None, **kw):
+        """Hoverable points; where ``cells`` (one per point) were disturbed by other processes, the
+        point is ringed in red, its tooltip says so, and the chart lists it under its finding."""
+        xs, ys, infos = list(xs), list(ys), list(infos)
         coll = ax.scatter(xs, ys, **kw)
         coll.set_gid(f"{chart.key}-pts-{len(chart.series)}")
+        rings = []
+        for i, cell in enumerate(cells or []):
+            if cell and cell.get("disturbed"):
+                infos[i] = {**infos[i], "machine": f"busy: others used {cell.get('contention') or 0:.0%} of the cores"}
+                chart.disturbed.append(f"{infos[i]['model']} (batch {cell['batch_size']})")
+                rings.append((xs[i], ys[i]))
+        if rings:
+            ax.scatter(*zip(*rings, strict=True), s=4 * kw.get("s", 20), facecolors="none", edgecolors="red",
+                       linewidths=1.2, zorder=4)
         chart.series.append(infos)
         return coll
 
@@ -215,8 +233,8 @@ class Drawer:
                 ax.plot(grid, [fit(g) / scale for g in grid], color=color, lw=1, ls="--", label=m.model)
             else:
                 ax.plot(xs, shown, color=color, lw=1.2, label=m.model)
-            self._scatter(ax, chart, xs, shown, [self._info(m, batch=b, value=fmt(y)) for b, y in pts], s=14,
-                          color=color, zorder=3)
+            self._scatter(ax, chart, xs, shown, [self._info(m, batch=b, value=fmt(y)) for b, y in pts],
+                          cells=None if fit_memory else [m.ok[b] for b, _ in pts], s=14, color=color, zorder=3)
         ax.set_xscale("log", base=2)
         if log:
             ax.set_yscale("log")
@@ -301,11 +319,12 @@ class Drawer:
         xs = [m.macs / 1e9 for m, _ in pts]
         ys = [value(c) for _, c in pts]
         self._scatter(ax, chart, xs, ys, [self._info(m, macs=f"{m.macs / 1e9:.3g} G", value=fmt(y))
-                                          for (m, _), y in zip(pts, ys, strict=True)], s=24, zorder=3)
+                                          for (m, _), y in zip(pts, ys, strict=True)],
+                      cells=[c for _, c in pts], s=24, zorder=3)
         for (m, _), x, y in zip(pts, xs, ys, strict=True):
             _label(ax, x, y, m.model)
         fit = None
-        if fit_it and len(pts) >= 3:
+        if fit_it and len(pts) >= 3 and len(set(xs)) >= 2:  # a line needs two distinct x values
             fit = fits.linear_fit(xs, ys)
             grid = [0, max(xs) * 1.05]
             ax.plot(grid, [fit(g) for g in grid], "r--", lw=1, label=f"linear fit, R² = {fit.r2:.3f}")
@@ -354,7 +373,7 @@ class Drawer:
         xs = [c["images_per_s"] for _, c in pts]
         ys = [m.top1 for m, _ in pts]
         self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", fps=f"{c['images_per_s']:.3g} images/s")
-                                          for m, c in pts], s=24, zorder=3)
+                                          for m, c in pts], cells=[c for _, c in pts], s=24, zorder=3)
         for (m, _), x, y in zip(pts, xs, ys, strict=True):
             _label(ax, x, y, m.model)
         bound = fits.upper_bound_line(xs, ys)
@@ -384,7 +403,7 @@ class Drawer:
                                           for m in ms], s=24, zorder=3)
         for m, x, y in zip(ms, xs, ys, strict=True):
             _label(ax, x, y, m.model)
-        if len(ms) >= 3:
+        if len(ms) >= 3 and len(set(xs)) >= 2:
             fit = fits.hyperbolic_fit(xs, ys)
             grid = [min(xs) * (max(xs) / min(xs)) ** (k / 80) for k in range(81)]
             ax.plot(grid, [fit(g) for g in grid], "r--", lw=1, label=f"top-1 = {fit.a:.1f} - {fit.b:.3g} / G-MACs, "
@@ -426,7 +445,7 @@ class Drawer:
             _label(ax, x, y, m.model)
         ax.set_xlabel("parameters (M)")
         ax.set_ylabel("peak memory at batch 1 (MB)")
-        if len(pts) >= 3:
+        if len(pts) >= 3 and len(set(xs)) >= 2:
             fit = fits.linear_fit(xs, ys)
             chart.finding = (f"Memory at batch size 1 ≈ {fit.intercept:,.0f} MB + {fit.slope:.3g} MB per million "
                              f"parameters (R² = {fit.r2:.2f}): the runtime's floor of about {fit.intercept:,.0f} MB "
@@ -444,7 +463,7 @@ class Drawer:
         xs = [c["latency_median_s"] * 1e3 for _, c in pts]
         ys = [m.top1 for m, _ in pts]
         self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", latency=_ms(c["latency_median_s"]))
-                                          for m, c in pts], s=24, zorder=3)
+                                          for m, c in pts], cells=[c for _, c in pts], s=24, zorder=3)
         for (m, _), x, y in zip(pts, xs, ys, strict=True):
             _label(ax, x, y, m.model)
         front = pareto_front(pts, cost=lambda p: p[1]["latency_median_s"], value=lambda p: p[0].top1)
@@ -479,7 +498,7 @@ class Drawer:
             self._scatter(ax, chart, xs, [100 * y for y in ys],
                           [self._info(m, batch=b, efficiency=f"{100 * y:.3g} % of peak",
                                       achieved=f"{y * self.peak / 1e9:.3g} GFLOP/s") for b, y in pts],
-                          s=14, color=color, zorder=3)
+                          cells=[m.ok[b] for b, _ in pts], s=14, color=color, zorder=3)
             top = max(pts, key=lambda p: p[1])
             if top[1] > best[0]:
                 best = (top[1], m, top[0])
