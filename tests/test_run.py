@@ -70,7 +70,7 @@ def test_cells_have_every_figure(tmp_path):
         assert c["images_per_s"] == pytest.approx(batch / c["latency_median_s"])
         assert c["stop_reason"] in ("converged", "time_cap")
         assert c["cold_build_s"] > 0 and c["cold_load_s"] > 0 and c["cold_first_s"] > 0
-        assert 100e6 < c["mem_baseline_bytes"] <= c["mem_loaded_bytes"] * 1.05
+        assert 0 < c["mem_baseline_bytes"] <= c["mem_loaded_bytes"] * 1.05
         assert c["mem_peak_bytes"] >= c["mem_loaded_bytes"] * 0.95
         assert c["threads"] == 2 and c["device"] == "cpu" and c["backend"] == "eager" and c["precision"] == "fp32"
         if c["energy_source"] is None:
@@ -297,7 +297,9 @@ def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_cells(tmp_path):
     db = tmp_path / "c.db"
-    proc = subprocess.Popen(_cli_run(db, "slow", "slow2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # far more work than the time to the first cell: the sweep cannot finish before the signal lands
+    proc = subprocess.Popen(_cli_run(db, "slow", "slow2", batch="1,2,3,4,5,6,7,8", extra=("--max-seconds-per-cell", "2")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_cells(db, 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -308,18 +310,39 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_cells(tmp_path):
         assert con.execute("SELECT COUNT(*) FROM cells").fetchone()[0] >= 1
 
 
-def test_two_sweeps_on_one_file(tmp_path):
+def test_two_sweeps_measure_one_after_the_other_and_split_the_cells(tmp_path):
     db = tmp_path / "two.db"
     procs = [subprocess.Popen(_cli_run(db, *models), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for models in (("slow", "tiny"), ("tiny", "slow"))]
+    errs = []
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
+        errs.append(err)
     rows = _rows(db)
     assert len(rows) == 6 and len({(m, b) for m, b, _, _ in rows}) == 6
+    assert sum("another dnnbench sweep is measuring on this machine" in e for e in errs) == 1
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert [r[0] for r in con.execute("SELECT outcome FROM runs")] == ["complete", "complete"]
+        runs = con.execute("SELECT started_at, finished_at, outcome FROM runs ORDER BY started_at").fetchall()
+    # the machine measured one thing at a time: the second run began measuring after the first ended
+    assert [r[2] for r in runs] == ["complete", "complete"] and runs[1][0] >= runs[0][1]
+
+
+def test_ctrl_c_while_waiting_for_the_machine(tmp_path):
+    from dnnbench.run.lock import machine_lock
+
+    with machine_lock():  # another sweep is measuring
+        proc = subprocess.Popen(_cli_run(tmp_path / "w.db", "tiny"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        err = ""
+        while "another dnnbench sweep" not in err:
+            line = proc.stderr.readline()
+            assert line, "the second sweep never said it waits"
+            err += line
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in rest
 
 
 def test_export_csv_and_json(tmp_path):

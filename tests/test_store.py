@@ -275,3 +275,114 @@ def test_two_processes_create_the_same_new_file(tmp_path):
             jobs = [pool.apply_async(open_new, (path, barrier)) for _ in range(2)]
             errors += [e for e in (j.get(timeout=60) for j in jobs) if e]
     assert errors == []
+
+
+# -- read-only commands, read-only places, a full disk -----------------------------------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from dnnbench.store import _FIGURES_V1, _FIGURES_V2, _migrate_0_to_1, _migrate_1_to_2  # noqa: E402
+
+
+def dnnbench(*args, user=None, cwd=None):
+    cmd = [sys.executable, "-m", "dnnbench", *args]
+    if user:  # as an ordinary user: root may write anywhere, so read-only files only bind others
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+
+
+def schema_2_file(path):
+    """A database as dnnbench wrote it at schema 2, with one cell."""
+    db = sqlite3.connect(path, isolation_level=None)
+    _migrate_0_to_1(db)
+    _migrate_1_to_2(db)
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute("PRAGMA user_version = 2")
+    db.execute("INSERT INTO runs (started_at) VALUES ('2026-01-01')")
+    columns = ["run_id", *KEY, *(c for c, _ in _FIGURES_V1 + _FIGURES_V2), "measured_at"]
+    cell = {**make_cell(latency_median_s=0.01), "run_id": 1, "measured_at": "2026-01-01", "rounds": 1}
+    db.execute(f"INSERT INTO cells ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+               [cell.get(c) for c in columns])
+    db.close()
+
+
+@pytest.mark.parametrize("command", [["export"], ["report", "--out", "rep"],
+                                     ["recommend", "--max-memory", "1GB", "--max-latency", "1s"],
+                                     ["predict", "resnet18"]])
+def test_a_read_command_never_turns_an_empty_file_into_a_database(tmp_path, command):
+    db = tmp_path / "empty.db"
+    db.touch()
+    out = dnnbench(*command, "--db", str(db), cwd=tmp_path)
+    assert out.returncode == 2 and "is empty" in out.stderr and out.stderr.count("\n") == 1
+    assert db.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+
+
+def test_reading_an_older_schema_changes_nothing_and_leaves_nothing_beside_it(tmp_path):
+    db = tmp_path / "old.db"
+    schema_2_file(db)
+    before = digest(db)
+    with Store(db, create=False) as store:
+        (cell,) = store.cells()
+        assert cell["latency_median_s"] == 0.01 and cell["contention"] is None and cell["disturbed"] is None
+        assert store.round_counts(3)[key_of(make_cell())] == 1
+    out = dnnbench("export", "--format", "json", "--db", str(db))
+    assert out.returncode == 0, out.stderr
+    assert digest(db) == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.db"]
+    with Store(db) as store:  # a sweep migrates it, keeping the cell
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.cells()[0]["latency_median_s"] == 0.01
+
+
+needs_setpriv = pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists(),
+                                   reason="runs commands as an ordinary user with setpriv, which needs root")
+
+
+@needs_setpriv
+def test_a_database_in_a_read_only_directory_is_readable_and_run_says_it_cannot_write():
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="dnnbench-ro-"))  # outside pytest's own folder, private to root
+    db = folder / "r.db"
+    with Store(db) as store:
+        run = store.start_run([], {}, {})
+        store.put_cell(run, make_cell(latency_median_s=0.01, mem_peak_bytes=10**8))
+    before = digest(db)
+    os.chmod(folder, 0o555)
+    os.chmod(db, 0o444)
+    try:
+        for command in (["export"], ["recommend", "--max-memory", "1GB", "--max-latency", "1s"]):
+            out = dnnbench(*command, "--db", str(db), user=65534, cwd="/")
+            assert out.returncode == 0, out.stderr
+            assert "resnet18" in out.stdout
+        out = dnnbench("run", "resnet18", "--db", str(db), "--quick", "--batch-sizes", "1", user=65534, cwd="/")
+        assert out.returncode == 2 and "read-only" in out.stderr and "Traceback" not in out.stderr
+        assert out.stderr.strip().count("\n") == 0
+        assert digest(db) == before and sorted(p.name for p in folder.iterdir()) == ["r.db"]
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder)
+
+
+def test_db_in_a_missing_directory_says_so(tmp_path):
+    out = dnnbench("run", "resnet18", "--db", str(tmp_path / "no" / "such" / "x.db"), "--quick")
+    assert out.returncode == 2 and "does not exist" in out.stderr and "mkdir -p" in out.stderr
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_stored(tmp_path):
+    from dnnbench.store import StoreWriteError
+
+    path = tmp_path / "full.db"
+    with Store(path) as store:
+        run = store.start_run([], {}, {})
+        store.put_cell(run, make_cell(batch_size=1, latency_median_s=0.01))
+        pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+        store.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own 'database or disk is full'
+        big = make_cell(batch_size=2, latency_median_s=0.01, latency_samples=[0.01] * 5000)
+        with pytest.raises(StoreWriteError, match="the disk is full") as info:
+            store.put_cell(run, big)
+        assert "\n" not in str(info.value) and "run the same command again" in str(info.value)
+    with Store(path) as store:
+        assert [c["batch_size"] for c in store.cells()] == [1]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -338,6 +339,14 @@ def _refuse(db, path: Path, version: int, app: int, tables: set, check: str, fix
 def _open(path: Path) -> sqlite3.Connection:
     fix = f"pass another --db path, or move {path} aside"
     _check_header(path, fix)
+    reader = "the commands that only read it (export, report, recommend, predict) still work"
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{path} is read-only, so a sweep cannot store cells in it: make it writable or pass "
+                        f"another --db; {reader}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"the directory {folder} is read-only, and SQLite must write a journal beside {path.name}: "
+                        f"make it writable or pass another --db; {reader}")
     db = None
     try:
         db = sqlite3.connect(path, timeout=60, isolation_level=None)

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 
 LOCK_ENV = "DNNBENCH_LOCK"
 
@@ -21,9 +22,10 @@ def lock_path() -> str:
 
 
 @contextlib.contextmanager
-def machine_lock(on_wait=None):
+def machine_lock(on_wait=None, interrupted=lambda: False):
     """Hold the machine-wide measuring lock; ``on_wait(holder)`` is called once if another process
-    holds it (``holder``: its description), before waiting for it."""
+    holds it (``holder``: its description), before waiting for it; ``interrupted()`` true while
+    waiting raises KeyboardInterrupt."""
     path = lock_path()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -36,7 +38,14 @@ def machine_lock(on_wait=None):
         except BlockingIOError:
             if on_wait:
                 on_wait(_holder(fd))
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            while True:  # polled, so that Ctrl-C is seen while waiting
+                if interrupted():
+                    raise KeyboardInterrupt from None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {' '.join(_cmdline())}".encode()[:500], 0)
         yield

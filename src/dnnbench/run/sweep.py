@@ -21,6 +21,7 @@ machine's speed then hits every model alike, instead of always the last ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -29,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -87,6 +89,7 @@ class Sweep:
         self._round = 1
         self._busy_streak = 0  # workers in a row that found the machine busy and could not wait it out
         self._static_done: set[str] = set()
+        self._interrupted = lambda: False
 
     # ------------------------------------------------------------------------------------------
 
@@ -109,10 +112,12 @@ class Sweep:
             run_id = self.store.start_run(self.argv, config.as_dict(), dict(self.environment or {}))
             self.store.finish_run(run_id, "complete")
             return SweepResult(run_id, already=already)
-        with machine_lock(lambda holder: self.on_event("note", {
-                "text": f"another dnnbench sweep is measuring on this machine ({holder}); waiting for it to "
-                        "finish, then measuring only the cells still missing"})):
-            return self._measure(entries, already)
+        with _ctrl_c_as_a_flag() as interrupted:
+            self._interrupted = interrupted
+            with machine_lock(lambda holder: self.on_event("note", {
+                    "text": f"another dnnbench sweep is measuring on this machine ({holder}); waiting for it to "
+                            "finish, then measuring only the cells still missing"}), interrupted):
+                return self._measure(entries, already)
 
     def _measure(self, entries, already: int) -> SweepResult:
         from ..measure import busy
@@ -150,6 +155,8 @@ class Sweep:
                 jobs = plan(entries, config, self.store.round_counts(config.rounds), round_no)
                 random.Random(seed + round_no).shuffle(jobs)
                 for job in jobs:
+                    if self._interrupted():
+                        raise KeyboardInterrupt
                     # another sweep on this file may have measured some meanwhile
                     fresh = self.store.round_counts(config.rounds)
                     missing = tuple(b for b in job.batch_sizes if fresh.get(job.key(b), 0) < round_no)
@@ -309,6 +316,8 @@ class Sweep:
                         proc.wait()
                         what = _STAGES.get(message.get("stage"), "building or loading the model")
                         return _Outcome(done, None, status, f"failed while {what}: {message['error']}", cold)
+                if self._interrupted():
+                    raise KeyboardInterrupt
                 rss = memory.rss_bytes(proc.pid) or 0
                 peak_seen = max(peak_seen, rss)
                 if config.max_memory and rss > config.max_memory:
@@ -344,6 +353,26 @@ class Sweep:
             status, what = "crashed", f"the worker died ({_describe(rc)}) {where}"
         error = f"{what}; it printed: {printed}" if printed else what
         return _Outcome(done, current, status, error, cold)  # current None: died before its first cell
+
+
+@contextlib.contextmanager
+def _ctrl_c_as_a_flag():
+    """While the sweep runs, Ctrl-C sets a flag that the sweep checks every 20 ms and between cells,
+    instead of raising wherever the interpreter happens to be: a KeyboardInterrupt raised inside a
+    callback or a destructor is printed and swallowed, and the sweep would go on."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: flag[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Watch:
