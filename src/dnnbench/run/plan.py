@@ -39,7 +39,7 @@ class RunConfig:
     retry_failed: bool = False
     rounds: int = 1  # visits of each cell, each in a fresh worker process; the budget is shared among them
     on_busy: str = "wait"  # wait | measure | stop: what to do when other processes use the machine
-    busy_wait_s: float = 60.0  # the longest wait for a quiet machine before one cell
+    busy_wait_s: float = 30.0  # the longest wait for a quiet machine before one cell
     busy_retries: int = 1  # how often a cell whose timed passes were disturbed is timed again (wait only)
 
     def __post_init__(self):
