@@ -189,6 +189,12 @@ def test_a_hang_on_real_input_only_is_stopped_at_the_timeout(tmp_path):
     assert "the first forward pass took longer than 3 s" in cells[("hangs_on_real_input", 1)]["error"]
 
 
+def test_a_failing_first_pass_is_not_called_a_failed_build(tmp_path):
+    _, cells = sweep(tmp_path, [model("raises_always")])
+    error = cells[("raises_always", 1)]["error"]
+    assert error.startswith("the first forward pass failed: ValueError") and "build" not in error
+
+
 def test_sys_exit_in_forward_is_an_error_of_that_batch_size(tmp_path):
     result, cells = sweep(tmp_path, [model("exits_at_2")], batch_sizes=(1, 2, 4))
     assert cells[("exits_at_2", 2)]["status"] == "error"

@@ -179,3 +179,7 @@ def forks_a_lingering_child():
     with open(os.environ["DNNBENCH_TEST_MARKER"], "w") as f:
         f.write(str(pid))
     return Tiny()
+
+
+def raises_always():
+    return _Always(_raise)

@@ -242,7 +242,7 @@ def time_until_precise(step: Callable[[], object], policy: TimingPolicy, sync: C
     """Time ``step`` pass by pass until the median's 95% interval is within ``target_ci`` of it.
 
     Each sample is one pass: clock, step, sync (None: nothing to wait for, as on the CPU), clock.
-    The rule is checked at growing intervals (every 12% more samples, and at most every 50 ms), and
+    The rule is checked at growing intervals: after 12% more samples, and never twice within 50 ms of passes; and
     the loop keeps its bookkeeping to one append and two comparisons, so that a pass of tens of microseconds is timed
     as a plain loop would time it (benchmarks/overhead.py).
     """

@@ -45,8 +45,9 @@ from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV, ModelJob, RunConfig, above, pla
 Event = Callable[[str, dict], None]
 
 _STAGES = {  # what a worker is doing before its first cell, as the errors say it
-    "imports": "importing torch and dnnbench", "build": "building the model", "static": "building the model to count its operations",
-    "load": "loading its weights", "first pass": "the first forward pass"}
+    "imports": "the imports of torch and dnnbench", "build": "building the model",
+    "static": "building the model to count its operations", "load": "loading its weights",
+    "first pass": "the first forward pass"}
 _RETRY_HINT = "allow more with --timeout S, then run the same command with --retry-failed"
 
 
@@ -315,7 +316,7 @@ class Sweep:
                         status = "oom" if message.get("oom") else "error"
                         proc.wait()
                         what = _STAGES.get(message.get("stage"), "building or loading the model")
-                        return _Outcome(done, None, status, f"failed while {what}: {message['error']}", cold)
+                        return _Outcome(done, None, status, f"{what} failed: {message['error']}", cold)
                 if self._interrupted():
                     raise KeyboardInterrupt
                 rss = memory.rss_bytes(proc.pid) or 0
@@ -344,7 +345,7 @@ class Sweep:
             return _Outcome(done, None, None, None, cold)
         printed = _tail(log)
         where = f"during batch size {current}" if current is not None else \
-            f"while {_STAGES.get(watch.stage_name, 'starting')}"
+            f"during {_STAGES.get(watch.stage_name, 'its start')}"
         if rc in (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGHUP):
             status, what = _killed(rc, oom_before, peak_seen, config.max_memory)
         elif rc == 0:
