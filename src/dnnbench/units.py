@@ -2,38 +2,54 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import UserError
 
+# No bare K/M/G/T: tools disagree on them (Docker's 1g is 2^30 bytes, most others' 10^9).
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3, "t": 1000**4, "tb": 1000**4,
+    "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
     "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
 }
+SIZE_UNITS_TEXT = "B, kB, MB, GB, TB (powers of 1000), KiB, MiB, GiB, TiB (powers of 1024)"
 
 
 def parse_size(text: str) -> int:
-    """Bytes from ``512MB``, ``2GiB``, ``1.5G`` or a plain number of bytes (``MB`` = 10^6, ``MiB`` = 2^20)."""
+    """Bytes from ``512MB``, ``2GiB`` or ``1.5GB`` (``MB`` = 10^6, ``MiB`` = 2^20).
+
+    A number without a unit is refused: ``1000`` could mean bytes or megabytes, and a wrong guess
+    turns a memory limit into one no model meets (or every model meets)."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if match and not match.group(2):
+        raise UserError(f"memory size {text!r} has no unit: write it like {match.group(1)}MB or "
+                        f"{match.group(1)}MiB; units are {SIZE_UNITS_TEXT}")
     unit = match.group(2).lower() if match else None
     if not match or unit not in _SIZE_UNITS:
-        raise UserError(f"cannot read memory size {text!r}: write it like 512MB, 2GiB or 1.5GB")
+        raise UserError(f"cannot read memory size {text!r}: write it like 512MB, 2GiB or 1.5GB; "
+                        f"units are {SIZE_UNITS_TEXT}")
     value = round(float(match.group(1)) * _SIZE_UNITS[unit])
     if value <= 0:
         raise UserError(f"memory size {text!r} must be at least one byte")
     return value
 
 
-_TIME_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0}
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0}
+TIME_UNITS_TEXT = "us, ms, s, min"
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from ``50ms``, ``0.2s``, ``200us`` or a plain number of seconds."""
+    """Seconds from ``50ms``, ``0.2s``, ``200us`` or ``2min``.
+
+    A number without a unit is refused: ``--max-latency 50`` reads as 50 ms to some and 50 s to others."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Zµ]*)\s*", str(text))
+    if match and not match.group(2):
+        raise UserError(f"duration {text!r} has no unit: write it like {match.group(1)}ms or "
+                        f"{match.group(1)}s; units are {TIME_UNITS_TEXT}")
     unit = match.group(2).lower() if match else None
     if not match or unit not in _TIME_UNITS:
-        raise UserError(f"cannot read duration {text!r}: write it like 50ms, 0.2s or 200us")
+        raise UserError(f"cannot read duration {text!r}: write it like 50ms, 0.2s or 200us; "
+                        f"units are {TIME_UNITS_TEXT}")
     value = float(match.group(1)) * _TIME_UNITS[unit]
     if value <= 0:
         raise UserError(f"duration {text!r} must be above zero")
@@ -61,11 +77,21 @@ def format_bytes(value: float | None) -> str:
     return f"{value:.0f} B"
 
 
+def format_significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits in plain notation, never e-notation: 1,230 and 0.000123
+    (``format(v, ".3g")`` gives 1.23e+03 and 0.000123, 1.23e-05)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def format_seconds(value: float | None) -> str:
     if value is None:
         return "-"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
         if abs(value) >= scale * 0.9995 or unit == "ns":
             shown = value / scale
-            return f"{shown:.3g} {unit}" if abs(shown) < 1000 else f"{shown:,.0f} {unit}"
+            return f"{format_significant(shown)} {unit}" if abs(shown) < 1000 else f"{shown:,.0f} {unit}"
     raise AssertionError("unreachable")
