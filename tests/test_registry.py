@@ -51,6 +51,20 @@ def test_unknown_name_suggests_close_names():
         get("timm/inception_v44")
 
 
+def test_did_you_mean_lists_each_model_once():
+    with pytest.raises(UserError) as err:
+        get("resnet5")
+    assert str(err.value) == "unknown model 'resnet5'; did you mean resnet50, resnet152, resnet34?"
+
+
+@pytest.mark.parametrize("name", ["resnet5", "Resnet-5", "densenet-12", "vgg-1", "efficientnet-b", "dpn-9"])
+def test_did_you_mean_never_names_one_model_twice(name):
+    with pytest.raises(UserError) as err:
+        get(name)
+    suggested = str(err.value).split("did you mean ")[1].rstrip("?").split(", ")
+    assert len({get(s).name for s in suggested}) == len(suggested) == 3
+
+
 def test_presets():
     assert len(preset("canziani2016")) == 14
     assert set(preset("canziani2016")) < set(preset("culurciello2018"))

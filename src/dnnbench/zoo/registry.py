@@ -333,11 +333,24 @@ def canonical(name: str) -> str:
 
 def _unknown_message(name: str) -> str:
     pool = all_names() + list(ALIASES)
-    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
+    close = _one_per_model(difflib.get_close_matches(name, pool, n=12, cutoff=0.6))
     if not close:
-        close = difflib.get_close_matches(name.lower(), [p.lower() for p in pool], n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; run `dnnbench models` for the list"
+        lowered = {p.lower(): p for p in reversed(pool)}  # the first spelling of each lower-case name
+        close = _one_per_model([lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=12,
+                                                                               cutoff=0.5)])
+    hint = f"; did you mean {', '.join(close[:3])}?" if close else "; run `dnnbench models` for the list"
     return f"unknown model {name!r}{hint}"
+
+
+def _one_per_model(names: list[str]) -> list[str]:
+    """``names`` without those that stand for a model already listed (``resnet-50`` after ``resnet50``)."""
+    seen, out = set(), []
+    for n in names:
+        target = ALIASES.get(n, n)
+        if target not in seen:
+            seen.add(target)
+            out.append(n)
+    return out
 
 
 def get(name: str, input_size: int | None = None) -> ModelEntry:

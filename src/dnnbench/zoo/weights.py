@@ -6,12 +6,17 @@ cost seconds. ``skip_init()`` turns them into no-ops while a model is constructe
 then fills every parameter from one small pool of normal values, scaled by fan-in, at memory speed.
 The values are random normal, never zeros or denormals (a convolution over denormals runs up to
 two orders of magnitude slower on CPU), and scaled so that activations neither vanish nor overflow.
+
+``load_weights()`` loads a safetensors file written by ``safetensors.torch.save_model`` back into a
+model the way a user's program loads weights.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -99,3 +104,27 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
             tensor.copy_(target.view_as(tensor))
         start = (start + 7919 * tensor.dim() + tensor.numel()) % _POOL_SIZE
     return model
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, device: str | torch.device) -> None:
+    """Load the safetensors file ``path`` (from ``safetensors.torch.save_model``) into ``model``, its
+    tensors read straight onto ``device``; strict: any other missing or unexpected name is a RuntimeError.
+
+    ``safetensors.torch.load_model`` loses the state dict's ``_metadata``, the per-module versions that
+    some modules' loading needs (torchvision's MNASNet refuses a state dict without its version), so the
+    model's own metadata goes along here. Like ``save_model``/``load_model``, a tensor shared under several
+    names (tied weights) is in the file once: the names left out are exactly those that
+    ``safetensors.torch._remove_duplicate_names`` drops, and loading the kept one fills them all.
+    """
+    from safetensors.torch import _remove_duplicate_names, load_file
+
+    loaded = load_file(os.fspath(path), device=str(device))
+    own = model.state_dict()
+    state = OrderedDict(loaded)
+    state._metadata = getattr(own, "_metadata", None)  # the versions nn.Module._load_from_state_dict reads
+    shared = {name for names in _remove_duplicate_names(own, preferred_names=list(loaded)).values() for name in names}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [name for name in missing if name not in shared]
+    if missing or unexpected:
+        raise RuntimeError(f"{path} does not fit {type(model).__name__}: missing {', '.join(missing) or 'none'}; "
+                           f"unexpected {', '.join(unexpected) or 'none'}")
