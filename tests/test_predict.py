@@ -119,3 +119,27 @@ def test_predicted_vs_measured():
     assert [r[2] for r in rows] == pytest.approx([0.0, 2.5, 3.0])
     with pytest.raises(ValueError):
         predicted_vs_measured(models[:2], 16)
+
+
+def test_a_good_fit_is_reliable():
+    result = predict(exact_models(), 3e9, 16, "new")
+    assert result.reliable and result.doubts == []
+
+
+def test_times_unrelated_to_operations_are_unreliable():
+    models = [model(f"m{k}", macs, t) for k, (macs, t) in enumerate(zip([1e9, 2e9, 3e9, 4e9, 5e9], [5, 1, 4, 2, 3]))]
+    result = predict(models, 3e9, 16, "new")
+    assert result.time_per_image_s == pytest.approx(3.0)  # still given
+    assert not result.reliable
+    assert result.doubts == ["the fit explains little: R² = 0.09, below 0.5"]
+
+
+def test_a_line_that_misses_the_small_models_is_unreliable():
+    # one large model makes R² high while every small one is missed by a factor of several
+    macs = [1e9, 2e9, 4e9, 8e9, 100e9]
+    models = [model(f"m{k}", m, t) for k, (m, t) in enumerate(zip(macs, [0.01, 0.1, 0.01, 0.1, 10]))]
+    result = predict(models, 3e9, 16, "new")
+    assert result.fit.r2 > 0.99 and not result.reliable
+    assert result.doubts == [
+        "the fit misses the measured models by a median ±519% when each is left out, beyond ±50%",
+        "the fitted line gives no positive time at this operation count"]

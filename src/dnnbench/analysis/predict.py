@@ -25,6 +25,15 @@ from .data import SETUP, Measured
 from .fits import LinearFit, linear_fit
 
 
+# Below either bar the figure is still given, but labelled unreliable with the reason.
+# R² < 0.5: operations explain less than half of how time per image differs between the measured
+# models, so the line is not a trend of this machine, and reading a new model off it is a guess.
+MIN_R2 = 0.5
+# Leave-one-out median error beyond ±50%: the line misses the typical measured model by more than
+# half its time, i.e. it cannot tell a model from one twice as fast; a new model fares no better.
+MAX_LOO_MEDIAN = 0.5
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The predicted time per image of ``model`` (``macs`` MACs per image) at ``batch_size``, the line
@@ -41,6 +50,23 @@ class Prediction:
     loo_max_abs: float
     n: int
     setup: tuple | None = None  # (device, backend, precision, threads) of the calibration
+
+    @property
+    def doubts(self) -> list[str]:
+        """Why the figure should not be trusted (see MIN_R2, MAX_LOO_MEDIAN); empty when it can be."""
+        reasons = []
+        if self.fit.r2 < MIN_R2:
+            reasons.append(f"the fit explains little: R² = {self.fit.r2:.2f}, below {MIN_R2}")
+        if self.loo_median_abs > MAX_LOO_MEDIAN:
+            reasons.append(f"the fit misses the measured models by a median ±{self.loo_median_abs:.0%} when each "
+                           f"is left out, beyond ±{MAX_LOO_MEDIAN:.0%}")
+        if not self.time_per_image_s > 0:
+            reasons.append("the fitted line gives no positive time at this operation count")
+        return reasons
+
+    @property
+    def reliable(self) -> bool:
+        return not self.doubts
 
 
 def _time_per_image(cell: dict, batch: int) -> float | None:
