@@ -214,7 +214,11 @@ def test_policy_rejects_bad_values(kwargs):
 
 
 def test_policy_accepts_edge_values():
-    TimingPolicy(target_ci=0.999, max_seconds=1e-9, min_samples=6)
+    policy = TimingPolicy(target_ci=0.999, max_seconds=1e-9, min_samples=6)
+    assert (policy.target_ci, policy.max_seconds, policy.min_samples) == (0.999, 1e-9, 6)
+    clock = FakeClock(itertools.repeat(1 / 64))
+    r = time_until_precise(clock.step, policy, clock=clock)
+    assert (r.n, r.stop_reason) == (6, "time_cap")  # the tiny budget is honoured once the 6 samples are taken
 
 
 # ---------------------------------------------------------------------------------------------
