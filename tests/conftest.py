@@ -7,6 +7,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))  # test modules share fixtures (test_answer uses test_report's)
 warnings.filterwarnings("ignore")
+# sweeps started by the tests take a lock of their own, not the machine's (a user's sweep must not block them)
+os.environ.setdefault("DNNBENCH_LOCK", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"dnnbench-tests-{os.getpid()}.lock"))
 torch.set_num_threads(2)
 
 
@@ -16,3 +18,64 @@ def meta_input():
         return torch.empty(batch, 3, size, size, device="meta")
 
     return make
+
+
+class SyntheticSweep:
+    """A database with known figures, as a sweep would store it: the report, recommend and predict
+    tests read their oracles from the laws here (``per_image``, ``memory``)."""
+
+    EVIL = "<script>alert(1)</script>"
+    MODELS = [  # name, params, G-MACs, top-1
+        ("alexnet", 61.1e6, 0.714, 56.5), ("vgg16", 138.4e6, 15.47, 71.6), ("resnet18", 11.7e6, 1.81, 69.8),
+        ("resnet50", 25.6e6, 4.09, 76.1), ("mobilenet_v2", 3.5e6, 0.30, 71.9), (EVIL, 5e6, 1.0, 60.0),
+        ("dollar$x$model", 8e6, 2.0, 65.0),
+    ]
+    BATCHES = (1, 2, 4, 8, 16, 32)
+    PEAK = 2e11
+
+    @staticmethod
+    def per_image(gmacs: float, b: int, peak: float = PEAK) -> float:
+        """Seconds per image: linear in operations at one batch size, faster per image in larger batches."""
+        return 0.002 + gmacs * 1e9 * 2 / peak * 1.5 / (1 + 0.1 * b)
+
+    @staticmethod
+    def memory(params: float, gmacs: float, b: int) -> float:
+        """Peak bytes: flat up to batch 4, then linear."""
+        return 7.5e8 + 4 * params + 3e6 * gmacs * max(0, b - 4)
+
+    def make_db(self, path, energy: bool = False, peak: float = PEAK):
+        from dnnbench.store import Store
+
+        with Store(path) as store:
+            run = store.start_run(["run"], {}, {"peak_flops": peak, "cpu_model": "test CPU"})
+            for name, params, gmacs, top1 in self.MODELS:
+                store.put_model({"name": name, "input_size": 224, "family": "X", "source": "torchvision",
+                                 "params": int(params), "macs": int(gmacs * 1e9), "flops": int(2 * gmacs * 1e9),
+                                 "file_size": int(4 * params), "top1": top1, "top5": top1 + 15,
+                                 "accuracy_source": "test"})
+                for b in self.BATCHES:
+                    store.put_cell(run, self._cell(name, params, gmacs, b, energy, peak))
+            store.put_cell(run, {"model": "resnet50", "input_size": 224, "device": "cpu", "backend": "eager",
+                                 "precision": "fp32", "threads": 2, "batch_size": 64, "status": "oom",
+                                 "error": "resident set above --max-memory"})
+        return path
+
+    def _cell(self, name, params, gmacs, b, energy, peak) -> dict:
+        per_image = self.per_image(gmacs, b, peak)
+        latency = per_image * b
+        cell = {"model": name, "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32",
+                "threads": 2, "batch_size": b, "status": "ok", "latency_median_s": latency,
+                "latency_ci_low_s": latency * 0.99, "latency_ci_high_s": latency * 1.01, "ci_rel": 0.01,
+                "samples": 20, "images_per_s": b / latency, "time_per_image_s": per_image,
+                "mem_baseline_bytes": 7e8, "mem_loaded_bytes": 7e8 + 4 * params,
+                "mem_peak_bytes": self.memory(params, gmacs, b), "cold_build_s": 0.1,
+                "cold_load_s": 0.05, "cold_first_s": 0.2, "stop_reason": "converged",
+                "energy_reason": None if energy else "no RAPL energy counter: test"}
+        if energy:
+            cell.update(energy_per_image_j=per_image * 40, power_w=40 + gmacs, energy_source="rapl")
+        return cell
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> SyntheticSweep:
+    return SyntheticSweep()

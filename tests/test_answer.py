@@ -1,81 +1,87 @@
-"""`dnnbench recommend` and `dnnbench predict` on a database with known figures (the report tests'
-synthetic sweep): which models pass, in which order, why the others fail, interpolation between
+"""`dnnbench recommend` and `dnnbench predict` on a database with known figures (the synthetic sweep
+of tests/conftest.py): which models pass, in which order, why the others fail, interpolation between
 measured batch sizes, and the operations fit."""
 
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 import subprocess
 import sys
 
 import pytest
-from test_report import MODELS, make_db
 
-PEAK = 2e11
+from dnnbench.units import format_seconds, format_significant
 
-
-def per_image(gmacs: float, b: int) -> float:  # the synthetic sweep's law (see make_db)
-    return 0.002 + gmacs * 1e9 * 2 / PEAK * 1.5 / (1 + 0.1 * b)
-
-
-def memory(params: float, gmacs: float, b: int) -> float:
-    return 7.5e8 + 4 * params + 3e6 * gmacs * max(0, b - 4)
+MEASURED = "measured: 1, 2, 4, 8, 16, 32"  # the synthetic sweep's batch sizes
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    return make_db(tmp_path_factory.mktemp("answer") / "a.db")
+def db(tmp_path_factory, synthetic):
+    return synthetic.make_db(tmp_path_factory.mktemp("answer") / "a.db")
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "dnnbench", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "dnnbench", *map(str, args)], capture_output=True, text=True)
 
 
 def recommend_json(db, *args):
-    out = cli("recommend", "--db", str(db), "--json", *args)
+    out = cli("recommend", "--db", db, "--json", *args)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
-def test_passing_models_most_accurate_first(db):
+def test_passing_models_most_accurate_first(db, synthetic):
     rows = recommend_json(db, "--max-memory", "1GB", "--max-latency", "30ms")
-    expected = sorted((top1, name) for name, params, gmacs, top1 in MODELS
-                      if memory(params, gmacs, 1) <= 1e9 and per_image(gmacs, 1) <= 0.030)
-    passing = [r["model"] for r in rows if r["passes"]]
-    assert passing == [name for _, name in reversed(expected)]
-    assert passing[0] == "mobilenet_v2" and "<script>alert(1)</script>" in passing
+    expected = sorted((top1, name) for name, params, gmacs, top1 in synthetic.MODELS
+                      if synthetic.memory(params, gmacs, 1) <= 1e9 and synthetic.per_image(gmacs, 1) <= 0.030)
+    assert [r["model"] for r in rows if r["passes"]] == [name for _, name in reversed(expected)]
+
+
+def test_failing_models_name_each_limit_they_break(db, synthetic):
+    rows = recommend_json(db, "--max-memory", "1GB", "--max-latency", "30ms")
     broken = {r["model"]: r["broken"] for r in rows if not r["passes"]}
-    assert set(broken) == {"vgg16", "resnet50"}
-    assert any(b.startswith("memory 1.30 GB > 1.00 GB") for b in broken["vgg16"])
-    assert any(b.startswith("latency 213 ms > 30.0 ms") or b.startswith("latency 213.") for b in broken["vgg16"])
-    assert broken["resnet50"] == [f"latency {per_image(4.09, 1) * 1e3:.1f} ms > 30.0 ms"]
+    vgg16_memory = synthetic.memory(138.4e6, 15.47, 1)
+    assert broken == {
+        "vgg16": [f"memory {vgg16_memory / 1e9:.2f} GB > 1.00 GB",
+                  f"latency {synthetic.per_image(15.47, 1) * 1e3:.1f} ms > 30.0 ms"],
+        "resnet50": [f"latency {synthetic.per_image(4.09, 1) * 1e3:.1f} ms > 30.0 ms"]}
 
 
-def test_interpolated_between_measured_batch_sizes(db):
+def test_interpolated_between_measured_batch_sizes(db, synthetic):
     rows = recommend_json(db, "--max-memory", "2GB", "--min-fps", "1", "--batch-size", "3")
     resnet18 = next(r for r in rows if r["model"] == "resnet18")
     assert resnet18["interpolated"] is True and resnet18["between"] == [2, 4]
-    want = (per_image(1.81, 2) * 2 + per_image(1.81, 4) * 4) / 2  # halfway between the two batch latencies
+    # halfway between the two batch latencies
+    want = (synthetic.per_image(1.81, 2) * 2 + synthetic.per_image(1.81, 4) * 4) / 2
     assert resnet18["latency_s"] == pytest.approx(want, rel=1e-9)
     assert resnet18["images_per_s"] == pytest.approx(3 / want, rel=1e-9)
-    text = cli("recommend", "--db", str(db), "--max-memory", "2GB", "--min-fps", "1", "--batch-size", "3").stdout
-    assert "interpolated" in text
+
+
+def test_interpolated_figures_are_marked_in_the_table(db):
+    text = cli("recommend", "--db", db, "--max-memory", "2GB", "--min-fps", "1", "--batch-size", "3").stdout
+    line = next(line for line in text.splitlines() if line.startswith("resnet18 "))
+    assert line.endswith("  interpolated between b2 and b4")
 
 
 def test_failure_reasons_name_the_limit(db):
     rows = recommend_json(db, "--max-memory", "4GB", "--min-fps", "1", "--batch-size", "64", "--min-top1", "70")
-    by = {r["model"]: r for r in rows}
+    by = {r["model"]: r["broken"] for r in rows}
     assert not any(r["passes"] for r in rows)  # nothing was measured at 64
-    assert any("oom" in b for b in by["resnet50"]["broken"])
-    assert any("not measured at batch size 64" in b for b in by["vgg16"]["broken"])
-    assert any("top-1 56.50% < 70.0%" in b or "top-1 56.5" in b for b in by["alexnet"]["broken"])
-    text = cli("recommend", "--db", str(db), "--max-memory", "4GB", "--min-fps", "1", "--batch-size", "64").stdout
-    assert "resnet50" in text and "oom" in text
+    assert by["resnet50"] == ["failed at batch size 64: oom"]
+    assert by["vgg16"] == [f"not measured at batch size 64 ({MEASURED})"]
+    assert by["alexnet"] == [f"not measured at batch size 64 ({MEASURED})", "top-1 56.5% < 70.0%"]
 
 
-def test_energy_limit_without_energy_measured(db):
+def test_failure_reasons_in_the_text(db):
+    text = cli("recommend", "--db", db, "--max-memory", "4GB", "--min-fps", "1", "--batch-size", "64").stdout
+    assert "  resnet50: failed at batch size 64: oom" in text.splitlines()
+
+
+def test_energy_limit_without_energy_measured(db, synthetic):
     rows = recommend_json(db, "--max-memory", "4GB", "--min-fps", "1", "--max-energy", "1")
-    assert all(not r["passes"] and any("energy" in b for b in r["broken"]) for r in rows)
+    assert {r["model"]: r["broken"] for r in rows} == {m[0]: ["energy not measured"] for m in synthetic.MODELS}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -86,30 +92,70 @@ def test_energy_limit_without_energy_measured(db):
     (["--max-memory", "1GB", "--min-fps", "3", "--min-top1", "120"], "between 0 and 100"),
 ])
 def test_bad_limits_are_one_line(db, args, message):
-    out = cli("recommend", "--db", str(db), *args)
+    out = cli("recommend", "--db", db, *args)
     assert out.returncode == 2 and message in out.stderr and out.stderr.count("\n") == 1
 
 
-def test_predict_from_the_operations_fit(db):
+@pytest.fixture(scope="module")
+def resnet34_macs():
     from dnnbench.measure.static import static_figures
     from dnnbench.zoo import get
 
-    macs = static_figures(get("resnet34")).macs
-    out = cli("predict", "resnet34", "--batch-size", "16", "--db", str(db), "--json")
+    return static_figures(get("resnet34")).macs
+
+
+def test_predict_from_the_operations_fit(db, synthetic, resnet34_macs):
+    out = cli("predict", "resnet34", "--batch-size", "16", "--db", db, "--json")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     # the synthetic law is exactly linear in operations at one batch size: the fit recovers it
-    assert got["predicted_time_per_image_s"] == pytest.approx(per_image(macs / 1e9, 16), rel=1e-6)
-    assert got["loo_max_abs_error"] < 1e-6 and got["fit_n"] == len(MODELS)
-    text = cli("predict", "resnet34", "--batch-size", "16", "--db", str(db)).stdout
-    assert "predicted" in text and "leave-one-out error" in text
+    assert got["predicted_time_per_image_s"] == pytest.approx(synthetic.per_image(resnet34_macs / 1e9, 16), rel=1e-6)
+    assert got["loo_max_abs_error"] < 1e-6 and got["fit_n"] == len(synthetic.MODELS)
+    assert got["reliable"] is True and got["unreliable_reasons"] == []
 
 
-def test_predict_needs_three_measured_models(tmp_path):
-    db = make_db(tmp_path / "few.db")
-    import sqlite3
+def test_predict_text(db, synthetic, resnet34_macs):
+    lines = cli("predict", "resnet34", "--batch-size", "16", "--db", db).stdout.splitlines()
+    assert lines == [
+        f"resnet34: predicted {format_seconds(synthetic.per_image(resnet34_macs / 1e9, 16))} per image at batch "
+        f"size 16 on this machine ({format_significant(resnet34_macs / 1e9)} G-MACs per image)",
+        "fit on 7 measured models: time per image = 5.77 ms per G-MAC + 2 ms, R² = 1.000; leave-one-out error: "
+        "median ±0%, worst ±0%"]
 
+
+@pytest.fixture(scope="module")
+def scrambled_db(tmp_path_factory, synthetic):
+    """Times of several seconds that have nothing to do with the operations."""
+    db = synthetic.make_db(tmp_path_factory.mktemp("scrambled") / "s.db")
+    seconds = [5.0, 1.0, 4.0, 2.0, 3.0, 6.0, 1.5]
+    with sqlite3.connect(db) as con:
+        for (name, *_), t in zip(synthetic.MODELS, seconds, strict=True):
+            con.execute("UPDATE cells SET time_per_image_s = ?, latency_median_s = ? * batch_size WHERE model = ?",
+                        (t, t, name))
+    return db
+
+
+def test_predict_json_says_when_the_fit_is_poor(scrambled_db):
+    got = json.loads(cli("predict", "resnet34", "--db", scrambled_db, "--json").stdout)
+    assert got["reliable"] is False
+    assert got["unreliable_reasons"][0] == f"the fit explains little: R² = {got['fit_r2']:.2f}, below 0.5"
+
+
+def test_predict_text_labels_a_poor_fit_with_its_reasons(scrambled_db):
+    got = json.loads(cli("predict", "resnet34", "--db", scrambled_db, "--json").stdout)
+    lines = cli("predict", "resnet34", "--db", scrambled_db).stdout.splitlines()
+    assert lines[1] == (f"unreliable: {'; and '.join(got['unreliable_reasons'])}. Measure it instead: "
+                        "`dnnbench run resnet34 --batch-sizes 16`")
+
+
+def test_predict_never_prints_e_notation(scrambled_db):
+    text = cli("predict", "resnet34", "--db", scrambled_db).stdout
+    assert re.findall(r"\d[eE][+-]?\d", text) == []
+
+
+def test_predict_needs_three_measured_models(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "few.db")
     with sqlite3.connect(db) as con:
         con.execute("DELETE FROM cells WHERE model NOT IN ('resnet18', 'vgg16')")
-    out = cli("predict", "resnet34", "--db", str(db))
+    out = cli("predict", "resnet34", "--db", db)
     assert out.returncode == 2 and "at least 3 models" in out.stderr

@@ -82,3 +82,58 @@ def test_a_model_that_crashes_is_reported_and_the_others_kept(tmp_path):
     assert [r["name"] for r in json.loads(result.stdout)] == ["resnet18"]
     assert "failed to build or run: ValueError: shape mismatch" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory, synthetic):
+    return synthetic.make_db(tmp_path_factory.mktemp("cli") / "c.db")
+
+
+@pytest.mark.parametrize("args", [
+    ["models"], ["inspect", "resnet18"], ["export", "--db", "{db}"],
+    ["recommend", "--db", "{db}", "--max-memory", "2GB", "--max-latency", "50ms"],
+])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(args, db):
+    # like `dnnbench models | head -1`: the reader is gone before the command writes its first line
+    proc = subprocess.Popen([sys.executable, "-m", "dnnbench", *(a.format(db=db) for a in args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.communicate(timeout=300)[1].decode()
+    assert stderr == ""
+    assert proc.returncode == 141  # 128 + SIGPIPE, as for a command the closed pipe ended
+
+
+# Sends the process a real SIGINT while `import torch` runs, as Ctrl-C does; ``swallow`` stands for a
+# library that catches the interrupt inside its import and fails later in another way.
+INTERRUPT_IMPORT = """
+import os, signal, sys
+
+class Left:  # an object the interrupt leaves half made, whose clean-up fails at shutdown
+    def __del__(self):
+        raise KeyboardInterrupt
+
+class InterruptImport:
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)
+        sys.modules["left"] = Left()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(10**6))  # the handler runs between these instructions
+        except KeyboardInterrupt:
+            if sys.argv[1] == "swallow":
+                raise ImportError("cannot load module more than once per process")
+            raise
+
+sys.meta_path.insert(0, InterruptImport())
+from dnnbench.cli import main
+sys.exit(main(["inspect", "resnet18"]))
+"""
+
+
+@pytest.mark.parametrize("how", ["raise", "swallow"])
+def test_ctrl_c_during_imports_is_one_line(how):
+    out = subprocess.run([sys.executable, "-c", INTERRUPT_IMPORT, how], capture_output=True, text=True, timeout=300)
+    assert out.stderr == "dnnbench: interrupted\n"
+    assert out.returncode == 130 and out.stdout == ""

@@ -17,47 +17,11 @@ import pytest
 from dnnbench.report import build_report
 from dnnbench.store import Store
 
-EVIL = "<script>alert(1)</script>"
-MODELS = [  # name, params, G-MACs, top-1
-    ("alexnet", 61.1e6, 0.714, 56.5), ("vgg16", 138.4e6, 15.47, 71.6), ("resnet18", 11.7e6, 1.81, 69.8),
-    ("resnet50", 25.6e6, 4.09, 76.1), ("mobilenet_v2", 3.5e6, 0.30, 71.9), (EVIL, 5e6, 1.0, 60.0),
-    ("dollar$x$model", 8e6, 2.0, 65.0),
-]
-BATCHES = (1, 2, 4, 8, 16, 32)
-
-
-def make_db(path, energy: bool = False, peak: float = 2e11):
-    with Store(path) as store:
-        run = store.start_run(["run"], {}, {"peak_flops": peak, "cpu_model": "test CPU"})
-        for name, params, gmacs, top1 in MODELS:
-            store.put_model({"name": name, "input_size": 224, "family": "X", "source": "torchvision",
-                             "params": int(params), "macs": int(gmacs * 1e9), "flops": int(2 * gmacs * 1e9),
-                             "file_size": int(4 * params), "top1": top1, "top5": top1 + 15,
-                             "accuracy_source": "test"})
-            for b in BATCHES:
-                per_image = 0.002 + gmacs * 1e9 * 2 / peak * 1.5 / (1 + 0.1 * b)
-                latency = per_image * b
-                cell = {"model": name, "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32",
-                        "threads": 2, "batch_size": b, "status": "ok", "latency_median_s": latency,
-                        "latency_ci_low_s": latency * 0.99, "latency_ci_high_s": latency * 1.01, "ci_rel": 0.01,
-                        "samples": 20, "images_per_s": b / latency, "time_per_image_s": per_image,
-                        "mem_baseline_bytes": 7e8, "mem_loaded_bytes": 7e8 + 4 * params,
-                        "mem_peak_bytes": 7.5e8 + 4 * params + 3e6 * gmacs * max(0, b - 4), "cold_build_s": 0.1,
-                        "cold_load_s": 0.05, "cold_first_s": 0.2, "stop_reason": "converged",
-                        "energy_reason": None if energy else "no RAPL energy counter: test"}
-                if energy:
-                    cell.update(energy_per_image_j=per_image * 40, power_w=40 + gmacs, energy_source="rapl")
-                store.put_cell(run, cell)
-        store.put_cell(run, {"model": "resnet50", "input_size": 224, "device": "cpu", "backend": "eager",
-                             "precision": "fp32", "threads": 2, "batch_size": 64, "status": "oom",
-                             "error": "resident set above --max-memory"})
-    return path
-
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def report(tmp_path_factory, synthetic):
     tmp = tmp_path_factory.mktemp("report")
-    with Store(make_db(tmp / "r.db")) as store:
+    with Store(synthetic.make_db(tmp / "r.db")) as store:
         path = build_report(store, tmp / "out")
     return path
 
@@ -88,26 +52,57 @@ def test_findings_state_the_numbers(report):
     assert "Pareto frontier" in page
 
 
-def test_tables_as_csv(report):
+def test_tables_as_csv(report, synthetic):
     out = report.parent
     models = list(csv.DictReader(open(out / "models.csv")))
-    assert {r["model"] for r in models} == {m[0] for m in MODELS}
+    assert {r["model"] for r in models} == {m[0] for m in synthetic.MODELS}
     cells = list(csv.DictReader(open(out / "cells.csv")))
-    assert len(cells) == len(MODELS) * len(BATCHES) + 1
+    assert len(cells) == len(synthetic.MODELS) * len(synthetic.BATCHES) + 1
     best = list(csv.DictReader(open(out / "best_models.csv")))
     assert best and all(r["images/s ≥"] for r in best)
     predicted = list(csv.DictReader(open(out / "predicted.csv")))
-    assert len(predicted) == len(MODELS)
+    assert len(predicted) == len(synthetic.MODELS)
 
 
-def test_hostile_name_is_escaped_in_the_page(report):
+def test_memory_is_in_binary_units_like_the_run_table(report, synthetic):
+    out = report.parent
+    rows = {r["model"]: r for r in csv.DictReader(open(out / "models.csv"))}
+    vgg = next(m for m in synthetic.MODELS if m[0] == "vgg16")
+    assert rows["vgg16"]["peak memory at batch 1 (MiB)"] == str(round(synthetic.memory(vgg[1], vgg[2], 1) / 2**20, 1))
+    best = list(csv.DictReader(open(out / "best_models.csv")))
+    assert {r["memory ≤ (MiB)"] for r in best} == {"1,000", "2,000"}  # round numbers of MiB
+    mem = synthetic.memory(vgg[1], vgg[2], 1)
+    assert f"per image at batch 16, {mem / 2**30:.2f} GiB at batch 1." in report.read_text()  # the summary
+
+
+def test_hostile_name_is_escaped_in_the_page(report, synthetic):
     page = report.read_text()
-    assert EVIL not in page  # never raw
+    assert synthetic.EVIL not in page  # never raw
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
-def test_energy_figures_when_a_counter_was_read(tmp_path):
-    with Store(make_db(tmp_path / "e.db", energy=True)) as store:
+# "<!--" then "<script" inside a script element puts the HTML parser in the double-escaped state,
+# where the next "</script>" no longer ends the element: the page's own script is swallowed.
+COMMENT_OPENER = "x<!--<script>.py"
+
+
+def test_embedded_data_is_escaped_for_every_html_parsing_state(tmp_path):
+    from dnnbench.report.figures import Chart
+    from dnnbench.report.html import page
+
+    svg = tmp_path / "f.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"></svg>')
+    infos = [{"model": name, "note": "a & b > c"}
+             for name in (COMMENT_OPENER, "</script><script>alert(1)//", "line\u2028separator\u2029")]
+    chart = Chart(key="k", title="t", series=[infos], files={"svg": svg, "png": tmp_path / "f.png"})
+    text = page("t", [], [chart], [], "")
+    data = re.search(r'<script type="application/json" id="points">(.*?)</script>', text, re.S).group(1)
+    assert not set(data) & {"<", ">", "&", "\u2028", "\u2029"}
+    assert json.loads(data) == {"k-pts-0": infos}
+
+
+def test_energy_figures_when_a_counter_was_read(tmp_path, synthetic):
+    with Store(synthetic.make_db(tmp_path / "e.db", energy=True)) as store:
         path = build_report(store, tmp_path / "out")
     assert (tmp_path / "out" / "power_vs_batch.svg").exists() and (tmp_path / "out" / "ops_vs_power.svg").exists()
     assert "Not drawn:" not in path.read_text()
@@ -126,8 +121,8 @@ def test_empty_and_failed_databases_are_clear_errors(tmp_path):
             build_report(store, tmp_path / "out")
 
 
-def test_memory_linear_from_batch_1_and_models_without_top1_are_named(tmp_path):
-    db = make_db(tmp_path / "lin.db")
+def test_memory_linear_from_batch_1_and_models_without_top1_are_named(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "lin.db")
     with sqlite3.connect(db) as con:
         con.execute("UPDATE cells SET mem_peak_bytes = 8e8 + 1e7 * batch_size")
         con.execute("UPDATE models SET top1 = NULL, top5 = NULL WHERE model IN ('alexnet', 'vgg16')")
@@ -140,8 +135,8 @@ def test_memory_linear_from_batch_1_and_models_without_top1_are_named(tmp_path):
     assert page.count(note) == 7
 
 
-def test_efficiency_uses_the_largest_peak_of_the_setup(tmp_path):
-    db = make_db(tmp_path / "p.db", peak=2e11)
+def test_efficiency_uses_the_largest_peak_of_the_setup(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "p.db", peak=2e11)
     with Store(db) as store:
         store.start_run(["run"], {}, {"peak_flops": 1e11, "threads": 2})  # a later run on a busier machine
         store.start_run(["run"], {}, {"peak_flops": 9e11, "threads": 8})  # another thread count: not this setup
@@ -167,8 +162,8 @@ def test_labels_do_not_overlap():
     plt.close(fig)
 
 
-def test_single_model_says_why_fits_are_missing(tmp_path):
-    db = make_db(tmp_path / "one.db")
+def test_single_model_says_why_fits_are_missing(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "one.db")
     with sqlite3.connect(db) as con:
         con.execute("DELETE FROM cells WHERE model != 'resnet18'")
     with Store(db) as store:
@@ -209,7 +204,7 @@ def open_page(browser, path):
     return page, problems, dialogs
 
 
-def test_page_in_a_real_browser(browser, report):
+def test_page_in_a_real_browser(browser, report, synthetic):
     page, problems, dialogs = open_page(browser, report)
     assert problems == []
     assert page.locator("section.figure").count() == 13
@@ -222,12 +217,12 @@ def test_page_in_a_real_browser(browser, report):
     tip = page.locator("#tip")
     assert tip.is_visible() and tip.inner_text().startswith("vgg16")
     # the hostile name is shown as text, and never ran
-    assert EVIL in page.locator("#models").inner_text()
+    assert synthetic.EVIL in page.locator("#models").inner_text()
     marks = page.locator("#fig-accuracy_density .point")  # one dot per bar: none hides another
     names = [marks.nth(i).get_attribute("data-model") for i in range(marks.count())]
-    assert EVIL in names
-    marks.nth(names.index(EVIL)).hover(force=True)
-    assert tip.inner_text().startswith(EVIL)
+    assert synthetic.EVIL in names
+    marks.nth(names.index(synthetic.EVIL)).hover(force=True)
+    assert tip.inner_text().startswith(synthetic.EVIL)
     assert dialogs == [] and page.evaluate("document.querySelectorAll('script').length") == 2
     # tables sort by any column
     header = page.locator("#models th", has_text="params (M)")
@@ -236,6 +231,20 @@ def test_page_in_a_real_browser(browser, report):
     assert first == "mobilenet_v2"
     header.click()
     assert page.locator("#models tbody tr").first.locator("td").first.inner_text() == "vgg16"
+    page.close()
+
+
+def test_a_name_that_opens_a_comment_keeps_the_page_working(browser, tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "c.db")
+    with sqlite3.connect(db) as con:
+        for table in ("models", "cells"):
+            con.execute(f"UPDATE {table} SET model = ? WHERE model = 'resnet18'", (COMMENT_OPENER,))
+    with Store(db) as store:
+        path = build_report(store, tmp_path / "out")
+    page, problems, dialogs = open_page(browser, path)
+    assert problems == [] and dialogs == []
+    page.locator(f"#fig-ops_vs_time .point[data-model='{COMMENT_OPENER}']").first.hover(force=True)
+    assert page.locator("#tip").inner_text().startswith(COMMENT_OPENER)
     page.close()
 
 

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from . import __version__
 from .errors import UserError
 from .figures import FIGURES
+
+INTERRUPTED = 130  # 128 + SIGINT, the shells' status of a command stopped by Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,12 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "sweep would see (default: 3; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="a coarse answer fast: ±5%% target, 3 s per cell, one round")
     p.add_argument("--retry-failed", action="store_true",
-                   help="measure again the cells stored as oom, crashed, timeout or error")
+                   help="measure again the cells stored as oom, crashed, killed, timeout or error")
+    p.add_argument("--on-busy", choices=["wait", "measure", "stop"], default="wait",
+                   help="when other processes use the machine: wait (default) for it to be quiet before a cell "
+                        "(up to 30 s) and time a disturbed cell once more, then flag it; measure: flag only; "
+                        "stop: end the sweep (exit status 3), keeping every cell measured")
 
     p = sub.add_parser("export", help="every measured cell of a database as CSV or JSON")
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="csv (default) or json")
     p.add_argument("--db", default="dnnbench.db", metavar="PATH", help="the results database (default: dnnbench.db)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("--force", action="store_true",
+                   help="write --out even where it is an SQLite database (this one included), destroying it")
 
     p = sub.add_parser("report", help="every figure and finding of the two papers from a database: report.html, "
                                       "PNG/SVG figures, CSV tables")
@@ -91,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, metavar="B",
                    help="batch size of the single-batch figures (default: 16, or the measured one nearest to it)")
     p.add_argument("--max-latency", metavar="TIME", help="shade this latency limit on the Pareto figure (e.g. 50ms)")
+    p.add_argument("--force", action="store_true",
+                   help="write the report's files even over SQLite databases of those names in --out")
 
     p = sub.add_parser("recommend", help="the models that meet your memory, speed, accuracy and energy limits, "
                                          "most accurate first")
@@ -119,20 +133,40 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value):  # float() reads inf and nan: no limit or budget means anything then
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+# Below ±0.1% the interval is narrower than the timer's and the machine's own jitter: the cell would
+# never converge and always spend its whole budget.
+MIN_TARGET_CI = 0.001
 
 
 def _fraction(text: str) -> float:
     value = _positive_float(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"expected a fraction such as 0.02 (for ±2%), got {text!r}")
+    if value < MIN_TARGET_CI:
+        raise argparse.ArgumentTypeError(f"{text!r} is below {MIN_TARGET_CI} (±0.1%), finer than timing noise "
+                                         "allows, so no cell would ever reach it: give 0.001 or more, e.g. 0.02")
     return value
 
 
 # ------------------------------------------------------------------------------------------------
 # commands: map arguments to library calls, render the result
+
+
+def _option(flag: str, parse, text: str | None):
+    """``parse(text)``, None for an option not given; a refusal names the option."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except UserError as exc:
+        raise UserError(f"{flag}: {exc}", exc.status) from None
 
 
 def _resolve(models: Sequence[str], zoo: str | None, input_size: int | None):
@@ -226,14 +260,15 @@ def cmd_run(args) -> int:
 
     batch_sizes = parse_batch_sizes(args.batch_sizes)
     device = check_device(args.device)
-    max_memory = parse_size(args.max_memory) if args.max_memory else None
+    max_memory = _option("--max-memory", parse_size, args.max_memory)
     entries = _resolve(args.models, args.zoo, args.input_size)
+    _warn_oversubscribed(args.threads, default_threads())
     config = RunConfig(
         batch_sizes=tuple(batch_sizes), device=device, threads=args.threads or default_threads(),
         target_ci=args.target_ci or (0.05 if args.quick else 0.02),
         max_seconds_per_cell=args.max_seconds_per_cell or (3.0 if args.quick else 20.0),
         max_memory=max_memory, quick=args.quick, timeout_s=args.timeout, retry_failed=args.retry_failed,
-        rounds=args.rounds or (1 if args.quick else 3))
+        rounds=args.rounds or (1 if args.quick else 3), on_busy=args.on_busy)
     from .run.progress import RunPrinter
 
     printer = RunPrinter(config, sys.stderr)
@@ -241,11 +276,14 @@ def cmd_run(args) -> int:
         sweep = Sweep(store, config, argv=sys.argv[1:], on_event=printer.event)
         try:
             result = sweep.run(entries)
+        except UserError:  # the machine was busy (--on-busy stop), or the disk is full: cells kept
+            printer.close()
+            raise
         except KeyboardInterrupt:
             printer.close()
             print(f"dnnbench: interrupted; every cell measured so far is kept in {args.db}. "
                   "Run the same command again to measure the rest.", file=sys.stderr)
-            return 130
+            return INTERRUPTED
         printer.close()
         keys = {(e.name, e.input_size) for e in entries}
         rows = [c for c in store.cells() if (c["model"], c["input_size"]) in keys and c["device"] == config.device
@@ -255,15 +293,23 @@ def cmd_run(args) -> int:
     return 1 if bad else 0
 
 
+def _warn_oversubscribed(threads: int | None, cores: int) -> None:
+    if threads and threads > cores:
+        print(f"dnnbench: warning: --threads {threads} is more than the {cores} cores this process may use; "
+              "threads above that oversubscribe them, so every pass waits for cores and measures slower",
+              file=sys.stderr)
+
+
 def cmd_export(args) -> int:
-    from .export import export
+    from .export import check_output, export, write_output
     from .store import Store
 
+    if args.out:
+        check_output(args.out, args.db, args.force)
     with Store(args.db, create=False) as store:
         text = export(store, args.format)
     if args.out:
-        with open(args.out, "w", newline="") as f:
-            f.write(text)
+        write_output(args.out, text)
     else:
         sys.stdout.write(text)
     return 0
@@ -277,9 +323,13 @@ def cmd_report(args) -> int:
 
     limits = None
     if args.max_latency:
-        limits = Limits(max_memory=10**15, max_latency=parse_duration(args.max_latency))
+        limits = Limits(max_memory=10**15, max_latency=_option("--max-latency", parse_duration, args.max_latency))
     with Store(args.db, create=False) as store:
-        path = build_report(store, args.out, batch=args.batch_size, limits=limits)
+        try:
+            path = build_report(store, args.out, batch=args.batch_size, limits=limits, force=args.force)
+        except OSError as exc:  # disk full, read-only, a file where a folder should be
+            raise UserError(f"cannot write the report into {args.out}: {exc.strerror or exc}; "
+                            "choose another --out") from exc
     print(path)
     return 0
 
@@ -290,8 +340,8 @@ def cmd_recommend(args) -> int:
     from .store import Store
     from .units import parse_duration, parse_size
 
-    limits = Limits(max_memory=parse_size(args.max_memory),
-                    max_latency=parse_duration(args.max_latency) if args.max_latency else None,
+    limits = Limits(max_memory=_option("--max-memory", parse_size, args.max_memory),
+                    max_latency=_option("--max-latency", parse_duration, args.max_latency),
                     min_fps=args.min_fps, batch_size=args.batch_size, min_top1=args.min_top1,
                     max_energy=args.max_energy)
     with Store(args.db, create=False) as store:
@@ -321,35 +371,101 @@ def cmd_predict(args) -> int:
     measured = next((m.ok[args.batch_size] for m in models if m.model == entry.name and args.batch_size in m.ok), None)
     if args.json:
         print(json.dumps({"model": entry.name, "macs": figures.macs, "batch_size": args.batch_size,
-                          "predicted_time_per_image_s": result.time_per_image_s, "fit_slope_s_per_mac": result.fit.slope,
+                          "predicted_time_per_image_s": result.time_per_image_s, "reliable": result.reliable,
+                          "unreliable_reasons": result.doubts, "fit_slope_s_per_mac": result.fit.slope,
                           "fit_intercept_s": result.fit.intercept, "fit_r2": result.fit.r2, "fit_n": result.fit.n,
                           "loo_median_abs_error": result.loo_median_abs, "loo_max_abs_error": result.loo_max_abs,
                           "measured_time_per_image_s": measured["time_per_image_s"] if measured else None}, indent=1))
         return 0
-    print(f"{entry.name}: predicted {result.time_per_image_s * 1e3:.3g} ms per image at batch size {args.batch_size} "
-          f"on this machine ({figures.macs / 1e9:.3g} G-MACs per image)")
-    print(f"fit on {result.fit.n} measured models: time per image = {result.fit.slope * 1e9 * 1e3:.3g} ms per G-MAC "
-          f"{'-' if result.fit.intercept < 0 else '+'} {abs(result.fit.intercept) * 1e3:.3g} ms, R² = {result.fit.r2:.3f}; leave-one-out error: median "
-          f"±{result.loo_median_abs:.0%}, worst ±{result.loo_max_abs:.0%}")
-    if measured:
-        print(f"measured: {measured['time_per_image_s'] * 1e3:.3g} ms per image")
+    print(_predict_text(entry.name, figures.macs, args.batch_size, result, measured))
     return 0
+
+
+def _predict_text(name: str, macs: float, batch: int, result, measured: dict | None) -> str:
+    from .units import format_seconds, format_significant
+
+    fit = result.fit
+    lines = [f"{name}: predicted {format_seconds(result.time_per_image_s)} per image at batch size {batch} on this "
+             f"machine ({format_significant(macs / 1e9)} G-MACs per image)"]
+    if result.doubts:
+        lines.append(f"unreliable: {'; and '.join(result.doubts)}. Measure it instead: "
+                     f"`dnnbench run {name} --batch-sizes {batch}`")
+    lines.append(f"fit on {fit.n} measured models: time per image = {format_seconds(fit.slope * 1e9)} per G-MAC "
+                 f"{'-' if fit.intercept < 0 else '+'} {format_seconds(abs(fit.intercept))}, R² = {fit.r2:.3f}; "
+                 f"leave-one-out error: median ±{result.loo_median_abs:.0%}, worst ±{result.loo_max_abs:.0%}")
+    if measured:
+        lines.append(f"measured: {format_seconds(measured['time_per_image_s'])} per image")
+    return "\n".join(lines)
 
 
 COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export,
             "report": cmd_report, "recommend": cmd_recommend, "predict": cmd_predict}
 
 
+class _Interrupts:
+    """Ctrl-C as KeyboardInterrupt, remembered: an interrupt that lands inside a library's import can be
+    swallowed there or resurface as another error (ImportError, RecursionError), which must still read
+    as an interruption, not as a crash. A second Ctrl-C ends the process at once, silently."""
+
+    def __init__(self):
+        self.seen = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.seen = True
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.seen:
+            # objects the interrupt left half made must not print "Exception ignored ... KeyboardInterrupt"
+            # when the interpreter shuts down
+            hook = sys.unraisablehook
+            sys.unraisablehook = lambda u: None if issubclass(u.exc_type, KeyboardInterrupt) else hook(u)
+
+
+def _stdout_gone() -> int:
+    # The reader of a pipe left (`dnnbench models | head -1`): what is unread stays unread. Point
+    # stdout at devnull so that the interpreter's final flush does not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141  # 128 + SIGPIPE, the status of a command ended by a closed pipe
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if not args.command:
-            build_parser().print_help()
-            return 2
-        return COMMANDS[args.command](args)
-    except UserError as exc:
-        print(f"dnnbench: error: {exc}", file=sys.stderr)
-        return exc.status
-    except KeyboardInterrupt:
-        print("dnnbench: interrupted", file=sys.stderr)
-        return 130
+    with _Interrupts() as interrupts:
+        try:
+            status = _dispatch(argv)
+            sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+            if interrupts.seen and status != INTERRUPTED:  # swallowed by a library: what ran may be incomplete
+                raise KeyboardInterrupt
+            return status
+        except BrokenPipeError:
+            return _stdout_gone()
+        except UserError as exc:
+            print(f"dnnbench: error: {exc}", file=sys.stderr)
+            return exc.status
+        except KeyboardInterrupt:
+            print("dnnbench: interrupted", file=sys.stderr)
+            return INTERRUPTED
+        except Exception:
+            if not interrupts.seen:
+                raise
+            print("dnnbench: interrupted", file=sys.stderr)
+            return INTERRUPTED
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.command:
+        build_parser().print_help()
+        return 2
+    return COMMANDS[args.command](args)

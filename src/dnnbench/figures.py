@@ -34,7 +34,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
     Figure("params", "params", "M", "lower", 1e6, 2),
     Figure("macs", "MACs", "G", "lower", 1e9, 3),
     Figure("flops", "FLOPs", "G", "lower", 1e9, 3),
-    Figure("file_size", "file size", "MB", "lower", 1e6, 1),
+    Figure("file_size", "file size", "MiB", "lower", 1024**2, 1),  # binary, like every memory size shown
     Figure("input_size", "input", "px", "", 1, 0),
     Figure("top1", "top-1", "%", "higher", 1, 2),
     Figure("top5", "top-5", "%", "higher", 1, 2),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..analysis.data import load, peak_flops
 from ..errors import UserError
+from ..export import is_sqlite, same_file
+from ..units import format_bytes, format_seconds, format_significant
 from . import html as page_html
 from .figures import Drawer, best_table, nice_limits
 
@@ -38,9 +40,38 @@ def _write_csv(path: Path, headings: list[str], rows: list[list]) -> None:
         writer.writerows([["" if v is None else v for v in row] for row in rows])
 
 
-def build_report(store, out: str | Path, batch: int | None = None, limits=None) -> Path:
-    out = Path(out)
+_MIB = 1024**2
+REPORT_SUFFIXES = (".html", ".csv", ".png", ".svg")  # every file the report writes ends so
+
+
+def _make_folder(out: Path) -> None:
+    """Create ``out``; UserError where a file stands in the way. Other OS errors (permission, a
+    read-only disk) reach the caller, which names them."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; the report is a folder of files: give a folder path, "
+                        f"e.g. --out {out.parent / 'dnnbench-report'}")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot create the report folder {out}: {blocker} is a file, not a folder; "
+                        "choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _check_no_database_overwritten(out: Path, db, force: bool) -> None:
+    """Refuse, unless ``force``, where a file the report may write (by its suffix) is the database
+    or another SQLite database."""
+    if force:
+        return
+    for path in sorted(out.iterdir()):
+        if path.suffix in REPORT_SUFFIXES and (same_file(path, db) or is_sqlite(path)):
+            raise UserError(f"{path} is an SQLite database and the report may write a file of that name: choose "
+                            "another --out (or add --force to overwrite it)")
+
+
+def build_report(store, out: str | Path, batch: int | None = None, limits=None, force: bool = False) -> Path:
+    out = Path(out)
+    _make_folder(out)
+    _check_no_database_overwritten(out, store.path, force)
     everything = load(store)
     if not everything:
         raise UserError(f"{store.path} holds no measurements yet: run `dnnbench run MODEL... --db {store.path}` first")
@@ -72,24 +103,24 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None) 
             m.accuracy_density and round(m.accuracy_density, 3),
             lat1 and round(lat1 * 1e3, 3), ci1 and round(100 * ci1, 2),
             at(m, batch, "images_per_s") and round(at(m, batch, "images_per_s"), 2),
-            mem1 and round(mem1 / 1e6, 1), first.get("cold_build_s") and round(first["cold_build_s"], 3),
+            mem1 and round(mem1 / _MIB, 1), first.get("cold_build_s") and round(first["cold_build_s"], 3),
             first.get("cold_load_s") and round(first["cold_load_s"], 3),
             first.get("cold_first_s") and round(first["cold_first_s"], 3),
             at(m, batch, "energy_per_image_j"), m.accuracy_source])
     model_head = ["model", "family", "top-1 (%)", "top-5 (%)", "params (M)", "G-MACs", "top-1 per M params (%)",
                   "latency at batch 1 (ms)", "95% CI at batch 1 (±%)", f"images/s at batch {batch}",
-                  "peak memory at batch 1 (MB)", "build (s)", "load weights (s)", "first pass (s)",
+                  "peak memory at batch 1 (MiB)", "build (s)", "load weights (s)", "first pass (s)",
                   f"energy at batch {batch} (J/image)", "accuracy source"]
     _write_csv(out / "models.csv", model_head, model_rows)
 
     mem_values = [m.ok[1].get("mem_nvml_bytes") or m.ok[1].get("mem_peak_bytes") for m in models if 1 in m.ok]
     fps_values = [m.ok[1]["images_per_s"] for m in models if 1 in m.ok]
-    memory_limits = nice_limits(mem_values)
+    memory_limits = [v * _MIB for v in nice_limits([v / _MIB for v in mem_values if v])]  # round in MiB
     speed_limits = [v for v in nice_limits(fps_values)]
     best = best_table(models, 1, memory_limits, speed_limits) if memory_limits and speed_limits else []
-    best_rows = [[f"{r['max_memory_bytes'] / 1e6:,.0f}", f"{r['min_images_per_s']:g}",
+    best_rows = [[f"{r['max_memory_bytes'] / _MIB:,.0f}", f"{r['min_images_per_s']:g}",
                   "; ".join(r["models"]) or "none"] for r in best]
-    best_head = ["memory ≤ (MB)", "images/s ≥", "the 5 most accurate models that fit, at batch 1"]
+    best_head = ["memory ≤ (MiB)", "images/s ≥", "the 5 most accurate models that fit, at batch 1"]
     _write_csv(out / "best_models.csv", best_head, best_rows)
 
     from ..analysis.predict import predicted_vs_measured
@@ -115,10 +146,10 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None) 
     if costly:
         top = max(costly, key=lambda m: m.macs)
         cell = top.ok.get(batch)
-        extra = (f", {cell['time_per_image_s'] * 1e3:.3g} ms per image at batch {batch}" if cell else "")
+        extra = (f", {format_seconds(cell['time_per_image_s'])} per image at batch {batch}" if cell else "")
         mem = top.ok.get(1, {}).get("mem_peak_bytes") if 1 in top.ok else None
-        intro.append(f"{top.model} is the most expensive model: {top.macs / 1e9:.3g} G-MACs per image{extra}"
-                     + (f", {mem / 1e6:,.0f} MB at batch 1" if mem else "") + ".")
+        intro.append(f"{top.model} is the most expensive model: {format_significant(top.macs / 1e9)} G-MACs per "
+                     f"image{extra}" + (f", {format_bytes(mem)} at batch 1" if mem else "") + ".")
     # the findings once each; which models a figure leaves out is said once, at the end
     intro += [c.finding.replace(c.omitted, "").strip() for c in charts if c.finding and not c.reason]
     intro += sorted({c.omitted for c in charts if c.omitted and not c.reason})

@@ -1,7 +1,7 @@
 """One self-contained HTML page: the figures as inline SVG, findings in words, sortable tables, and
 a tooltip that names the model under the pointer. No external resource of any kind (no CDN, no
-font, no image file). Every text from the database reaches the page escaped (html.escape) or
-through textContent, so a model named `<script>` shows as text."""
+font, no image file). Every text from the database reaches the page escaped (html.escape, or
+script_json for the data of the tooltips) or through textContent, so a model named `<script>` shows as text."""
 
 from __future__ import annotations
 
@@ -69,6 +69,17 @@ JS = r"""
 """
 
 
+# Inside <script>, "</script", "<!--" and "<script" change how the HTML parser reads the rest of the
+# page; escaped as JSON \u sequences no such text is left, and JSON.parse gives the same strings back.
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(data) -> str:
+    """``data`` as JSON that is safe inside a <script> element in every HTML parsing state."""
+    text = json.dumps(data)
+    return text.translate(str.maketrans(_SCRIPT_ESCAPES))
+
+
 def esc(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
@@ -111,7 +122,7 @@ def page(title: str, intro: list[str], charts, sections: list[tuple[str, str]], 
                      "</section>")
         for j, infos in enumerate(chart.series):
             points[f"{chart.key}-pts-{j}"] = infos
-    data = json.dumps(points).replace("</", "<\\/")
+    data = script_json(points)
     body = "\n".join(parts)
     extra = "\n".join(f"<h2>{esc(h)}</h2>\n{content}" for h, content in sections)
     intro_html = "".join(f"<p>{esc(p)}</p>" for p in intro)
