@@ -1,11 +1,9 @@
 import os
-import sys
 import warnings
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))  # test modules share fixtures (test_answer uses test_report's)
 warnings.filterwarnings("ignore")
 # sweeps started by the tests take a lock of their own, not the machine's (a user's sweep must not block them)
 os.environ.setdefault("DNNBENCH_LOCK", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"dnnbench-tests-{os.getpid()}.lock"))

@@ -71,3 +71,22 @@ def test_the_report_rings_busy_cells_and_says_its_findings_rest_on_them(tmp_path
         hover = [p for series in charts[key].series for p in series if p.get("machine")]
         assert [p["model"] for p in hover] == ["b"] and hover[0]["machine"].startswith("busy")
     assert "Ringed" not in charts["ball_chart"].finding  # static figures: no timing involved
+
+
+def test_the_report_summary_names_the_busy_cells_once(tmp_path, synthetic):
+    import sqlite3
+
+    from dnnbench.report import build_report
+    from dnnbench.store import Store
+
+    db = synthetic.make_db(tmp_path / "busy.db")
+    with Store(db):  # brings the file to the current schema
+        pass
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE cells SET disturbed = 1, contention = 0.45, busy_attempts = 2 "
+                    "WHERE model = 'resnet18' AND batch_size = 1")
+    with Store(db, create=False) as store:
+        page = build_report(store, tmp_path / "out").read_text()
+    assert page.count("cells were measured while other processes used the machine: resnet18 (batch 1).") == 1
+    assert "Cells measured on a busy machine" in page and ">45.0<" in page
+    assert "Ringed in red: 1 cell measured while other processes used the machine (resnet18 (batch 1))" in page

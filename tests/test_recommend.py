@@ -8,7 +8,7 @@ from dnnbench.analysis.data import Measured
 from dnnbench.analysis.recommend import At, Limits, Verdict, as_json, figures_at, recommend, render
 from dnnbench.errors import UserError
 
-GB, MB = 10**9, 10**6
+GB, MB = 2**30, 2**20  # memory is shown in binary units
 
 
 def cell(batch, latency, mem=100 * MB, energy=None, status="ok", nvml=None):
@@ -115,16 +115,16 @@ def test_passing_order_top1_then_latency():
 
 
 def test_memory_reason():
-    _, broken = only([model("big", [cell(1, 0.01, mem=1_520_000_000)]), model("mid", [cell(1, 0.01, mem=812 * MB)])],
+    _, broken = only([model("big", [cell(1, 0.01, mem=int(1.52 * GB))]), model("mid", [cell(1, 0.01, mem=812 * MB)])],
                      Limits(max_memory=GB, max_latency=0.05))
-    assert broken["big"] == ["memory 1.52 GB > 1.00 GB"]
+    assert broken["big"] == ["memory 1.52 GiB > 1.00 GiB"]
     _, broken = only([model("mid", [cell(1, 0.01, mem=812 * MB)])], Limits(max_memory=500 * MB, max_latency=0.05))
-    assert broken["mid"] == ["memory 812 MB > 500 MB"]
+    assert broken["mid"] == ["memory 812 MiB > 500 MiB"]
 
 
 def test_memory_reason_never_prints_equal_numbers():
-    _, broken = only([model("edge", [cell(1, 0.01, mem=1_004_000_000)])], Limits(max_memory=GB, max_latency=0.05))
-    assert broken["edge"] == ["memory 1.004 GB > 1.000 GB"]
+    _, broken = only([model("edge", [cell(1, 0.01, mem=int(1.004 * GB))])], Limits(max_memory=GB, max_latency=0.05))
+    assert broken["edge"] == ["memory 1.004 GiB > 1.000 GiB"]
 
 
 def test_latency_reason_and_equal_passes():
@@ -162,9 +162,9 @@ def test_energy_reasons():
 
 
 def test_every_broken_limit_is_listed():
-    m = model("bad", [cell(1, 0.0831, mem=1_520_000_000)], top1=None)
+    m = model("bad", [cell(1, 0.0831, mem=int(1.52 * GB))], top1=None)
     _, broken = only([m], Limits(max_memory=GB, max_latency=0.05, min_top1=70, max_energy=1.0))
-    assert broken["bad"] == ["memory 1.52 GB > 1.00 GB", "latency 83.1 ms > 50.0 ms", "energy not measured",
+    assert broken["bad"] == ["memory 1.52 GiB > 1.00 GiB", "latency 83.1 ms > 50.0 ms", "energy not measured",
                              "no top-1 published"]
 
 
@@ -202,7 +202,7 @@ def test_interpolated_verdict():
     assert at.latency_s == pytest.approx(0.03)
     # the same model fails at 8 where interpolation gives 0.05 + (too much) memory
     _, broken = only([m], Limits(max_memory=300 * MB, max_latency=0.045, batch_size=8))
-    assert broken == {"a": ["memory 400 MB > 300 MB", "latency 50.0 ms > 45.0 ms"]}
+    assert broken == {"a": ["memory 400 MiB > 300 MiB", "latency 50.0 ms > 45.0 ms"]}
 
 
 def test_failing_order_near_misses_first():
@@ -220,15 +220,15 @@ def test_render_table_and_failures():
               model("gamma", [cell(1, 0.2, mem=2 * GB)], top1=70.0)]
     text = render(*recommend(models, limits), limits)
     lines = text.splitlines()
-    assert "memory <= 1.00 GB" in lines[0] and "latency <= 50.0 ms" in lines[0] and "batch size 1" in lines[0]
+    assert "memory <= 1.00 GiB" in lines[0] and "latency <= 50.0 ms" in lines[0] and "batch size 1" in lines[0]
     header = next(line for line in lines if line.startswith("model"))
-    for word in ("top-1 %", "latency ms", "images/s", "memory MB", "energy J/image"):
+    for word in ("top-1 %", "latency ms", "images/s", "memory MiB", "energy J/image"):
         assert word in header
     alpha = next(line for line in lines if line.startswith("alpha"))
     assert alpha.split()[:6] == ["alpha", "80.10", "12.3", "81.3", "150", "0.25"]
     beta = next(line for line in lines if line.startswith("beta"))
     assert beta.split()[1] == "-" and beta.split()[-1] == "-"  # no top-1, no energy
-    assert "gamma: memory 2.00 GB > 1.00 GB; latency 200.0 ms > 50.0 ms" in text
+    assert "gamma: memory 2.00 GiB > 1.00 GiB; latency 200.0 ms > 50.0 ms" in text
 
 
 def test_render_marks_interpolation():
@@ -262,5 +262,5 @@ def test_as_json():
     assert first["latency_s"] == pytest.approx(0.03) and first["memory_bytes"] == pytest.approx(200 * MB)
     assert first["energy_per_image_j"] == pytest.approx(0.8)
     assert second["model"] == "gamma" and second["passes"] is False
-    assert second["broken"] == ["memory 2.00 GB > 1.00 GB", "latency 200.0 ms > 50.0 ms", "no top-1 published"]
+    assert second["broken"] == ["memory 2.00 GiB > 1.00 GiB", "latency 200.0 ms > 50.0 ms", "no top-1 published"]
     assert second["interpolated"] is False and second["between"] is None and second["top1"] is None

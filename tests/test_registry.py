@@ -101,12 +101,23 @@ def test_user_model_from_file(tmp_path):
     model = entry.build("cpu")
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     assert get(f"{path}:tiny").input_size == 224
-    with pytest.raises(UserError, match="has no function 'nope'"):
-        get(f"{path}:nope")
+    with pytest.raises(UserError, match="has no function 'nope'"):  # found when built: the file runs only then
+        get(f"{path}:nope").build("cpu")
     with pytest.raises(UserError, match="returned int, not a torch.nn.Module"):
         get(f"{path}:not_a_model").build("cpu")
     with pytest.raises(UserError, match="not found"):
         get(f"{tmp_path}/missing.py:tiny")
+
+
+def test_naming_a_user_model_does_not_run_its_file(tmp_path):
+    path = tmp_path / "loud.py"
+    marker = tmp_path / "ran"
+    path.write_text(f"open({str(marker)!r}, 'w').close()\nfrom torch import nn\ndef m():\n    return nn.Linear(3, 2)\n")
+    entry = get(f"{path}:m", input_size=8)
+    assert not marker.exists()  # resolving the name ran nothing: a sweep resolves names in its own process
+    entry.build("cpu")
+    entry.build("meta")
+    assert marker.exists()
 
 
 def test_user_model_from_module(tmp_path, monkeypatch):
@@ -116,11 +127,11 @@ def test_user_model_from_module(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     assert isinstance(get("mypkg.nets:lin").build("cpu"), torch.nn.Linear)
     with pytest.raises(UserError, match="cannot import module 'mypkg.absent'"):
-        get("mypkg.absent:lin")
+        get("mypkg.absent:lin").build("cpu")
 
 
 def test_user_model_that_fails_to_import(tmp_path):
     path = tmp_path / "broken.py"
     path.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(UserError, match="importing .* failed: RuntimeError: boom"):
-        get(f"{path}:anything")
+        get(f"{path}:anything").build("cpu")

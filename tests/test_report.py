@@ -48,7 +48,7 @@ def test_findings_state_the_numbers(report):
     assert "vgg16 is the most expensive model: 15.5 G-MACs" in page
     # make_db's memory is flat up to batch 4, then linear
     assert "Memory stays constant up to a batch size, then grows linearly, for all 7 models." in page
-    assert "resnet18: 797 MB up to batch 4, then 5.43 MB per image." in page
+    assert "resnet18: 760 MiB up to batch 4, then 5.18 MiB per image." in page
     assert "Pareto frontier" in page
 
 
@@ -129,7 +129,7 @@ def test_memory_linear_from_batch_1_and_models_without_top1_are_named(tmp_path, 
     with Store(db) as store:
         page = build_report(store, tmp_path / "out").read_text()
     assert "Memory grows linearly from the smallest batch size for all 7 models" in page
-    assert "resnet18: 810 MB at batch 1, then 10 MB per image." in page
+    assert "resnet18: 772 MiB at batch 1, then 9.54 MiB per image." in page
     note = "Not shown, having no published top-1: alexnet, vgg16."
     # under each of the 6 accuracy figures, and once in the summary
     assert page.count(note) == 7

@@ -5,8 +5,9 @@ Definitions used throughout:
 - latency: the median wall time of one batch of ``batch_size`` images (``latency_median_s``), seconds.
 - images per second: as measured (``images_per_s``); for an interpolated batch size, batch / latency.
 - memory: the cell's ``mem_nvml_bytes`` (device memory seen by the driver) when recorded, else its
-  ``mem_peak_bytes`` (peak resident memory); bytes. Printed in decimal units (1 MB = 10^6 bytes,
-  1 GB = 10^9 bytes), like the limits the user types.
+  ``mem_peak_bytes`` (peak resident memory); bytes. Printed in binary units (1 MiB = 2^20 bytes,
+  1 GiB = 2^30 bytes), as every memory figure of dnnbench; a limit typed in decimal units (``1GB``)
+  is shown converted.
 - energy: joules per image (``energy_per_image_j``).
 - top-1: the published ImageNet top-1 accuracy, percent.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..units import format_significant
 from .data import SETUP, Measured
 
 # -- the limits --------------------------------------------------------------------------------------
@@ -146,15 +148,15 @@ def _pair(value: float, limit: float, fmt, digits: int) -> tuple[str, str]:
 
 
 def _byte_unit(limit: float) -> tuple[str, float, int]:
-    for unit, scale, digits in (("GB", 1e9, 2), ("MB", 1e6, 0), ("kB", 1e3, 0)):
+    for unit, scale, digits in (("GiB", 2**30, 2), ("MiB", 2**20, 0), ("KiB", 2**10, 0)):
         if limit >= scale:
             return unit, scale, digits
     return "B", 1.0, 0
 
 
-def format_mb(value: float | None) -> str:
-    """Bytes in decimal megabytes (10^6), ``-`` for None."""
-    return "-" if value is None else f"{value / 1e6:,.0f}"
+def format_mib(value: float | None) -> str:
+    """Bytes in mebibytes (2^20), ``-`` for None."""
+    return "-" if value is None else f"{value / 2**20:,.0f}"
 
 
 def _memory_phrase(value: float, limit: float) -> str:
@@ -171,7 +173,7 @@ def _latency_phrase(value: float, limit: float) -> str:
 
 def _fps_phrase(value: float, limit: float) -> str:
     a, _ = _pair(value, limit, lambda v, d: f"{v:.{d}f}", 1)
-    return f"{a} images/s < {limit:g} images/s"
+    return f"{a} images/s < {format_significant(limit)} images/s"
 
 
 def _top1_phrase(value: float, limit: float) -> str:
@@ -180,7 +182,7 @@ def _top1_phrase(value: float, limit: float) -> str:
 
 
 def _energy_phrase(value: float, limit: float) -> str:
-    a, b = _pair(value, limit, lambda v, d: f"{v:.{d}g} J/image", 3)
+    a, b = _pair(value, limit, lambda v, d: f"{format_significant(v, d)} J/image", 3)
     return f"energy {a} > {b}"
 
 
@@ -189,18 +191,18 @@ def _sizes(batches) -> str:
 
 
 def describe_limits(limits: Limits) -> str:
-    """The limits as one line, e.g. ``batch size 1: memory <= 1.00 GB, latency <= 50.0 ms``."""
+    """The limits as one line, e.g. ``batch size 1: memory <= 0.93 GiB, latency <= 50.0 ms``."""
     unit, scale, digits = _byte_unit(limits.max_memory)
     parts = [f"memory <= {limits.max_memory / scale:,.{digits}f} {unit}"]
     if limits.max_latency is not None:
         unit_t, scale_t = ("s", 1.0) if limits.max_latency >= 1 else ("ms", 1e-3)
         parts.append(f"latency <= {limits.max_latency / scale_t:.{1 if unit_t == 'ms' else 2}f} {unit_t}")
     if limits.min_fps is not None:
-        parts.append(f"images/s >= {limits.min_fps:g}")
+        parts.append(f"images/s >= {format_significant(limits.min_fps)}")
     if limits.min_top1 is not None:
         parts.append(f"top-1 >= {limits.min_top1:.1f}%")
     if limits.max_energy is not None:
-        parts.append(f"energy <= {limits.max_energy:.3g} J/image")
+        parts.append(f"energy <= {format_significant(limits.max_energy)} J/image")
     return f"batch size {limits.batch_size}: " + ", ".join(parts)
 
 
@@ -329,21 +331,21 @@ def speed_comparison(passing: list[Verdict]) -> str | None:
 
 def render(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> str:
     """A plain-text report for the terminal: the limits, a table of the passing models (model, top-1 %,
-    latency ms, images/s, memory MB, energy J/image or ``-``, and a note where the figures are
+    latency ms, images/s, memory MiB, energy J/image or ``-``, and a note where the figures are
     interpolated), then every failing model with the limits it breaks."""
     labels = _labels([*passing, *failing])
     lines = [f"Limits at {describe_limits(limits)}"]
     total = len(passing) + len(failing)
     if passing:
         lines.append(f"{len(passing)} of {total} models meet them, most accurate first:")
-        head = ["model", "top-1 %", "latency ms", "images/s", "memory MB", "energy J/image", ""]
+        head = ["model", "top-1 %", "latency ms", "images/s", "memory MiB", "energy J/image", ""]
         rows = []
         for v in passing:
             at = v.at
             rows.append([labels[id(v)], "-" if v.model.top1 is None else f"{v.model.top1:.2f}",
-                         f"{at.latency_s * 1e3:.3g}" if at.latency_s < 1 else f"{at.latency_s * 1e3:,.0f}",
-                         f"{at.images_per_s:,.1f}", format_mb(at.memory_bytes),
-                         "-" if at.energy_per_image_j is None else f"{at.energy_per_image_j:.3g}", _note(at)])
+                         format_significant(at.latency_s * 1e3) if at.latency_s < 1 else f"{at.latency_s * 1e3:,.0f}",
+                         f"{at.images_per_s:,.1f}", format_mib(at.memory_bytes),
+                         "-" if at.energy_per_image_j is None else format_significant(at.energy_per_image_j), _note(at)])
         widths = [max(len(r[k]) for r in [head, *rows]) for k in range(len(head))]
         for r in [head, *rows]:
             cells = [r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:-1], widths[1:-1], strict=True)), r[-1]]

@@ -151,8 +151,16 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
         intro.append(f"{top.model} is the most expensive model: {format_significant(top.macs / 1e9)} G-MACs per "
                      f"image{extra}" + (f", {format_bytes(mem)} at batch 1" if mem else "") + ".")
     # the findings once each; which models a figure leaves out is said once, at the end
-    intro += [c.finding.replace(c.omitted, "").strip() for c in charts if c.finding and not c.reason]
+    intro += [c.finding.replace(c.omitted, "").replace(c.busy_note, "").strip()
+              for c in charts if c.finding and not c.reason]
     intro += sorted({c.omitted for c in charts if c.omitted and not c.reason})
+    busy = [c for m in models for c in m.ok.values() if c.get("disturbed")]
+    if busy:
+        names = ", ".join(f"{c['model']} (batch {c['batch_size']})" for c in busy)
+        intro.append(f"{len(busy)} of {sum(len(m.ok) for m in models)} cells were measured while other processes used "
+                     f"the machine: {names}. Their times are likely too slow: they are ringed in red in every figure "
+                     "of times, listed below, and every finding that rests on them says so. Measure them again on a "
+                     "quiet machine to trust those findings.")
     env = (store.runs()[-1].get("environment") or {}) if store.runs() else {}
     meta = (f"{len(models)} models measured on {setup[0]} ({env.get('cpu_model') or env.get('gpu') or 'unknown'}, "
             f"{setup[3]} threads, {setup[1]}, {setup[2]}); batch size for single-batch figures: {batch}; "
@@ -176,6 +184,12 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
          page_html.table(pred_head, pred_rows, "predicted") if pred_rows else
          f"<p class='missing'>Not computed: prediction needs at least 3 models with operation counts measured at "
          f"batch size {batch}.</p>"),
+        ("Cells measured on a busy machine", page_html.table(
+            ["model", "batch", "others' share of the cores (%)", "hypervisor steal (%)", "timing attempts",
+             "waited for quiet (s)"],
+            [[c["model"], c["batch_size"], round(100 * (c.get("contention") or 0), 1),
+              round(100 * (c.get("steal") or 0), 1), c.get("busy_attempts"), round(c.get("busy_wait_s") or 0, 1)]
+             for c in busy], "busy") if busy else "<p>None: no other process disturbed a timed cell.</p>"),
         ("Cells that failed", page_html.table(["model", "batch", "status", "error"],
                                              [[c["model"], c["batch_size"], c["status"], c["error"]] for c in failed],
                                              "failed") if failed else "<p>None.</p>"),

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ..analysis import fits  # noqa: E402
 from ..analysis.frontier import pareto_front  # noqa: E402
 from ..analysis.recommend import figures_at  # noqa: E402
+from ..units import format_significant  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "savefig.dpi": 110, "font.size": 9,
                      "axes.grid": True, "grid.alpha": 0.3, "svg.hashsalt": "dnnbench"})
@@ -34,14 +35,18 @@ class Chart:
     files: dict[str, Path] = field(default_factory=dict)
     omitted: str = ""  # which models the figure leaves out, and why (appended to the finding)
     disturbed: list[str] = field(default_factory=list)  # cells drawn from a busy machine: "model (batch b)"
+    busy_note: str = ""  # the sentence about them (appended to the finding)
+
+
+MIB = 2**20  # memory is shown in binary units, as everywhere in dnnbench
 
 
 def _ms(s: float) -> str:
-    return f"{s * 1e3:,.0f} ms" if s >= 0.1 else f"{s * 1e3:.3g} ms"
+    return f"{s * 1e3:,.0f} ms" if s >= 0.1 else f"{format_significant(s * 1e3)} ms"
 
 
-def _mb(b: float) -> str:
-    return f"{b / 1e6:,.0f} MB"
+def _mib(b: float) -> str:
+    return f"{b / MIB:,.0f} MiB"
 
 
 def _label(ax, x, y, text):
@@ -108,9 +113,10 @@ class Drawer:
             chart.finding = f"{chart.finding} {chart.omitted}".strip()
         if chart.disturbed:
             shown = sorted(dict.fromkeys(chart.disturbed))
-            chart.finding = (f"{chart.finding} Ringed in red: {len(shown)} cell{'s' if len(shown) != 1 else ''} "
-                             f"measured while other processes used the machine ({', '.join(shown)}): their times "
-                             "are likely too slow, and the finding above rests on them.").strip()
+            chart.busy_note = (f"Ringed in red: {len(shown)} cell{'s' if len(shown) != 1 else ''} measured while "
+                               f"other processes used the machine ({', '.join(shown)}): their times are likely too "
+                               "slow, and the finding above rests on them.")
+            chart.finding = f"{chart.finding} {chart.busy_note}".strip()
         for ext in ("png", "svg"):
             path = self.out / f"{chart.key}.{ext}"
             with plt.rc_context({"svg.hashsalt": chart.key}):  # ids unique per figure once inlined in one page
@@ -187,8 +193,8 @@ class Drawer:
         biggest = max(m.params for m in ms)
         sizes = [2000 * m.params / biggest + 10 for m in ms]
         self._scatter(ax, chart, [m.macs / 1e9 for m in ms], [m.top1 for m in ms],
-                      [self._info(m, top1=f"{m.top1:.2f} %", macs=f"{m.macs / 1e9:.3g} G",
-                                  params=f"{m.params / 1e6:.3g} M") for m in ms],
+                      [self._info(m, top1=f"{m.top1:.2f} %", macs=f"{format_significant(m.macs / 1e9)} G",
+                                  params=f"{format_significant(m.params / 1e6)} M") for m in ms],
                       s=sizes, alpha=0.45, c=range(len(ms)), cmap="tab20", edgecolors="k", linewidths=0.5)
         for m in ms:
             _label(ax, m.macs / 1e9, m.top1, m.model)
@@ -196,9 +202,9 @@ class Drawer:
         ax.set_ylabel("top-1 accuracy (%)")
         best = max(ms, key=lambda m: m.top1)
         cheap = min(ms, key=lambda m: m.macs)
-        chart.finding = (f"{best.model} is the most accurate ({best.top1:.2f} % top-1, {best.macs / 1e9:.3g} G-MACs, "
-                         f"{best.params / 1e6:.3g} M params); {cheap.model} needs the fewest operations "
-                         f"({cheap.macs / 1e9:.3g} G-MACs, {cheap.top1:.2f} % top-1).")
+        chart.finding = (f"{best.model} is the most accurate ({best.top1:.2f} % top-1, {format_significant(best.macs / 1e9)} G-MACs, "
+                         f"{format_significant(best.params / 1e6)} M params); {cheap.model} needs the fewest operations "
+                         f"({format_significant(cheap.macs / 1e9)} G-MACs, {cheap.top1:.2f} % top-1).")
         self._save(chart, fig)
 
     def top1_bars(self):
@@ -224,7 +230,7 @@ class Drawer:
             pts = [(b, value(c)) for b, c in m.ok.items() if value(c) is not None]
             xs, ys = zip(*pts, strict=True)
             color = plt.get_cmap("tab20")(i % 20)
-            scale = 1e6 if fit_memory else 1.0
+            scale = MIB if fit_memory else 1.0
             shown = [y / scale for y in ys]
             if fit_memory and len(pts) >= 2:  # the fit as a dashed line, the measurements as points
                 fit = fits.hinge_fit(list(xs), list(ys))
@@ -248,7 +254,7 @@ class Drawer:
     def time_vs_batch(self):
         chart = Chart("time_vs_batch", "Time per image versus batch size")
         got = self._per_batch(chart, lambda c: c["time_per_image_s"] * 1e3 if c.get("time_per_image_s") else None,
-                              "time per image (ms, log scale)", True, lambda v: f"{v:.3g} ms per image")
+                              "time per image (ms, log scale)", True, lambda v: f"{format_significant(v)} ms per image")
         if got is None:
             return self._skip(chart, "no cell was measured successfully")
         fig, ms, _ = got
@@ -270,10 +276,10 @@ class Drawer:
             reasons = {c.get("energy_reason") for m in self.models for c in m.cells.values() if c.get("energy_reason")}
             return self._skip(chart, "no energy counter was readable during the measurements"
                               + (f": {sorted(reasons)[0]}" if reasons else ""))
-        got = self._per_batch(chart, lambda c: c.get("power_w"), "average power (W)", False, lambda v: f"{v:.3g} W")
+        got = self._per_batch(chart, lambda c: c.get("power_w"), "average power (W)", False, lambda v: f"{format_significant(v)} W")
         fig, ms, _ = got
         powers = [c["power_w"] for m in ms for c in m.ok.values() if c.get("power_w")]
-        chart.finding = (f"Power stays between {min(powers):.3g} W and {max(powers):.3g} W across models and batch "
+        chart.finding = (f"Power stays between {format_significant(min(powers))} W and {format_significant(max(powers))} W across models and batch "
                          "sizes (Canziani et al. found it independent of both).")
         self._save(chart, fig)
 
@@ -283,7 +289,7 @@ class Drawer:
         def mem(c):
             return c.get("mem_nvml_bytes") or c.get("mem_peak_bytes")
 
-        got = self._per_batch(chart, mem, "peak memory (MB)", False, lambda v: _mb(v), fit_memory=True)
+        got = self._per_batch(chart, mem, "peak memory (MiB)", False, lambda v: _mib(v), fit_memory=True)
         if got is None:
             return self._skip(chart, "no cell has a memory figure")
         fig, ms, fitted = got
@@ -293,8 +299,9 @@ class Drawer:
 
             def says(mm, f) -> str:
                 if flat_first(mm, f):
-                    return f"{mm.model}: {_mb(f.base)} up to batch {f.knee:g}, then {f.slope / 1e6:.3g} MB per image."
-                return f"{mm.model}: {_mb(f.base)} at batch {f.knee:g}, then {f.slope / 1e6:.3g} MB per image."
+                    return (f"{mm.model}: {_mib(f.base)} up to batch {f.knee:g}, then "
+                            f"{format_significant(f.slope / MIB)} MiB per image.")
+                return f"{mm.model}: {_mib(f.base)} at batch {f.knee:g}, then {format_significant(f.slope / MIB)} MiB per image."
 
             m, fit = max(fitted, key=lambda f: f[1].slope)
             flat = [mm.model for mm, f in fitted if flat_first(mm, f)]
@@ -318,7 +325,7 @@ class Drawer:
         fig, ax = plt.subplots(figsize=(7.5, 5))
         xs = [m.macs / 1e9 for m, _ in pts]
         ys = [value(c) for _, c in pts]
-        self._scatter(ax, chart, xs, ys, [self._info(m, macs=f"{m.macs / 1e9:.3g} G", value=fmt(y))
+        self._scatter(ax, chart, xs, ys, [self._info(m, macs=f"{format_significant(m.macs / 1e9)} G", value=fmt(y))
                                           for (m, _), y in zip(pts, ys, strict=True)],
                       cells=[c for _, c in pts], s=24, zorder=3)
         for (m, _), x, y in zip(pts, xs, ys, strict=True):
@@ -337,14 +344,14 @@ class Drawer:
         b = self.batch
         chart = Chart("ops_vs_time", f"Operations versus time per image at batch size {b}, with the linear fit")
         got = self._ops_scatter(chart, lambda c: c["time_per_image_s"] * 1e3, f"time per image at batch {b} (ms)",
-                                lambda v: f"{v:.3g} ms per image")
+                                lambda v: f"{format_significant(v)} ms per image")
         if got is None:
             return self._skip(chart, f"no model was measured at batch size {b} (pick another with --batch-size)")
         fig, pts, fit = got
         if fit:
             slowest = max(pts, key=lambda p: p[1]["time_per_image_s"])
             chart.finding = (f"Operations predict time per image with R² = {fit.r2:.2f} on this machine at batch size "
-                             f"{b} (n = {fit.n}): {fit.slope:.3g} ms per G-MAC {'-' if fit.intercept < 0 else '+'} {abs(fit.intercept):.3g} ms. "
+                             f"{b} (n = {fit.n}): {format_significant(fit.slope)} ms per G-MAC {'-' if fit.intercept < 0 else '+'} {format_significant(abs(fit.intercept))} ms. "
                              f"{slowest[0].model} is the slowest: {_ms(slowest[1]['time_per_image_s'])} per image.")
         else:
             chart.finding = "A fit needs at least 3 models."
@@ -352,13 +359,13 @@ class Drawer:
 
     def ops_vs_power(self):
         chart = Chart("ops_vs_power", f"Operations versus power at batch size {self.batch}")
-        got = self._ops_scatter(chart, lambda c: c.get("power_w"), "average power (W)", lambda v: f"{v:.3g} W")
+        got = self._ops_scatter(chart, lambda c: c.get("power_w"), "average power (W)", lambda v: f"{format_significant(v)} W")
         if got is None:
             return self._skip(chart, "no energy counter was readable during the measurements, so there is no power "
                                      "figure")
         fig, pts, fit = got
         if fit:
-            chart.finding = f"Power against operations: slope {fit.slope:.3g} W per G-MAC, R² = {fit.r2:.2f}."
+            chart.finding = f"Power against operations: slope {format_significant(fit.slope)} W per G-MAC, R² = {fit.r2:.2f}."
         self._save(chart, fig)
 
     def top1_vs_fps(self):
@@ -372,7 +379,7 @@ class Drawer:
         fig, ax = plt.subplots(figsize=(7.5, 5))
         xs = [c["images_per_s"] for _, c in pts]
         ys = [m.top1 for m, _ in pts]
-        self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", fps=f"{c['images_per_s']:.3g} images/s")
+        self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", fps=f"{format_significant(c['images_per_s'])} images/s")
                                           for m, c in pts], cells=[c for _, c in pts], s=24, zorder=3)
         for (m, _), x, y in zip(pts, xs, ys, strict=True):
             _label(ax, x, y, m.model)
@@ -384,8 +391,8 @@ class Drawer:
             ax.legend(fontsize=7)
             sign = "-" if bound.slope < 0 else "+"
             chart.finding = (f"No model lies above the line top-1 = {bound.intercept:.2f} % {sign} "
-                             f"{abs(bound.slope):.3g} % x (images/s): at this batch size, each extra image per second "
-                             f"costs at least {-bound.slope:.3g} points of top-1.")
+                             f"{format_significant(abs(bound.slope))} % x (images/s): at this batch size, each extra image per second "
+                             f"costs at least {format_significant(-bound.slope)} points of top-1.")
         ax.set_xlabel(f"images per second at batch {b}")
         ax.set_ylabel("top-1 accuracy (%)")
         self._save(chart, fig)
@@ -399,17 +406,17 @@ class Drawer:
         fig, ax = plt.subplots(figsize=(7.5, 5))
         xs = [m.macs / 1e9 for m in ms]
         ys = [m.top1 for m in ms]
-        self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", macs=f"{m.macs / 1e9:.3g} G")
+        self._scatter(ax, chart, xs, ys, [self._info(m, top1=f"{m.top1:.2f} %", macs=f"{format_significant(m.macs / 1e9)} G")
                                           for m in ms], s=24, zorder=3)
         for m, x, y in zip(ms, xs, ys, strict=True):
             _label(ax, x, y, m.model)
         if len(ms) >= 3 and len(set(xs)) >= 2:
             fit = fits.hyperbolic_fit(xs, ys)
             grid = [min(xs) * (max(xs) / min(xs)) ** (k / 80) for k in range(81)]
-            ax.plot(grid, [fit(g) for g in grid], "r--", lw=1, label=f"top-1 = {fit.a:.1f} - {fit.b:.3g} / G-MACs, "
+            ax.plot(grid, [fit(g) for g in grid], "r--", lw=1, label=f"top-1 = {fit.a:.1f} - {format_significant(fit.b)} / G-MACs, "
                                                                         f"R² = {fit.r2:.2f}")
             ax.legend(fontsize=7)
-            chart.finding = (f"Accuracy saturates with operations: top-1 ≈ {fit.a:.1f} % - {fit.b:.3g} / G-MACs "
+            chart.finding = (f"Accuracy saturates with operations: top-1 ≈ {fit.a:.1f} % - {format_significant(fit.b)} / G-MACs "
                              f"(R² = {fit.r2:.2f}, n = {fit.n}); a little more accuracy costs many more operations.")
         ax.set_xscale("log")
         ax.set_xlabel("operations (G-MACs per image, log scale)")
@@ -424,11 +431,11 @@ class Drawer:
             return self._skip(chart, "no measured model has a published top-1 accuracy")
         fig, ax = self._bars(chart, ms, [m.accuracy_density for m in ms], "#55a868",
                              "top-1 (%) per million parameters (log scale)",
-                             [self._info(m, density=f"{m.accuracy_density:.3g} % per M params", top1=f"{m.top1:.2f} %",
-                                         params=f"{m.params / 1e6:.3g} M") for m in ms])
+                             [self._info(m, density=f"{format_significant(m.accuracy_density)} % per M params", top1=f"{m.top1:.2f} %",
+                                         params=f"{format_significant(m.params / 1e6)} M") for m in ms])
         ax.set_xscale("log")
-        chart.finding = (f"{ms[-1].model} uses its parameters best ({ms[-1].accuracy_density:.3g} % per M params), "
-                         f"{ms[0].model} least ({ms[0].accuracy_density:.3g}).")
+        chart.finding = (f"{ms[-1].model} uses its parameters best ({format_significant(ms[-1].accuracy_density)} % per M params), "
+                         f"{ms[0].model} least ({format_significant(ms[0].accuracy_density)}).")
         self._save(chart, fig)
 
     def params_vs_memory(self):
@@ -438,17 +445,18 @@ class Drawer:
             return self._skip(chart, "no model was measured at batch size 1")
         fig, ax = plt.subplots(figsize=(7.5, 5))
         xs = [m.params / 1e6 for m, _ in pts]
-        ys = [(c.get("mem_nvml_bytes") or c["mem_peak_bytes"]) / 1e6 for _, c in pts]
-        self._scatter(ax, chart, xs, ys, [self._info(m, params=f"{m.params / 1e6:.3g} M", memory=f"{y:,.0f} MB")
+        ys = [(c.get("mem_nvml_bytes") or c["mem_peak_bytes"]) / MIB for _, c in pts]
+        self._scatter(ax, chart, xs, ys, [self._info(m, params=f"{format_significant(m.params / 1e6)} M", memory=f"{y:,.0f} MiB")
                                           for (m, _), y in zip(pts, ys, strict=True)], s=24, zorder=3)
         for (m, _), x, y in zip(pts, xs, ys, strict=True):
             _label(ax, x, y, m.model)
         ax.set_xlabel("parameters (M)")
-        ax.set_ylabel("peak memory at batch 1 (MB)")
+        ax.set_ylabel("peak memory at batch 1 (MiB)")
         if len(pts) >= 3 and len(set(xs)) >= 2:
             fit = fits.linear_fit(xs, ys)
-            chart.finding = (f"Memory at batch size 1 ≈ {fit.intercept:,.0f} MB + {fit.slope:.3g} MB per million "
-                             f"parameters (R² = {fit.r2:.2f}): the runtime's floor of about {fit.intercept:,.0f} MB "
+            chart.finding = (f"Memory at batch size 1 ≈ {fit.intercept:,.0f} MiB + {format_significant(fit.slope)} MiB "
+                             f"per million parameters (R² = {fit.r2:.2f}): the runtime's floor of about "
+                             f"{fit.intercept:,.0f} MiB "
                              "dominates small models.")
         self._save(chart, fig)
 
@@ -471,7 +479,7 @@ class Drawer:
                 lw=1.5, label="Pareto frontier")
         limit = self.limits.max_latency if self.limits and self.limits.max_latency else None
         if limit:
-            ax.axvspan(0, limit * 1e3, color="g", alpha=0.08, label=f"latency ≤ {limit * 1e3:.3g} ms")
+            ax.axvspan(0, limit * 1e3, color="g", alpha=0.08, label=f"latency ≤ {format_significant(limit * 1e3)} ms")
         ax.set_xscale("log")
         ax.set_xlabel(f"latency of a batch of {b} (ms, log scale)")
         ax.set_ylabel("top-1 accuracy (%)")
@@ -496,23 +504,23 @@ class Drawer:
             color = plt.get_cmap("tab20")(i % 20)
             ax.plot(xs, [100 * y for y in ys], color=color, lw=1.2, label=m.model)
             self._scatter(ax, chart, xs, [100 * y for y in ys],
-                          [self._info(m, batch=b, efficiency=f"{100 * y:.3g} % of peak",
-                                      achieved=f"{y * self.peak / 1e9:.3g} GFLOP/s") for b, y in pts],
+                          [self._info(m, batch=b, efficiency=f"{format_significant(100 * y)} % of peak",
+                                      achieved=f"{format_significant(y * self.peak / 1e9)} GFLOP/s") for b, y in pts],
                           cells=[m.ok[b] for b, _ in pts], s=14, color=color, zorder=3)
             top = max(pts, key=lambda p: p[1])
             if top[1] > best[0]:
                 best = (top[1], m, top[0])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size (images)")
-        ax.set_ylabel(f"achieved FLOP/s (% of measured peak {self.peak / 1e9:.3g} GFLOP/s)")
+        ax.set_ylabel(f"achieved FLOP/s (% of measured peak {format_significant(self.peak / 1e9)} GFLOP/s)")
         legend = ax.legend(fontsize=6, ncol=2)
         for t in legend.get_texts():
             t.set_parse_math(False)
         worst = min(((2 * m.macs / c["time_per_image_s"] / self.peak, m) for m in ms for c in m.ok.values()),
                     key=lambda w: w[0])
-        chart.finding = (f"{best[1].model} runs this hardware best: {100 * best[0]:.3g} % of the peak "
-                         f"{self.peak / 1e9:.3g} GFLOP/s at batch {best[2]}; {worst[1].model} reaches as little as "
-                         f"{100 * worst[0]:.3g} %.")
+        chart.finding = (f"{best[1].model} runs this hardware best: {format_significant(100 * best[0])} % of the peak "
+                         f"{format_significant(self.peak / 1e9)} GFLOP/s at batch {best[2]}; {worst[1].model} reaches as little as "
+                         f"{format_significant(100 * worst[0])} %.")
         if best[0] > 1:
             chart.finding += (" Above 100 %: the peak is measured by a matrix product on a machine whose load "
                               "varies, and this model's kernels ran faster than the best product seen, so read "

@@ -288,10 +288,17 @@ def _user_entry(spec: str, input_size: int) -> ModelEntry:
             raise UserError(f"user model {spec!r}: {target} has no function {function!r}")
         return fn
 
-    fn = load_function()  # fail early, at name resolution, not deep inside a sweep
+    if (target.endswith(".py") or "/" in target or "\\" in target) and not Path(target).is_file():
+        # fail early, at name resolution, without running the file
+        raise UserError(f"user model {spec!r}: file {target} not found; give the path of a Python file")
+    loaded: list = []
 
     def build_user():
-        model = fn()
+        # imported only here, once, when a model is first built: a sweep resolves names in its own
+        # process, and a user's file (its imports, its module-level code) must run only in a worker
+        if not loaded:
+            loaded.append(load_function())
+        model = loaded[0]()
         if not isinstance(model, nn.Module):
             raise UserError(f"user model {spec!r}: {function}() returned {type(model).__name__}, not a torch.nn.Module")
         return model
