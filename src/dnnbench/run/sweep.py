@@ -153,8 +153,8 @@ class Sweep:
             # round by round: the rounds of one cell are minutes apart, in fresh processes; within a
             # round the models in a random order, so that drift in the machine's speed hits all alike
             for round_no in range(1, config.rounds + 1):
-                jobs = plan(entries, config, self.store.round_counts(config.rounds), round_no)
-                random.Random(seed + round_no).shuffle(jobs)
+                jobs = round_order(plan(entries, config, self.store.round_counts(config.rounds), round_no), seed,
+                                   round_no)
                 for job in jobs:
                     if self._interrupted():
                         raise KeyboardInterrupt
@@ -354,6 +354,14 @@ class Sweep:
             status, what = "crashed", f"the worker died ({_describe(rc)}) {where}"
         error = f"{what}; it printed: {printed}" if printed else what
         return _Outcome(done, current, status, error, cold)  # current None: died before its first cell
+
+
+def round_order(jobs: list, seed: int, round_no: int) -> list:
+    """The jobs of round ``round_no`` in the random order that the run's ``seed`` fixes (a run can be
+    replayed in the order it was measured)."""
+    jobs = list(jobs)
+    random.Random(seed * 1000 + round_no).shuffle(jobs)
+    return jobs
 
 
 @contextlib.contextmanager
