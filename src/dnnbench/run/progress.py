@@ -192,7 +192,7 @@ class RunPrinter:
                      "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
                      "interval of the median, widened by how much the rounds' medians differ; stop: converged "
                      "(target reached in every round) or time_cap (budget spent); machine: busy when other "
-                     "processes used more than a tenth of the cores the timed passes needed.")
+                     "processes used more than 5% of the cores the timed passes needed.")
         disturbed = [r for r in rows if r["status"] == "ok" and r.get("disturbed")]
         if disturbed:
             lines.append(f"{len(disturbed)} of {sum(r['status'] == 'ok' for r in rows)} cells were disturbed by other "

@@ -88,7 +88,7 @@ class Sweep:
         self.on_event = on_event or (lambda kind, data: None)
         self.environment = environment
         self._round = 1
-        self._busy_streak = 0  # workers in a row that found the machine busy and could not wait it out
+        self._futile = 0  # waits for a quiet machine in a row that ended with it still busy
         self._static_done: set[str] = set()
         self._interrupted = lambda: False
 
@@ -230,10 +230,17 @@ class Sweep:
             return
 
     def _busy_spec(self) -> dict:
-        spec = self.config.busy_spec()
-        if self._busy_streak >= 2:  # a load that lasts: measure (and flag) rather than wait it out every time
-            spec.update(wait_s=0.0, retries=0)
-        return spec
+        # the count of waits in vain goes from worker to worker: a load that lasts is waited for twice
+        # in the whole sweep, then measured (and flagged), until a cell finds the machine quiet again
+        return {**self.config.busy_spec(), "futile": self._futile}
+
+    def _count_waits(self, cell: dict) -> None:
+        if cell.get("status") != "ok" or cell.get("disturbed") is None:
+            return
+        if not cell["disturbed"]:
+            self._futile = 0
+        elif (cell.get("busy_wait_s") or 0) > 0:
+            self._futile += 1
 
     def _run_worker(self, job: ModelJob, result: SweepResult) -> _Outcome:
         """Run one worker to its end, recording each cell it sends."""
@@ -263,7 +270,6 @@ class Sweep:
         killed: tuple[str, str] | None = None  # (status, message) when the sweep killed the worker
         buffer = b""
         peak_seen = 0
-        quiet_cells = busy_cells = 0
         try:
             while True:
                 exited = proc.poll() is not None
@@ -302,10 +308,7 @@ class Sweep:
                                           "them and run the same command again, or use --on-busy wait")
                     elif kind == "cell":
                         batch = message.pop("batch_size")
-                        if message.get("disturbed"):
-                            busy_cells += 1
-                        elif message.get("status") == "ok":
-                            quiet_cells += 1
+                        self._count_waits(message)
                         self._record(job, batch, {**cold, **message}, result)
                         done.append(batch)
                         watch.finished()
@@ -333,10 +336,6 @@ class Sweep:
         finally:
             _end_group(proc)
             os.close(read_fd)
-            if busy_cells and not quiet_cells:
-                self._busy_streak += 1
-            elif quiet_cells:
-                self._busy_streak = 0
         rc = proc.wait()
         current = watch.current
         if killed:

@@ -263,8 +263,9 @@ class BusyWatch:
     - ``wait``: before a cell (the worker's first, or one after a disturbed cell) wait up to
       ``wait_s`` for the machine to be quiet; time the cell; if others disturbed its timed window,
       wait and time it again, up to ``retries`` times, and keep the least disturbed attempt.
-      Two waits in a row that end with the machine still busy stop the waiting for this worker: a
-      load that lasts is measured (and flagged) rather than waited out.
+      Two waits in a row that end with the machine still busy (counted across the sweep's workers)
+      stop the waiting until a cell finds the machine quiet: a load that lasts is measured (and
+      flagged) rather than waited out.
     - ``measure``: time every cell at once; the load is recorded and disturbed cells flagged.
     - ``stop``: a busy machine before a cell, or a disturbed timed window, ends the sweep there.
     """
@@ -276,7 +277,7 @@ class BusyWatch:
         self.threads, self.device, self.emit = threads, device, emit
         self.own = (os.getpid(), os.getppid())
         self.check_next = True  # the first cell of a worker is checked
-        self.futile = 0
+        self.futile = int(spec.get("futile", 0))  # waits in vain so far in this sweep
 
     def _load_now(self, seconds: float):
         from ..measure import busy
@@ -287,6 +288,7 @@ class BusyWatch:
         """Seconds waited, and whether the machine is quiet now."""
         load = self._load_now(0.3)
         if load is None or not load.disturbed(self.threads):
+            self.futile = 0
             return 0.0, True
         if self.mode == "stop":
             self.emit("busy", batch_size=batch, load=load.describe())
@@ -335,6 +337,7 @@ class BusyWatch:
                 best = timing
             self.check_next = disturbed
             if not disturbed:
+                self.futile = 0
                 break
             if self.mode == "stop":
                 self.emit("busy", batch_size=batch, load=load.describe())
