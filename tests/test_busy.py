@@ -57,20 +57,23 @@ def test_excess_counts_only_the_cores_our_threads_need():
 
 
 def test_our_own_processes_are_not_counted():
+    ticks0 = busy.process_ticks(os.getpid())
     everything = busy.Window(own_pids=())
     others = busy.Window(own_pids=(os.getpid(),))
     end = time.monotonic() + 1.0
-    while time.monotonic() < end:  # one core busy in this process
+    while time.monotonic() < end:  # this process spins: whatever share of a core it gets is ours
         pass
     all_load, other_load = everything.end(), others.end()
-    assert all_load.cores - other_load.cores == pytest.approx(1.0, abs=0.25)
+    ours = (busy.process_ticks(os.getpid()) - ticks0) / os.sysconf("SC_CLK_TCK") / all_load.seconds
+    assert ours > 0.2
+    assert all_load.cores - other_load.cores == pytest.approx(ours, abs=0.1)
 
 
 def test_another_process_is_seen_and_named():
     with spinners(1):
         load, procs = busy.busiest_others(1.0)
-    assert load.cores >= 0.5  # on 2 cores the spinner gets at least half of one, whatever else runs
-    assert any(name == "sh" and cores >= 0.5 for name, cores in procs)
+    assert load.cores >= 0.5  # the spinner and whatever else runs: at least half a core
+    assert any(name == "sh" and cores >= 0.3 for name, cores in procs)  # a share of a core, even on a busy machine
     text = busy.summary(load, procs, threads=load.allowed)
     assert text.startswith("the machine is busy:") and f"of {load.allowed} cores" in text
 

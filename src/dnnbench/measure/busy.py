@@ -209,8 +209,9 @@ def summary(load: Load | None, procs: list[tuple[str, float]], threads: int) -> 
     if load is None or not load.disturbed(threads):
         return None
     names = ", ".join(f"{name} ({cores:.1f})" for name, cores in procs)
-    who = f"{len(procs)} other process{'es' if len(procs) != 1 else ''} ({names})" if procs else "other processes"
-    text = f"the machine is busy: {who} use {load.cores:.1f} of {load.allowed} cores"
+    many = len(procs) != 1
+    who = f"{len(procs)} other process{'es' if many else ''} ({names})" if procs else "other processes"
+    text = f"the machine is busy: {who} {'use' if many else 'uses'} {load.cores:.1f} of {load.allowed} cores"
     if load.steal > STEAL_SHARE:
         text += f" and the hypervisor steals {load.steal:.0%} of the time"
     return text
