@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..export import is_sqlite, same_file
 from ..units import format_bytes, format_seconds, format_significant
 from . import html as page_html
-from .figures import Drawer, best_table, nice_limits
+from .figures import Drawer, best_table, cells_by_model, nice_limits
 
 
 def _choose_setup(models):
@@ -156,7 +156,7 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     intro += sorted({c.omitted for c in charts if c.omitted and not c.reason})
     busy = [c for m in models for c in m.ok.values() if c.get("disturbed")]
     if busy:
-        names = ", ".join(f"{c['model']} (batch {c['batch_size']})" for c in busy)
+        names = cells_by_model((c["model"], c["batch_size"]) for c in busy)
         intro.append(f"{len(busy)} of {sum(len(m.ok) for m in models)} cells were measured while other processes used "
                      f"the machine: {names}. Their times are likely too slow: they are ringed in red in every figure "
                      "of times, listed below, and every finding that rests on them says so. Measure them again on a "

@@ -34,11 +34,21 @@ class Chart:
     series: list[list[dict]] = field(default_factory=list)  # hover data per scatter collection
     files: dict[str, Path] = field(default_factory=dict)
     omitted: str = ""  # which models the figure leaves out, and why (appended to the finding)
-    disturbed: list[str] = field(default_factory=list)  # cells drawn from a busy machine: "model (batch b)"
+    disturbed: list[tuple[str, int]] = field(default_factory=list)  # cells drawn from a busy machine
     busy_note: str = ""  # the sentence about them (appended to the finding)
 
 
 MIB = 2**20  # memory is shown in binary units, as everywhere in dnnbench
+
+
+def cells_by_model(cells) -> str:
+    """(model, batch) pairs as ``resnet18 (batch 1, 2, 16), vgg16 (batch 4)``, in natural order."""
+    from ..text import natural_key
+
+    by: dict[str, list[int]] = {}
+    for model, batch in cells:
+        by.setdefault(model, []).append(batch)
+    return ", ".join(f"{m} (batch {', '.join(map(str, sorted(by[m])))})" for m in sorted(by, key=natural_key))
 
 
 def _ms(s: float) -> str:
@@ -112,10 +122,10 @@ class Drawer:
         if chart.omitted:
             chart.finding = f"{chart.finding} {chart.omitted}".strip()
         if chart.disturbed:
-            shown = sorted(dict.fromkeys(chart.disturbed))
-            chart.busy_note = (f"Ringed in red: {len(shown)} cell{'s' if len(shown) != 1 else ''} measured while "
-                               f"other processes used the machine ({', '.join(shown)}): their times are likely too "
-                               "slow, and the finding above rests on them.")
+            cells = set(chart.disturbed)
+            chart.busy_note = (f"Ringed in red: {len(cells)} cell{'s' if len(cells) != 1 else ''} measured while "
+                               f"other processes used the machine ({cells_by_model(cells)}): their times are likely "
+                               "too slow, and the finding above rests on them.")
             chart.finding = f"{chart.finding} {chart.busy_note}".strip()
         for ext in ("png", "svg"):
             path = self.out / f"{chart.key}.{ext}"
@@ -139,7 +149,7 @@ class Drawer:
         for i, cell in enumerate(cells or []):
             if cell and cell.get("disturbed"):
                 infos[i] = {**infos[i], "machine": f"busy: others used {cell.get('contention') or 0:.0%} of the cores"}
-                chart.disturbed.append(f"{infos[i]['model']} (batch {cell['batch_size']})")
+                chart.disturbed.append((infos[i]["model"], cell["batch_size"]))
                 rings.append((xs[i], ys[i]))
         if rings:
             ax.scatter(*zip(*rings, strict=True), s=4 * kw.get("s", 20), facecolors="none", edgecolors="red",
