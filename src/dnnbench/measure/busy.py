@@ -58,13 +58,19 @@ def _cpu_ticks(cpus: set[int]) -> tuple[int, int, int] | None:
     return busy, steal, total
 
 
-def process_ticks(pid: int) -> int | None:
-    """User + system ticks of one process, all its threads; None if it is gone."""
+def _stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """(name, the fields after it) of ``/proc/PID/stat``; None if the process is gone."""
     text = _read(f"/proc/{pid}/stat")
     if text is None:
         return None
-    fields = text[text.rindex(")") + 2:].split()  # the name may hold spaces and parentheses
-    return int(fields[11]) + int(fields[12])
+    # the name may hold spaces and parentheses: it runs from the first "(" to the last ")"
+    return text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+
+
+def process_ticks(pid: int) -> int | None:
+    """User + system ticks of one process, all its threads; None if it is gone."""
+    stat = _stat(pid)
+    return None if stat is None else int(stat[1][11]) + int(stat[1][12])
 
 
 @dataclass(frozen=True)
@@ -157,12 +163,9 @@ def _all_ticks() -> dict[int, tuple[str, int]]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        text = _read(f"/proc/{entry}/stat")
-        if text is None:
-            continue
-        name = text[text.index("(") + 1:text.rindex(")")]
-        fields = text[text.rindex(")") + 2:].split()
-        out[int(entry)] = (name, int(fields[11]) + int(fields[12]))
+        stat = _stat(entry)
+        if stat is not None:
+            out[int(entry)] = (stat[0], int(stat[1][11]) + int(stat[1][12]))
     return out
 
 
@@ -170,11 +173,9 @@ def _tree(roots: set[int]) -> set[int]:
     """``roots`` and every descendant of them."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            text = _read(f"/proc/{entry}/stat")
-            if text:
-                ppid = int(text[text.rindex(")") + 2:].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
+        stat = _stat(entry) if entry.isdigit() else None
+        if stat is not None:
+            children.setdefault(int(stat[1][1]), []).append(int(entry))
     out, todo = set(), list(roots)
     while todo:
         pid = todo.pop()
