@@ -161,3 +161,30 @@ def test_the_models_of_a_round_are_visited_in_a_recorded_random_order(tmp_path):
     seed = run["config"]["order_seed"]
     visited = [d["model"] for k, d in events if k == "worker"]
     assert visited == [e.name for e in round_order(entries, seed, 1)]
+
+
+# ---- CUDA: the judgement, with NVML's answer given (the GPU itself is exercised where one is present) ----
+
+
+def test_a_cuda_pass_needs_one_core_so_a_cpu_hog_on_another_core_does_not_disturb_it():
+    assert busy.cores_needed("cuda:0", 16) == 1 and busy.cores_needed("cpu", 16) == 16
+    one_of_16 = Load(cores=1.0, share=1 / 16, steal=0.0, seconds=1.0, allowed=16)
+    assert one_of_16.disturbed(busy.cores_needed("cpu", 16))  # 6% of the cores all 16 threads need
+    assert not one_of_16.disturbed(busy.cores_needed("cuda:0", 16))  # 15 cores were free for the launcher
+
+
+def test_another_process_on_the_gpu_flags_the_cell_and_is_timed_again(monkeypatch):
+    from dnnbench.measure.latency import TimingPolicy
+    from dnnbench.run.worker import BusyWatch
+
+    monkeypatch.setattr(busy, "gpu_others", lambda index, own=(): (1, 874 << 20))
+    events = []
+    watch = BusyWatch({"on_busy": "wait", "wait_s": 1.5, "retries": 1}, 16, "cuda:0",
+                      lambda kind, **d: events.append((kind, d)))
+    timing = watch.time_cell(1, lambda: sum(range(1000)), TimingPolicy(target_ci=0.5, max_seconds=0.05, min_seconds=0.05), None, (), None)
+    fields = timing.busy_fields()
+    assert fields["gpu_other_processes"] == 1 and fields["disturbed"] == 1 and timing.attempts == 2
+    waits = [d for k, d in events if k == "wait"]
+    assert waits and "1 other process used the GPU" in waits[0]["load"]
+    assert busy.cause({**fields, "contention": 0.0}) == "1 other process used the GPU"
+

@@ -205,6 +205,26 @@ def gpu_others(index: int, own_pids=()) -> tuple[int, int] | None:
     return len(others), sum(others.values())
 
 
+def cores_needed(device: str, threads: int) -> int:
+    """The cores a timed pass keeps busy: every intra-op thread on the CPU; on CUDA the one thread that
+    launches the kernels (the intra-op threads then serve only the rare CPU ops). A GPU hog with one
+    busy core of 16 flagged every CUDA cell as CPU-disturbed before (6% > 5%), naming the wrong cause."""
+    return 1 if device.startswith("cuda") else threads
+
+
+def cause(cell: dict) -> str:
+    """Why a disturbed cell was flagged, in words, from its figures."""
+    parts = []
+    if (cell.get("contention") or 0) >= 0.01:
+        parts.append(f"other processes used {cell['contention']:.0%} of the cores")
+    if (cell.get("steal") or 0) > STEAL_SHARE:
+        parts.append(f"the hypervisor stole {cell['steal']:.0%} of the time")
+    if cell.get("gpu_other_processes"):
+        n = cell["gpu_other_processes"]
+        parts.append(f"{n} other process{'es' if n > 1 else ''} used the GPU")
+    return ", ".join(parts) or f"other processes used {cell.get('contention') or 0:.0%} of the cores"
+
+
 def summary(load: Load | None, procs: list[tuple[str, float]], threads: int) -> str | None:
     """The warning line for a busy machine, or None when it is quiet."""
     if load is None or not load.disturbed(threads):

@@ -185,10 +185,11 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
          f"<p class='missing'>Not computed: prediction needs at least 3 models with operation counts measured at "
          f"batch size {batch}.</p>"),
         ("Cells measured on a busy machine", page_html.table(
-            ["model", "batch", "others' share of the cores (%)", "hypervisor steal (%)", "timing attempts",
-             "waited for quiet (s)"],
+            ["model", "batch", "others' share of the cores (%)", "hypervisor steal (%)",
+             "other processes on the GPU", "timing attempts", "waited for quiet (s)"],
             [[c["model"], c["batch_size"], round(100 * (c.get("contention") or 0), 1),
-              round(100 * (c.get("steal") or 0), 1), c.get("busy_attempts"), round(c.get("busy_wait_s") or 0, 1)]
+              round(100 * (c.get("steal") or 0), 1), c.get("gpu_other_processes"), c.get("busy_attempts"),
+              round(c.get("busy_wait_s") or 0, 1)]
              for c in busy], "busy") if busy else "<p>None: no other process disturbed a timed cell.</p>"),
         ("Cells that failed", page_html.table(["model", "batch", "status", "error"],
                                              [[c["model"], c["batch_size"], c["status"], c["error"]] for c in failed],

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ..analysis import fits  # noqa: E402
 from ..analysis.frontier import pareto_front  # noqa: E402
 from ..analysis.recommend import figures_at  # noqa: E402
+from ..measure import busy  # noqa: E402
 from ..units import format_significant  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "savefig.dpi": 110, "font.size": 9,
@@ -148,7 +149,7 @@ class Drawer:
         rings = []
         for i, cell in enumerate(cells or []):
             if cell and cell.get("disturbed"):
-                infos[i] = {**infos[i], "machine": f"busy: others used {cell.get('contention') or 0:.0%} of the cores"}
+                infos[i] = {**infos[i], "machine": f"busy: {busy.cause(cell)}"}
                 chart.disturbed.append((infos[i]["model"], cell["batch_size"]))
                 rings.append((xs[i], ys[i]))
         if rings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from ..measure import busy
 from ..text import natural_key, table
 from ..units import format_bytes
 from .plan import RunConfig
@@ -142,8 +143,8 @@ class RunPrinter:
             elif data.get("disturbed"):
                 tries = data.get("busy_attempts") or 1
                 again = f", timed {tries} times" if tries > 1 else ""
-                self._write(f"dnnbench run: {where}: disturbed: other processes used {data['contention']:.0%} of the "
-                            f"cores during its timed passes{again}; flagged")
+                self._write(f"dnnbench run: {where}: disturbed: {busy.cause(data)} during its timed passes{again}; "
+                            "flagged")
             if self._lines:
                 self._write(f"dnnbench run: [{self.count}/{self.total}] {where}: {_cell_brief(data)}; {self._eta()}")
 
@@ -216,7 +217,12 @@ _ON_BUSY = {
 def _machine(r: dict) -> str:
     if r.get("disturbed") is None:
         return "-"
-    return f"busy {r['contention']:.0%}" if r["disturbed"] else "quiet"
+    if not r["disturbed"]:
+        return "quiet"
+    parts = [f"busy {r.get('contention') or 0:.0%}"] if (r.get("contention") or 0) >= 0.01 else []
+    if r.get("gpu_other_processes"):
+        parts.append("+GPU")
+    return " ".join(parts) or "busy"
 
 
 def _ci(r: dict) -> str:

@@ -126,7 +126,7 @@ class Sweep:
 
         config = self.config
         load, procs = busy.busiest_others(1.0)
-        warning = busy.summary(load, procs, config.threads)
+        warning = busy.summary(load, procs, busy.cores_needed(config.device, config.threads))
         if config.device.startswith("cuda"):
             gpu = busy.gpu_others(int(config.device.split(":")[1]))
             if gpu and gpu[0]:

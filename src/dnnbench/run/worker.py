@@ -242,19 +242,31 @@ def _measure(spec: dict, emit) -> None:
 class Timing:
     """One cell's timed passes, and what others used of the machine meanwhile."""
 
-    def __init__(self, result, warm, joules, load, attempts: int, waited_s: float, threads: int, gpu=None):
+    def __init__(self, result, warm, joules, load, attempts: int, waited_s: float, cores: int, gpu=None):
         self.result, self.warm, self.joules, self.load = result, warm, joules, load
-        self.attempts, self.waited_s, self.threads, self.gpu = attempts, waited_s, threads, gpu
+        self.attempts, self.waited_s, self.cores, self.gpu = attempts, waited_s, cores, gpu
+
+    @property
+    def disturbed(self) -> bool:
+        return _busy(self.load, self.gpu, self.cores)
+
+    def excess(self) -> float:
+        """How much others disturbed it: another process on the GPU outweighs any CPU share."""
+        return (self.load.excess(self.cores) if self.load else 0.0) + (1.0 if self.gpu and self.gpu[0] else 0.0)
 
     def busy_fields(self) -> dict:
-        load = self.load
         fields = {"busy_attempts": self.attempts, "busy_wait_s": self.waited_s}
-        if load is not None:
-            disturbed = load.disturbed(self.threads) or bool(self.gpu and self.gpu[0])
-            fields.update(contention=load.share, steal=load.steal, disturbed=int(disturbed))
+        if self.load is not None:
+            fields.update(contention=self.load.share, steal=self.load.steal, disturbed=int(self.disturbed))
         if self.gpu is not None:
             fields.update(gpu_other_processes=self.gpu[0])
+            fields.setdefault("disturbed", int(self.disturbed))
         return fields
+
+
+def _busy(load, gpu, cores: int) -> bool:
+    """Whether others disturbed a window: they took the CPU our ``cores`` need, or shared the GPU."""
+    return (load is not None and load.disturbed(cores)) or bool(gpu and gpu[0])
 
 
 class BusyWatch:
@@ -271,36 +283,52 @@ class BusyWatch:
     """
 
     def __init__(self, spec: dict, threads: int, device: str, emit):
+        from ..measure.busy import cores_needed
+
         self.mode = spec.get("on_busy", "measure")
         self.wait_s = float(spec.get("wait_s", 0))
         self.retries = int(spec.get("retries", 0)) if self.mode == "wait" else 0
-        self.threads, self.device, self.emit = threads, device, emit
+        self.cores, self.device, self.emit = cores_needed(device, threads), device, emit
+        self.gpu_index = int(device.split(":")[1]) if device.startswith("cuda") else None
         self.own = (os.getpid(), os.getppid())
         self.check_next = True  # the first cell of a worker is checked
         self.futile = int(spec.get("futile", 0))  # waits in vain so far in this sweep
 
     def _load_now(self, seconds: float):
+        """(CPU load of others over ``seconds``, other processes on our GPU), and whether they disturb."""
         from ..measure import busy
 
-        return busy.sample(seconds, self.own)
+        load, gpu = busy.sample(seconds, self.own), self._gpu()
+        return load, gpu, _busy(load, gpu, self.cores)
+
+    def _gpu(self):
+        from ..measure import busy
+
+        return None if self.gpu_index is None else busy.gpu_others(self.gpu_index, self.own)
+
+    @staticmethod
+    def _describe(load, gpu) -> str:
+        parts = [load.describe()] if load is not None else []
+        if gpu and gpu[0]:
+            parts.append(f"{gpu[0]} other process{'es' if gpu[0] > 1 else ''} used the GPU")
+        return ", ".join(parts) or "others used the machine"
 
     def _wait_for_quiet(self, batch: int) -> tuple[float, bool]:
         """Seconds waited, and whether the machine is quiet now."""
-        load = self._load_now(0.3)
-        if load is None or not load.disturbed(self.threads):
+        load, gpu, busy_now = self._load_now(0.3)
+        if not busy_now:
             self.futile = 0
             return 0.0, True
         if self.mode == "stop":
-            self.emit("busy", batch_size=batch, load=load.describe())
+            self.emit("busy", batch_size=batch, load=self._describe(load, gpu))
             return 0.0, False
         if self.mode != "wait" or self.futile >= 2 or self.wait_s <= 0:
             return 0.0, False
-        self.emit("wait", batch_size=batch, load=load.describe(), limit_s=self.wait_s)
+        self.emit("wait", batch_size=batch, load=self._describe(load, gpu), limit_s=self.wait_s)
         t0 = time.monotonic()
         quiet = False
         while time.monotonic() - t0 < self.wait_s:
-            load = self._load_now(1.0)
-            if load is None or not load.disturbed(self.threads):
+            if not self._load_now(1.0)[2]:
                 quiet = True
                 break
         waited = time.monotonic() - t0
@@ -328,19 +356,15 @@ class BusyWatch:
             energy = meter.begin() if meter else None
             result = time_until_precise(step, policy, sync)
             joules = meter.end(energy) if meter else None
-            load = window.end()
-            gpu = busy.gpu_others(int(self.device.split(":")[1]), self.own) if self.device.startswith("cuda") else None
-            timing = Timing(result, warm, joules, load, attempts, waited, self.threads, gpu)
-            disturbed = load is not None and load.disturbed(self.threads)
-            if best is None or (load is not None and best.load is not None
-                                and load.excess(self.threads) < best.load.excess(self.threads)):
+            timing = Timing(result, warm, joules, window.end(), attempts, waited, self.cores, self._gpu())
+            if best is None or timing.excess() < best.excess():
                 best = timing
-            self.check_next = disturbed
-            if not disturbed:
+            self.check_next = timing.disturbed
+            if not timing.disturbed:
                 self.futile = 0
                 break
             if self.mode == "stop":
-                self.emit("busy", batch_size=batch, load=load.describe())
+                self.emit("busy", batch_size=batch, load=self._describe(timing.load, timing.gpu))
                 return None
             if attempts > self.retries or self.futile >= 2:
                 break
