@@ -46,7 +46,7 @@ class TimingPolicy:
     target_ci: float = 0.02
     max_seconds: float = 20.0
     min_samples: int = 6
-    min_seconds: float = 0.5
+    min_seconds: float = 1.0
     max_samples: int = 1_000_000
     warmup_min: int = 2
     warmup_min_seconds: float = 0.1
@@ -64,7 +64,9 @@ class TimingPolicy:
             raise ValueError(f"max_samples ({self.max_samples}) must be at least min_samples ({self.min_samples})")
 
 
-QUICK = TimingPolicy(target_ci=0.05, max_seconds=3.0, min_seconds=0.2, warmup_min_seconds=0.05)
+# min_seconds: a window of 0.3 s (6 passes of ResNet-18) met ±5% and then missed a repetition's median by
+# up to 13% (benchmarks/drift.py): a shared host's speed wanders over about a second, so the window must span it
+QUICK = TimingPolicy(target_ci=0.05, max_seconds=3.0, min_seconds=1.0, warmup_min_seconds=0.05)
 
 
 @dataclass
@@ -196,9 +198,37 @@ def rounds_interval(sorted_values: list[float], round_medians: list[float]) -> t
     return low, high
 
 
+def blocks_half_width(samples: list[float]) -> float | None:
+    """Half-width, on a log scale, of a 95% t-interval of the medians of consecutive blocks of ``samples``
+    (in the order taken): batch means. Successive passes are not independent: on a shared host the
+    machine's speed wanders over a second or so, and the distribution-free interval, which assumes
+    independent samples, is then too narrow. Blocks of passes see that wandering. None below 4 blocks
+    of 3 passes."""
+    blocks = min(8, len(samples) // 3)
+    if blocks < 4:
+        return None
+    size = len(samples) // blocks
+    logs = [math.log(max(median(sorted(samples[i * size:(i + 1) * size])), 1e-12)) for i in range(blocks)]
+    mean = math.fsum(logs) / blocks
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (blocks - 1))
+    return t975(blocks - 1) * sd / math.sqrt(blocks)
+
+
+def timing_interval(samples: list[float], ordered: list[float] | None = None) -> tuple[float, float] | None:
+    """95% interval of the median of one window of passes: the distribution-free interval, widened to
+    cover the wandering between blocks of passes (``blocks_half_width``); None below 6 samples."""
+    ordered = sorted(samples) if ordered is None else ordered
+    ci = median_ci(ordered)
+    half = blocks_half_width(samples)
+    if ci is None or half is None:
+        return ci
+    mid = median(ordered)
+    return min(ci[0], mid * math.exp(-half)), max(ci[1], mid * math.exp(half))
+
+
 def summarize(samples: list[float], stop_reason: str, window_s: float) -> LatencyResult:
     ordered = sorted(samples)
-    ci = median_ci(ordered)
+    ci = timing_interval(samples, ordered)
     n = len(ordered)
     return LatencyResult(
         samples=list(samples), median=median(ordered),
@@ -270,7 +300,7 @@ def time_until_precise(step: Callable[[], object], policy: TimingPolicy, sync: C
             # sorting costs O(n log n), which must stay small beside passes of microseconds
             next_check = min(n + max(1, n // 8, int(0.05 * n / spent) if spent > 0 else 1), max_samples)
             if spent >= min_seconds:
-                ci = median_ci(ordered)
+                ci = timing_interval(samples, ordered)
                 mid = median(ordered)
                 if ci and mid - ci[0] <= target * mid and ci[1] - mid <= target * mid:
                     return summarize(samples, "converged", spent)
