@@ -203,7 +203,10 @@ class RunPrinter:
         for r in partial:
             lines.append(f"{r['model']} batch {r['batch_size']}: {r['error']}; the figures are from the rounds before.")
         if self.config.quick:
-            lines.append("quick mode: these are coarse figures; run without --quick for the target precision.")
+            lines.append("quick mode: these are coarse figures, each from one window of a few seconds, and their "
+                         "intervals cover only what varied within it: on a shared machine a later window can differ "
+                         "by more. Run without --quick for the target precision and intervals that cover the "
+                         "spread between rounds minutes apart.")
         return "\n".join(lines)
 
 
