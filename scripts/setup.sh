@@ -10,8 +10,17 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
 fi
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
-.venv/bin/pip install --quiet -e ".${extras}"
+[ "${1:-}" = "--test" ] && extras="[test]"  # the test extra brings every backend: onnx, openvino, quant
+# The extras must never replace PyTorch: pip resolves them against the installed torch and
+# torchvision, pinned, and fails rather than fetch another build if a package asks for one.
+pins=$(mktemp)
+trap 'rm -f "$pins"' EXIT
+.venv/bin/python - >"$pins" <<'PY'
+from importlib.metadata import version
+for name in ("torch", "torchvision"):
+    print(f"{name}=={version(name).split('+')[0]}")
+PY
+.venv/bin/pip install --quiet -c "$pins" -e ".${extras}"
 # The report's browser test drives Debian's Chromium (Playwright's own browsers would be a download).
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -1,0 +1,40 @@
+"""How far a backend's logits are from the reference (eager fp32), and the inputs that calibrate the
+quantizers."""
+
+from __future__ import annotations
+
+CALIBRATION_BATCHES = 8  # of CALIBRATION_BATCH images: 16 in all, a few seconds of a large model
+CALIBRATION_BATCH = 2
+
+
+def calibration_inputs(shape, count: int = CALIBRATION_BATCHES, batch: int = CALIBRATION_BATCH,
+                       seed: int = 0, device: str = "cpu") -> list:
+    """``count`` batches of ``batch`` images of ``shape`` (C, H, W; an int n means 3 x n x n), random
+    normal and seeded. The worker times the model on the same distribution, so the quantizers'
+    scales fit what is measured; accuracy on real images is not what these backends are judged on."""
+    import torch
+
+    if isinstance(shape, int):
+        shape = (3, shape, shape)
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, *shape, generator=generator).to(device) for _ in range(count)]
+
+
+def compare_outputs(reference, other) -> dict:
+    """``max_rel_error``: the largest |reference - other| over the largest |reference|, over the whole
+    batch (0.01 = off by 1% of the largest logit; inf where either holds a NaN); ``top1_agreement``:
+    the share of rows (images) whose arg-max class agrees, 0..1."""
+    import torch
+
+    a = reference.detach().float().cpu()
+    b = other.detach().float().cpu()
+    if a.shape != b.shape:
+        raise ValueError(f"outputs of shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be compared")
+    scale = a.abs().max().item()
+    diff = (a - b).abs().max().item()
+    rel = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+    if rel != rel:  # a NaN in either: as far off as it gets (and JSON has no NaN)
+        rel = float("inf")
+    rows_a, rows_b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    agree = (rows_a.argmax(dim=1) == rows_b.argmax(dim=1)).float().mean().item()
+    return {"max_rel_error": rel, "top1_agreement": agree}
