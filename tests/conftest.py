@@ -45,7 +45,7 @@ class SyntheticSweep:
         from dnnbench.store import Store
 
         with Store(path) as store:
-            run = store.start_run(["run"], {}, {"peak_flops": peak, "cpu_model": "test CPU"})
+            run = store.start_run(["run"], {"setups": [{"machine": "m1"}]}, {"peak_flops": peak, "cpu_model": "test CPU"})
             for name, params, gmacs, top1 in self.MODELS:
                 store.put_model({"name": name, "input_size": 224, "family": "X", "source": "torchvision",
                                  "params": int(params), "macs": int(gmacs * 1e9), "flops": int(2 * gmacs * 1e9),
@@ -53,7 +53,7 @@ class SyntheticSweep:
                                  "accuracy_source": "test"})
                 for b in self.BATCHES:
                     store.put_cell(run, self._cell(name, params, gmacs, b, energy, peak))
-            store.put_cell(run, {"model": "resnet50", "input_size": 224, "device": "cpu", "backend": "eager",
+            store.put_cell(run, {"model": "resnet50", "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager",
                                  "precision": "fp32", "threads": 2, "batch_size": 64, "status": "oom",
                                  "error": "resident set above --max-memory"})
         return path
@@ -61,7 +61,7 @@ class SyntheticSweep:
     def _cell(self, name, params, gmacs, b, energy, peak) -> dict:
         per_image = self.per_image(gmacs, b, peak)
         latency = per_image * b
-        cell = {"model": name, "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32",
+        cell = {"model": name, "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager", "precision": "fp32",
                 "threads": 2, "batch_size": b, "status": "ok", "latency_median_s": latency,
                 "latency_ci_low_s": latency * 0.99, "latency_ci_high_s": latency * 1.01, "ci_rel": 0.01,
                 "samples": 20, "images_per_s": b / latency, "time_per_image_s": per_image,

@@ -19,6 +19,7 @@ from dnnbench.measure import busy
 from dnnbench.measure.busy import Load
 from dnnbench.run import RunConfig, Sweep
 from dnnbench.run.sweep import MachineBusy
+from dnnbench.setup import Setup
 from dnnbench.store import Store
 from dnnbench.zoo import get
 
@@ -79,7 +80,7 @@ def test_another_process_is_seen_and_named():
 
 
 def config(**kw) -> RunConfig:
-    base = dict(batch_sizes=(1, 2), threads=2, quick=True, target_ci=0.05, max_seconds_per_cell=0.3)
+    base = dict(batch_sizes=(1, 2), setups=(Setup(threads=2),), quick=True, target_ci=0.05, max_seconds_per_cell=0.3)
     return RunConfig(**{**base, **kw})
 
 

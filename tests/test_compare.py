@@ -8,6 +8,7 @@ import math
 from dnnbench.analysis.compare import latency_ratio
 from dnnbench.analysis.data import Measured
 from dnnbench.analysis.recommend import Limits, as_json, recommend, render
+from dnnbench.setup import Setup
 
 
 def cell(median, rounds=None, low=None, high=None, disturbed=0, batch=1):
@@ -40,7 +41,7 @@ def test_rounds_that_disagree_make_a_tie():
 
 
 def model(name, c, top1):
-    return Measured(model=name, input_size=224, device="cpu", backend="eager", precision="fp32", threads=2,
+    return Measured(model=name, input_size=224, setup=Setup(machine="m1", device="cpu", threads=2),
                     top1=top1, cells={1: c})
 
 
@@ -62,7 +63,7 @@ def test_the_report_rings_busy_cells_and_says_its_findings_rest_on_them(tmp_path
     ms = []
     for i, name in enumerate(["a", "b", "c"]):
         cells = {b: cell(0.01 * (i + 1) * b, disturbed=int(name == "b" and b == 2), batch=b) for b in (1, 2)}
-        ms.append(Measured(model=name, input_size=224, device="cpu", backend="eager", precision="fp32", threads=2,
+        ms.append(Measured(model=name, input_size=224, setup=Setup(machine="m1", device="cpu", threads=2),
                            top1=70.0 + i, macs=10**9 * (i + 1), params=10**6, cells=cells))
     charts = {c.key: c for c in Drawer(ms, tmp_path, batch=2, peak_flops=1e11).draw_all()}
     for key in ("time_vs_batch", "ops_vs_time", "pareto", "top1_vs_fps", "efficiency"):

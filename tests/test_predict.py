@@ -5,6 +5,7 @@ import pytest
 from dnnbench.analysis.data import Measured
 from dnnbench.analysis.predict import Prediction, calibration, loo_errors, predict, predicted_vs_measured
 from dnnbench.errors import UserError
+from dnnbench.setup import Setup
 
 SLOPE, INTERCEPT = 1e-12, 2e-3  # seconds per MAC, seconds
 
@@ -14,8 +15,8 @@ def model(name, macs, time_per_image=None, batch=16, status="ok", device="cpu", 
         time_per_image = SLOPE * macs + INTERCEPT
     cell = {"status": status, "batch_size": batch, "time_per_image_s": time_per_image,
             "latency_median_s": time_per_image * batch if time_per_image else None}
-    return Measured(model=name, input_size=input_size, device=device, backend="eager", precision="fp32",
-                    threads=4, macs=macs, cells={batch: cell})
+    return Measured(model=name, input_size=input_size, setup=Setup(machine="m1", device=device, threads=4),
+                     macs=macs, cells={batch: cell})
 
 
 def exact_models():
@@ -102,7 +103,7 @@ def test_one_setup_is_used():
     cuda = [model(f"g{k}", macs, time_per_image=1e-6, device="cuda") for k, macs in enumerate([1e9, 5e9])]
     cuda += [model(f"h{k}", 1e9 * k, batch=8, device="cuda") for k in range(1, 7)]  # more models, not at 16
     result = predict(exact_models() + cuda, 3e9, 16, "new")
-    assert result.n == 5 and result.setup == ("cpu", "eager", "fp32", 4)
+    assert result.n == 5 and result.setup == Setup(machine="m1", device="cpu", threads=4)
     assert result.time_per_image_s == pytest.approx(SLOPE * 3e9 + INTERCEPT, rel=1e-9)
 
 

@@ -7,6 +7,7 @@ import pytest
 from dnnbench.analysis.data import Measured
 from dnnbench.analysis.recommend import At, Limits, Verdict, as_json, figures_at, recommend, render
 from dnnbench.errors import UserError
+from dnnbench.setup import Setup
 
 GB, MB = 2**30, 2**20  # memory is shown in binary units
 
@@ -21,7 +22,7 @@ def cell(batch, latency, mem=100 * MB, energy=None, status="ok", nvml=None):
 
 
 def model(name, cells, top1=75.0, device="cpu"):
-    return Measured(model=name, input_size=224, device=device, backend="eager", precision="fp32", threads=4,
+    return Measured(model=name, input_size=224, setup=Setup(machine="m1", device=device, threads=4),
                     top1=top1, cells={c["batch_size"]: c for c in cells})
 
 
@@ -243,8 +244,8 @@ def test_render_nothing_passes_and_tells_setups_apart():
     limits = Limits(max_memory=GB, max_latency=0.05)
     text = render(*recommend(models, limits), limits)
     assert "None of the 2 models" in text
-    assert "a (224 px, cpu, eager, fp32, 4 threads): latency 200.0 ms > 50.0 ms" in text
-    assert "a (224 px, cuda, eager, fp32, 4 threads): latency 300.0 ms > 50.0 ms" in text
+    assert "a (224 px, cpu, eager, fp32, 4 threads on m1): latency 200.0 ms > 50.0 ms" in text
+    assert "a (224 px, cuda, eager, fp32, 4 threads on m1): latency 300.0 ms > 50.0 ms" in text
 
 
 def test_as_json():

@@ -115,7 +115,7 @@ def test_empty_and_failed_databases_are_clear_errors(tmp_path):
         build_report(store, tmp_path / "out")
     with Store(tmp_path / "r.db") as store:
         run = store.start_run([], {}, {})
-        store.put_cell(run, {"model": "m", "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32",
+        store.put_cell(run, {"model": "m", "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager", "precision": "fp32",
                              "threads": 1, "batch_size": 1, "status": "crashed", "error": "boom"})
         with pytest.raises(UserError, match="every cell failed"):
             build_report(store, tmp_path / "out")

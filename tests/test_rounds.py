@@ -8,14 +8,15 @@ import pytest
 
 from dnnbench.measure.latency import median_ci, rounds_interval
 from dnnbench.run.rounds import complete, first, merge
-from dnnbench.store import APPLICATION_ID, KEY, SCHEMA_VERSION, Store, _FIGURES_V1, _migrate_0_to_1
+from dnnbench.setup import cell_key
+from dnnbench.store import _FIGURES_V1, _KEY_V1, APPLICATION_ID, SCHEMA_VERSION, Store, _migrate_0_to_1
 
 
 def cell(samples, batch_size=2, **extra):
     ordered = sorted(samples)
     mid = ordered[len(ordered) // 2]
-    row = {"model": "m", "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32", "threads": 2,
-           "batch_size": batch_size, "status": "ok", "error": None, "latency_samples": list(samples),
+    row = {"model": "m", "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager", "precision": "fp32",
+           "threads": 2, "batch_size": batch_size, "status": "ok", "error": None, "latency_samples": list(samples),
            "samples": len(samples), "latency_median_s": mid, "stop_reason": "converged",
            "warmup_n": 3, "warmup_s": 0.5, "timed_s": sum(samples), "window_s": sum(samples) + 0.01,
            "cell_wall_s": 2.0, "mem_peak_bytes": 1000, "cold_build_s": 0.25}
@@ -104,7 +105,7 @@ def test_three_rounds_use_t_with_two_degrees_of_freedom():
 
 
 def key(row):
-    return tuple(row[k] for k in KEY)
+    return cell_key(row)
 
 
 def test_store_folds_rounds_in_and_counts_them(tmp_path):
@@ -129,7 +130,7 @@ def test_a_schema_1_file_is_migrated_and_its_cells_count_as_one_round(tmp_path):
     _migrate_0_to_1(db)
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     db.execute("PRAGMA user_version = 1")
-    columns = ["run_id", *KEY, *(c for c, _ in _FIGURES_V1), "measured_at"]
+    columns = ["run_id", *_KEY_V1, *(c for c, _ in _FIGURES_V1), "measured_at"]
     old = {**cell(A), "run_id": 1, "measured_at": "2026-01-01T00:00:00+00:00", "latency_samples": str(A)}
     db.execute(f"INSERT INTO cells ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                [old.get(c) for c in columns])
@@ -138,8 +139,9 @@ def test_a_schema_1_file_is_migrated_and_its_cells_count_as_one_round(tmp_path):
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         (row,) = store.cells()
         assert row["rounds"] is None and row["latency_median_s"] == pytest.approx(0.0101)
-        assert store.round_counts(3) == {key(cell(A)): 1}
+        assert row["machine"] == "unknown"  # its run was not recorded: no machine to attribute it to
+        assert store.round_counts(3) == {key(cell(A, machine="unknown")): 1}
         run = store.start_run([], {}, {})
-        assert store.put_cell(run, cell(B), rounds=3)
+        assert store.put_cell(run, cell(B, machine="unknown"), rounds=3)
         (row,) = store.cells(with_samples=True)
         assert row["rounds"] == 2 and row["samples"] == 42

@@ -17,6 +17,7 @@ import pytest
 from dnnbench.run import RunConfig, Sweep
 from dnnbench.run.plan import ModelJob
 from dnnbench.run.sweep import SweepResult
+from dnnbench.setup import Setup
 from dnnbench.store import Store
 from dnnbench.zoo import get
 
@@ -30,7 +31,7 @@ def model(name: str, size: int = 32):
 
 def config(**kw) -> RunConfig:
     # on_busy="measure": the tests' own load must not make them wait; tests/test_busy.py tests the waiting
-    base = dict(batch_sizes=(1, 2), threads=2, quick=True, target_ci=0.05, max_seconds_per_cell=0.3, on_busy="measure")
+    base = dict(batch_sizes=(1, 2), setups=(Setup(threads=2),), quick=True, target_ci=0.05, max_seconds_per_cell=0.3, on_busy="measure")
     return RunConfig(**{**base, **kw})
 
 
@@ -246,10 +247,12 @@ def test_peak_memory_does_not_depend_on_what_ran_before(tmp_path):
         sweep_ = Sweep(store, cfg, environment=ENV)
         sweep_._idle_w = None
         alone = SweepResult(store.start_run([], {}, {}))
-        sweep_._run_job(ModelJob(entry.name, 112, (1,), cfg), alone)
-        store.delete_cells("1 = 1")
+        setup = cfg.setups[0].on("m1")
+        sweep_._run_job(ModelJob(entry.name, 112, setup, (1,), cfg), alone)
+        with store.db:
+            store.db.execute("DELETE FROM cells")
         after = SweepResult(store.start_run([], {}, {}))
-        sweep_._run_job(ModelJob(entry.name, 112, (64, 1), cfg), after)
+        sweep_._run_job(ModelJob(entry.name, 112, setup, (64, 1), cfg), after)
     peak_alone = alone.measured[0]["mem_peak_bytes"]
     peak_64, peak_after = (m["mem_peak_bytes"] for m in after.measured)
     assert peak_64 > peak_alone + 100e6  # batch 64 really needs more

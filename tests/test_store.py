@@ -8,18 +8,19 @@ import sqlite3
 import pytest
 
 from dnnbench.errors import UserError
-from dnnbench.store import APPLICATION_ID, KEY, SCHEMA_VERSION, Store
+from dnnbench.setup import cell_key
+from dnnbench.store import _KEY_V1, APPLICATION_ID, SCHEMA_VERSION, Store
 
 
 def make_cell(model="resnet18", batch_size=1, status="ok", **extra):
-    cell = {"model": model, "input_size": 224, "device": "cpu", "backend": "eager", "precision": "fp32",
-            "threads": 4, "batch_size": batch_size, "status": status}
+    cell = {"model": model, "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager",
+            "precision": "fp32", "threads": 4, "batch_size": batch_size, "status": status}
     cell.update(extra)
     return cell
 
 
 def key_of(cell):
-    return tuple(cell[k] for k in KEY)
+    return cell_key(cell)
 
 
 def digest(path):
@@ -301,7 +302,7 @@ def schema_2_file(path):
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     db.execute("PRAGMA user_version = 2")
     db.execute("INSERT INTO runs (started_at) VALUES ('2026-01-01')")
-    columns = ["run_id", *KEY, *(c for c, _ in _FIGURES_V1 + _FIGURES_V2), "measured_at"]
+    columns = ["run_id", *_KEY_V1, *(c for c, _ in _FIGURES_V1 + _FIGURES_V2), "measured_at"]
     cell = {**make_cell(latency_median_s=0.01), "run_id": 1, "measured_at": "2026-01-01", "rounds": 1}
     db.execute(f"INSERT INTO cells ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                [cell.get(c) for c in columns])
@@ -326,7 +327,8 @@ def test_reading_an_older_schema_changes_nothing_and_leaves_nothing_beside_it(tm
     with Store(db, create=False) as store:
         (cell,) = store.cells()
         assert cell["latency_median_s"] == 0.01 and cell["contention"] is None and cell["disturbed"] is None
-        assert store.round_counts(3)[key_of(make_cell())] == 1
+        assert cell["machine"] == "unknown"  # its run recorded no environment
+        assert store.round_counts(3)[key_of(make_cell(machine="unknown"))] == 1
     out = dnnbench("export", "--format", "json", "--db", str(db))
     assert out.returncode == 0, out.stderr
     assert digest(db) == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.db"]

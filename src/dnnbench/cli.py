@@ -65,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="intra-op threads (default: the cores this process may use)")
+    p.add_argument("--backend", default="eager", metavar="LIST",
+                   help="comma-separated runtimes to measure each model in: eager, compile, onnxruntime, openvino "
+                        "(default: eager)")
+    p.add_argument("--precision", default="fp32", metavar="LIST",
+                   help="comma-separated precisions: fp32, bf16, fp16, int8 (default: fp32); every backend and "
+                        "precision that this device can run becomes its own cells")
+    p.add_argument("--channels-last", action="store_true", help="measure in the channels-last memory layout")
+    p.add_argument("--machine", metavar="NAME",
+                   help="the name this machine's cells go under in the database (default: its fingerprint, "
+                        "e.g. amd-epyc-2c-24g-1f3a: CPU model, cores, memory, GPU)")
     p.add_argument("--db", default="dnnbench.db", metavar="PATH", help="the results database (default: dnnbench.db)")
     p.add_argument("--target-ci", type=_fraction, default=None, metavar="FRACTION",
                    help="stop a cell once the 95%% interval of its median is within this fraction of it "
@@ -255,6 +265,7 @@ def _progress(items, what: str):
 def cmd_run(args) -> int:
     from .measure.device import check_device, default_threads
     from .run import RunConfig, Sweep
+    from .setup import Setup
     from .store import Store
     from .units import parse_batch_sizes, parse_size
 
@@ -263,8 +274,9 @@ def cmd_run(args) -> int:
     max_memory = _option("--max-memory", parse_size, args.max_memory)
     entries = _resolve(args.models, args.zoo, args.input_size)
     _warn_oversubscribed(args.threads, default_threads())
+    setups = _setups(args, device, args.threads or default_threads())
     config = RunConfig(
-        batch_sizes=tuple(batch_sizes), device=device, threads=args.threads or default_threads(),
+        batch_sizes=tuple(batch_sizes), setups=setups,
         target_ci=args.target_ci or (0.05 if args.quick else 0.02),
         max_seconds_per_cell=args.max_seconds_per_cell or (3.0 if args.quick else 20.0),
         max_memory=max_memory, quick=args.quick, timeout_s=args.timeout, retry_failed=args.retry_failed,
@@ -286,11 +298,48 @@ def cmd_run(args) -> int:
             return INTERRUPTED
         printer.close()
         keys = {(e.name, e.input_size) for e in entries}
-        rows = [c for c in store.cells() if (c["model"], c["input_size"]) in keys and c["device"] == config.device
-                and c["threads"] == config.threads and c["batch_size"] in batch_sizes]
+        rows = [c for c in store.cells() if (c["model"], c["input_size"]) in keys
+                and Setup.of(c) in sweep.config.setups and c["batch_size"] in batch_sizes]
     print(printer.summary(rows, result))
     bad = [c for c in rows if c["status"] in ("crashed", "error")]
     return 1 if bad else 0
+
+
+def _setups(args, device: str, threads: int) -> tuple:
+    """Every (backend, precision) asked for that this device can run, as setups of this device and
+    thread count. A backend that is not installed is an error; a combination the device or backend
+    cannot run is left out with its reason (an error when none is left); an emulated one is warned of."""
+    from .backends import check_combination, get_backend
+    from .setup import Setup
+
+    backends, precisions = _names("--backend", args.backend), _names("--precision", args.precision)
+    for backend in backends:
+        get_backend(backend)  # unknown or not installed: the one-line error with the install command
+    layout = "channels_last" if args.channels_last else "nchw"
+    setups, refused = [], []
+    for b in backends:
+        for p in precisions:
+            try:
+                warning = check_combination(b, p, device)
+            except UserError as exc:
+                refused.append(str(exc))
+                continue
+            if warning:
+                print(f"dnnbench run: warning: {b} {p}: {warning}", file=sys.stderr)
+            setups.append(Setup(machine=args.machine, device=device, backend=b, precision=p, threads=threads,
+                                layout=layout))
+    if not setups:
+        raise UserError("; ".join(refused))
+    for reason in refused:
+        print(f"dnnbench run: left out: {reason}", file=sys.stderr)
+    return tuple(setups)
+
+
+def _names(option: str, text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError(f"{option} needs at least one name")
+    return list(dict.fromkeys(names))
 
 
 def _warn_oversubscribed(threads: int | None, cores: int) -> None:

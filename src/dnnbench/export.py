@@ -26,6 +26,10 @@ EXPORT_KEYS = [
     "rounds", "round_medians",
     # what other processes used of the machine during the timed passes: disturbed cells are flagged
     "contention", "steal", "disturbed", "busy_attempts", "busy_wait_s", "gpu_other_processes",
+    # the rest of the setup: the machine (--machine, else its fingerprint id) and the memory layout
+    "machine", "layout",
+    # the setup's preparation (part of the cold start) and its logits against eager fp32's
+    "cold_prepare_s", "max_rel_error", "top1_agreement",
 ]
 
 

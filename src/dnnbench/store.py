@@ -18,11 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
+from .setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
-KEY = ("model", "input_size", "device", "backend", "precision", "threads", "batch_size")
+KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
+# the key as schema 1 to 3 had it, before the machine and the layout joined it
+_KEY_V1 = ("model", "input_size", "device", "backend", "precision", "threads", "batch_size")
 
 # (column, SQL type): the figures of a cell, in export order after the key; as created by schema 1
 _FIGURES_V1 = [
@@ -45,7 +48,10 @@ _FIGURES_V2 = [("rounds", "INTEGER"), ("round_medians", "TEXT")]
 # schema 3: what other processes used of the machine during the timed passes (measure/busy.py)
 _FIGURES_V3 = [("contention", "REAL"), ("steal", "REAL"), ("disturbed", "INTEGER"), ("busy_attempts", "INTEGER"),
                ("busy_wait_s", "REAL"), ("gpu_other_processes", "INTEGER")]
-FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3
+# schema 4: the backend's preparation (export, compile, quantize: part of the cold start) and how far the
+# setup's logits are from eager fp32's on the same inputs and weights
+_FIGURES_V4 = [("cold_prepare_s", "REAL"), ("max_rel_error", "REAL"), ("top1_agreement", "REAL")]
+FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4
 _JSON_COLUMNS = ("latency_samples", "round_medians")
 CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
 
@@ -56,10 +62,16 @@ class StoreWriteError(UserError):
     """The database could not take a write (disk full, read-only): what is stored stays stored."""
 
 
-def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+def _cells_sql(table: str, key: tuple, figures: list) -> str:
     key_sql = ", ".join(f"{k} {'INTEGER' if k in ('input_size', 'threads', 'batch_size') else 'TEXT'} NOT NULL"
-                        for k in KEY)
-    figures_sql = ", ".join(f"{c} {t}" for c, t in _FIGURES_V1)
+                        for k in key)
+    figures_sql = ", ".join(f"{c} {t}" for c, t in figures)
+    return f"""CREATE TABLE {table} (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(run_id),
+            {key_sql}, {figures_sql}, measured_at TEXT NOT NULL)"""
+
+
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     script = f"""
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
         CREATE TABLE runs (
@@ -69,10 +81,8 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
             model TEXT NOT NULL, input_size INTEGER NOT NULL, family TEXT, source TEXT,
             params INTEGER, macs INTEGER, flops INTEGER, file_size INTEGER,
             top1 REAL, top5 REAL, accuracy_source TEXT, PRIMARY KEY (model, input_size));
-        CREATE TABLE cells (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(run_id),
-            {key_sql}, {figures_sql}, measured_at TEXT NOT NULL);
-        CREATE UNIQUE INDEX cells_key ON cells ({", ".join(KEY)});
+        {_cells_sql("cells", _KEY_V1, _FIGURES_V1)};
+        CREATE UNIQUE INDEX cells_key ON cells ({", ".join(_KEY_V1)});
         INSERT INTO meta VALUES ('application', 'dnnbench')
     """
     for statement in script.split(";"):  # executescript would commit the migration's transaction
@@ -89,7 +99,25 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
 
 
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}  # from version n to n + 1
+def _migrate_3_to_4(db: sqlite3.Connection) -> None:
+    """The machine and the layout join the cells' unique key. SQLite cannot change a unique key in place,
+    so the table is rebuilt (as sqlite-utils' ``transform`` does): a new table, every row copied, the
+    old one dropped, the new one renamed. A cell's machine is the one its run recorded."""
+    old = [r[1] for r in db.execute("PRAGMA table_info(cells)")]
+    db.execute(_cells_sql("cells_new", KEY, FIGURE_COLUMNS))
+    db.execute(f"INSERT INTO cells_new ({', '.join(old)}, machine, layout) SELECT {', '.join(old)}, 'unknown', "
+               "'nchw' FROM cells")
+    db.execute("CREATE TABLE machines (machine TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)")
+    for run_id, environment in db.execute("SELECT run_id, environment FROM runs").fetchall():
+        env = json.loads(environment or "null") or {}
+        db.execute("UPDATE cells_new SET machine = ? WHERE run_id = ?", (machine_id(env), run_id))
+        db.execute("INSERT OR IGNORE INTO machines VALUES (?, ?)", (machine_id(env), json.dumps(fingerprint(env))))
+    db.execute("DROP TABLE cells")
+    db.execute("ALTER TABLE cells_new RENAME TO cells")
+    db.execute(f"CREATE UNIQUE INDEX cells_key ON cells ({', '.join(KEY)})")
+
+
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}  # from version n to n + 1
 
 
 def now() -> str:
@@ -149,7 +177,9 @@ class Store:
         rounds gets these figures folded in (``run.rounds.merge``), in one transaction."""
         from .run import rounds as rounds_
 
-        row = {**cell, "run_id": run_id, "measured_at": cell.get("measured_at") or now()}
+        row = {**cell, **Setup.of(cell).as_dict(), "run_id": run_id, "measured_at": cell.get("measured_at") or now()}
+        if not row["machine"]:
+            raise ValueError("a cell needs its machine (setup.Setup.machine): cells of two machines must not pool")
         if row.get("status") not in STATUSES:
             raise ValueError(f"cell status must be one of {STATUSES}, got {row.get('status')!r}")
         where = " AND ".join(f"{k} = ?" for k in KEY)
@@ -202,8 +232,11 @@ class Store:
                 time.sleep(0.05 * (attempt + 1))
         raise UserError(f"database {self.path} stayed locked by another writer for minutes; try again")
 
-    def delete_cells(self, where: str, params=()) -> int:
-        return self._write(f"DELETE FROM cells WHERE {where}", params).rowcount
+    def delete_failed(self, model: str, input_size: int, setup) -> int:
+        """Delete the failed cells of one model in one setup (``--retry-failed``); the number deleted."""
+        where = " AND ".join(f"{k} = ?" for k in ("model", "input_size", *Setup.FIELDS))
+        return self._write(f"DELETE FROM cells WHERE {where} AND status != 'ok'",
+                           (model, input_size, *setup.key())).rowcount
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -217,20 +250,37 @@ class Store:
         cells whose later round failed, and complete ones)."""
         from .run.rounds import complete
 
-        out = {}
-        rounds_col = "rounds" if "rounds" in self._columns else "NULL"
-        for r in self.db.execute(f"SELECT {', '.join(KEY)}, status, error, {rounds_col} FROM cells"):
-            row = {"status": r[-3], "error": r[-2], "rounds": r[-1]}
-            out[tuple(r[:len(KEY)])] = rounds if complete(row, rounds) else int(row["rounds"] or 1)
-        return out
+        return {cell_key(row): rounds if complete(row, rounds) else int(row["rounds"] or 1) for row in self.cells()}
 
     def cells(self, with_samples: bool = False) -> list[dict]:
         cols = [c for c in ["id", *CELL_COLUMNS] if with_samples or c != "latency_samples"]
         present = [c for c in cols if c in self._columns]
         absent = dict.fromkeys(c for c in cols if c not in self._columns)  # an older schema, read as it is
-        cur = self.db.execute(f"SELECT {', '.join(present)} FROM cells ORDER BY model, device, backend, precision, "
-                              "input_size, threads, batch_size")
-        return [_decode({**absent, **dict(zip(present, r, strict=True))}) for r in cur]
+        cur = self.db.execute(f"SELECT {', '.join(present)} FROM cells ORDER BY model, input_size, batch_size")
+        rows = [_decode({**absent, **dict(zip(present, r, strict=True))}) for r in cur]
+        if "machine" in absent:  # read-only, not migrated: each cell is its run's machine, as a migration would say
+            machines = {r["run_id"]: machine_id(r["environment"] or {}) for r in self.runs()}
+            for row in rows:
+                row.update(machine=machines.get(row["run_id"]), layout="nchw")
+        return rows
+
+    def register_machine(self, machine: str, print_: dict) -> None:
+        """Record that ``machine`` names the machine of fingerprint ``print_``; a UserError where the name
+        already names another machine in this database (its cells must not be pooled with ours)."""
+        found = self.db.execute("SELECT fingerprint FROM machines WHERE machine = ?", (machine,)).fetchone()
+        if found is None:
+            self._write("INSERT OR IGNORE INTO machines VALUES (?, ?)", (machine, json.dumps(print_)))
+        elif json.loads(found[0]) != print_:
+            theirs = json.loads(found[0])
+            raise UserError(f"the machine name {machine!r} already names another machine in {self.path} "
+                            f"({theirs.get('cpu')}, {theirs.get('cores')} cores, {theirs.get('memory_gib')} GiB"
+                            f"{', ' + theirs['gpu'] if theirs.get('gpu') else ''}): give this one another --machine")
+
+    def machines(self) -> dict[str, dict]:
+        """Every machine of this database: its name or id, and its fingerprint."""
+        if "machines" not in {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+            return {machine_id(r["environment"] or {}): fingerprint(r["environment"] or {}) for r in self.runs()}
+        return {m: json.loads(f) for m, f in self.db.execute("SELECT machine, fingerprint FROM machines")}
 
     def runs(self) -> list[dict]:
         cur = self.db.execute("SELECT run_id, started_at, finished_at, outcome, argv, config, environment FROM runs")

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SETUP = ("device", "backend", "precision", "threads")
+from ..setup import Setup, machine_id
 
 
 @dataclass
 class Measured:
-    """One model measured on one setup (device, backend, precision, threads)."""
+    """One model measured in one setup (machine, device, backend, precision, threads, layout)."""
 
     model: str
     input_size: int
-    device: str
-    backend: str
-    precision: str
-    threads: int
+    setup: Setup
     family: str | None = None
     source: str | None = None
     params: int | None = None
@@ -27,6 +24,14 @@ class Measured:
     top5: float | None = None
     accuracy_source: str | None = None
     cells: dict[int, dict] = field(default_factory=dict)  # batch size -> the cell's row, any status
+
+    @property
+    def device(self) -> str:
+        return self.setup.device
+
+    @property
+    def threads(self) -> int:
+        return self.setup.threads
 
     @property
     def ok(self) -> dict[int, dict]:
@@ -40,19 +45,34 @@ class Measured:
         return self.top1 / (self.params / 1e6)
 
 
+# a setup whose top-1 class agrees with eager fp32's on fewer images computes something else; int8 is
+# judged by `dnnbench eval` on real data, since on random weights and inputs its classes may differ
+MIN_TOP1_AGREEMENT = 0.9
+
+
+def wrong_results(m: Measured) -> str | None:
+    """Why ``m``'s setup computes wrong results (its logits against eager fp32's), or None."""
+    if m.setup.precision == "int8":
+        return None
+    worst = min((c["top1_agreement"] for c in m.cells.values() if c.get("top1_agreement") is not None), default=None)
+    if worst is not None and worst < MIN_TOP1_AGREEMENT:
+        return f"wrong results: top-1 agrees with eager fp32 on {worst:.0%} of images"
+    return None
+
+
 def group(cells: list[dict], models: list[dict]) -> list[Measured]:
     """Cells (store rows) grouped by model and setup, joined with the models' static figures."""
     static = {(m["model"], m["input_size"]): m for m in models}
     out: dict[tuple, Measured] = {}
     for cell in cells:
-        key = (cell["model"], cell["input_size"], *(cell[k] for k in SETUP))
+        key = (cell["model"], cell["input_size"], Setup.of(cell))
         if key not in out:
             figures = static.get((cell["model"], cell["input_size"]), {})
             out[key] = Measured(
                 *key, **{k: figures.get(k) for k in ("family", "source", "params", "macs", "file_size", "top1",
                                                      "top5", "accuracy_source")})
         out[key].cells[cell["batch_size"]] = cell
-    return sorted(out.values(), key=lambda m: (m.model, m.input_size, m.device, m.backend, m.precision, m.threads))
+    return sorted(out.values(), key=lambda m: (m.model, m.input_size, m.setup.key()))
 
 
 def load(store, device: str | None = None) -> list[Measured]:
@@ -61,14 +81,25 @@ def load(store, device: str | None = None) -> list[Measured]:
     return group(rows, store.models())
 
 
-def peak_flops(store, device: str | None = None, threads: int | None = None) -> float | None:
-    """The measured peak FLOP/s of ``device`` (any, if None) at ``threads`` (any, if None): the
+def peak_flops(store, setup: Setup | None = None) -> float | None:
+    """The measured peak FLOP/s of the machine, device and threads of ``setup`` (any, if None): the
     largest any run recorded. Each run measures it in about a second; on a shared machine a
     neighbour's load lowers it, never raises it, so the largest is the best estimate of the ceiling."""
     found = []
     for run in store.runs():
         env = run.get("environment") or {}
-        if (env.get("peak_flops") and (device is None or env.get("device") in (None, device))
-                and (threads is None or env.get("threads") in (None, threads))):
+        if env.get("peak_flops") and (setup is None or (
+                env.get("device") in (None, setup.device) and env.get("threads") in (None, setup.threads)
+                and _run_machine(run) in (None, setup.machine))):
             found.append(float(env["peak_flops"]))
     return max(found) if found else None
+
+
+def _run_machine(run: dict) -> str | None:
+    """The machine a run measured on: its setups' (``--machine`` or the fingerprint id), else its
+    environment's fingerprint id (runs stored before machines were named)."""
+    setups = (run.get("config") or {}).get("setups")
+    if setups and setups[0].get("machine"):
+        return setups[0]["machine"]
+    machine = machine_id(run.get("environment") or {})
+    return None if machine == "unknown" else machine

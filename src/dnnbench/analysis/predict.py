@@ -8,7 +8,7 @@ least squares time_per_image_s = slope * macs + intercept (slope in seconds per 
 relative error for a model is (predicted - measured) / measured, the prediction coming from the line
 fitted to the other models only.
 
-A store may hold several setups (device, backend, precision, threads); a fit mixing them would be
+A store may hold several setups (machine, device, backend, precision, threads, layout); a fit mixing them would be
 meaningless, so `predict` and `predicted_vs_measured` use one: the setup with the most calibration
 points at the batch size (ties: the first in sorted order).
 """
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
-from .data import SETUP, Measured
+from ..setup import Setup
+from .data import Measured
 from .fits import LinearFit, linear_fit
 
 
@@ -49,7 +50,7 @@ class Prediction:
     loo_median_abs: float
     loo_max_abs: float
     n: int
-    setup: tuple | None = None  # (device, backend, precision, threads) of the calibration
+    setup: Setup | None = None  # of the calibration
 
     @property
     def doubts(self) -> list[str]:
@@ -76,15 +77,15 @@ def _time_per_image(cell: dict, batch: int) -> float | None:
     return t
 
 
-def _setup(m: Measured) -> tuple:
-    return tuple(getattr(m, k) for k in SETUP)
+def _setup(m: Measured) -> Setup:
+    return m.setup
 
 
 def calibration(models: list[Measured], batch: int) -> list[tuple[str, float, float]]:
     """(model, macs, time_per_image_s) for each model with a positive operation count and a successful
     cell at ``batch`` with a positive time, in the given order. A name that occurs more than once (the
     same model at several input sizes, or several setups) is labelled ``name@input_size`` and, if still
-    ambiguous, ``name@input_size/device/backend/precision/threads``."""
+    ambiguous, ``name@input_size/machine/device/backend/precision/threads/layout``."""
     picked = []
     for m in models:
         cell = m.ok.get(batch)
@@ -103,7 +104,7 @@ def calibration(models: list[Measured], batch: int) -> list[tuple[str, float, fl
         elif sized.count(size_name) == 1:
             label = size_name
         else:
-            label = f"{size_name}/" + "/".join(str(v) for v in _setup(m))
+            label = f"{size_name}/" + "/".join(str(v) for v in _setup(m).key())
         out.append((label, macs, t))
     return out
 
@@ -139,14 +140,14 @@ def _checked(points) -> list:
     return points
 
 
-def _one_setup(models: list[Measured], batch: int) -> tuple[tuple | None, list[Measured]]:
-    counts: dict[tuple, int] = {}
+def _one_setup(models: list[Measured], batch: int) -> tuple[Setup | None, list[Measured]]:
+    counts: dict[Setup, int] = {}
     for m in models:
         counts.setdefault(_setup(m), 0)
         counts[_setup(m)] += len(calibration([m], batch))
     if not counts:
         return None, []
-    best = max(sorted(counts, key=lambda s: tuple(map(str, s))), key=lambda s: counts[s])  # first of the most
+    best = max(sorted(counts, key=lambda s: tuple(map(str, s.key()))), key=lambda s: counts[s])  # first of the most
     return best, [m for m in models if _setup(m) == best]
 
 

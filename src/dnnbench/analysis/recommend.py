@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..units import format_significant
-from .data import SETUP, Measured
+from .data import Measured, wrong_results
 
 # -- the limits --------------------------------------------------------------------------------------
 
@@ -248,6 +248,9 @@ def judge(m: Measured, limits: Limits) -> Verdict:
                                if c.get("status") != "ok")
             broken.append(f"not measured at batch size {b} (measured: {_sizes(ok)}"
                           + (f"; failed: {failed})" if failed else ")"))
+    wrong = wrong_results(m)
+    if wrong:
+        broken.append(wrong)
     if at is not None:
         if at.memory_bytes is None:
             broken.append("memory not measured")
@@ -271,7 +274,7 @@ def judge(m: Measured, limits: Limits) -> Verdict:
 
 
 def _setup(m: Measured) -> tuple:
-    return (m.input_size, *(getattr(m, k) for k in SETUP))
+    return (m.input_size, *m.setup.key())
 
 
 def recommend(models: list[Measured], limits: Limits) -> tuple[list[Verdict], list[Verdict]]:
@@ -303,7 +306,7 @@ def _labels(verdicts: list[Verdict]) -> dict[int, str]:
     for v in verdicts:
         m = v.model
         out[id(v)] = m.model if counts[m.model] == 1 else \
-            f"{m.model} ({m.input_size} px, {m.device}, {m.backend}, {m.precision}, {m.threads} threads)"
+            f"{m.model} ({m.input_size} px, {m.setup.label(machine=True)})"
     return out
 
 
@@ -370,8 +373,8 @@ def render(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> st
 def as_json(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> list[dict]:
     """One dict per model, passing ones first (in `recommend`'s order), with the keys model, passes,
     top1 (%), latency_s, images_per_s, memory_bytes, energy_per_image_j, interpolated, between
-    ([below, above] or None), broken (the phrases), plus input_size, device, backend, precision and
-    threads to tell setups apart. Figures are None where the model has none at the batch size."""
+    ([below, above] or None), broken (the phrases), plus input_size and the setup's fields (machine,
+    device, backend, precision, threads, layout) to tell setups apart. Figures are None where the model has none at the batch size."""
     out = []
     for v in [*passing, *failing]:
         at, m = v.at, v.model
@@ -386,5 +389,5 @@ def as_json(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> l
             "disturbed": at.disturbed if at else None,
             "latency_ci_s": [at.cell.get("latency_ci_low_s"), at.cell.get("latency_ci_high_s")]
             if at and at.cell else None,
-            "input_size": m.input_size, **{k: getattr(m, k) for k in SETUP}})
+            "input_size": m.input_size, **m.setup.as_dict()})
     return out

@@ -76,6 +76,29 @@ def _version(package: str) -> str | None:
         return None
 
 
+def machine_environment(device: str = "cpu") -> dict:
+    """The part of ``environment`` that fingerprints the machine (``setup.machine_id``), read without
+    importing torch: the sweep needs it to plan, before any worker starts."""
+    env = {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "memory_bytes": memory.total_memory_bytes(),
+           "gpu": None}
+    if device.startswith("cuda"):
+        env["gpu"] = _gpu_name(int(device.split(":")[1]) if ":" in device else 0)
+    return env
+
+
+def _gpu_name(index: int) -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(index))
+        return name.decode() if isinstance(name, bytes) else name
+    except Exception:  # no NVML: torch, as environment() does
+        import torch
+
+        return torch.cuda.get_device_name(index)
+
+
 def environment(device: str, threads: int) -> dict:
     """The machine and software a run measured on, as plain data stored with the run."""
     import torch

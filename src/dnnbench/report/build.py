@@ -17,7 +17,7 @@ from .figures import Drawer, best_table, cells_by_model, nice_limits
 def _choose_setup(models):
     counts = Counter()
     for m in models:
-        counts[(m.device, m.backend, m.precision, m.threads)] += len(m.ok)
+        counts[m.setup] += len(m.ok)
     if not counts or counts.most_common(1)[0][1] == 0:
         return None, counts
     return counts.most_common(1)[0][0], counts
@@ -79,10 +79,10 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     if setup is None:
         raise UserError(f"{store.path} holds no successful measurement (every cell failed): see `dnnbench export "
                         f"--db {store.path}` for the errors")
-    models = [m for m in everything if (m.device, m.backend, m.precision, m.threads) == setup]
-    others = sorted(k for k in counts if k != setup)
+    models = [m for m in everything if m.setup == setup]
+    others = sorted((k for k in counts if k != setup), key=lambda s: tuple(map(str, s.key())))
     batch = _choose_batch(models, batch)
-    peak = peak_flops(store, setup[0], setup[3])
+    peak = peak_flops(store, setup)
 
     drawer = Drawer(models, out, batch, peak, limits)
     charts = drawer.draw_all()
@@ -162,9 +162,8 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
                      "of times, listed below, and every finding that rests on them says so. Measure them again on a "
                      "quiet machine to trust those findings.")
     env = (store.runs()[-1].get("environment") or {}) if store.runs() else {}
-    meta = (f"{len(models)} models measured on {setup[0]} ({env.get('cpu_model') or env.get('gpu') or 'unknown'}, "
-            f"{setup[3]} threads, {setup[1]}, {setup[2]}); batch size for single-batch figures: {batch}; "
-            f"database {store.path}")
+    meta = (f"{len(models)} models measured on {setup.machine} ({env.get('cpu_model') or env.get('gpu') or 'unknown'}: "
+            f"{setup.label()}); batch size for single-batch figures: {batch}; database {store.path}")
     rounds = sorted({c.get("rounds") or 1 for m in models for c in m.ok.values()})
     if rounds:
         meta += (f"; each cell measured in {rounds[0]} worker process{'es' if rounds[0] > 1 else ''}" if len(rounds) == 1
@@ -173,7 +172,7 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
                  " (intervals cover the noise within one process only: `dnnbench run --rounds 3` adds the spread "
                  "between processes)")
     if others:
-        meta += f"; other setups in the database not shown: {', '.join(map(str, others))}"
+        meta += f"; other setups in the database not shown: {'; '.join(o.label(machine=True) for o in others)}"
     failed = [c for m in models for c in m.cells.values() if c["status"] != "ok"]
     sections = [
         ("Models", page_html.table(model_head, [[(v, v) for v in r] for r in model_rows], "models")),

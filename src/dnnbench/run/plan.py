@@ -1,11 +1,12 @@
-"""The plan: which cells (model x batch size x device x backend x precision x threads) to measure,
-as plain data that the sweep hands to workers."""
+"""The plan: which cells (model x setup x batch size) to measure, as plain data that the sweep hands
+to workers."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ..measure.latency import QUICK, TimingPolicy
+from ..setup import Setup
 
 RESULT_FD_ENV = "DNNBENCH_RESULT_FD"  # the pipe a worker writes its records to
 ON_BUSY = ("wait", "measure", "stop")
@@ -27,10 +28,9 @@ class RunConfig:
     """Everything that decides what a sweep measures and how; stored with the run."""
 
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    device: str = "cpu"
-    backend: str = "eager"
-    precision: str = "fp32"
-    threads: int = 1
+    # every setup measured: one device and thread count, any backends, precisions and layouts; the
+    # machine None is this machine (the sweep fills it in)
+    setups: tuple[Setup, ...] = (Setup(),)
     target_ci: float = 0.02
     max_seconds_per_cell: float = 20.0
     max_memory: int | None = None  # bytes of resident set (CPU) the worker may reach
@@ -43,10 +43,26 @@ class RunConfig:
     busy_retries: int = 1  # how often a cell whose timed passes were disturbed is timed again (wait only)
 
     def __post_init__(self):
+        if not self.setups:
+            raise ValueError("a run needs at least one setup")
+        if len({(s.machine, s.device, s.threads) for s in self.setups}) > 1:
+            raise ValueError("the setups of one run share one machine, device and thread count")
         if self.rounds < 1:
             raise ValueError(f"rounds must be at least 1, got {self.rounds}")
         if self.on_busy not in ON_BUSY:
             raise ValueError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {self.on_busy!r}")
+
+    @property
+    def device(self) -> str:
+        return self.setups[0].device
+
+    @property
+    def threads(self) -> int:
+        return self.setups[0].threads
+
+    def on(self, machine: str) -> RunConfig:
+        """This config with its setups on ``machine``."""
+        return replace(self, setups=tuple(s.on(machine) for s in self.setups))
 
     @property
     def policy(self) -> TimingPolicy:
@@ -79,35 +95,51 @@ class RunConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        return cls(**{**data, "batch_sizes": tuple(data["batch_sizes"]),
+                      "setups": tuple(Setup(**s) for s in data["setups"])})
+
 
 @dataclass(frozen=True)
 class ModelJob:
-    """One worker's work: one model, the batch sizes of it still missing, ascending."""
+    """One worker's work: one model in one setup, the batch sizes of it still missing, ascending."""
 
     model: str
     input_size: int
+    setup: Setup
     batch_sizes: tuple[int, ...]
     config: RunConfig = field(repr=False)
 
     def key(self, batch_size: int) -> tuple:
-        c = self.config
-        return (self.model, self.input_size, c.device, c.backend, c.precision, c.threads, batch_size)
+        """The cell's key in the store (``setup.CELL_KEY``)."""
+        return (self.model, self.input_size, *self.setup.key(), batch_size)
+
+    def but(self, batch_sizes) -> ModelJob:
+        return replace(self, batch_sizes=tuple(batch_sizes))
 
     def spec(self, static: bool = True, busy: dict | None = None) -> dict:
         """What the worker process receives (JSON). ``static``: count the static figures too."""
         return {"model": self.model, "input_size": self.input_size, "batch_sizes": list(self.batch_sizes),
-                "config": self.config.as_dict(), "policy": asdict(self.config.policy), "static": static,
-                "busy": busy if busy is not None else self.config.busy_spec()}
+                "setup": self.setup.as_dict(), "config": self.config.as_dict(), "policy": asdict(self.config.policy),
+                "static": static, "busy": busy if busy is not None else self.config.busy_spec()}
+
+
+def keys(entries, config: RunConfig) -> list[tuple]:
+    """The keys of every cell the run asks for."""
+    return [ModelJob(e.name, e.input_size, s, (), config).key(b)
+            for e in entries for s in config.setups for b in config.batch_sizes]
 
 
 def plan(entries, config: RunConfig, counts: dict[tuple, int], round_no: int = 1) -> list[ModelJob]:
-    """Round ``round_no``'s jobs: one per model, with the batch sizes whose cells hold fewer rounds
-    than that (``counts``: the rounds each stored cell holds, ``Store.round_counts``); models with
+    """Round ``round_no``'s jobs: one per model and setup, with the batch sizes whose cells hold fewer
+    rounds than that (``counts``: the rounds each stored cell holds, ``Store.round_counts``); jobs with
     nothing missing are left out."""
     jobs = []
     for entry in entries:
-        probe = ModelJob(entry.name, entry.input_size, (), config)
-        missing = tuple(b for b in sorted(config.batch_sizes) if counts.get(probe.key(b), 0) < round_no)
-        if missing:
-            jobs.append(ModelJob(entry.name, entry.input_size, missing, config))
+        for setup in config.setups:
+            probe = ModelJob(entry.name, entry.input_size, setup, (), config)
+            missing = tuple(b for b in sorted(config.batch_sizes) if counts.get(probe.key(b), 0) < round_no)
+            if missing:
+                jobs.append(probe.but(missing))
     return jobs

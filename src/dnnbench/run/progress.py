@@ -103,9 +103,11 @@ class RunPrinter:
             if c.rounds > 1:
                 mode += f", in {c.rounds} rounds (fresh processes, minutes apart, models in random order)"
             what = "cells" if c.rounds == 1 else "cell rounds"
-            self._write(f"dnnbench run: {data['cells']} {what} to measure on {c.device} with {c.threads} threads "
-                        f"({data['already']} cells complete in the database); {mode}; on a busy machine: "
-                        f"{_ON_BUSY[c.on_busy]}")
+            machine = f" of {data['machine']}" if data.get("machine") else ""
+            runtimes = f" in {', '.join(data['setups'])}" if data.get("setups") else ""
+            self._write(f"dnnbench run: {data['cells']} {what} to measure on {c.device}{machine} with {c.threads} "
+                        f"threads{runtimes} ({data['already']} cells complete in the database); {mode}; on a busy "
+                        f"machine: {_ON_BUSY[c.on_busy]}")
             self.total = data["cells"]
             self.cost = CostModel(data.get("todo", {}), data.get("macs", {}),
                                   prior_cell_s=1.0 + 1.5 * c.max_seconds_per_cell / c.rounds)
@@ -172,19 +174,23 @@ class RunPrinter:
             self.bar = None
 
     def summary(self, rows: list[dict], result) -> str:
-        headings = ["model", "batch", "status", "median (ms)", "95% CI (±%)", "p90 (ms)", "time/image (ms)",
-                    "images/s", "peak RSS", "samples", "rounds", "stop", "machine"]
+        from ..setup import Setup
+
+        several = len({Setup.of(r) for r in rows}) > 1  # then each row says its backend and precision
+        headings = ["model", *(["setup"] if several else []), "batch", "status", "median (ms)", "95% CI (±%)",
+                    "p90 (ms)", "time/image (ms)", "images/s", "peak RSS", "samples", "rounds", "stop", "load"]
         body = []
-        rows = sorted(rows, key=lambda r: (natural_key(r["model"]), r["batch_size"]))
+        rows = sorted(rows, key=lambda r: (natural_key(r["model"]), Setup.of(r).runtime(), r["batch_size"]))
         for r in rows:
             ok = r["status"] == "ok"
             body.append([
-                r["model"], str(r["batch_size"]), r["status"],
-                _ms(r["latency_median_s"]), _ci(r) if ok else "-", _ms(r["latency_p90_s"]), _ms(r["time_per_image_s"]),
-                f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-",
+                r["model"], *([Setup.of(r).runtime()] if several else []), str(r["batch_size"]),
+                r["status"], _ms(r["latency_median_s"]), _ci(r) if ok else "-", _ms(r["latency_p90_s"]),
+                _ms(r["time_per_image_s"]), f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-",
                 format_bytes(r.get("mem_peak_bytes")), str(r["samples"] or "-"), str(r.get("rounds") or "-"),
-                r.get("stop_reason") or "-", _machine(r)])
-        lines = [table(headings, body, right={1, 3, 4, 5, 6, 7, 8, 9, 10})]
+                r.get("stop_reason") or "-", _load(r)])
+        shift = 1 if several else 0
+        lines = [table(headings, body, right={1 + shift, *(i + shift for i in (3, 4, 5, 6, 7, 8, 9, 10))})]
         new_ok = sum(1 for m in result.measured if m.get("stored") and m["status"] == "ok")
         new_failed = sum(1 for m in result.measured if m.get("stored") and m["status"] != "ok")
         what = "cells" if self.config.rounds == 1 else "cell rounds"
@@ -192,12 +198,12 @@ class RunPrinter:
                      f"from the database (run {result.run_id}). "
                      "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
                      "interval of the median, widened by how much the rounds' medians differ; stop: converged "
-                     "(target reached in every round) or time_cap (budget spent); machine: busy when other "
+                     "(target reached in every round) or time_cap (budget spent); load: busy when other "
                      "processes used more than 5% of the cores the timed passes needed.")
         disturbed = [r for r in rows if r["status"] == "ok" and r.get("disturbed")]
         if disturbed:
             lines.append(f"{len(disturbed)} of {sum(r['status'] == 'ok' for r in rows)} cells were disturbed by other "
-                         "processes (machine: busy): their times are likely too slow and their intervals too "
+                         "processes (load: busy): their times are likely too slow and their intervals too "
                          "optimistic; measure them again on a quiet machine (delete them, or use a new --db).")
         partial = [r for r in rows if r["status"] == "ok" and r.get("error")]
         for r in partial:
@@ -217,7 +223,7 @@ _ON_BUSY = {
 }
 
 
-def _machine(r: dict) -> str:
+def _load(r: dict) -> str:
     if r.get("disturbed") is None:
         return "-"
     if not r["disturbed"]:

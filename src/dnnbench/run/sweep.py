@@ -40,14 +40,16 @@ from ..measure import memory
 from ..store import Store, StoreWriteError
 from ..units import format_bytes
 from .lock import machine_lock
-from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV, ModelJob, RunConfig, above, plan
+from ..setup import fingerprint, machine_id
+from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV, ModelJob, RunConfig, above, keys, plan
 
 Event = Callable[[str, dict], None]
 
 _STAGES = {  # what a worker is doing before its first cell, as the errors say it
     "imports": "the imports of torch and dnnbench", "build": "building the model",
     "static": "building the model to count its operations", "load": "loading its weights",
-    "first pass": "the first forward pass"}
+    "prepare": "preparing the backend (export, compile, quantize)", "first pass": "the first forward pass"}
+PREPARE_LIMIT_S = 900.0  # compiling or quantizing a large model on a small machine: minutes, not a hang
 _RETRY_HINT = "allow more with --timeout S, then run the same command with --retry-failed"
 
 
@@ -95,19 +97,22 @@ class Sweep:
     # ------------------------------------------------------------------------------------------
 
     def run(self, entries) -> SweepResult:
-        config = self.config
+        config = self.config = self._on_this_machine(self.config)
         if config.retry_failed:
             for entry in entries:
-                self.store.delete_cells("model = ? AND input_size = ? AND device = ? AND threads = ? "
-                                        "AND status != 'ok'", (entry.name, entry.input_size, config.device,
-                                                               config.threads))
+                for setup in config.setups:
+                    self.store.delete_failed(entry.name, entry.input_size, setup)
         counts = self.store.round_counts(config.rounds)
-        keys = [ModelJob(e.name, e.input_size, (), config).key(b) for e in entries for b in config.batch_sizes]
-        total = sum(config.rounds - min(counts.get(k, 0), config.rounds) for k in keys)
-        already = sum(1 for k in keys if counts.get(k, 0) >= config.rounds)
+        wanted = keys(entries, config)
+        total = sum(config.rounds - min(counts.get(k, 0), config.rounds) for k in wanted)
+        already = sum(1 for k in wanted if counts.get(k, 0) >= config.rounds)
         pending = plan(entries, config, counts, config.rounds)
-        todo = {(k[0], k[-1]): config.rounds - min(counts.get(k, 0), config.rounds) for k in keys}
+        todo: dict[tuple, int] = {}  # (model, batch size): cell rounds still to measure, over the setups
+        for k in wanted:
+            todo[(k[0], k[-1])] = todo.get((k[0], k[-1]), 0) + config.rounds - min(counts.get(k, 0), config.rounds)
         self.on_event("plan", {"cells": total, "already": already, "models": len(pending), "rounds": config.rounds,
+                               "machine": config.setups[0].machine,
+                               "setups": [s.runtime() for s in config.setups],
                                "macs": self._macs(entries), "todo": {k: n for k, n in todo.items() if n}})
         if not pending:
             run_id = self.store.start_run(self.argv, config.as_dict(), dict(self.environment or {}))
@@ -164,7 +169,7 @@ class Sweep:
                     if len(missing) < len(job.batch_sizes):
                         self.on_event("skip", {"model": job.model, "cells": len(job.batch_sizes) - len(missing)})
                     if missing:
-                        self._run_job(ModelJob(job.model, job.input_size, missing, config), result, round_no)
+                        self._run_job(job.but(missing), result, round_no)
         except KeyboardInterrupt:
             result.interrupted = True
             self.store.finish_run(run_id, "interrupted")
@@ -181,6 +186,16 @@ class Sweep:
         self.store.finish_run(run_id, "complete")
         return result
 
+    def _on_this_machine(self, config: RunConfig) -> RunConfig:
+        """``config`` with its machine named (``--machine``, else this machine's fingerprint id), and
+        the name recorded in the store: a name that already names another machine there is refused."""
+        from ..measure.device import machine_environment
+
+        env = machine_environment(config.device)
+        machine = config.setups[0].machine or machine_id(env)
+        self.store.register_machine(machine, fingerprint(env))
+        return config.on(machine)
+
     def _macs(self, entries) -> dict:
         """The operations of each model already known to the database (for the progress ETA)."""
         known = {(m["model"], m["input_size"]): m.get("macs") for m in self.store.models()}
@@ -196,11 +211,9 @@ class Sweep:
     # ------------------------------------------------------------------------------------------
 
     def _record(self, job: ModelJob, batch: int, fields: dict, result: SweepResult) -> None:
-        c = job.config
-        row = {"model": job.model, "input_size": job.input_size, "device": c.device, "backend": c.backend,
-               "precision": c.precision, "threads": c.threads, "batch_size": batch,
+        row = {"model": job.model, "input_size": job.input_size, **job.setup.as_dict(), "batch_size": batch,
                "idle_power_w": self._idle_w, "round": self._round, **fields}
-        stored = self.store.put_cell(result.run_id, row, rounds=c.rounds)
+        stored = self.store.put_cell(result.run_id, row, rounds=job.config.rounds)
         row["stored"] = stored
         result.measured.append(row)
         self.on_event("cell", row)
@@ -209,7 +222,7 @@ class Sweep:
         self._round = round_no
         remaining = list(job.batch_sizes)
         while remaining:
-            out = self._run_worker(ModelJob(job.model, job.input_size, tuple(remaining), job.config), result)
+            out = self._run_worker(job.but(remaining), result)
             remaining = [b for b in remaining if b not in out.done]
             if out.status is None:
                 if not remaining:
@@ -404,7 +417,9 @@ class _Watch:
 
     def stage(self, name: str | None, now: float) -> None:
         self.stage_name, self.since = name, now
-        self.limit = max(IMPORT_LIMIT_S, self.config.cell_timeout_s) if name == "imports" else self.config.cell_timeout_s
+        # imports and a backend's preparation are library work that --timeout (meant for the model) does not cut
+        floor = {"imports": IMPORT_LIMIT_S, "prepare": PREPARE_LIMIT_S}.get(name, 0.0)
+        self.limit = max(floor, self.config.cell_timeout_s)
 
     def start(self, batch: int, now: float) -> None:
         self.current, self.since = batch, now

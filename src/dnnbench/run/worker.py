@@ -77,8 +77,7 @@ def main() -> int:
     import torch
 
     torch.set_flush_denormal(True)  # first: before any parallel op creates the thread pool
-    config = spec["config"]
-    torch.set_num_threads(int(config["threads"]))
+    torch.set_num_threads(int(spec["setup"]["threads"]))
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
@@ -94,6 +93,37 @@ def main() -> int:
 
 
 _stage = ["imports"]  # the stage a fatal error belongs to
+CHECK_IMAGES = 8  # images compared with eager fp32 to judge a setup's correctness
+
+
+def _prepare(model, setup: dict, make_input, batch: int):
+    """The setup's backend made ready for ``model``: (forward step, the Prepared, correctness figures).
+    Correctness: the logits of ``CHECK_IMAGES`` images against eager fp32's on the same inputs and
+    weights, taken before the backend converts the model (``max_rel_error``, ``top1_agreement``); eager
+    fp32 is the reference itself, so it has none. The inputs come at ``batch`` images a pass, the first
+    batch size, so that a backend compiled per shape compiles no extra shape."""
+    import math
+    import tempfile
+
+    import torch
+
+    from ..backends import compare_outputs, get_backend
+
+    backend = get_backend(setup["backend"])
+    reference_setup = setup["backend"] == "eager" and setup["precision"] == "fp32"
+    inputs = [make_input(batch) for _ in range(math.ceil(CHECK_IMAGES / batch))]
+    reference = None
+    if not reference_setup:
+        with torch.inference_mode():
+            reference = torch.cat([model(x).float().cpu() for x in inputs])
+    prepared = backend.prepare(model, inputs[0], precision=setup["precision"], device=setup["device"],
+                               threads=int(setup["threads"]), workdir=tempfile.gettempdir())
+    correctness = {}
+    if reference is not None:
+        with torch.inference_mode():
+            outputs = torch.cat([prepared.forward(x).float().cpu() for x in inputs])
+        correctness = compare_outputs(reference, outputs)
+    return prepared.forward, prepared, correctness
 
 
 def _measure(spec: dict, emit) -> None:
@@ -109,14 +139,14 @@ def _measure(spec: dict, emit) -> None:
     from ..measure.latency import TimingPolicy
     from ..measure.static import static_figures
     from ..zoo import get
-    from ..zoo.weights import load_weights
+    from ..zoo.weights import calibrate_norms_, load_weights
 
     def stage(name: str) -> None:
         _stage[0] = name
         emit("stage", stage=name)
 
-    config = spec["config"]
-    device = config["device"]
+    config, setup = spec["config"], spec["setup"]
+    device = setup["device"]
     policy = TimingPolicy(**spec["policy"])
     sync_or_none = sync_function(device)
     sync = sync_or_none or (lambda: None)
@@ -159,26 +189,34 @@ def _measure(spec: dict, emit) -> None:
     if meter is not None:
         policy = TimingPolicy(**{**spec["policy"], "min_seconds": max(1.0, policy.min_seconds)})
     generator = torch.Generator().manual_seed(0)
+    layout = torch.channels_last if setup.get("layout") == "channels_last" else torch.contiguous_format
 
     def make_input(batch: int):
         # random normal values: never zeros, never denormals
         x = torch.randn(batch, 3, entry.input_size, entry.input_size, generator=generator)
-        return x.to(device)
+        return x.to(device).contiguous(memory_format=layout)
+
+    stage("prepare")
+    calibrate_norms_(model, make_input(2))  # activations near unit scale: sane for every precision
+    model = model.to(memory_format=layout)
+    forward, prepared, correctness = _prepare(model, setup, make_input, spec["batch_sizes"][0])
+    del model  # what runs now is the backend's: a deployment holds only that (eager and compile keep the model)
+    memory.release_free_memory()
 
     stage("first pass")
     first = make_input(spec["batch_sizes"][0])
     with torch.inference_mode():
         sync()
         t0 = time.perf_counter()
-        model(first)
+        forward(first)
         sync()
         first_s = time.perf_counter() - t0
     del first
-    emit("cold", cold_build_s=build_s, cold_load_s=load_s, cold_first_s=first_s, mem_baseline_bytes=baseline,
-         mem_loaded_bytes=loaded, mem_load_peak_bytes=load_peak)
+    emit("cold", cold_build_s=build_s, cold_load_s=load_s, cold_prepare_s=prepared.prepare_s, cold_first_s=first_s,
+         mem_baseline_bytes=baseline, mem_loaded_bytes=loaded, mem_load_peak_bytes=load_peak, **correctness)
     _stage[0] = None
 
-    watch = BusyWatch(spec.get("busy") or {}, int(config["threads"]), device, emit)
+    watch = BusyWatch(spec.get("busy") or {}, int(setup["threads"]), device, emit)
     max_memory = config.get("max_memory")
     for batch in spec["batch_sizes"]:
         emit("start", batch_size=batch)
@@ -189,20 +227,25 @@ def _measure(spec: dict, emit) -> None:
             memory.memory_mode()
             if cuda:
                 torch.cuda.empty_cache()
-            memory.reset_peak()
             x = make_input(batch)
+            if hasattr(forward, "ready"):  # a backend that compiles per shape: that is preparation, not a pass
+                stage("prepare")
+                forward.ready(tuple(x.shape))
+                _stage[0] = None
+                emit("start", batch_size=batch)
+            memory.reset_peak()
             with torch.inference_mode():
                 # memory phase: the first passes at this batch size, peak without history
                 first_passes = []
                 while not first_passes or (len(first_passes) < 2 and first_passes[0] < 0.5):
                     t0 = time.perf_counter()
-                    model(x)
+                    forward(x)
                     sync()
                     first_passes.append(time.perf_counter() - t0)
                 peak = memory.peak_rss_bytes()
                 emit("pass", batch_size=batch, seconds=min(first_passes))
                 memory.speed_mode()
-                step = functools.partial(model, x)
+                step = functools.partial(forward, x)
 
                 # after warm-up, so cuDNN's autotuning trials are not counted
                 reset = functools.partial(memory.cuda_reset_peak, torch.device(device)) if cuda else None

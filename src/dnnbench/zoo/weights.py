@@ -128,3 +128,35 @@ def load_weights(model: nn.Module, path: str | os.PathLike, device: str | torch.
     if missing or unexpected:
         raise RuntimeError(f"{path} does not fit {type(model).__name__}: missing {', '.join(missing) or 'none'}; "
                            f"unexpected {', '.join(unexpected) or 'none'}")
+
+
+@torch.no_grad()
+def calibrate_norms_(model: nn.Module, inputs, passes: int = 3) -> nn.Module:
+    """Set every BatchNorm's running statistics from ``passes`` forward passes over ``inputs`` (a batch
+    of at least 2), in place; returns ``model`` in eval mode.
+
+    Random weights with running statistics at 0 and 1 do not normalise anything: a deep net's
+    activations grow layer by layer to 1e8..1e12, finite in fp32 but past fp16's range, and they make
+    int8 calibration and any comparison of logits meaningless. Statistics measured on the inputs (as
+    training leaves them) keep every layer's activations near unit scale, for every precision. The
+    arithmetic per pass is the same either way."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return model.eval()
+    saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the passes
+    model.train()
+    try:
+        for _ in range(passes):
+            model(inputs)
+    except Exception:  # a model that cannot run in training mode keeps the statistics it had
+        for m, (_, mean, var) in zip(norms, saved, strict=True):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+    finally:
+        for m, (momentum, _, _) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return model

@@ -1,0 +1,101 @@
+"""The setup: everything that makes two measurements of one model at one batch size incomparable.
+
+A cell is (model, input size, setup, batch size). The setup is the machine, the device, the backend
+that runs the model, the precision, the intra-op threads and the memory layout. It is defined here
+once: the store's unique key, the plan's key, the analysis's grouping and the filters of the report
+and of `recommend` are all made of ``Setup.FIELDS``.
+
+The machine is a fingerprint (CPU model, logical cores, memory to the GiB, and on CUDA the GPU), or
+the name given with ``--machine``: two machines writing one database, or a database copied to
+another machine, never pool their samples in one cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, fields, replace
+
+LAYOUTS = ("nchw", "channels_last")
+
+
+@dataclass(frozen=True, order=True)
+class Setup:
+    """Where and how a model was measured. ``machine`` None: this machine (filled in by the sweep)."""
+
+    machine: str | None = None
+    device: str = "cpu"
+    backend: str = "eager"
+    precision: str = "fp32"
+    threads: int = 1
+    layout: str = "nchw"
+
+    FIELDS = ("machine", "device", "backend", "precision", "threads", "layout")
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+
+    @classmethod
+    def of(cls, row: dict) -> Setup:
+        """The setup of a stored row (a cell, or a run's config); absent fields take their defaults."""
+        defaults = {f.name: f.default for f in fields(cls)}
+        return cls(**{k: row[k] if row.get(k) is not None else defaults[k] for k in cls.FIELDS})
+
+    def key(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.FIELDS)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def on(self, machine: str) -> Setup:
+        return replace(self, machine=machine)
+
+    def runtime(self) -> str:
+        """What runs the model: ``onnxruntime int8`` (``, channels-last``)."""
+        return f"{self.backend} {self.precision}" + (", channels-last" if self.layout != "nchw" else "")
+
+    def label(self, machine: bool = False) -> str:
+        """``cpu, eager, fp32, 2 threads`` (``, channels-last``) (`` on NAME``)."""
+        text = f"{self.device}, {self.backend}, {self.precision}, {self.threads} thread{'s' if self.threads > 1 else ''}"
+        if self.layout != "nchw":
+            text += ", channels-last"
+        return text + (f" on {self.machine}" if machine and self.machine else "")
+
+
+def cell_key(row: dict) -> tuple:
+    """The unique key of a cell: (model, input size, *the setup's fields, batch size)."""
+    return (row["model"], row["input_size"], *Setup.of(row).key(), row["batch_size"])
+
+
+CELL_KEY = ("model", "input_size", *Setup.FIELDS, "batch_size")
+
+
+# ---- the machine ---------------------------------------------------------------------------------
+
+
+def fingerprint(env: dict) -> dict:
+    """What identifies a machine for measuring, from a run's environment (``measure.device.environment``
+    or ``machine_environment``): CPU model, logical cores, memory rounded to the GiB, GPU (CUDA only)."""
+    memory = env.get("memory_bytes")
+    return {"cpu": env.get("cpu_model"), "cores": env.get("cpu_count"),
+            "memory_gib": round(memory / 2**30) if memory else None, "gpu": env.get("gpu")}
+
+
+def machine_id(env: dict) -> str:
+    """A short readable id of the fingerprint, e.g. ``amd-epyc-2c-24g-1f3a``: its parts, and 4 hex
+    digits of a hash of all of it (the CPU model string is shortened in the readable part)."""
+    fp = fingerprint(env)
+    if not fp["cpu"] and not fp["cores"]:
+        return "unknown"  # a run stored without its environment
+    digest = hashlib.sha1(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:4]
+    cpu = re.sub(r"\((r|tm)\)|\bcpu\b|\bprocessor\b|@.*|\d+-core", "", (fp["cpu"] or "unknown").lower())
+    words = [w for w in re.split(r"[^a-z0-9]+", cpu) if w][:3]
+    parts = ["-".join(words) or "cpu", f"{fp['cores']}c" if fp["cores"] else None,
+             f"{fp['memory_gib']}g" if fp["memory_gib"] is not None else None]
+    if fp["gpu"]:
+        parts.append("-".join(w for w in re.split(r"[^a-z0-9]+", fp["gpu"].lower()) if w and w != "nvidia")[:24])
+    return "-".join(p for p in parts if p) + "-" + digest
