@@ -76,3 +76,19 @@ def test_cell_limits_follow_the_model_unless_timeout_is_given():
     watch.finished()
     watch.start(8, 600.0)  # 8 x the batch: its limit is scaled before its first pass is timed
     assert watch.limit == pytest.approx(quick.cell_limit_s(40.0))
+
+
+def test_a_run_of_several_setups_names_the_setup_of_each_cell():
+    from dnnbench.setup import Setup
+
+    stream = io.StringIO()
+    setups = (Setup(threads=2), Setup(threads=2, backend="onnxruntime", precision="int8"))
+    printer = RunPrinter(RunConfig(quick=True, setups=setups), stream)
+    printer.event("plan", {"cells": 2, "already": 0, "models": 1, "rounds": 1, "macs": {}, "todo": {},
+                           "machine": "lab1", "setups": [s.runtime() for s in setups]})
+    cell = {"model": "m", "batch_size": 1, "status": "ok", "latency_median_s": 0.01, "ci_rel": 0.01,
+            "disturbed": 0, "contention": 0.0}
+    printer.event("cell", {**cell, **setups[1].on("lab1").as_dict()})
+    lines = stream.getvalue().splitlines()
+    assert "of lab1 with 2 threads in eager fp32, onnxruntime int8" in lines[0]
+    assert "m (onnxruntime int8) batch 1" in lines[-1]

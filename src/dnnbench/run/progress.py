@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from ..measure import busy
+from ..setup import Setup
 from ..text import natural_key, table
 from ..units import format_bytes
 from .plan import RunConfig
@@ -139,7 +140,8 @@ class RunPrinter:
             if self.cost is not None:
                 self.cost.done(data["model"], data["batch_size"], data.get("cell_wall_s"))
             self._advance(1)
-            where = f"{self._where()}{data['model']} batch {data['batch_size']}"
+            runtime = f" ({Setup.of(data).runtime()})" if len(self.config.setups) > 1 else ""
+            where = f"{self._where()}{data['model']}{runtime} batch {data['batch_size']}"
             if data["status"] != "ok":
                 self._write(f"dnnbench run: {where}: {data['status']}: {data.get('error')}")
             elif data.get("disturbed"):
@@ -174,8 +176,6 @@ class RunPrinter:
             self.bar = None
 
     def summary(self, rows: list[dict], result) -> str:
-        from ..setup import Setup
-
         several = len({Setup.of(r) for r in rows}) > 1  # then each row says its backend and precision
         headings = ["model", *(["setup"] if several else []), "batch", "status", "median (ms)", "95% CI (±%)",
                     "p90 (ms)", "time/image (ms)", "images/s", "peak RSS", "samples", "rounds", "stop", "load"]
