@@ -26,14 +26,6 @@ class Measured:
     cells: dict[int, dict] = field(default_factory=dict)  # batch size -> the cell's row, any status
 
     @property
-    def device(self) -> str:
-        return self.setup.device
-
-    @property
-    def threads(self) -> int:
-        return self.setup.threads
-
-    @property
     def ok(self) -> dict[int, dict]:
         """The cells measured successfully, by batch size (ascending)."""
         return {b: c for b, c in sorted(self.cells.items()) if c["status"] == "ok"}

@@ -95,11 +95,6 @@ class RunConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> RunConfig:
-        return cls(**{**data, "batch_sizes": tuple(data["batch_sizes"]),
-                      "setups": tuple(Setup(**s) for s in data["setups"])})
-
 
 @dataclass(frozen=True)
 class ModelJob:

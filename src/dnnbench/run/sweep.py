@@ -37,10 +37,10 @@ from typing import Callable
 
 from ..errors import UserError
 from ..measure import memory
+from ..setup import fingerprint, machine_id
 from ..store import Store, StoreWriteError
 from ..units import format_bytes
 from .lock import machine_lock
-from ..setup import fingerprint, machine_id
 from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV, ModelJob, RunConfig, above, keys, plan
 
 Event = Callable[[str, dict], None]
