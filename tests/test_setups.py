@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -155,9 +156,13 @@ def test_every_setup_of_a_run_becomes_its_own_cells_with_its_preparation_and_cor
     pytest.importorskip("onnxruntime")
     entry = get(f"{FAULTY}:tiny", 32)
     setups = (Setup(machine="lab1", threads=2), Setup(machine="lab1", threads=2, backend="onnxruntime"))
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.iterdir())
     with Store(tmp_path / "s.db") as store:
         Sweep(store, config(setups=setups), environment={"peak_flops": 1.0}).run([entry])
         cells = {c["backend"]: c for c in store.cells()}
+    left = [p.name for p in set(temp.iterdir()) - before if p.name.startswith(("dnnbench-", "onnxruntime-"))]
+    assert left == []  # the exported model and the weights file went with their worker
     assert set(cells) == {"eager", "onnxruntime"} and all(c["status"] == "ok" for c in cells.values())
     ort, eager = cells["onnxruntime"], cells["eager"]
     assert ort["cold_prepare_s"] > 0 and ort["max_rel_error"] < 1e-3 and ort["top1_agreement"] == 1.0

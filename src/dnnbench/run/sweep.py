@@ -26,6 +26,7 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -256,9 +257,18 @@ class Sweep:
             self._futile += 1
 
     def _run_worker(self, job: ModelJob, result: SweepResult) -> _Outcome:
-        """Run one worker to its end, recording each cell it sends."""
+        """Run one worker to its end, recording each cell it sends. Its temporary files (the weights
+        file, a backend's exported or compiled model: hundreds of MB) go to a folder of its own, removed
+        however it ends, a kill included."""
+        scratch = tempfile.mkdtemp(prefix="dnnbench-worker-")
+        try:
+            return self._watch_worker(job, result, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _watch_worker(self, job: ModelJob, result: SweepResult, scratch: str) -> _Outcome:
         config = job.config
-        env = dict(os.environ)
+        env = dict(os.environ, TMPDIR=scratch)
         threads = str(config.threads)
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
         read_fd, write_fd = os.pipe()
