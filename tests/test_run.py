@@ -406,3 +406,122 @@ def test_a_foreign_database_is_never_overwritten(tmp_path):
     out = run_cli("run", f"{FAULTY}:tiny", "--db", str(db), cwd=tmp_path)
     assert out.returncode == 2 and "not a dnnbench database" in out.stderr
     assert db.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------------
+# the fork server: workers forked from a process that has imported the libraries
+
+
+def _job(store, entry, batches, fork_server: bool):
+    cfg = config(batch_sizes=batches)
+    sweep_ = Sweep(store, cfg, environment=ENV, fork_server=fork_server)
+    sweep_._idle_w = None
+    result = SweepResult(store.start_run([], {}, {}))
+    try:
+        sweep_._run_job(ModelJob(entry.name, entry.input_size, cfg.setups[0].on("m1"), batches, cfg), result)
+    finally:
+        sweep_.close()
+    return result.measured
+
+
+def test_a_forked_worker_measures_memory_as_a_fresh_process_does(tmp_path):
+    """The memory-order test, fork against spawn: the same job in a worker forked from the server and
+    in a fresh process, each after the other, gives the same memory figures."""
+    entry = get("resnet18", 112)
+    with Store(tmp_path / "t.db") as store:
+        figures = {}
+        for fork in (True, False, True):
+            with store.db:
+                store.db.execute("DELETE FROM cells")
+            cells = _job(store, entry, (1, 16), fork)
+            assert [c["status"] for c in cells] == ["ok", "ok"], cells
+            figures.setdefault(fork, []).append(cells)
+    (forked, again), (fresh,) = figures[True], figures[False]
+    for f, s in zip(forked, fresh, strict=True):
+        for key in ("mem_baseline_bytes", "mem_loaded_bytes", "mem_peak_bytes"):
+            assert abs(f[key] - s[key]) < 0.02 * s[key], (key, f[key], s[key])
+    # batch 16 really needs more memory than batch 1, in both; and a forked worker is not marked by the last
+    assert forked[1]["mem_peak_bytes"] > forked[0]["mem_peak_bytes"] + 20e6
+    assert abs(again[0]["mem_peak_bytes"] - forked[0]["mem_peak_bytes"]) < 0.05 * forked[0]["mem_peak_bytes"]
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "fresh"])
+def test_a_worker_runs_with_the_job_environment_however_it_starts(tmp_path, fork):
+    import os
+    import re
+    import tempfile
+
+    from dnnbench.run.sweep import _end_group
+
+    entry = model("tells_its_environment")
+    cfg = config(batch_sizes=(1,))
+    job = ModelJob(entry.name, entry.input_size, cfg.setups[0].on("m1"), (1,), cfg)
+    with Store(tmp_path / "t.db") as store:
+        sweep_ = Sweep(store, cfg, environment=ENV)
+        scratch = tempfile.mkdtemp(prefix="dnnbench-worker-", dir=tmp_path)
+        read_fd, write_fd = os.pipe()
+        with tempfile.TemporaryFile() as log:
+            proc = sweep_._start_worker(sweep_._worker_env(scratch), log, write_fd, job.spec(static=False, busy={}),
+                                        fork=fork)
+            os.close(write_fd)
+            assert proc.wait(timeout=120) == 0
+            _end_group(proc)
+        sweep_.close()
+    with os.fdopen(read_fd) as f:
+        (fatal,) = [json.loads(line) for line in f if '"fatal"' in line]
+    told = dict(re.findall(r"(\w+)=(\S+)", fatal["error"]))
+    assert told["tmp"] == scratch  # the job's own folder
+    assert told["torch_threads"] == told["omp"] == "2" and told["cuda_initialized"] == "False"
+    assert int(told["process_threads"]) <= 3  # the main thread and at most torch's 2-thread pool
+
+
+def test_the_fork_server_imports_once_and_forks_from_one_thread():
+    import os
+
+    from dnnbench.run.forkserver import ForkServer
+
+    server = ForkServer(dict(os.environ))
+    try:
+        ready = server.wait_ready()
+        assert ready["threads"] == 1 and ready["missing"] == [] and ready["import_s"] > 0
+    finally:
+        server.close()
+
+
+def test_a_fork_server_that_dies_is_replaced_by_fresh_processes_and_loses_no_cell(tmp_path):
+    events = []
+    with Store(tmp_path / "t.db") as store:
+        sweep_ = Sweep(store, config(), on_event=lambda k, d: events.append((k, d)), environment=ENV)
+        sweep_._fork_server().wait_ready()
+        sweep_._server.proc.kill()  # as if the kernel's OOM killer took it
+        sweep_._server.proc.wait()
+        result = sweep_.run([get("resnet18", 64)])
+        cells = {(c["model"], c["batch_size"]): c["status"] for c in store.cells()}
+    assert cells == {("resnet18", 1): "ok", ("resnet18", 2): "ok"}
+    notes = [d["text"] for k, d in events if k == "note"]
+    assert any("workers start as fresh processes" in n and "fork server is unavailable" in n for n in notes), notes
+    assert len(result.measured) == 2
+
+
+def test_a_user_model_file_gets_a_fresh_process_and_a_registry_model_a_forked_one(tmp_path):
+    """A user's file may not import torchvision, which the fork server has loaded."""
+    starts = []
+    with Store(tmp_path / "t.db") as store:
+        sweep_ = Sweep(store, config(batch_sizes=(1,)), environment=ENV)
+        original = sweep_._start_worker
+        sweep_._start_worker = lambda *a, **kw: starts.append(type(proc := original(*a, **kw)).__name__) or proc
+        sweep_.run([model("tiny"), get("resnet18", 64)])
+        assert {c["status"] for c in store.cells()} == {"ok"}
+    assert sorted(starts) == ["Forked", "Popen"]
+
+
+def test_the_run_records_the_software_and_the_peak_of_each_precision_measured_by_a_worker(tmp_path):
+    cfg = config(batch_sizes=(1,), setups=(Setup(threads=2), Setup(threads=2, precision="bf16")))
+    with Store(tmp_path / "t.db") as store:
+        Sweep(store, cfg).run([get("squeezenet1_1", 32)])  # no environment given: the probe measures it
+        (run,) = store.runs()
+    env = run["environment"]
+    assert env["torch"] and env["cpu_model"] and env["threads"] == 2 and env["interop_threads"] == 1
+    peaks = env["peak_by_precision"]
+    assert set(peaks) == {"fp32", "bf16"} and all(p["peak_flops"] > 0 for p in peaks.values())
+    assert env["peak_flops"] == peaks["fp32"]["peak_flops"] and "torch.mm" in peaks["bf16"]["peak_flops_method"]

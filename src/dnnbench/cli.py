@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, metavar="B",
                    help="batch size of the single-batch figures (default: 16, or the measured one nearest to it)")
     p.add_argument("--max-latency", metavar="TIME", help="shade this latency limit on the Pareto figure (e.g. 50ms)")
+    p.add_argument("--setup", metavar="WORDS",
+                   help="the setup the per-model figures show, named by words of its fields, comma-separated "
+                        "(e.g. onnxruntime,int8; default: the setup with the most cells)")
     p.add_argument("--force", action="store_true",
                    help="write the report's files even over SQLite databases of those names in --out")
 
@@ -126,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=1, metavar="B", help="the batch size you will run (default 1)")
     p.add_argument("--min-top1", type=_positive_float, metavar="P", help="top-1 accuracy floor in percent")
     p.add_argument("--max-energy", type=_positive_float, metavar="J", help="energy limit in joules per image")
+    p.add_argument("--backend", metavar="LIST", help="only these backends, comma-separated (default: every one measured)")
+    p.add_argument("--precision", metavar="LIST", help="only these precisions, comma-separated (default: every one measured)")
+    p.add_argument("--machine", metavar="NAME", help="only this machine (default: every machine in the database)")
     p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
 
     p = sub.add_parser("predict", help="predict a model's time per image on this machine from its operations, "
@@ -263,18 +269,30 @@ def _progress(items, what: str):
 
 
 def cmd_run(args) -> int:
+    from .measure.device import default_threads
+    from .units import parse_batch_sizes, parse_size
+
+    batch_sizes = parse_batch_sizes(args.batch_sizes)
+    max_memory = _option("--max-memory", parse_size, args.max_memory)
+    threads = args.threads or default_threads()
+    server = _early_fork_server(threads)
+    try:
+        return _run(args, server, batch_sizes, max_memory, threads)
+    finally:
+        if server is not None:
+            server.close()  # the sweep's, once it ran; closing again is harmless
+
+
+def _run(args, server, batch_sizes, max_memory, threads) -> int:
     from .measure.device import check_device, default_threads
     from .run import RunConfig, Sweep
     from .setup import Setup
     from .store import Store
-    from .units import parse_batch_sizes, parse_size
 
-    batch_sizes = parse_batch_sizes(args.batch_sizes)
     device = check_device(args.device)
-    max_memory = _option("--max-memory", parse_size, args.max_memory)
     entries = _resolve(args.models, args.zoo, args.input_size)
     _warn_oversubscribed(args.threads, default_threads())
-    setups = _setups(args, device, args.threads or default_threads())
+    setups = _setups(args, device, threads)
     config = RunConfig(
         batch_sizes=tuple(batch_sizes), setups=setups,
         target_ci=args.target_ci or (0.05 if args.quick else 0.02),
@@ -285,7 +303,7 @@ def cmd_run(args) -> int:
 
     printer = RunPrinter(config, sys.stderr)
     with Store(args.db) as store:
-        sweep = Sweep(store, config, argv=sys.argv[1:], on_event=printer.event)
+        sweep = Sweep(store, config, argv=sys.argv[1:], on_event=printer.event, fork_server=server or True)
         try:
             result = sweep.run(entries)
         except UserError:  # the machine was busy (--on-busy stop), or the disk is full: cells kept
@@ -303,6 +321,22 @@ def cmd_run(args) -> int:
     print(printer.summary(rows, result))
     bad = [c for c in rows if c["status"] in ("crashed", "error")]
     return 1 if bad else 0
+
+
+def _early_fork_server(threads: int):
+    """The sweep's fork server, started now so that it imports torch while this process resolves the
+    models and opens the database (None where another sweep is measuring: its imports would disturb
+    that sweep's timings; the sweep then starts it once it holds the lock)."""
+    from .run.forkserver import ForkServer
+    from .run.lock import is_free
+    from .run.sweep import worker_environment
+
+    if not is_free():
+        return None
+    try:
+        return ForkServer(worker_environment(threads))
+    except OSError:
+        return None  # the sweep tries again, and says why if it fails
 
 
 def _setups(args, device: str, threads: int) -> tuple:
@@ -375,7 +409,8 @@ def cmd_report(args) -> int:
         limits = Limits(max_memory=10**15, max_latency=_option("--max-latency", parse_duration, args.max_latency))
     with Store(args.db, create=False) as store:
         try:
-            path = build_report(store, args.out, batch=args.batch_size, limits=limits, force=args.force)
+            path = build_report(store, args.out, batch=args.batch_size, limits=limits, force=args.force,
+                                setup=args.setup)
         except OSError as exc:  # disk full, read-only, a file where a folder should be
             raise UserError(f"cannot write the report into {args.out}: {exc.strerror or exc}; "
                             "choose another --out") from exc
@@ -397,12 +432,29 @@ def cmd_recommend(args) -> int:
         models = load(store)
     if not models:
         raise UserError(f"{args.db} holds no measurements yet: run `dnnbench run MODEL... --db {args.db}` first")
+    models = _only_setups(models, args, args.db)
     passing, failing = recommend(models, limits)
     if args.json:
         print(json.dumps(as_json(passing, failing, limits), indent=1))
     else:
         print(render(passing, failing, limits))
     return 0
+
+
+def _only_setups(models, args, db) -> list:
+    """The measured models whose setups pass --backend, --precision and --machine; UserError naming
+    what was measured where an option matches nothing."""
+    for option, field, text in (("--backend", "backend", args.backend), ("--precision", "precision", args.precision),
+                                ("--machine", "machine", args.machine)):
+        if text is None:
+            continue
+        wanted = set(_names(option, text))
+        measured = sorted({getattr(m.setup, field) for m in models})
+        missing = sorted(wanted - set(measured))
+        if missing:
+            raise UserError(f"{option} {', '.join(missing)}: not measured in {db} (measured: {', '.join(measured)})")
+        models = [m for m in models if getattr(m.setup, field) in wanted]
+    return models
 
 
 def cmd_predict(args) -> int:

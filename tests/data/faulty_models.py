@@ -183,3 +183,14 @@ def forks_a_lingering_child():
 
 def raises_always():
     return _Always(_raise)
+
+
+def tells_its_environment():
+    """Fails to build, saying in its error what the worker runs with: its temporary folder, the
+    intra-op threads, the thread variable and how many threads the process has (a fork copies one)."""
+    import tempfile
+
+    threads = len(os.listdir("/proc/self/task"))
+    raise RuntimeError(f"tmp={tempfile.gettempdir()} torch_threads={torch.get_num_threads()} "
+                       f"omp={os.environ.get('OMP_NUM_THREADS')} process_threads={threads} "
+                       f"cuda_initialized={torch.cuda.is_initialized()}")

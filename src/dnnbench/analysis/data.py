@@ -74,15 +74,23 @@ def load(store, device: str | None = None) -> list[Measured]:
 
 
 def peak_flops(store, setup: Setup | None = None) -> float | None:
-    """The measured peak FLOP/s of the machine, device and threads of ``setup`` (any, if None): the
-    largest any run recorded. Each run measures it in about a second; on a shared machine a
-    neighbour's load lowers it, never raises it, so the largest is the best estimate of the ceiling."""
+    """The measured peak FLOP/s of the machine, device, threads and precision of ``setup`` (fp32 on any
+    machine, if None): the largest any run recorded. Each run measures it in about a second per
+    precision; on a shared machine a neighbour's load lowers it, never raises it, so the largest is
+    the best estimate of the ceiling. A precision other than fp32 counts only runs that measured it
+    (its own ceiling: bf16 emulated on a CPU without bf16 instructions is far below fp32's)."""
+    precision = setup.precision if setup is not None else "fp32"
     found = []
     for run in store.runs():
         env = run.get("environment") or {}
-        if env.get("peak_flops") and (setup is None or (
-                env.get("device") in (None, setup.device) and env.get("threads") in (None, setup.threads)
-                and _run_machine(run) in (None, setup.machine))):
+        if setup is not None and not (env.get("device") in (None, setup.device)
+                                      and env.get("threads") in (None, setup.threads)
+                                      and _run_machine(run) in (None, setup.machine)):
+            continue
+        measured = (env.get("peak_by_precision") or {}).get(precision) or {}
+        if measured.get("peak_flops"):
+            found.append(float(measured["peak_flops"]))
+        elif precision == "fp32" and env.get("peak_flops"):  # runs before peaks were measured per precision
             found.append(float(env["peak_flops"]))
     return max(found) if found else None
 

@@ -143,28 +143,61 @@ def environment(device: str, threads: int) -> dict:
     return env
 
 
-def peak_flops(device: str, threads: int, size: int = 2048, repeats: int = 5, dtype=None,
+def peak_flops(device: str, threads: int, size: int | None = None, repeats: int = 5, dtype=None,
                min_seconds: float = 1.0) -> dict:
-    """The machine's measured ceiling: FLOP/s of a large fp32 matrix product (2 n^3 FLOPs), best of
-    at least ``repeats`` products and ``min_seconds`` after one warm-up, at the run's thread count
-    (the best, because a neighbour's load only ever slows a product down)."""
+    """The machine's measured ceiling: FLOP/s of a large matrix product (2 n^3 FLOPs), best of at
+    least ``repeats`` products and ``min_seconds`` after one warm-up, at the run's thread count (the
+    best, because a neighbour's load only ever slows a product down). fp32 by default; for int8 the
+    product is torch._int_mm (int8 in, int32 out) and the figure is integer operations per second.
+    ``size`` None: 2048, or smaller where one product takes over 50 ms (a precision emulated in
+    software: its ceiling is as low at 512 as at 2048, and a product of 2048 would take seconds)."""
     import torch
 
     dtype = dtype or torch.float32
     torch.set_num_threads(threads)
     sync = sync_function(device) or (lambda: None)
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+
+    def operands(n: int):
+        if dtype == torch.int8:
+            return [torch.randint(-128, 128, (n, n), device=device, dtype=dtype) for _ in range(2)]
+        return [torch.randn(n, n, device=device, dtype=dtype) for _ in range(2)]
+
+    product, name = (torch._int_mm, "torch._int_mm") if dtype == torch.int8 else (torch.mm, "torch.mm")
     with torch.inference_mode():
-        torch.mm(a, b)
-        sync()
+        for n in ([size] if size else [512, 1024, 2048]):
+            a, b = operands(n)
+            product(a, b)  # warm-up
+            sync()
+            t0 = time.perf_counter()
+            product(a, b)
+            sync()
+            if time.perf_counter() - t0 > 0.05:
+                break
         times: list[float] = []
         while len(times) < repeats or sum(times) < min_seconds:
             t0 = time.perf_counter()
-            torch.mm(a, b)
+            product(a, b)
             sync()
             times.append(time.perf_counter() - t0)
-    flops = 2 * size**3
+    flops = 2 * n**3
     times.sort()
     return {"peak_flops": flops / times[0], "peak_flops_median": flops / times[len(times) // 2],
-            "peak_flops_method": f"torch.mm {size}x{size} {str(dtype).replace('torch.', '')}, best of {len(times)}"}
+            "peak_flops_method": f"{name} {n}x{n} {str(dtype).replace('torch.', '')}, best of {len(times)}"}
+
+
+PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8"}
+
+
+def peak_flops_by_precision(device: str, threads: int, precisions) -> dict:
+    """``peak_flops`` for each precision (fp32's is the one measured first): {precision: figures}, or
+    {precision: {"error": why}} where this device has no such product. Each takes about a second;
+    a precision emulated in software measures slow, which is its true ceiling here."""
+    import torch
+
+    out = {}
+    for precision in precisions:
+        try:
+            out[precision] = peak_flops(device, threads, dtype=getattr(torch, PRECISION_DTYPES[precision]))
+        except (RuntimeError, NotImplementedError, KeyError) as exc:
+            out[precision] = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:200]}
+    return out

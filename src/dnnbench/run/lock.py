@@ -53,6 +53,21 @@ def machine_lock(on_wait=None, interrupted=lambda: False):
         os.close(fd)  # releases the lock
 
 
+def is_free() -> bool:
+    """Whether no sweep holds the measuring lock at this moment (a glance: it may be taken the next)."""
+    try:
+        fd = os.open(lock_path(), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _holder(fd: int) -> str:
     try:
         text = os.pread(fd, 500, 0).decode(errors="replace").strip()

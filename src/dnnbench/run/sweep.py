@@ -41,6 +41,7 @@ from ..measure import memory
 from ..setup import fingerprint, machine_id
 from ..store import Store, StoreWriteError
 from ..units import format_bytes
+from .forkserver import ForkServer, Unavailable
 from .lock import machine_lock
 from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV, ModelJob, RunConfig, above, keys, plan
 
@@ -84,7 +85,8 @@ class SweepResult:
 
 class Sweep:
     def __init__(self, store: Store, config: RunConfig, argv: list[str] | None = None,
-                 on_event: Event | None = None, environment: dict | None = None):
+                 on_event: Event | None = None, environment: dict | None = None,
+                 fork_server: bool | ForkServer = True):
         self.store = store
         self.config = config
         self.argv = argv or []
@@ -94,6 +96,9 @@ class Sweep:
         self._futile = 0  # waits for a quiet machine in a row that ended with it still busy
         self._static_done: set[str] = set()
         self._interrupted = lambda: False
+        # start workers from a fork server (False: each a fresh process; a ForkServer: that one, started early)
+        self._fork = bool(fork_server)
+        self._server: ForkServer | None = fork_server if isinstance(fork_server, ForkServer) else None
 
     # ------------------------------------------------------------------------------------------
 
@@ -124,7 +129,17 @@ class Sweep:
             with machine_lock(lambda holder: self.on_event("note", {
                     "text": f"another dnnbench sweep is measuring on this machine ({holder}); waiting for it to "
                             "finish, then measuring only the cells still missing"}), interrupted):
-                return self._measure(entries, already)
+                try:
+                    self._fork_server()  # imports while the sweep checks the machine and plans
+                    return self._measure(entries, already)
+                finally:
+                    self.close()
+
+    def close(self) -> None:
+        """End the fork server (it also ends with this process)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
     def _measure(self, entries, already: int) -> SweepResult:
         from ..measure import busy
@@ -203,11 +218,89 @@ class Sweep:
         return {e.name: known.get((e.name, e.input_size)) for e in entries}
 
     def _environment(self) -> dict:
-        from ..measure.device import environment, peak_flops
+        """The machine and software, and the peak FLOP/s of each precision of the run, measured by a
+        worker: the sweep runs no operator (and a worker forked from the server starts in milliseconds)."""
+        from ..measure.device import machine_environment
 
-        env = environment(self.config.device, self.config.threads)
-        env.update(peak_flops(self.config.device, self.config.threads))
-        return env
+        config = self.config
+        spec = {"probe": {"device": config.device, "threads": config.threads,
+                          "precisions": sorted({s.precision for s in config.setups})}}
+        log = tempfile.TemporaryFile()
+        read_fd, write_fd = os.pipe()
+        proc = self._start_worker(self._worker_env(tempfile.gettempdir()), log, write_fd, spec)
+        os.close(write_fd)
+        found, buffer = None, b""
+        deadline = time.monotonic() + IMPORT_LIMIT_S + 300
+        try:
+            while found is None and time.monotonic() < deadline:
+                ready, _, _ = select.select([read_fd], [], [], 0.5)
+                chunk = os.read(read_fd, 1 << 20) if ready else b""
+                if ready and not chunk:
+                    break
+                buffer += chunk
+                for line in buffer.split(b"\n")[:-1]:
+                    message = json.loads(line)
+                    if message.get("type") == "environment":
+                        found = message
+                buffer = buffer.rsplit(b"\n", 1)[-1]
+        finally:
+            _end_group(proc)
+            os.close(read_fd)
+        if found is None:
+            why = _tail(log) or "it printed nothing"
+            self.on_event("note", {"text": f"the machine's software and peak FLOP/s could not be read ({why}): the "
+                                           "efficiency figure will be missing"})
+            return {**machine_environment(config.device), "device": config.device, "threads": config.threads}
+        found.pop("type")
+        return found
+
+    # ---- starting workers ----------------------------------------------------------------------
+
+    def _worker_env(self, scratch: str) -> dict:
+        return worker_environment(self.config.threads, scratch)
+
+    def _fork_server(self) -> ForkServer | None:
+        """The running fork server, started on first use; None where it is off or could not start."""
+        if self._fork and self._server is None:
+            try:
+                self._server = ForkServer(worker_environment(self.config.threads))
+            except OSError as exc:
+                self._no_fork_server(str(exc))
+        return self._server
+
+    def _no_fork_server(self, why: str) -> None:
+        self.close()
+        self._fork = False
+        self.on_event("note", {"text": f"workers start as fresh processes, each importing torch itself: the fork "
+                                       f"server is unavailable ({why})"})
+
+    def _start_worker(self, env: dict, log, result_fd: int, spec: dict, fork: bool = True):
+        """A worker for ``spec``: forked from the fork server (ready in milliseconds), else a fresh
+        process (which imports the libraries itself); either way in a process group of its own. A
+        user's model file imports what it likes, maybe not torchvision: its workers start fresh
+        (``fork`` False), or the server's torchvision would count in their memory."""
+        server = self._fork_server() if fork else None
+        if server is not None:
+            stdin_r, stdin_w = os.pipe()
+            try:
+                proc = server.launch(env, stdin_r, log.fileno(), result_fd)
+            except Unavailable as exc:
+                os.close(stdin_w)
+                self._no_fork_server(str(exc))
+            else:
+                _write_spec(stdin_w, spec)
+                return proc
+            finally:
+                os.close(stdin_r)
+        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.run.worker"],
+                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(result_fd,),
+                                env={**env, RESULT_FD_ENV: str(result_fd)}, **_OWN_GROUP)
+        try:
+            proc.stdin.write(json.dumps(spec).encode())
+            proc.stdin.close()
+        except BrokenPipeError:  # it died at once: its exit says why
+            pass
+        return proc
 
     # ------------------------------------------------------------------------------------------
 
@@ -246,7 +339,7 @@ class Sweep:
     def _busy_spec(self) -> dict:
         # the count of waits in vain goes from worker to worker: a load that lasts is waited for twice
         # in the whole sweep, then measured (and flagged), until a cell finds the machine quiet again
-        return {**self.config.busy_spec(), "futile": self._futile}
+        return {**self.config.busy_spec(), "futile": self._futile, "sweep": os.getpid()}
 
     def _count_waits(self, cell: dict) -> None:
         if cell.get("status") != "ok" or cell.get("disturbed") is None:
@@ -268,24 +361,15 @@ class Sweep:
 
     def _watch_worker(self, job: ModelJob, result: SweepResult, scratch: str) -> _Outcome:
         config = job.config
-        env = dict(os.environ, TMPDIR=scratch)
-        threads = str(config.threads)
-        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
         read_fd, write_fd = os.pipe()
-        env[RESULT_FD_ENV] = str(write_fd)
         log = tempfile.TemporaryFile()
         self.on_event("worker", {"model": job.model, "batch_sizes": list(job.batch_sizes), "round": self._round})
         oom_before = memory.oom_kills()
-        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.run.worker"],
-                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                                env=env, **_OWN_GROUP)
-        os.close(write_fd)
         spec = job.spec(static=job.model not in self._static_done, busy=self._busy_spec())
-        try:
-            proc.stdin.write(json.dumps(spec).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        from ..zoo.registry import is_user_model
+
+        proc = self._start_worker(self._worker_env(scratch), log, write_fd, spec, fork=not is_user_model(job.model))
+        os.close(write_fd)
 
         watch = _Watch(config, time.monotonic())
         done: list[int] = []
@@ -376,6 +460,16 @@ class Sweep:
             status, what = "crashed", f"the worker died ({_describe(rc)}) {where}"
         error = f"{what}; it printed: {printed}" if printed else what
         return _Outcome(done, current, status, error, cold)  # current None: died before its first cell
+
+
+def worker_environment(threads: int, scratch: str | None = None) -> dict:
+    """A worker's environment: this process's, with the thread variables of the run's thread count
+    and TMPDIR ``scratch`` (the worker's own folder) where given."""
+    n = str(threads)
+    env = dict(os.environ, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n)
+    if scratch is not None:
+        env["TMPDIR"] = scratch
+    return env
 
 
 def round_order(jobs: list, seed: int, round_no: int) -> list:
@@ -476,7 +570,20 @@ def _killed(rc: int, oom_before: int | None, peak_seen: int, max_memory: int | N
                       "the kernel recorded no out-of-memory kill); measure it again with --retry-failed")
 
 
-def _end_group(proc: subprocess.Popen) -> None:
+def _write_spec(fd: int, spec: dict) -> None:
+    """The job on the worker's stdin (a worker that died at once leaves a broken pipe: its exit says why)."""
+    data = json.dumps(spec).encode()
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except BrokenPipeError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _end_group(proc) -> None:
     """Kill the worker's whole process group: a child it forked must not outlive it (it would hold
     the result pipe open, or keep using the machine)."""
     try:

@@ -77,12 +77,23 @@ def main() -> int:
     import torch
 
     torch.set_flush_denormal(True)  # first: before any parallel op creates the thread pool
-    torch.set_num_threads(int(spec["setup"]["threads"]))
+    torch.set_num_threads(int((spec.get("probe") or spec["setup"])["threads"]))
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
 
+    if "probe" in spec:  # the machine's software and peak FLOP/s, for the run's record
+        from ..measure.device import environment, peak_flops, peak_flops_by_precision
+
+        probe = spec["probe"]
+        env = environment(probe["device"], probe["threads"])
+        peaks = peak_flops_by_precision(probe["device"], probe["threads"], sorted({"fp32", *probe["precisions"]}))
+        env.update(peaks["fp32"] if "peak_flops" in peaks["fp32"] else peak_flops(probe["device"], probe["threads"]))
+        env["peak_by_precision"] = peaks
+        emit("environment", **env)
+        out.close()
+        return 0
     try:
         _measure(spec, emit)
     except (Exception, SystemExit) as exc:  # the model could not be built or loaded: one line to the sweep
@@ -333,7 +344,8 @@ class BusyWatch:
         self.retries = int(spec.get("retries", 0)) if self.mode == "wait" else 0
         self.cores, self.device, self.emit = cores_needed(device, threads), device, emit
         self.gpu_index = int(device.split(":")[1]) if device.startswith("cuda") else None
-        self.own = (os.getpid(), os.getppid())
+        # ours: this worker, its parent (the sweep, or the fork server) and the sweep
+        self.own = tuple(dict.fromkeys(p for p in (os.getpid(), os.getppid(), spec.get("sweep")) if p))
         self.check_next = True  # the first cell of a worker is checked
         self.futile = int(spec.get("futile", 0))  # waits in vain so far in this sweep
 
