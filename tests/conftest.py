@@ -41,7 +41,12 @@ class SyntheticSweep:
         """Peak bytes: flat up to batch 4, then linear."""
         return 7.5e8 + 4 * params + 3e6 * gmacs * max(0, b - 4)
 
-    def make_db(self, path, energy: bool = False, peak: float = PEAK):
+    # other setups of some models: (backend, precision, latency over eager fp32's, top-1 agreement);
+    # compile bf16 computes wrong results (agreement below 90%), int8 is not judged by agreement
+    SETUPS = [("onnxruntime", "fp32", 0.4, 1.0), ("onnxruntime", "int8", 0.25, 0.5), ("compile", "bf16", 3.0, 0.5)]
+    SETUP_MODELS = ("resnet18", "mobilenet_v2")
+
+    def make_db(self, path, energy: bool = False, peak: float = PEAK, setups: bool = False):
         from dnnbench.store import Store
 
         with Store(path) as store:
@@ -53,10 +58,22 @@ class SyntheticSweep:
                                  "accuracy_source": "test"})
                 for b in self.BATCHES:
                     store.put_cell(run, self._cell(name, params, gmacs, b, energy, peak))
+                    if setups and name in self.SETUP_MODELS:
+                        for backend, precision, factor, agreement in self.SETUPS:
+                            store.put_cell(run, self._other(self._cell(name, params, gmacs, b, energy, peak),
+                                                            backend, precision, factor, agreement))
             store.put_cell(run, {"model": "resnet50", "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager",
                                  "precision": "fp32", "threads": 2, "batch_size": 64, "status": "oom",
                                  "error": "resident set above --max-memory"})
         return path
+
+    @staticmethod
+    def _other(cell: dict, backend: str, precision: str, factor: float, agreement: float) -> dict:
+        latency = cell["latency_median_s"] * factor
+        return {**cell, "backend": backend, "precision": precision, "latency_median_s": latency,
+                "latency_ci_low_s": latency * 0.99, "latency_ci_high_s": latency * 1.01,
+                "images_per_s": cell["batch_size"] / latency, "time_per_image_s": latency / cell["batch_size"],
+                "cold_prepare_s": 2.0, "max_rel_error": 1e-6 if agreement == 1.0 else 0.3, "top1_agreement": agreement}
 
     def _cell(self, name, params, gmacs, b, energy, peak) -> dict:
         per_image = self.per_image(gmacs, b, peak)

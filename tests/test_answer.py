@@ -159,3 +159,16 @@ def test_predict_needs_three_measured_models(tmp_path, synthetic):
         con.execute("DELETE FROM cells WHERE model NOT IN ('resnet18', 'vgg16')")
     out = cli("predict", "resnet34", "--db", db)
     assert out.returncode == 2 and "at least 3 models" in out.stderr
+
+
+def test_backend_precision_and_machine_restrict_the_answer(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "s.db", setups=True)
+    rows = recommend_json(db, "--max-memory", "4GB", "--min-fps", "1", "--backend", "onnxruntime")
+    assert {(r["model"], r["backend"], r["precision"]) for r in rows} == {
+        (m, "onnxruntime", p) for m in synthetic.SETUP_MODELS for p in ("fp32", "int8")}
+    rows = recommend_json(db, "--max-memory", "4GB", "--min-fps", "1", "--precision", "bf16,int8", "--machine", "m1")
+    assert {r["precision"] for r in rows} == {"bf16", "int8"}
+    assert not any(r["passes"] for r in rows if r["precision"] == "bf16")  # wrong results are never recommended
+    out = cli("recommend", "--db", db, "--max-memory", "4GB", "--min-fps", "1", "--backend", "openvino")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "--backend openvino: not measured in" in out.stderr and "(measured: compile, eager, onnxruntime)" in out.stderr

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from dnnbench.errors import UserError
 from dnnbench.report import build_report
 from dnnbench.store import Store
 
@@ -36,8 +37,9 @@ def test_every_figure_is_drawn_or_explained(report):
     for key in ("power_vs_batch", "ops_vs_power"):  # no energy counter in this database
         assert not (out / f"{key}.png").exists()
         assert f'id="fig-{key}"' in page
-    assert page.count("Not drawn:") == 2 and "no RAPL energy counter: test" in page
-    assert page.count('<section class="figure"') == 13
+    assert page.count("Not drawn:") == 3 and "no RAPL energy counter: test" in page
+    assert "no model was measured both in eager fp32 and in another setup" in page  # one setup: no speed-up
+    assert page.count('<section class="figure"') == 14
     # offline: nothing to fetch (XML namespace names are identifiers, never fetched)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", page)
 
@@ -105,7 +107,36 @@ def test_energy_figures_when_a_counter_was_read(tmp_path, synthetic):
     with Store(synthetic.make_db(tmp_path / "e.db", energy=True)) as store:
         path = build_report(store, tmp_path / "out")
     assert (tmp_path / "out" / "power_vs_batch.svg").exists() and (tmp_path / "out" / "ops_vs_power.svg").exists()
-    assert "Not drawn:" not in path.read_text()
+    page = path.read_text()
+    assert page.count("Not drawn:") == 1 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
+
+
+def test_setups_are_compared_and_the_figures_show_the_chosen_one(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "s.db", setups=True)
+    with Store(db) as store:  # a later run measured int8's peak
+        store.start_run(["run"], {"setups": [{"machine": "m1"}]},
+                        {"peak_flops": 2e11, "peak_by_precision": {"int8": {"peak_flops": 4e11}}})
+    with Store(db, create=False) as store:
+        page = build_report(store, tmp_path / "out").read_text()
+        assert "figures 1 to 13 show cpu, eager, fp32, 2 threads on m1 (choose another with --setup)" in page
+        assert (tmp_path / "out" / "speedup.svg").exists() and 'id="fig-speedup"' in page
+        assert "At batch 1, onnxruntime int8 runs mobilenet_v2 4x as fast as eager fp32" in page
+        assert "Hatched in red, computing wrong results against eager fp32: mobilenet_v2 in compile bf16" in page
+        assert "Never the fastest nor recommended" in page and "Accuracy after int8 quantization is not measured" in page
+        rows = list(csv.DictReader(open(tmp_path / "out" / "setups.csv")))
+        assert len(rows) == len(synthetic.SETUP_MODELS) * len(synthetic.SETUPS) * len(synthetic.BATCHES)
+        assert {r["wrong results"] != "" for r in rows if r["backend"] == "compile"} == {True}
+        shown = build_report(store, tmp_path / "int8", setup="onnxruntime, int8").read_text()
+        assert "figures 1 to 13 show cpu, onnxruntime, int8, 2 threads on m1" in shown
+        assert "of the int8 peak 400 GFLOP/s" in shown  # each setup against its own precision's ceiling
+        bf16 = build_report(store, tmp_path / "bf16", setup="bf16").read_text()
+        assert "Not drawn: the database holds no measured bf16 peak FLOP/s" in bf16
+        models = list(csv.DictReader(open(tmp_path / "int8" / "models.csv")))
+        assert {r["model"] for r in models} == set(synthetic.SETUP_MODELS)
+        with pytest.raises(UserError, match="names 2 setups: cpu, onnxruntime, fp32"):
+            build_report(store, tmp_path / "x", setup="onnxruntime")
+        with pytest.raises(UserError, match="names none of the setups measured: cpu, eager, fp32"):
+            build_report(store, tmp_path / "x", setup="openvino")
 
 
 def test_empty_and_failed_databases_are_clear_errors(tmp_path):
@@ -141,7 +172,7 @@ def test_efficiency_uses_the_largest_peak_of_the_setup(tmp_path, synthetic):
         store.start_run(["run"], {}, {"peak_flops": 1e11, "threads": 2})  # a later run on a busier machine
         store.start_run(["run"], {}, {"peak_flops": 9e11, "threads": 8})  # another thread count: not this setup
         page = build_report(store, tmp_path / "out").read_text()
-    assert "of the peak 200 GFLOP/s" in page
+    assert "of the fp32 peak 200 GFLOP/s" in page
 
 
 def test_labels_do_not_overlap():
@@ -207,7 +238,7 @@ def open_page(browser, path):
 def test_page_in_a_real_browser(browser, report, synthetic):
     page, problems, dialogs = open_page(browser, report)
     assert problems == []
-    assert page.locator("section.figure").count() == 13
+    assert page.locator("section.figure").count() == 14
     assert page.locator("section.figure svg").count() == 11
     # every drawn figure has hoverable points, each naming its model
     for key in ("ball_chart", "ops_vs_time", "memory_vs_batch", "pareto", "efficiency"):
@@ -263,7 +294,7 @@ def test_real_sweep_to_report_in_the_browser(browser, tmp_path):
     assert out.stdout.strip() == str(path)
     page, problems, _ = open_page(browser, path)
     assert problems == []
-    assert page.locator("section.figure").count() == 13
+    assert page.locator("section.figure").count() == 14
     assert page.locator("#fig-time_vs_batch .point").count() == 9
     page.close()
     data = json.loads(subprocess.run([sys.executable, "-m", "dnnbench", "export", "--format", "json", "--db", str(db)],

@@ -177,3 +177,45 @@ def test_a_combination_this_device_cannot_run_is_refused_before_anything_is_meas
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "cannot run fp16 on cpu" in out.stderr and "Traceback" not in out.stderr
     assert not db.exists()
+
+
+# ---- setups compared ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def setups_db(tmp_path_factory, synthetic):
+    return synthetic.make_db(tmp_path_factory.mktemp("setups") / "s.db", setups=True)
+
+
+def test_setups_are_named_by_the_words_of_their_fields():
+    from dnnbench.setup import select
+
+    ort32, ort8 = Setup(backend="onnxruntime", threads=2), Setup(backend="onnxruntime", precision="int8", threads=2)
+    eager = Setup(threads=2, layout="channels_last")
+    assert select([ort32, ort8, eager], "onnxruntime,int8") == [ort8]
+    assert select([ort32, ort8, eager], "ONNXRuntime") == [ort32, ort8]
+    assert select([ort32, ort8, eager], "channels-last, 2 threads") == [eager]
+    assert select([ort32, ort8, eager], "openvino") == []
+
+
+def test_each_setup_is_held_against_eager_fp32_and_the_wrong_one_is_never_best(setups_db, synthetic):
+    from dnnbench.analysis.data import load
+    from dnnbench.analysis.setups import best_setups, speedups
+
+    with Store(setups_db, create=False) as store:
+        measured = load(store)
+    ups = speedups(measured)
+    # one per model with other setups, other setup and batch size; none for eager fp32 itself
+    assert len(ups) == len(synthetic.SETUP_MODELS) * len(synthetic.SETUPS) * len(synthetic.BATCHES)
+    for u in ups:
+        factor = next(f for b, p, f, _ in synthetic.SETUPS if (b, p) == (u.setup.backend, u.setup.precision))
+        assert u.ratio.value == pytest.approx(1 / factor)
+        assert u.verdict == ("faster" if factor < 1 else "slower")
+        assert (u.wrong is not None) == (u.setup.runtime() == "compile bf16")  # int8 is not judged by agreement
+    best = {(b.model, b.batch_size): b for b in best_setups(measured)}
+    assert len(best) == len(synthetic.MODELS) * len(synthetic.BATCHES)
+    fast = best[("resnet18", 8)]
+    assert fast.setup.runtime() == "onnxruntime int8" and fast.speedup.value == pytest.approx(4)
+    assert fast.runner_up.runtime() == "onnxruntime fp32" and fast.clear and fast.candidates == 3  # bf16 left out
+    alone = best[("vgg16", 1)]
+    assert alone.setup == alone.setup.baseline() and alone.runner_up is None and alone.candidates == 1

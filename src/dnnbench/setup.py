@@ -58,12 +58,29 @@ class Setup:
         """What runs the model: ``onnxruntime int8`` (``, channels-last``)."""
         return f"{self.backend} {self.precision}" + (", channels-last" if self.layout != "nchw" else "")
 
+    def baseline(self) -> Setup:
+        """The setup every other is compared with: eager fp32, NCHW, on the same machine, device and threads."""
+        return replace(self, backend="eager", precision="fp32", layout="nchw")
+
+    def words(self) -> set[str]:
+        """The words that name this setup in ``--setup``: its machine, device, backend, precision,
+        ``N threads`` and layout (``channels-last`` or ``nchw``)."""
+        return {str(self.machine), self.device, self.backend, self.precision, f"{self.threads} threads",
+                f"{self.threads} thread", self.layout, self.layout.replace("_", "-")}
+
     def label(self, machine: bool = False) -> str:
         """``cpu, eager, fp32, 2 threads`` (``, channels-last``) (`` on NAME``)."""
         text = f"{self.device}, {self.backend}, {self.precision}, {self.threads} thread{'s' if self.threads > 1 else ''}"
         if self.layout != "nchw":
             text += ", channels-last"
         return text + (f" on {self.machine}" if machine and self.machine else "")
+
+
+def select(setups, text: str) -> list[Setup]:
+    """The setups that ``text`` names: comma-separated words, each a field's value (``onnxruntime,int8``,
+    ``compile, bf16, channels-last``, ``lab1``, ``2 threads``); a setup is named when it has every word."""
+    wanted = [w.strip().lower() for w in text.split(",") if w.strip()]
+    return [s for s in setups if all(w in {x.lower() for x in s.words()} for w in wanted)]
 
 
 def cell_key(row: dict) -> tuple:

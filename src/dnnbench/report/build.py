@@ -7,20 +7,34 @@ from collections import Counter
 from pathlib import Path
 
 from ..analysis.data import load, peak_flops
+from ..analysis.setups import best_setups, speedups
 from ..errors import UserError
 from ..export import is_sqlite, same_file
+from ..setup import select
 from ..units import format_bytes, format_seconds, format_significant
 from . import html as page_html
 from .figures import Drawer, best_table, cells_by_model, nice_limits
 
 
-def _choose_setup(models):
+def _choose_setup(models, words: str | None = None):
+    """The setup the figures show: the one ``words`` names (``--setup``), else the one with the most
+    successful cells (eager fp32 first among equals). Also returns every setup's count of such cells."""
     counts = Counter()
     for m in models:
         counts[m.setup] += len(m.ok)
-    if not counts or counts.most_common(1)[0][1] == 0:
-        return None, counts
-    return counts.most_common(1)[0][0], counts
+    measured = sorted((s for s in counts if counts[s]), key=lambda s: (-counts[s], s != s.baseline(), s.key()))
+    if words is not None:
+        named = select(measured, words)
+        labels = "; ".join(s.label(machine=True) for s in measured)
+        if not named:
+            raise UserError(f"--setup {words!r} names none of the setups measured: {labels} (name one by its words, "
+                            "e.g. --setup onnxruntime,int8)")
+        if len(named) > 1:
+            raise UserError(f"--setup {words!r} names {len(named)} setups: "
+                            f"{'; '.join(s.label(machine=True) for s in named)} (add a word to name one, e.g. its "
+                            "precision or machine)")
+        return named[0], counts
+    return (measured[0] if measured else None), counts
 
 
 def _choose_batch(models, wanted: int | None) -> int:
@@ -31,6 +45,56 @@ def _choose_batch(models, wanted: int | None) -> int:
                             f"{', '.join(map(str, measured))} (pick one with --batch-size)")
         return wanted
     return min(measured, key=lambda b: (abs(b - 16), -b))  # the papers' batch of 16, or the nearest
+
+
+def _ratio(r) -> tuple[str, float] | None:
+    """A speed-up as shown (``3.1x (2.9x to 3.3x)``) with its sort key."""
+    if r is None:
+        return None
+    if r.high == float("inf") or r.low <= 0:
+        return (f"{r.value:.2f}x (no interval)", r.value)
+    return (f"{r.value:.2f}x ({r.low:.2f}x to {r.high:.2f}x)", r.value)
+
+
+def _setups_section(everything, out: Path) -> str:
+    """The table of each model's fastest setup per batch size, setups.csv with every setup's speed-up
+    over eager fp32 and its correctness, the setups that compute wrong results, and what is not measured."""
+    machines = len({m.setup.machine for m in everything}) > 1
+    label = (lambda s: s.label(machine=True)) if machines else (lambda s: s.label())
+    rows = []
+    for b in best_setups(everything):
+        latency = b.cell["latency_median_s"]
+        runner = None
+        if b.runner_up is not None:
+            margin = f"{b.margin.value:.2f}x slower" + ("" if b.clear else ", within the noise: a tie")
+            runner = f"{b.runner_up.runtime()} ({margin})"
+        rows.append([b.model, b.batch_size, label(b.setup), (format_seconds(latency), latency),
+                     b.cell.get("ci_rel") and round(100 * b.cell["ci_rel"], 1), _ratio(b.speedup) or "-",
+                     runner, b.candidates])
+    head = ["model", "batch", "fastest setup", "latency", "95% CI (±%)", "speed-up over eager fp32 (95% interval)",
+            "runner-up (its time over the fastest's)", "setups with right results"]
+    ups = speedups(everything)
+    _write_csv(out / "setups.csv",
+               ["model", "input size", "machine", "device", "backend", "precision", "threads", "layout", "batch",
+                "latency (s)", "speed-up over eager fp32 (x)", "95% low (x)", "95% high (x)", "paired rounds",
+                "top-1 agreement with eager fp32", "largest relative error of the logits", "preparation (s)",
+                "wrong results"],
+               [[u.model, u.input_size, *u.setup.key(), u.batch_size, u.cell["latency_median_s"],
+                 round(u.ratio.value, 4), round(u.ratio.low, 4), round(u.ratio.high, 4) if u.ratio.high < 1e300 else None,
+                 u.ratio.rounds if u.ratio.paired else 0, u.cell.get("top1_agreement"), u.cell.get("max_rel_error"),
+                 u.cell.get("cold_prepare_s"), u.wrong] for u in ups])
+    parts = [page_html.table(head, rows, "setups")]
+    wrong = sorted({(u.model, label(u.setup), u.wrong) for u in ups if u.wrong})
+    if wrong:
+        parts.append("<p class='missing'>Never the fastest nor recommended, computing wrong results against eager "
+                     f"fp32: {page_html.esc('; '.join(f'{m} in {s} ({why})' for m, s, why in wrong))}.</p>")
+    if any(m.setup.precision == "int8" for m in everything):
+        parts.append("<p>Accuracy after int8 quantization is not measured: the top-1 figures are the published fp32 "
+                     "ones, and on random weights and inputs an int8 model's classes may differ from fp32's "
+                     "without being wrong. Only an evaluation on labelled images can tell how much accuracy int8 "
+                     "costs.</p>")
+    parts.append("<p class='meta'>Every setup's speed-up and correctness: setups.csv.</p>")
+    return "".join(parts)
 
 
 def _write_csv(path: Path, headings: list[str], rows: list[list]) -> None:
@@ -68,14 +132,20 @@ def _check_no_database_overwritten(out: Path, db, force: bool) -> None:
                             "another --out (or add --force to overwrite it)")
 
 
-def build_report(store, out: str | Path, batch: int | None = None, limits=None, force: bool = False) -> Path:
+def build_report(store, out: str | Path, batch: int | None = None, limits=None, force: bool = False,
+                 setup: str | None = None) -> Path:
+    """Write the report of ``store`` into the folder ``out``: report.html, each figure as PNG and SVG,
+    and its tables as CSV. The figures of single models show one setup: the one ``setup`` names (words
+    of its fields, as `--setup`), else the one with the most cells; the speed-up figure and the setups
+    table compare them all."""
     out = Path(out)
     _make_folder(out)
     _check_no_database_overwritten(out, store.path, force)
     everything = load(store)
     if not everything:
         raise UserError(f"{store.path} holds no measurements yet: run `dnnbench run MODEL... --db {store.path}` first")
-    setup, counts = _choose_setup(everything)
+    shown, counts = _choose_setup(everything, setup)
+    setup = shown
     if setup is None:
         raise UserError(f"{store.path} holds no successful measurement (every cell failed): see `dnnbench export "
                         f"--db {store.path}` for the errors")
@@ -84,7 +154,7 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     batch = _choose_batch(models, batch)
     peak = peak_flops(store, setup)
 
-    drawer = Drawer(models, out, batch, peak, limits)
+    drawer = Drawer(models, out, batch, peak, limits, everything)
     charts = drawer.draw_all()
 
     # -- tables ----------------------------------------------------------------------------------
@@ -172,7 +242,10 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
                  " (intervals cover the noise within one process only: `dnnbench run --rounds 3` adds the spread "
                  "between processes)")
     if others:
-        meta += f"; other setups in the database not shown: {'; '.join(o.label(machine=True) for o in others)}"
+        meta += (f"; figures 1 to 13 show {setup.label(machine=True)} (choose another with --setup); other setups "
+                 f"in the database: {'; '.join(o.label(machine=True) for o in others)}")
+    setups_html = _setups_section(everything, out) if others else \
+        "<p>One setup measured: compare runtimes and precisions with `dnnbench run --backend LIST --precision LIST`.</p>"
     failed = [c for m in models for c in m.cells.values() if c["status"] != "ok"]
     sections = [
         ("Models", page_html.table(model_head, [[(v, v) for v in r] for r in model_rows], "models")),
@@ -183,6 +256,7 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
          page_html.table(pred_head, pred_rows, "predicted") if pred_rows else
          f"<p class='missing'>Not computed: prediction needs at least 3 models with operation counts measured at "
          f"batch size {batch}.</p>"),
+        ("Setups compared: the fastest setup of each model at each batch size", setups_html),
         ("Cells measured on a busy machine", page_html.table(
             ["model", "batch", "others' share of the cores (%)", "hypervisor steal (%)",
              "other processes on the GPU", "timing attempts", "waited for quiet (s)"],

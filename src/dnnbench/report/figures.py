@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ..analysis import fits  # noqa: E402
 from ..analysis.frontier import pareto_front  # noqa: E402
 from ..analysis.recommend import figures_at  # noqa: E402
+from ..analysis.setups import speedups  # noqa: E402
 from ..measure import busy  # noqa: E402
 from ..units import format_significant  # noqa: E402
 
@@ -107,8 +108,12 @@ def _place_labels(fig) -> None:
 
 
 class Drawer:
-    def __init__(self, models, out: Path, batch: int, peak_flops: float | None, limits=None):
+    """Draws the figures of ``models`` (one setup each; the report passes those of one setup) and the
+    speed-up of every setup in ``everything`` (all the database's models and setups) over eager fp32."""
+
+    def __init__(self, models, out: Path, batch: int, peak_flops: float | None, limits=None, everything=None):
         self.models = models
+        self.everything = everything if everything is not None else models
         self.out = out
         self.batch = batch
         self.peak = peak_flops
@@ -190,7 +195,7 @@ class Drawer:
     def draw_all(self) -> list[Chart]:
         for draw in (self.ball_chart, self.top1_bars, self.time_vs_batch, self.power_vs_batch, self.memory_vs_batch,
                      self.ops_vs_time, self.ops_vs_power, self.top1_vs_fps, self.top1_vs_ops, self.density_bars,
-                     self.params_vs_memory, self.pareto, self.efficiency):
+                     self.params_vs_memory, self.pareto, self.efficiency, self.speedup):
             draw()
         return self.charts
 
@@ -502,8 +507,10 @@ class Drawer:
 
     def efficiency(self):
         chart = Chart("efficiency", "Achieved FLOP/s as a fraction of the machine's measured peak")
+        precision = self.models[0].setup.precision if self.models else "fp32"
         if not self.peak:
-            return self._skip(chart, "the database holds no measured peak FLOP/s (it is recorded by `dnnbench run`)")
+            return self._skip(chart, f"the database holds no measured {precision} peak FLOP/s for this setup's machine "
+                                     "(`dnnbench run` records the peak of each precision it measures)")
         ms = [m for m in self.models if m.macs and m.ok]
         if not ms:
             return self._skip(chart, "no measured model has an operation count")
@@ -523,19 +530,84 @@ class Drawer:
                 best = (top[1], m, top[0])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size (images)")
-        ax.set_ylabel(f"achieved FLOP/s (% of measured peak {format_significant(self.peak / 1e9)} GFLOP/s)")
+        ax.set_ylabel(f"achieved FLOP/s (% of the measured {precision} peak, {format_significant(self.peak / 1e9)} "
+                      "GFLOP/s)")
         legend = ax.legend(fontsize=6, ncol=2)
         for t in legend.get_texts():
             t.set_parse_math(False)
         worst = min(((2 * m.macs / c["time_per_image_s"] / self.peak, m) for m in ms for c in m.ok.values()),
                     key=lambda w: w[0])
-        chart.finding = (f"{best[1].model} runs this hardware best: {format_significant(100 * best[0])} % of the peak "
+        chart.finding = (f"{best[1].model} runs this hardware best: {format_significant(100 * best[0])} % of the {precision} peak "
                          f"{format_significant(self.peak / 1e9)} GFLOP/s at batch {best[2]}; {worst[1].model} reaches as little as "
                          f"{format_significant(100 * worst[0])} %.")
         if best[0] > 1:
             chart.finding += (" Above 100 %: the peak is measured by a matrix product on a machine whose load "
                               "varies, and this model's kernels ran faster than the best product seen, so read "
                               "the peak as a lower bound of the ceiling.")
+        self._save(chart, fig)
+
+    def speedup(self):
+        chart = Chart("speedup", "Speed-up of each setup over eager fp32, model by model")
+        ups = speedups(self.everything)
+        if not ups:
+            return self._skip(chart, "no model was measured both in eager fp32 and in another setup at one batch size "
+                                     "(measure several with `dnnbench run --backend eager,onnxruntime --precision "
+                                     "fp32,int8`)")
+        sizes = sorted({u.batch_size for u in ups})
+        panels = sorted({sizes[0], sizes[-1]})
+        machines = len({u.setup.machine for u in ups}) > 1
+        name = (lambda s: f"{s.runtime()} on {s.machine}") if machines else (lambda s: s.runtime())
+        names = sorted({name(u.setup) for u in ups})
+        colors = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
+        models = sorted({u.model for u in ups}, reverse=True)
+        height = 0.8 / len(names)
+        fig, axes = plt.subplots(1, len(panels), figsize=(7.5, 0.3 * len(models) * len(names) + 1.6), sharey=True,
+                                 squeeze=False)
+        for ax, batch in zip(axes[0], panels, strict=True):
+            here = [u for u in ups if u.batch_size == batch]
+            for u in here:
+                y = models.index(u.model) + (names.index(name(u.setup)) - (len(names) - 1) / 2) * height
+                r = u.ratio
+                err = [[r.value - r.low], [r.high - r.value]] if r.high < float("inf") and r.low > 0 else None
+                ax.barh(y, r.value, height=height * 0.9, left=0, color=colors[name(u.setup)],
+                        hatch="//" if u.wrong else None, edgecolor="red" if u.wrong else "none", xerr=err,
+                        error_kw={"elinewidth": 0.7, "capsize": 1.5})
+            self._scatter(ax, chart, [u.ratio.value for u in here],
+                          [models.index(u.model) + (names.index(name(u.setup)) - (len(names) - 1) / 2) * height
+                           for u in here],
+                          [{"model": u.model, "setup": u.setup.label(machine=machines), "batch": u.batch_size,
+                            "speed-up": f"{u.ratio.value:.2f}x (95% interval {u.ratio.low:.2f}x to {u.ratio.high:.2f}x)",
+                            **({"wrong": u.wrong} if u.wrong else {})} for u in here],
+                          cells=[u.cell for u in here], s=6, c="k", zorder=3)
+            ax.axvline(1, color="k", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_xlabel(f"speed-up over eager fp32 at batch {batch} (x)")
+            ax.set_yticks(range(len(models)), models)
+            for t in ax.get_yticklabels():
+                t.set_parse_math(False)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colors[n]) for n in names]
+        labels = list(names)
+        if any(u.wrong for u in ups):
+            handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", hatch="//", edgecolor="red"))
+            labels.append("wrong results")
+        legend = axes[0][-1].legend(handles, labels, fontsize=6, loc="best")
+        for t in legend.get_texts():
+            t.set_parse_math(False)
+        words = []
+        for batch in panels:
+            right = [u for u in ups if u.batch_size == batch and not u.wrong]
+            if not right:
+                continue
+            top = max(right, key=lambda u: u.ratio.value)
+            slower = [u for u in right if u.verdict == "slower"]
+            words.append(f"At batch {batch}, {name(top.setup)} runs {top.model} {top.ratio.value:.2g}x as fast as eager "
+                         f"fp32 (95% interval {top.ratio.low:.2g}x to {top.ratio.high:.2g}x), the largest gain; "
+                         f"{len(slower)} of {len(right)} model-setup pairs are slower than eager fp32"
+                         + (f" ({', '.join(sorted({name(u.setup) for u in slower}))})" if slower else "") + ".")
+        wrong = sorted({f"{u.model} in {name(u.setup)}" for u in ups if u.wrong})
+        if wrong:
+            words.append(f"Hatched in red, computing wrong results against eager fp32: {', '.join(wrong)}.")
+        chart.finding = " ".join(words)
         self._save(chart, fig)
 
 
