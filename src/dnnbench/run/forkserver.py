@@ -264,8 +264,10 @@ class ForkServer:
         env = {**env, "OPENBLAS_NUM_THREADS": "1"}
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys, socket; from dnnbench.run.forkserver import serve; "
-                                       "sys.exit(serve(socket.socket(fileno=int(sys.argv[1]))))", str(theirs.fileno())],
+                # os._exit: nothing to flush, and tearing down torch's modules would take seconds
+                [sys.executable, "-c", "import os, sys, socket; from dnnbench.run.forkserver import serve; "
+                                       "code = serve(socket.socket(fileno=int(sys.argv[1]))); sys.stdout.flush(); "
+                                       "sys.stderr.flush(); os._exit(code)", str(theirs.fileno())],
                 stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),
                 env=env)
         finally:
