@@ -123,7 +123,8 @@ class Drawer:
     # -- helpers -----------------------------------------------------------------------------------
 
     def _save(self, chart: Chart, fig) -> None:
-        fig.tight_layout()
+        if not getattr(fig, "_dnnbench_laid_out", False):
+            fig.tight_layout()
         _place_labels(fig)
         if chart.omitted:
             chart.finding = f"{chart.finding} {chart.omitted}".strip()
@@ -561,7 +562,7 @@ class Drawer:
         colors = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
         models = sorted({u.model for u in ups}, reverse=True)
         height = 0.8 / len(names)
-        fig, axes = plt.subplots(1, len(panels), figsize=(7.5, 0.3 * len(models) * len(names) + 1.6), sharey=True,
+        fig, axes = plt.subplots(1, len(panels), figsize=(7.5, 0.3 * len(models) * len(names) + 2.2), sharey=True,
                                  squeeze=False)
         for ax, batch in zip(axes[0], panels, strict=True):
             here = [u for u in ups if u.batch_size == batch]
@@ -569,9 +570,11 @@ class Drawer:
                 y = models.index(u.model) + (names.index(name(u.setup)) - (len(names) - 1) / 2) * height
                 r = u.ratio
                 err = [[r.value - r.low], [r.high - r.value]] if r.high < float("inf") and r.low > 0 else None
-                ax.barh(y, r.value, height=height * 0.9, left=0, color=colors[name(u.setup)],
-                        hatch="//" if u.wrong else None, edgecolor="red" if u.wrong else "none", xerr=err,
-                        error_kw={"elinewidth": 0.7, "capsize": 1.5})
+                # from 1 (as fast as eager fp32) to the speed-up: a slower setup's bar points left
+                ax.barh(y, r.value - 1, height=height * 0.9, left=1, color=colors[name(u.setup)],
+                        hatch="////" if u.wrong else None, edgecolor="k" if u.wrong else "none", linewidth=0.5)
+                if err:
+                    ax.errorbar(r.value, y, xerr=err, fmt="none", ecolor="k", elinewidth=0.7, capsize=1.5)
             self._scatter(ax, chart, [u.ratio.value for u in here],
                           [models.index(u.model) + (names.index(name(u.setup)) - (len(names) - 1) / 2) * height
                            for u in here],
@@ -588,9 +591,12 @@ class Drawer:
         handles = [plt.Rectangle((0, 0), 1, 1, color=colors[n]) for n in names]
         labels = list(names)
         if any(u.wrong for u in ups):
-            handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", hatch="//", edgecolor="red"))
+            handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white", hatch="////", edgecolor="k", linewidth=0.5))
             labels.append("wrong results")
-        legend = axes[0][-1].legend(handles, labels, fontsize=6, loc="best")
+        legend = fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+        rows = math.ceil(len(labels) / min(4, len(labels)))
+        fig.tight_layout(rect=(0, (0.2 * rows + 0.1) / fig.get_figheight(), 1, 1))  # room for the legend below
+        fig._dnnbench_laid_out = True
         for t in legend.get_texts():
             t.set_parse_math(False)
         words = []
@@ -606,7 +612,7 @@ class Drawer:
                          + (f" ({', '.join(sorted({name(u.setup) for u in slower}))})" if slower else "") + ".")
         wrong = sorted({f"{u.model} in {name(u.setup)}" for u in ups if u.wrong})
         if wrong:
-            words.append(f"Hatched in red, computing wrong results against eager fp32: {', '.join(wrong)}.")
+            words.append(f"Hatched, computing wrong results against eager fp32: {', '.join(wrong)}.")
         chart.finding = " ".join(words)
         self._save(chart, fig)
 
