@@ -158,6 +158,33 @@ def test_compare_outputs():
         compare_outputs(reference, other[:1])
 
 
+def test_only_images_whose_classes_are_far_apart_judge_a_precision():
+    # first image: classes 1 and 0 within 5% of the largest logit (a near-tie bf16 may decide either
+    # way); second: 7 apart; third: 2 apart, 25% of the largest logit, beyond bf16's 15%
+    reference = torch.tensor([[7.6, 8.0, 0.0], [1.0, -6.0, 8.0], [8.0, 6.0, 0.0]])
+    flipped = torch.tensor([[8.0, 7.6, 0.0], [1.0, -6.0, 8.0], [6.0, 8.0, 0.0]])
+    assert compare_outputs(reference, flipped)["top1_agreement"] == pytest.approx(1 / 3)  # every image
+    assert compare_outputs(reference, flipped, "bf16")["top1_agreement"] == 0.5  # the near-tie left out
+    assert compare_outputs(reference, flipped, "int8")["top1_agreement"] == 1.0  # 25% is within int8's 30%
+    ties = torch.tensor([[8.0, 7.9, 0.0]])
+    assert compare_outputs(ties, ties.flip(1), "fp16")["top1_agreement"] is None  # nothing can judge it
+
+
+def test_a_setup_is_wrong_by_its_decisive_images_or_by_an_error_its_precision_cannot_explain():
+    from dnnbench.analysis.data import Measured, wrong_results
+    from dnnbench.setup import Setup
+
+    def measured(precision, agreement, error):
+        m = Measured("m", 224, Setup(precision=precision))
+        m.cells[1] = {"status": "ok", "top1_agreement": agreement, "max_rel_error": error}
+        return m
+
+    assert wrong_results(measured("bf16", None, 0.14)) is None  # near-ties only, bf16-sized error
+    assert "agrees with eager fp32 on 50% of the images that can judge bf16" in wrong_results(measured("bf16", 0.5, 0.1))
+    assert "more than the 0.02 that fp32 rounding explains" in wrong_results(measured("fp32", 1.0, 0.05))
+    assert wrong_results(measured("int8", 0.2, 0.9)) is None  # int8 is judged on real data
+
+
 def test_calibration_inputs_are_seeded():
     a, b = calibration_inputs(16, count=2, batch=3), calibration_inputs((3, 16, 16), count=2, batch=3)
     assert [x.shape for x in a] == [torch.Size([3, 3, 16, 16])] * 2

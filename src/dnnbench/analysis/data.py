@@ -37,18 +37,30 @@ class Measured:
         return self.top1 / (self.params / 1e6)
 
 
-# a setup whose top-1 class agrees with eager fp32's on fewer images computes something else; int8 is
-# judged by `dnnbench eval` on real data, since on random weights and inputs its classes may differ
+# a setup whose top-1 class agrees with eager fp32's on fewer of the images that can judge it computes
+# something else; int8 is judged by `dnnbench eval` on real data, since on random weights and inputs
+# its classes may differ
 MIN_TOP1_AGREEMENT = 0.9
 
 
 def wrong_results(m: Measured) -> str | None:
-    """Why ``m``'s setup computes wrong results (its logits against eager fp32's), or None."""
-    if m.setup.precision == "int8":
+    """Why ``m``'s setup computes wrong results (its logits against eager fp32's), or None: top-1
+    agreement below 90% over the images whose top two classes are far enough apart to judge its
+    precision, or logits off by more than twice the error its precision can explain."""
+    from ..backends.correctness import DECISIVE_MARGIN
+
+    precision = m.setup.precision
+    if precision == "int8":
         return None
-    worst = min((c["top1_agreement"] for c in m.cells.values() if c.get("top1_agreement") is not None), default=None)
+    cells = list(m.cells.values())
+    worst = min((c["top1_agreement"] for c in cells if c.get("top1_agreement") is not None), default=None)
     if worst is not None and worst < MIN_TOP1_AGREEMENT:
-        return f"wrong results: top-1 agrees with eager fp32 on {worst:.0%} of images"
+        return f"wrong results: top-1 agrees with eager fp32 on {worst:.0%} of the images that can judge {precision}"
+    error = max((c["max_rel_error"] for c in cells if c.get("max_rel_error") is not None), default=None)
+    bound = 2 * DECISIVE_MARGIN.get(precision, 0.0)
+    if error is not None and bound and error > bound:
+        return (f"wrong results: logits off by {error:.2g} of the largest, more than the {bound:g} that {precision} "
+                "rounding explains")
     return None
 
 

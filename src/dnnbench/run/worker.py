@@ -133,7 +133,7 @@ def _prepare(model, setup: dict, make_input, batch: int):
     if reference is not None:
         with torch.inference_mode():
             outputs = torch.cat([prepared.forward(x).float().cpu() for x in inputs])
-        correctness = compare_outputs(reference, outputs)
+        correctness = compare_outputs(reference, outputs, setup["precision"])
     return prepared.forward, prepared, correctness
 
 
