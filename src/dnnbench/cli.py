@@ -274,24 +274,25 @@ def cmd_run(args) -> int:
 
     batch_sizes = parse_batch_sizes(args.batch_sizes)
     max_memory = _option("--max-memory", parse_size, args.max_memory)
-    threads = args.threads or default_threads()
+    cores = default_threads()
+    threads = args.threads or cores
     server = _early_fork_server(threads)
     try:
-        return _run(args, server, batch_sizes, max_memory, threads)
+        return _run(args, server, batch_sizes, max_memory, threads, cores)
     finally:
         if server is not None:
             server.close()  # the sweep's, once it ran; closing again is harmless
 
 
-def _run(args, server, batch_sizes, max_memory, threads) -> int:
-    from .measure.device import check_device, default_threads
+def _run(args, server, batch_sizes, max_memory, threads: int, cores: int) -> int:
+    from .measure.device import check_device
     from .run import RunConfig, Sweep
     from .setup import Setup
     from .store import Store
 
     device = check_device(args.device)
     entries = _resolve(args.models, args.zoo, args.input_size)
-    _warn_oversubscribed(args.threads, default_threads())
+    _warn_oversubscribed(args.threads, cores)
     setups = _setups(args, device, threads)
     config = RunConfig(
         batch_sizes=tuple(batch_sizes), setups=setups,

@@ -81,9 +81,13 @@ class Backend:
     """One way to run a model. Subclasses set ``name`` and implement ``check`` and ``_prepare``."""
 
     name = ""
+    needs: tuple[str, ...] = ()  # the modules every precision of it imports, from the extra ``extra``
+    extra = ""
 
     def require(self) -> None:
         """Imports what every precision of this backend needs; a UserError with the install hint."""
+        for module in self.needs:
+            require(module, self.extra)
 
     def check(self, precision: str, device: str) -> str | None:
         """None when this backend runs ``precision`` on ``device`` natively; a warning when it runs

@@ -16,9 +16,8 @@ EXTRA = "onnx"
 class OnnxRuntime(Backend):
     name = "onnxruntime"
 
-    def require(self) -> None:
-        for module in ("onnx", "onnxscript", "onnxruntime"):
-            require(module, EXTRA)
+    needs = ("onnx", "onnxscript", "onnxruntime")
+    extra = EXTRA
 
     def check(self, precision: str, device: str) -> str | None:
         ort = require("onnxruntime", EXTRA)

@@ -30,9 +30,8 @@ def _core():
 class OpenVino(Backend):
     name = "openvino"
 
-    def require(self) -> None:
-        for module in ("openvino", "onnx", "onnxscript"):
-            require(module, EXTRA)
+    needs = ("openvino", "onnx", "onnxscript")
+    extra = EXTRA
 
     def check(self, precision: str, device: str) -> str | None:
         require("openvino", EXTRA)

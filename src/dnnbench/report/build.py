@@ -144,8 +144,7 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     everything = load(store)
     if not everything:
         raise UserError(f"{store.path} holds no measurements yet: run `dnnbench run MODEL... --db {store.path}` first")
-    shown, counts = _choose_setup(everything, setup)
-    setup = shown
+    setup, counts = _choose_setup(everything, setup)  # the words given become the setup they name
     if setup is None:
         raise UserError(f"{store.path} holds no successful measurement (every cell failed): see `dnnbench export "
                         f"--db {store.path}` for the errors")

@@ -566,8 +566,8 @@ class Drawer:
                                  squeeze=False)
         for ax, batch in zip(axes[0], panels, strict=True):
             here = [u for u in ups if u.batch_size == batch]
-            for u in here:
-                y = models.index(u.model) + (names.index(name(u.setup)) - (len(names) - 1) / 2) * height
+            ys = [models.index(u.model) + (names.index(name(u.setup)) - (len(names) - 1) / 2) * height for u in here]
+            for u, y in zip(here, ys, strict=True):
                 r = u.ratio
                 err = [[r.value - r.low], [r.high - r.value]] if r.high < float("inf") and r.low > 0 else None
                 # from 1 (as fast as eager fp32) to the speed-up: a slower setup's bar points left
@@ -575,9 +575,7 @@ class Drawer:
                         hatch="////" if u.wrong else None, edgecolor="k" if u.wrong else "none", linewidth=0.5)
                 if err:
                     ax.errorbar(r.value, y, xerr=err, fmt="none", ecolor="k", elinewidth=0.7, capsize=1.5)
-            self._scatter(ax, chart, [u.ratio.value for u in here],
-                          [models.index(u.model) + (names.index(name(u.setup)) - (len(names) - 1) / 2) * height
-                           for u in here],
+            self._scatter(ax, chart, [u.ratio.value for u in here], ys,
                           [{"model": u.model, "setup": u.setup.label(machine=machines), "batch": u.batch_size,
                             "speed-up": f"{u.ratio.value:.2f}x (95% interval {u.ratio.low:.2f}x to {u.ratio.high:.2f}x)",
                             **({"wrong": u.wrong} if u.wrong else {})} for u in here],
