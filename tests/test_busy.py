@@ -187,5 +187,6 @@ def test_another_process_on_the_gpu_flags_the_cell_and_is_timed_again(monkeypatc
     assert fields["gpu_other_processes"] == 1 and fields["disturbed"] == 1 and timing.attempts == 2
     waits = [d for k, d in events if k == "wait"]
     assert waits and "1 other process used the GPU" in waits[0]["load"]
-    assert busy.cause({**fields, "contention": 0.0}) == "1 other process used the GPU"
+    # the host's own steal during this test is real and varies: judge the GPU part alone
+    assert busy.cause({**fields, "contention": 0.0, "steal": 0.0}) == "1 other process used the GPU"
 
