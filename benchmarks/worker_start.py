@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from dnnbench.run import RunConfig, Sweep
-from dnnbench.run.plan import ModelJob
-from dnnbench.run.sweep import SweepResult
+from dnnbench.runner import RunConfig, Sweep
+from dnnbench.runner.plan import ModelJob
+from dnnbench.runner.sweep import SweepResult
 from dnnbench.setup import Setup
 from dnnbench.store import Store
 from dnnbench.zoo import get

@@ -98,10 +98,9 @@ def test_bad_limits_are_one_line(db, args, message):
 
 @pytest.fixture(scope="module")
 def resnet34_macs():
-    from dnnbench.measure.static import static_figures
-    from dnnbench.zoo import get
+    import dnnbench
 
-    return static_figures(get("resnet34")).macs
+    return dnnbench.inspect("resnet34", progress=False)[0].macs
 
 
 def test_predict_from_the_operations_fit(db, synthetic, resnet34_macs):
@@ -171,4 +170,4 @@ def test_backend_precision_and_machine_restrict_the_answer(tmp_path, synthetic):
     assert not any(r["passes"] for r in rows if r["precision"] == "bf16")  # wrong results are never recommended
     out = cli("recommend", "--db", db, "--max-memory", "4GB", "--min-fps", "1", "--backend", "openvino")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
-    assert "--backend openvino: not measured in" in out.stderr and "(measured: compile, eager, onnxruntime)" in out.stderr
+    assert "error: backend openvino: not measured in" in out.stderr and "(measured: compile, eager, onnxruntime)" in out.stderr

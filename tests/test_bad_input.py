@@ -91,7 +91,7 @@ def test_more_threads_than_cores_is_a_warning(foreign_db):
 
     out = cli("run", "resnet18", "--threads", "1000", "--db", foreign_db)
     warning, error = out.stderr.splitlines()
-    assert warning == (f"dnnbench: warning: --threads 1000 is more than the {default_threads()} cores this process "
+    assert warning == (f"dnnbench run: warning: 1000 threads is more than the {default_threads()} cores this process "
                        "may use; threads above that oversubscribe them, so every pass waits for cores and measures "
                        "slower")
     assert error.startswith("dnnbench: error: ") and "not a dnnbench database" in error

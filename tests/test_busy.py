@@ -17,8 +17,8 @@ import pytest
 
 from dnnbench.measure import busy
 from dnnbench.measure.busy import Load
-from dnnbench.run import RunConfig, Sweep
-from dnnbench.run.sweep import MachineBusy
+from dnnbench.runner import RunConfig, Sweep
+from dnnbench.runner.sweep import MachineBusy
 from dnnbench.setup import Setup
 from dnnbench.store import Store
 from dnnbench.zoo import get
@@ -147,7 +147,7 @@ def test_stop_measures_nothing_on_a_busy_machine(tmp_path):
 
 
 def test_the_models_of_a_round_are_visited_in_a_recorded_random_order(tmp_path):
-    from dnnbench.run.sweep import round_order
+    from dnnbench.runner.sweep import round_order
 
     names = [f"m{i}" for i in range(8)]
     orders = {tuple(round_order(names, seed, r)) for seed in range(3) for r in (1, 2, 3)}
@@ -176,7 +176,7 @@ def test_a_cuda_pass_needs_one_core_so_a_cpu_hog_on_another_core_does_not_distur
 
 def test_another_process_on_the_gpu_flags_the_cell_and_is_timed_again(monkeypatch):
     from dnnbench.measure.latency import TimingPolicy
-    from dnnbench.run.worker import BusyWatch
+    from dnnbench.runner.worker import BusyWatch
 
     monkeypatch.setattr(busy, "gpu_others", lambda index, own=(): (1, 874 << 20))
     events = []

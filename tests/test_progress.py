@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from dnnbench.run.plan import RunConfig
-from dnnbench.run.progress import CostModel, RunPrinter
-from dnnbench.run.sweep import _Watch
+from dnnbench.runner.plan import RunConfig
+from dnnbench.runner.progress import CostModel, RunPrinter
+from dnnbench.runner.sweep import _Watch
 
 
 def test_the_time_to_go_weighs_cells_by_operations_times_batch():
@@ -47,7 +47,7 @@ def test_off_a_terminal_every_cell_gets_a_line():
 
 
 def test_the_summary_sorts_names_as_numbers_and_counts_failures_apart():
-    printer = RunPrinter(RunConfig(), io.StringIO())
+    printer = RunPrinter(RunConfig(rounds=1), io.StringIO())
     row = {"status": "ok", "latency_median_s": 0.01, "latency_p90_s": None, "time_per_image_s": 0.01,
            "images_per_s": 100.0, "mem_peak_bytes": 2**20, "samples": 10, "rounds": 1, "stop_reason": "converged",
            "ci_rel": 0.01, "batch_size": 1, "disturbed": 0, "contention": 0.0}
@@ -88,7 +88,7 @@ def test_a_run_of_several_setups_names_the_setup_of_each_cell():
                            "machine": "lab1", "setups": [s.runtime() for s in setups]})
     cell = {"model": "m", "batch_size": 1, "status": "ok", "latency_median_s": 0.01, "ci_rel": 0.01,
             "disturbed": 0, "contention": 0.0}
-    printer.event("cell", {**cell, **setups[1].on("lab1").as_dict()})
+    printer.event("cell", {**cell, **setups[1].on("lab1").to_dict()})
     lines = stream.getvalue().splitlines()
     assert "of lab1 with 2 threads in eager fp32, onnxruntime int8" in lines[0]
     assert "m (onnxruntime int8) batch 1" in lines[-1]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dnnbench.run import RunConfig, Sweep
-from dnnbench.run.plan import ModelJob
-from dnnbench.run.sweep import SweepResult
+from dnnbench.runner import RunConfig, Sweep
+from dnnbench.runner.plan import ModelJob
+from dnnbench.runner.sweep import SweepResult
 from dnnbench.setup import Setup
 from dnnbench.store import Store
 from dnnbench.zoo import get
@@ -340,7 +340,7 @@ def test_two_sweeps_measure_one_after_the_other_and_split_the_cells(tmp_path):
 
 
 def test_ctrl_c_while_waiting_for_the_machine(tmp_path):
-    from dnnbench.run.lock import machine_lock
+    from dnnbench.runner.lock import machine_lock
 
     with machine_lock():  # another sweep is measuring
         proc = subprocess.Popen(_cli_run(tmp_path / "w.db", "tiny"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -451,7 +451,7 @@ def test_a_worker_runs_with_the_job_environment_however_it_starts(tmp_path, fork
     import re
     import tempfile
 
-    from dnnbench.run.sweep import _end_group
+    from dnnbench.runner.sweep import _end_group
 
     entry = model("tells_its_environment")
     cfg = config(batch_sizes=(1,))
@@ -478,7 +478,7 @@ def test_a_worker_runs_with_the_job_environment_however_it_starts(tmp_path, fork
 def test_the_fork_server_imports_once_and_forks_from_one_thread():
     import os
 
-    from dnnbench.run.forkserver import ForkServer
+    from dnnbench.runner.forkserver import ForkServer
 
     server = ForkServer(dict(os.environ))
     try:

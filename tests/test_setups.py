@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dnnbench.errors import UserError
-from dnnbench.run import RunConfig, Sweep
+from dnnbench.runner import RunConfig, Sweep
 from dnnbench.setup import CELL_KEY, Setup, cell_key, machine_id
 from dnnbench.store import (_FIGURES_V1, _FIGURES_V2, _FIGURES_V3, _KEY_V1, APPLICATION_ID, SCHEMA_VERSION, Store,
                             _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3)
@@ -36,17 +36,20 @@ def test_the_machine_id_is_readable_stable_and_tells_machines_apart():
 
 def test_a_setup_is_one_value_and_a_cell_key_is_made_of_it():
     s = Setup(machine="lab1", device="cpu", backend="onnxruntime", precision="int8", threads=2)
-    row = {"model": "m", "input_size": 224, **s.as_dict(), "batch_size": 8}
+    row = {"model": "m", "input_size": 224, **s.to_dict(), "batch_size": 8}
     assert Setup.of(row) == s and cell_key(row) == ("m", 224, *s.key(), 8)
     assert CELL_KEY == ("model", "input_size", *Setup.FIELDS, "batch_size")
     assert Setup.of({"device": "cpu", "threads": 2}) == Setup(device="cpu", threads=2)  # absent: defaults
     assert s.label() == "cpu, onnxruntime, int8, 2 threads" and s.label(machine=True).endswith(" on lab1")
-    with pytest.raises(ValueError, match="layout"):
+    with pytest.raises(UserError, match="layout"):
         Setup(layout="nhwc")
+    with pytest.raises(UserError, match="threads"):
+        Setup(threads=0)
+    assert Setup().threads is None and Setup().resolved().threads >= 1  # None: the cores this process may use
 
 
 def cell(machine: str, batch: int = 1, median: float = 0.01, status: str = "ok", **setup) -> dict:
-    return {"model": "m", "input_size": 32, **Setup(machine=machine, threads=2, **setup).as_dict(), "batch_size": batch,
+    return {"model": "m", "input_size": 32, **Setup(machine=machine, threads=2, **setup).to_dict(), "batch_size": batch,
             "status": status, "latency_median_s": median, "latency_samples": [median] * 6, "samples": 6}
 
 

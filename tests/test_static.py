@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import save_model
 from torch import nn
 
+import dnnbench
 from dnnbench.measure.filesize import safetensors_size
-from dnnbench.measure.static import static_figures
 from dnnbench.zoo import get, published_accuracy
 
 
@@ -61,7 +61,7 @@ def test_accuracy_does_not_apply_at_another_input_size():
 
 
 def test_static_figures_of_resnet50():
-    figures = static_figures(get("resnet50"))
+    [figures] = dnnbench.inspect(["resnet50"])
     assert figures.params == 25_557_032
     assert figures.macs == 4_089_184_256
     assert figures.flops == 2 * figures.macs
@@ -72,10 +72,11 @@ def test_static_figures_of_resnet50():
 
 def test_native_nets_match_their_papers():
     # ShuffleNet 1x, g=3: 140 MFLOPs (multiply-adds) in Zhang et al. 2017, Table 2
-    assert static_figures(get("shufflenet-v1")).macs == pytest.approx(140e6, rel=0.03)
+    assert dnnbench.inspect("shufflenet-v1")[0].macs == pytest.approx(140e6, rel=0.03)
     # BN-AlexNet is AlexNet plus a scale and shift per channel of each normalised layer
     bn_channels = 64 + 192 + 384 + 256 + 256 + 4096 + 4096
-    assert static_figures(get("bn-alexnet")).params == static_figures(get("alexnet")).params + 2 * bn_channels
+    bn_alexnet, alexnet = dnnbench.inspect(["bn-alexnet", "alexnet"])
+    assert bn_alexnet.params == alexnet.params + 2 * bn_channels
     for name in ("bn-nin", "enet", "bn-alexnet", "shufflenet-v1"):
         with torch.inference_mode():
             out = get(name).build("cpu")(torch.randn(2, 3, 224, 224))

@@ -17,38 +17,56 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
+from .errors import UserError
+
 LAYOUTS = ("nchw", "channels_last")
 
 
 @dataclass(frozen=True, order=True)
 class Setup:
-    """Where and how a model was measured. ``machine`` None: this machine (filled in by the sweep)."""
+    """Where and how a model is measured.
+
+    ``machine``: a name, or None for this machine (its fingerprint, filled in by the sweep);
+    ``device``: ``cpu``, ``cuda`` or ``cuda:N``; ``backend``: ``eager``, ``compile``, ``onnxruntime`` or
+    ``openvino``; ``precision``: ``fp32``, ``bf16``, ``fp16`` or ``int8``; ``threads``: intra-op threads,
+    or None for the cores this process may use (filled in when a run is configured); ``layout``:
+    ``nchw`` or ``channels_last``."""
 
     machine: str | None = None
     device: str = "cpu"
     backend: str = "eager"
     precision: str = "fp32"
-    threads: int = 1
+    threads: int | None = None
     layout: str = "nchw"
 
     FIELDS = ("machine", "device", "backend", "precision", "threads", "layout")
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-        if self.threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
+            raise UserError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise UserError(f"threads must be a whole number of at least 1, got {self.threads!r}")
 
     @classmethod
     def of(cls, row: dict) -> Setup:
-        """The setup of a stored row (a cell, or a run's config); absent fields take their defaults."""
-        defaults = {f.name: f.default for f in fields(cls)}
+        """The setup of a stored row (a cell, or a run's config); absent fields take their defaults (a
+        row from before threads were recorded ran one thread)."""
+        defaults = {**{f.name: f.default for f in fields(cls)}, "threads": 1}
         return cls(**{k: row[k] if row.get(k) is not None else defaults[k] for k in cls.FIELDS})
+
+    def resolved(self) -> Setup:
+        """This setup with ``threads`` None replaced by the cores this process may use."""
+        if self.threads is not None:
+            return self
+        from .measure.device import default_threads
+
+        return replace(self, threads=default_threads())
 
     def key(self) -> tuple:
         return tuple(getattr(self, k) for k in self.FIELDS)
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
     def on(self, machine: str) -> Setup:

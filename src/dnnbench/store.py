@@ -175,9 +175,9 @@ class Store:
         """Store one cell's figures from one round; False if they were not needed (another sweep
         stored that cell, or it already has ``rounds`` rounds). A cell already stored with fewer
         rounds gets these figures folded in (``run.rounds.merge``), in one transaction."""
-        from .run import rounds as rounds_
+        from .runner import rounds as rounds_
 
-        row = {**cell, **Setup.of(cell).as_dict(), "run_id": run_id, "measured_at": cell.get("measured_at") or now()}
+        row = {**cell, **Setup.of(cell).to_dict(), "run_id": run_id, "measured_at": cell.get("measured_at") or now()}
         if not row["machine"]:
             raise ValueError("a cell needs its machine (setup.Setup.machine): cells of two machines must not pool")
         if row.get("status") not in STATUSES:
@@ -248,7 +248,7 @@ class Store:
     def round_counts(self, rounds: int) -> dict[tuple, int]:
         """For every stored cell, the rounds it holds, or ``rounds`` if it needs no more (failed cells,
         cells whose later round failed, and complete ones)."""
-        from .run.rounds import complete
+        from .runner.rounds import complete
 
         return {cell_key(row): rounds if complete(row, rounds) else int(row["rounds"] or 1) for row in self.cells()}
 

@@ -389,5 +389,5 @@ def as_json(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> l
             "disturbed": at.disturbed if at else None,
             "latency_ci_s": [at.cell.get("latency_ci_low_s"), at.cell.get("latency_ci_high_s")]
             if at and at.cell else None,
-            "input_size": m.input_size, **m.setup.as_dict()})
+            "input_size": m.input_size, **m.setup.to_dict()})
     return out

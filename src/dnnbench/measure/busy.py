@@ -98,7 +98,7 @@ class Load:
             text += f", the hypervisor stole {self.steal:.0%} of the time"
         return text
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 

@@ -20,6 +20,12 @@ from .params import count_params
 
 @dataclass(frozen=True)
 class StaticFigures:
+    """A model's figures known without timing it: ``params`` (count, buffers excluded), ``macs`` and
+    ``flops`` (= 2 x macs) of one image at ``input_size`` (px, the side of the square input),
+    ``file_size`` (bytes of its fp32 state dict as safetensors), the published ImageNet-1k ``top1`` and
+    ``top5`` (%) of its weights with their ``accuracy_source`` (None where none is published), and
+    ``accuracy_density`` (top-1 % per million parameters)."""
+
     name: str
     family: str
     source: str
@@ -33,7 +39,7 @@ class StaticFigures:
     accuracy_source: str | None
     accuracy_density: float | None
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 

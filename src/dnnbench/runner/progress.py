@@ -70,9 +70,13 @@ class CostModel:
 
 
 class RunPrinter:
-    def __init__(self, config: RunConfig, stream):
+    """Turns the sweep's events into the bar and the lines a user reads on ``stream``. ``progress``
+    False: no bar and no line per cell; notes, warnings and failures are still said."""
+
+    def __init__(self, config: RunConfig, stream, progress: bool = True):
         self.config = config
         self.stream = stream
+        self.progress = progress
         self.bar = None
         self._round = 1
         self.cost: CostModel | None = None
@@ -92,7 +96,7 @@ class RunPrinter:
         return self.bar is None or bool(self.bar.disable)
 
     def event(self, kind: str, data: dict) -> None:
-        from tqdm import tqdm
+        from ..progressbar import bar
 
         c = self.config
         if kind == "plan":
@@ -106,14 +110,15 @@ class RunPrinter:
             what = "cells" if c.rounds == 1 else "cell rounds"
             machine = f" of {data['machine']}" if data.get("machine") else ""
             runtimes = f" in {', '.join(data['setups'])}" if data.get("setups") else ""
-            self._write(f"dnnbench run: {data['cells']} {what} to measure on {c.device}{machine} with {c.threads} "
-                        f"threads{runtimes} ({data['already']} cells complete in the database); {mode}; on a busy "
-                        f"machine: {_ON_BUSY[c.on_busy]}")
+            if self.progress:  # what the bar will count; said only where a bar or lines follow
+                self._write(f"dnnbench run: {data['cells']} {what} to measure on {c.device}{machine} with {c.threads} "
+                            f"threads{runtimes} ({data['already']} cells complete in the database); {mode}; on a busy "
+                            f"machine: {_ON_BUSY[c.on_busy]}")
             self.total = data["cells"]
             self.cost = CostModel(data.get("todo", {}), data.get("macs", {}),
                                   prior_cell_s=1.0 + 1.5 * c.max_seconds_per_cell / c.rounds)
-            self.bar = tqdm(total=data["cells"], desc="run", unit="cell", file=self.stream, disable=None,
-                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+            self.bar = bar(total=data["cells"], desc="run", unit="cell", stream=self.stream, enabled=self.progress,
+                           dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         elif kind == "note":
             self._write(f"dnnbench run: {data['text']}")
         elif kind == "busy":
@@ -149,7 +154,7 @@ class RunPrinter:
                 again = f", timed {tries} times" if tries > 1 else ""
                 self._write(f"dnnbench run: {where}: disturbed: {busy.cause(data)} during its timed passes{again}; "
                             "flagged")
-            if self._lines:
+            if self._lines and self.progress:
                 self._write(f"dnnbench run: [{self.count}/{self.total}] {where}: {_cell_brief(data)}; {self._eta()}")
 
     def _advance(self, n: int) -> None:
@@ -176,44 +181,49 @@ class RunPrinter:
             self.bar = None
 
     def summary(self, rows: list[dict], result) -> str:
-        several = len({Setup.of(r) for r in rows}) > 1  # then each row says its backend and precision
-        headings = ["model", *(["setup"] if several else []), "batch", "status", "median (ms)", "95% CI (±%)",
-                    "p90 (ms)", "time/image (ms)", "images/s", "peak RSS", "samples", "rounds", "stop", "load"]
-        body = []
-        rows = sorted(rows, key=lambda r: (natural_key(r["model"]), Setup.of(r).runtime(), r["batch_size"]))
-        for r in rows:
-            ok = r["status"] == "ok"
-            body.append([
-                r["model"], *([Setup.of(r).runtime()] if several else []), str(r["batch_size"]),
-                r["status"], _ms(r["latency_median_s"]), _ci(r) if ok else "-", _ms(r["latency_p90_s"]),
-                _ms(r["time_per_image_s"]), f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-",
-                format_bytes(r.get("mem_peak_bytes")), str(r["samples"] or "-"), str(r.get("rounds") or "-"),
-                r.get("stop_reason") or "-", _load(r)])
-        shift = 1 if several else 0
-        lines = [table(headings, body, right={1 + shift, *(i + shift for i in (3, 4, 5, 6, 7, 8, 9, 10))})]
-        new_ok = sum(1 for m in result.measured if m.get("stored") and m["status"] == "ok")
-        new_failed = sum(1 for m in result.measured if m.get("stored") and m["status"] != "ok")
-        what = "cells" if self.config.rounds == 1 else "cell rounds"
-        lines.append(f"{new_ok} {what} measured now, {new_failed} failed, {result.already} complete cells taken "
-                     f"from the database (run {result.run_id}). "
-                     "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
-                     "interval of the median, widened by how much the rounds' medians differ; stop: converged "
-                     "(target reached in every round) or time_cap (budget spent); load: busy when other "
-                     "processes used more than 5% of the cores the timed passes needed.")
-        disturbed = [r for r in rows if r["status"] == "ok" and r.get("disturbed")]
-        if disturbed:
-            lines.append(f"{len(disturbed)} of {sum(r['status'] == 'ok' for r in rows)} cells were disturbed by other "
-                         "processes (load: busy): their times are likely too slow and their intervals too "
-                         "optimistic; measure them again on a quiet machine (delete them, or use a new --db).")
-        partial = [r for r in rows if r["status"] == "ok" and r.get("error")]
-        for r in partial:
-            lines.append(f"{r['model']} batch {r['batch_size']}: {r['error']}; the figures are from the rounds before.")
-        if self.config.quick:
-            lines.append("quick mode: these are coarse figures, each from one window of a few seconds, and their "
-                         "intervals cover only what varied within it: on a shared machine a later window can differ "
-                         "by more. Run without --quick for the target precision and intervals that cover the "
-                         "spread between rounds minutes apart.")
-        return "\n".join(lines)
+        return summary(self.config, rows, result)
+
+
+def summary(config: RunConfig, rows: list[dict], result) -> str:
+    """The table of a run's cells (``rows``) and what it did (``result``: a `SweepResult`), in words."""
+    several = len({Setup.of(r) for r in rows}) > 1  # then each row says its backend and precision
+    headings = ["model", *(["setup"] if several else []), "batch", "status", "median (ms)", "95% CI (±%)",
+                "p90 (ms)", "time/image (ms)", "images/s", "peak RSS", "samples", "rounds", "stop", "load"]
+    body = []
+    rows = sorted(rows, key=lambda r: (natural_key(r["model"]), Setup.of(r).runtime(), r["batch_size"]))
+    for r in rows:
+        ok = r["status"] == "ok"
+        body.append([
+            r["model"], *([Setup.of(r).runtime()] if several else []), str(r["batch_size"]),
+            r["status"], _ms(r["latency_median_s"]), _ci(r) if ok else "-", _ms(r["latency_p90_s"]),
+            _ms(r["time_per_image_s"]), f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-",
+            format_bytes(r.get("mem_peak_bytes")), str(r["samples"] or "-"), str(r.get("rounds") or "-"),
+            r.get("stop_reason") or "-", _load(r)])
+    shift = 1 if several else 0
+    lines = [table(headings, body, right={1 + shift, *(i + shift for i in (3, 4, 5, 6, 7, 8, 9, 10))})]
+    new_ok = sum(1 for m in result.measured if m.get("stored") and m["status"] == "ok")
+    new_failed = sum(1 for m in result.measured if m.get("stored") and m["status"] != "ok")
+    what = "cells" if config.rounds == 1 else "cell rounds"
+    lines.append(f"{new_ok} {what} measured now, {new_failed} failed, {result.already} complete cells taken "
+                 f"from the database (run {result.run_id}). "
+                 "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
+                 "interval of the median, widened by how much the rounds' medians differ; stop: converged "
+                 "(target reached in every round) or time_cap (budget spent); load: busy when other "
+                 "processes used more than 5% of the cores the timed passes needed.")
+    disturbed = [r for r in rows if r["status"] == "ok" and r.get("disturbed")]
+    if disturbed:
+        lines.append(f"{len(disturbed)} of {sum(r['status'] == 'ok' for r in rows)} cells were disturbed by other "
+                     "processes (load: busy): their times are likely too slow and their intervals too "
+                     "optimistic; measure them again on a quiet machine (delete them, or use a new --db).")
+    partial = [r for r in rows if r["status"] == "ok" and r.get("error")]
+    for r in partial:
+        lines.append(f"{r['model']} batch {r['batch_size']}: {r['error']}; the figures are from the rounds before.")
+    if config.quick:
+        lines.append("quick mode: these are coarse figures, each from one window of a few seconds, and their "
+                     "intervals cover only what varied within it: on a shared machine a later window can differ "
+                     "by more. Run without --quick for the target precision and intervals that cover the "
+                     "spread between rounds minutes apart.")
+    return "\n".join(lines)
 
 
 _ON_BUSY = {

@@ -41,7 +41,7 @@ from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV
 # and the backends' runtimes are imported by the workers that use them; a user's model file imports
 # only what it imports, so its workers start fresh (see `Sweep._start_worker`).
 PRELOAD = ("torch", "torchvision", "dnnbench.zoo.registry", "dnnbench.measure.static", "dnnbench.measure.latency",
-           "dnnbench.measure.memory", "dnnbench.measure.busy", "dnnbench.backends", "dnnbench.run.worker",
+           "dnnbench.measure.memory", "dnnbench.measure.busy", "dnnbench.backends", "dnnbench.runner.worker",
            "safetensors.torch")
 _FDS = 3  # stdin, log, result pipe
 _MESSAGE = 1 << 16
@@ -265,7 +265,7 @@ class ForkServer:
         try:
             self.proc = subprocess.Popen(
                 # os._exit: nothing to flush, and tearing down torch's modules would take seconds
-                [sys.executable, "-c", "import os, sys, socket; from dnnbench.run.forkserver import serve; "
+                [sys.executable, "-c", "import os, sys, socket; from dnnbench.runner.forkserver import serve; "
                                        "code = serve(socket.socket(fileno=int(sys.argv[1]))); sys.stdout.flush(); "
                                        "sys.stderr.flush(); os._exit(code)", str(theirs.fileno())],
                 stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from ..errors import UserError
 from ..measure.latency import QUICK, TimingPolicy
 from ..setup import Setup
 
@@ -23,34 +24,73 @@ def above(value: int, limit: int) -> str:
     return f"{a}, above --max-memory {b}"
 
 
+# Below ±0.1% the interval is narrower than the timer's and the machine's own jitter: the cell would
+# never converge and always spend its whole budget.
+MIN_TARGET_CI = 0.001
+# What a run does when not told: one set of defaults, shared by `dnnbench run` and `dnnbench.run()`.
+# quick: a coarse answer fast (±5%, 3 s a cell, one round); else ±2%, 20 s a cell, in 3 rounds.
+DEFAULTS = {"target_ci": 0.02, "max_seconds_per_cell": 20.0, "rounds": 3}
+QUICK_DEFAULTS = {"target_ci": QUICK.target_ci, "max_seconds_per_cell": QUICK.max_seconds, "rounds": 1}
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that decides what a sweep measures and how; stored with the run."""
+    """Everything that decides what a sweep measures and how; stored with the run.
 
-    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    # every setup measured: one device and thread count, any backends, precisions and layouts; the
-    # machine None is this machine (the sweep fills it in)
+    ``batch_sizes``: images per forward pass. ``setups``: every setup measured (one device and thread
+    count, any backends, precisions and layouts; machine None is this machine, threads None the cores
+    this process may use). ``target_ci``: stop a cell once the 95% interval of its median is within this
+    fraction of it. ``max_seconds_per_cell``: seconds of timed passes per cell, shared among its
+    ``rounds`` (visits, each in a fresh worker process). ``max_memory``: bytes of resident set a worker
+    may reach before its cell is recorded ``oom``. ``timeout_s``: a hard limit per cell and start-up
+    stage, seconds (None: one that follows the model). ``on_busy``: ``wait``, ``measure`` or ``stop``.
+    Left None, ``target_ci``, ``max_seconds_per_cell`` and ``rounds`` take `DEFAULTS`, or
+    `QUICK_DEFAULTS` with ``quick``. Bad values raise `UserError`."""
+
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
     setups: tuple[Setup, ...] = (Setup(),)
-    target_ci: float = 0.02
-    max_seconds_per_cell: float = 20.0
-    max_memory: int | None = None  # bytes of resident set (CPU) the worker may reach
+    target_ci: float | None = None
+    max_seconds_per_cell: float | None = None
+    max_memory: int | None = None
     quick: bool = False
-    timeout_s: float | None = None  # hard limit per cell and per start-up stage; default: follows the model
+    timeout_s: float | None = None
     retry_failed: bool = False
-    rounds: int = 1  # visits of each cell, each in a fresh worker process; the budget is shared among them
+    rounds: int | None = None
     on_busy: str = "wait"  # wait | measure | stop: what to do when other processes use the machine
     busy_wait_s: float = 30.0  # the longest wait for a quiet machine before one cell
     busy_retries: int = 1  # how often a cell whose timed passes were disturbed is timed again (wait only)
 
     def __post_init__(self):
+        for name, value in (QUICK_DEFAULTS if self.quick else DEFAULTS).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
+        object.__setattr__(self, "setups", tuple(s.resolved() for s in self.setups))
+        self._check()
+
+    def _check(self) -> None:
         if not self.setups:
-            raise ValueError("a run needs at least one setup")
+            raise UserError("a run needs at least one setup")
         if len({(s.machine, s.device, s.threads) for s in self.setups}) > 1:
-            raise ValueError("the setups of one run share one machine, device and thread count")
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+            raise UserError("the setups of one run share one machine, device and thread count: run the others "
+                            "separately")
+        if not self.batch_sizes or not all(_whole(b) for b in self.batch_sizes):
+            raise UserError(f"batch sizes must be whole numbers of at least 1, got {list(self.batch_sizes)}")
+        if not _whole(self.rounds):
+            raise UserError(f"rounds must be a whole number of at least 1, got {self.rounds!r}")
         if self.on_busy not in ON_BUSY:
-            raise ValueError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {self.on_busy!r}")
+            raise UserError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {self.on_busy!r}")
+        if not _number(self.target_ci) or not MIN_TARGET_CI <= self.target_ci < 1:
+            raise UserError(f"target_ci must be a fraction from {MIN_TARGET_CI} (±0.1%, the finest timing noise "
+                            f"allows) to below 1, e.g. 0.02 for ±2%, got {self.target_ci!r}")
+        for name in ("max_seconds_per_cell", "timeout_s"):
+            value = getattr(self, name)
+            if value is not None and not _number(value):
+                raise UserError(f"{name} must be a number of seconds above zero, got {value!r}")
+        if self.max_memory is not None and not _whole(self.max_memory):
+            raise UserError(f"max_memory must be a whole number of bytes above zero (or a size such as '4GB'), "
+                            f"got {self.max_memory!r}")
 
     @property
     def device(self) -> str:
@@ -92,7 +132,7 @@ class RunConfig:
     def busy_spec(self) -> dict:
         return {"on_busy": self.on_busy, "wait_s": self.busy_wait_s, "retries": self.busy_retries}
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 
@@ -116,8 +156,16 @@ class ModelJob:
     def spec(self, static: bool = True, busy: dict | None = None) -> dict:
         """What the worker process receives (JSON). ``static``: count the static figures too."""
         return {"model": self.model, "input_size": self.input_size, "batch_sizes": list(self.batch_sizes),
-                "setup": self.setup.as_dict(), "config": self.config.as_dict(), "policy": asdict(self.config.policy),
+                "setup": self.setup.to_dict(), "config": self.config.to_dict(), "policy": asdict(self.config.policy),
                 "static": static, "busy": busy if busy is not None else self.config.busy_spec()}
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def keys(entries, config: RunConfig) -> list[tuple]:

@@ -2,7 +2,7 @@
 record per line to the sweep through a pipe (file descriptor in ``DNNBENCH_RESULT_FD``), so that
 whatever the model prints cannot corrupt the results.
 
-Started as ``python -m dnnbench.run.worker`` with the job (``ModelJob.spec()``) on stdin, in a
+Started as ``python -m dnnbench.runner.worker`` with the job (``ModelJob.spec()``) on stdin, in a
 process group of its own (the sweep ends the whole group, children included). The sweep sets the
 thread variables in its environment; here denormals are flushed before any other torch call (a
 denormal convolution runs up to ~190x slower on CPU, and the flag is per thread, so it must
@@ -30,6 +30,7 @@ import sys
 import time
 
 from .plan import RESULT_FD_ENV
+
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
 
 
@@ -170,7 +171,7 @@ def _measure(spec: dict, emit) -> None:
     if spec.get("static"):
         stage("static")
         try:
-            emit("static", **static_figures(entry).as_dict())
+            emit("static", **static_figures(entry).to_dict())
         except Exception as exc:  # the timed figures do not need them
             emit("static_failed", error=_one_line(exc))
         stage("build")

@@ -121,7 +121,7 @@ class Sweep:
                                "setups": [s.runtime() for s in config.setups],
                                "macs": self._macs(entries), "todo": {k: n for k, n in todo.items() if n}})
         if not pending:
-            run_id = self.store.start_run(self.argv, config.as_dict(), dict(self.environment or {}))
+            run_id = self.store.start_run(self.argv, config.to_dict(), dict(self.environment or {}))
             self.store.finish_run(run_id, "complete")
             return SweepResult(run_id, already=already)
         with _ctrl_c_as_a_flag() as interrupted:
@@ -159,7 +159,7 @@ class Sweep:
                                   "or use --on-busy wait")
             self.on_event("busy", {"text": warning, "on_busy": config.on_busy})
         environment = dict(self.environment or self._environment())
-        environment["load_at_start"] = load.as_dict() if load else None
+        environment["load_at_start"] = load.to_dict() if load else None
         meter, reason = open_meter(config.device)
         if meter is None:
             environment["energy"] = {"source": None, "reason": reason}
@@ -167,7 +167,7 @@ class Sweep:
         else:
             environment["energy"] = {"source": meter.source, "scope": meter.scope, "idle_power_w": idle_power(meter)}
         seed = random.SystemRandom().randrange(2**31)
-        run_id = self.store.start_run(self.argv, {**config.as_dict(), "order_seed": seed}, environment)
+        run_id = self.store.start_run(self.argv, {**config.to_dict(), "order_seed": seed}, environment)
         result = SweepResult(run_id, already=already, order_seed=seed)
         self._idle_w = environment["energy"].get("idle_power_w")
         try:
@@ -292,7 +292,7 @@ class Sweep:
                 return proc
             finally:
                 os.close(stdin_r)
-        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.run.worker"],
+        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.runner.worker"],
                                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(result_fd,),
                                 env={**env, RESULT_FD_ENV: str(result_fd)}, **_OWN_GROUP)
         try:
@@ -305,7 +305,7 @@ class Sweep:
     # ------------------------------------------------------------------------------------------
 
     def _record(self, job: ModelJob, batch: int, fields: dict, result: SweepResult) -> None:
-        row = {"model": job.model, "input_size": job.input_size, **job.setup.as_dict(), "batch_size": batch,
+        row = {"model": job.model, "input_size": job.input_size, **job.setup.to_dict(), "batch_size": batch,
                "idle_power_w": self._idle_w, "round": self._round, **fields}
         stored = self.store.put_cell(result.run_id, row, rounds=job.config.rounds)
         row["stored"] = stored

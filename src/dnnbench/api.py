@@ -1,0 +1,677 @@
+"""dnnbench as a library: the functions and classes a notebook or a script uses, and the one thing the
+command line calls.
+
+    import dnnbench
+    dnnbench.models(zoo="mobile")                        # the zoo: name, family, library, input size
+    dnnbench.inspect(["resnet50", "vit_b_16"])           # params, MACs, file size, published accuracy
+    res = dnnbench.run(["resnet18"], batch_sizes=[1, 8], quick=True)   # measured on this machine
+    res.cells.to_pandas()                                # one row per cell
+    res.recommend(max_memory="1GB", max_latency="50ms")  # the models that meet the limits
+    res.report("dnnbench-report")                        # the HTML report
+    dnnbench.open("dnnbench.db")                         # the same over an existing database
+
+Units: sizes in bytes, times in seconds, throughput in images per second, energy in joules, accuracy
+in percent, unless a name says otherwise. Limits and budgets may be given as text with their unit
+(``"1GB"``, ``"512MiB"``, ``"50ms"``) or as numbers in those base units. Every result prints as the
+command line prints it (``print(res.recommend(...))``), and has ``to_dicts()`` and ``to_pandas()``.
+Bad input raises `UserError`, whose message names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import weakref
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .errors import UserError
+from .runner.plan import BATCH_SIZES, RunConfig
+from .setup import Setup
+
+__all__ = ["ModelInfo", "PredictedTime", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
+           "inspect", "models", "open", "run"]
+
+DEFAULT_DB = "dnnbench.db"
+DEFAULT_REPORT = "dnnbench-report"
+
+
+# -- rows ------------------------------------------------------------------------------------------
+
+
+class Rows(list):
+    """A list of results, one per row (dicts, or objects with ``to_dict()``). ``to_dicts()`` gives plain
+    dicts (what ``--json`` prints), ``to_pandas()`` a DataFrame with one row each, and ``str()`` the
+    table the command line prints."""
+
+    def __init__(self, items: Iterable = (), render: Callable[[list], str] | None = None,
+                 columns: Sequence[str] | None = None):
+        super().__init__(items)
+        self._render = render
+        self._columns = list(columns) if columns else None
+
+    def to_dicts(self) -> list[dict]:
+        return [dict(item) if isinstance(item, dict) else item.to_dict() for item in self]
+
+    def to_pandas(self):
+        """A pandas DataFrame, one row per item; needs pandas (``pip install 'dnnbench[pandas]'``)."""
+        try:
+            import pandas
+        except ImportError:
+            raise UserError("to_pandas() needs pandas, which is not installed: pip install 'dnnbench[pandas]' "
+                            "(or use to_dicts())") from None
+        return pandas.DataFrame(self.to_dicts(), columns=self._columns)
+
+    def __str__(self) -> str:
+        if self._render is not None:
+            return self._render(list(self))
+        return "\n".join(str(d) for d in self.to_dicts())
+
+
+def _names(value, what: str) -> list:
+    """A list from a list, or from one string of comma-separated names (as the command line takes)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [n.strip() for n in value.split(",") if n.strip()]
+    try:
+        return list(value)
+    except TypeError:
+        raise UserError(f"{what} must be a name or a list of names, got {value!r}") from None
+
+
+# -- the zoo ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model of the zoo: its registry ``name``, ``family``, the library it comes from (``source``)
+    and its native ``input_size`` in pixels (the side of a square image)."""
+
+    name: str
+    family: str
+    source: str
+    input_size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _models_table(rows: list[ModelInfo]) -> str:
+    from .text import table
+
+    return table(["name", "family", "source", "input (px)"],
+                 [[r.name, r.family, r.source, str(r.input_size)] for r in rows], right={3})
+
+
+def models(zoo: str | None = None) -> Rows:
+    """Every model dnnbench can build (about 1,500), or only those of the preset ``zoo``
+    (``canziani2016``, ``culurciello2018``, ``bianco2018``, ``keras``, ``mobile``): `Rows` of `ModelInfo`."""
+    from .zoo import all_names, get, preset
+
+    names = preset(zoo) if zoo else all_names()
+    entries = [get(n) for n in names]
+    return Rows((ModelInfo(e.name, e.family, e.source, e.input_size) for e in entries), render=_models_table)
+
+
+def _entries(names, zoo: str | None, input_size: int | None) -> list:
+    from .zoo import get, preset
+
+    wanted = _names(names, "models")
+    if zoo:
+        wanted += preset(zoo)
+    if not wanted:
+        raise UserError("no models given: name some (resnet50 vgg-16) or pick a preset with --zoo canziani2016")
+    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
+        raise UserError(f"input_size must be a whole number of pixels, got {input_size!r}")
+    return [get(name, input_size) for name in dict.fromkeys(wanted)]
+
+
+def _inspect_table(results: list) -> str:
+    from .figures import FIGURES
+    from .text import table
+
+    columns = ["params", "macs", "file_size", "input_size", "top1", "top5", "accuracy_density"]
+    sources: dict[str, int] = {}
+    rows = []
+    for r in results:
+        d = r.to_dict()
+        ref = ""
+        if r.accuracy_source:
+            ref = f"[{sources.setdefault(r.accuracy_source, len(sources) + 1)}]"
+        rows.append([r.name, r.family, r.source] + [FIGURES[c].show(d[c]) for c in columns] + [ref or "none"])
+    headings = ["name", "family", "library"] + [FIGURES[c].heading for c in columns] + ["accuracy source"]
+    notes = [f"[{i}] {s}" for s, i in sources.items()]
+    footer = ["", "MACs: multiply-accumulates of one image at the input size; FLOPs = 2 x MACs.",
+              "Accuracy: ImageNet-1k val, single centre crop, as published by:", *notes]
+    if any(r.accuracy_source is None for r in results):
+        footer.append("none: no published accuracy for these weights in dnnbench's sources (never estimated).")
+    return table(headings, rows, right=set(range(3, 3 + len(columns)))) + "\n" + "\n".join(footer)
+
+
+def inspect(models: str | Sequence[str] = (), *, zoo: str | None = None, input_size: int | None = None,
+            errors: str = "raise", progress: bool = True) -> Rows:
+    """The static figures of each model, counted on PyTorch's meta device (no arithmetic, no memory):
+    `Rows` of ``StaticFigures`` with ``params``, ``macs`` and ``flops`` (counts per image), ``file_size``
+    (bytes, fp32 safetensors), ``input_size`` (px), published ``top1``/``top5`` (%) with
+    ``accuracy_source``, and ``accuracy_density`` (top-1 % per million parameters).
+
+    ``models``: registry names, aliases (``vgg-16``), ``timm/<name>``, or ``path/file.py:function``;
+    ``zoo``: add a preset's models; ``input_size``: the input side in pixels (default: each model's
+    native size). ``errors``: ``raise`` (the first model that fails to build raises `UserError`) or
+    ``skip`` (it is left out, its message in the result's ``failures``)."""
+    if errors not in ("raise", "skip"):
+        raise UserError(f"errors must be 'raise' or 'skip', got {errors!r}")
+    from .measure.static import static_figures
+    from .progressbar import bar
+
+    entries = _entries(models, zoo, input_size)
+    results, failures = [], []
+    steps = bar(entries, desc="inspect", unit="model", enabled=progress, leave=False)
+    for entry in steps:
+        steps.set_postfix_str(entry.name)
+        try:
+            results.append(static_figures(entry))
+        except UserError as exc:
+            failures.append(str(exc))
+        except Exception as exc:  # a model that cannot run: said, the others kept
+            failures.append(f"model {entry.name!r} failed to build or run: {type(exc).__name__}: {exc}".splitlines()[0])
+        if failures and errors == "raise":
+            steps.close()
+            raise UserError(failures[0])
+    out = Rows(results, render=_inspect_table)
+    out.failures = failures
+    return out
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+
+def _size(value, name: str) -> int | None:
+    from .units import parse_size
+
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_size(value)
+        except UserError as exc:
+            raise UserError(f"{name}: {exc}") from None
+    raise UserError(f"{name} must be a size such as '4GB' or a whole number of bytes, got {value!r}")
+
+
+def _seconds(value, name: str) -> float | None:
+    from .units import parse_duration
+
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except UserError as exc:
+            raise UserError(f"{name}: {exc}") from None
+    raise UserError(f"{name} must be a duration such as '50ms' or a number of seconds, got {value!r}")
+
+
+def _batch_sizes(value) -> tuple[int, ...]:
+    from .units import parse_batch_sizes
+
+    if value is None:
+        return BATCH_SIZES
+    if isinstance(value, str):
+        return tuple(parse_batch_sizes(value))
+    if isinstance(value, int):
+        value = [value]
+    return tuple(value)
+
+
+def _asked_setups(setup, backend, precision, device, threads, channels_last: bool, machine) -> list[Setup]:
+    """The setups a run asks for: ``setup`` (one or a list), or every backend x precision given, on one
+    device, thread count, machine and layout; the defaults are `Setup`'s."""
+    axes = {"backend": backend, "precision": precision, "device": device, "threads": threads,
+            "channels_last": channels_last or None, "machine": machine}
+    if setup is not None:
+        given = [k for k, v in axes.items() if v is not None]
+        if given:
+            raise UserError(f"give the setup either as setup= or as {', '.join(given)}=, not both")
+        setups = [setup] if isinstance(setup, Setup) else list(setup)
+        if not setups or not all(isinstance(s, Setup) for s in setups):
+            raise UserError(f"setup must be a dnnbench.Setup or a list of them, got {setup!r}")
+        return setups
+    base = Setup()
+    backends, precisions = _names(backend, "backend"), _names(precision, "precision")
+    for name, value, names in (("backend", backend, backends), ("precision", precision, precisions)):
+        if value is not None and not names:
+            raise UserError(f"{name} needs at least one name")
+    backends, precisions = backends or [base.backend], precisions or [base.precision]
+    layout = "channels_last" if channels_last else base.layout
+    return [Setup(machine=machine, device=device or base.device, backend=b, precision=p, threads=threads,
+                  layout=layout)
+            for b in dict.fromkeys(backends) for p in dict.fromkeys(precisions)]
+
+
+def _runnable(setups: list[Setup], say: Callable[[str], None]) -> tuple[Setup, ...]:
+    """The setups this machine can run, on a checked device, with threads filled in. A backend that is
+    not installed is an error; a combination the device or backend cannot run is left out and said
+    (an error when none is left); one that runs emulated is warned of."""
+    from .backends import check_combination, get_backend
+    from .measure.device import check_device
+
+    devices = {s.device: check_device(s.device) for s in setups}
+    for backend in dict.fromkeys(s.backend for s in setups):
+        get_backend(backend)  # unknown or not installed: the one-line error with the install command
+    kept, refused = [], []
+    for s in setups:
+        s = Setup(**{**s.to_dict(), "device": devices[s.device]}).resolved()
+        try:
+            warning = check_combination(s.backend, s.precision, s.device)
+        except UserError as exc:
+            refused.append(str(exc))
+            continue
+        if warning:
+            say(f"warning: {s.backend} {s.precision}: {warning}")
+        kept.append(s)
+    if not kept:
+        raise UserError("; ".join(refused))
+    for reason in refused:
+        say(f"left out: {reason}")
+    return tuple(dict.fromkeys(kept))
+
+
+def _early_fork_server(threads: int):
+    """The sweep's fork server, started now so that it imports torch while this process resolves the
+    models and opens the database (None where another sweep is measuring: its imports would disturb
+    that sweep's timings; the sweep then starts it once it holds the lock)."""
+    from .runner.forkserver import ForkServer
+    from .runner.lock import is_free
+    from .runner.sweep import worker_environment
+
+    if not is_free():
+        return None
+    try:
+        return ForkServer(worker_environment(threads))
+    except OSError:
+        return None  # the sweep tries again, and says why if it fails
+
+
+@dataclass
+class RunOutcome:
+    """What one `run` did: ``cells``, the cells it asked for as stored now (`Rows` of dicts with the
+    export's columns); ``measured`` and ``failed``, the cell rounds it measured now and how many of those
+    failed; ``already``, the complete cells it found in the database; ``run_id``, its number there.
+    ``str()`` is the table `dnnbench run` ends with."""
+
+    cells: Rows
+    measured: int
+    failed: int
+    already: int
+    run_id: int
+    summary: str
+
+    def __str__(self) -> str:
+        return self.summary
+
+    @property
+    def broken(self) -> list[dict]:
+        """The cells asked for whose model crashed or raised (``status`` crashed or error)."""
+        return [c for c in self.cells if c["status"] in ("crashed", "error")]
+
+
+def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes: int | str | Sequence[int] | None = None,
+        setup: Setup | Sequence[Setup] | None = None, backend: str | Sequence[str] | None = None,
+        precision: str | Sequence[str] | None = None, device: str | None = None, threads: int | None = None,
+        channels_last: bool = False, machine: str | None = None, db: str | os.PathLike | None = None,
+        input_size: int | None = None, quick: bool = False, target_ci: float | None = None,
+        max_seconds_per_cell: float | None = None, max_memory: int | str | None = None,
+        timeout: float | str | None = None, rounds: int | None = None, retry_failed: bool = False,
+        on_busy: str = "wait", progress: bool = True, argv: Sequence[str] | None = None) -> Results:
+    """Measure each model at each batch size in each setup on this machine: latency (median, p90, p99 and
+    the 95% interval of the median, seconds), images per second, cold start (seconds), memory (bytes)
+    and, where a counter is readable, energy (joules per image) and power (watts). Returns the `Results`
+    of the database, with ``last_run`` (a `RunOutcome`) saying what this call measured.
+
+    Every model runs in worker processes, never in this one: a model that crashes, hangs or runs out
+    of memory is recorded as such and the sweep goes on. Each cell is committed to the database the
+    moment it is measured.
+
+    - ``models``: registry names, aliases, ``timm/<name>`` or ``path/file.py:function``; ``zoo`` adds a
+      preset's models; ``input_size``: input side in pixels (default: each model's native size).
+    - ``batch_sizes``: default 1, 2, 4, 8, 16, 32, 64.
+    - The setups: ``setup`` (a `Setup` or a list of them), or ``backend`` (``eager``, ``compile``,
+      ``onnxruntime``, ``openvino``) and ``precision`` (``fp32``, ``bf16``, ``fp16``, ``int8``), each a
+      name or a list (every combination this device runs is measured; the others are left out, and
+      said), on ``device`` (``cpu``, ``cuda``, ``cuda:N``) with ``threads`` intra-op threads (default:
+      the cores this process may use), ``channels_last`` layout, and ``machine`` (the name its cells
+      go under; default: this machine's fingerprint).
+    - ``db``: the SQLite file to measure into, resumable (a second call measures only what is
+      missing); None: a temporary file, deleted with the returned `Results` (see ``Results.path``).
+    - ``quick``: a coarse answer fast (±5% target, 3 s per cell, one round). ``target_ci`` (fraction
+      of the median, default 0.02), ``max_seconds_per_cell`` (default 20), ``rounds`` (default 3:
+      fresh worker processes, minutes apart) override it.
+    - ``max_memory``: a worker whose resident set passes this (``"4GB"`` or bytes) records ``oom``;
+      ``timeout``: a hard limit per cell (``"5min"`` or seconds; default: one that follows the model).
+    - ``retry_failed``: measure again the cells stored as failed. ``on_busy``: ``wait`` (for a quiet
+      machine, then flag), ``measure`` (flag only) or ``stop`` (raise `UserError`, cells kept).
+    - ``progress``: a bar (a widget in Jupyter) or, off a terminal, one line per cell; False for
+      none. Notes and warnings go to standard error either way.
+
+    Ctrl-C (or a notebook's interrupt) stops it with KeyboardInterrupt; every cell measured is kept."""
+    from .runner.progress import RunPrinter, summary
+    from .runner.sweep import Sweep
+    from .store import Store
+
+    batch_sizes = _batch_sizes(batch_sizes)
+    max_memory = _size(max_memory, "max_memory")
+    timeout = _seconds(timeout, "timeout")
+    say = _say_to(sys.stderr)
+    asked = _asked_setups(setup, backend, precision, device, threads, channels_last, machine)
+    knobs = dict(target_ci=target_ci, max_seconds_per_cell=max_seconds_per_cell, max_memory=max_memory, quick=quick,
+                 timeout_s=timeout, retry_failed=retry_failed, rounds=rounds, on_busy=on_busy)
+    RunConfig(batch_sizes=batch_sizes, setups=tuple(asked), **knobs)  # bad values refused before anything starts
+    cores = _cores()
+    for s in asked:
+        if s.threads and s.threads > cores:
+            say(f"warning: {s.threads} threads is more than the {cores} cores this process may use; threads "
+                "above that oversubscribe them, so every pass waits for cores and measures slower")
+            break
+    server = _early_fork_server(asked[0].threads or cores)  # imports torch while the rest is checked
+    temporary = None
+    try:
+        entries = _entries(models, zoo, input_size)
+        config = RunConfig(batch_sizes=batch_sizes, setups=_runnable(asked, say), **knobs)
+        if db is None:
+            temporary = tempfile.mkdtemp(prefix="dnnbench-")
+            db = Path(temporary) / "results.db"
+        printer = RunPrinter(config, sys.stderr, progress=progress)
+        with Store(db) as store:
+            sweep = Sweep(store, config, argv=list(argv) if argv is not None else ["(python)", "dnnbench.run"],
+                          on_event=printer.event, fork_server=server or True)
+            try:
+                result = sweep.run(entries)
+            except KeyboardInterrupt:
+                printer.close()
+                if temporary:
+                    temporary = None  # kept: it holds what was measured
+                    raise KeyboardInterrupt(f"interrupted; every cell measured so far is kept in {db}: "
+                                            f"dnnbench.open({str(db)!r})") from None
+                raise
+            finally:
+                printer.close()
+            from .export import rows
+
+            wanted = {(e.name, e.input_size) for e in entries}
+            setups = set(sweep.config.setups)
+            cells = [c for c in rows(store) if (c["model"], c["input_size"]) in wanted
+                     and Setup.of(c) in setups and c["batch_size"] in batch_sizes]
+        from .export import EXPORT_KEYS
+
+        stored = [m for m in result.measured if m.get("stored")]
+        outcome = RunOutcome(cells=Rows(cells, columns=EXPORT_KEYS),
+                             measured=sum(1 for m in stored if m["status"] == "ok"),
+                             failed=sum(1 for m in stored if m["status"] != "ok"), already=result.already,
+                             run_id=result.run_id, summary=summary(sweep.config, cells, result))
+        results = Results(db, _temporary=temporary)
+        temporary = None  # the Results owns it now
+        results.last_run = outcome
+        return results
+    finally:
+        if server is not None:
+            server.close()  # the sweep's, once it ran; closing again is harmless
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _cores() -> int:
+    from .measure.device import default_threads
+
+    return default_threads()
+
+
+def _say_to(stream) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        print(f"dnnbench run: {text}", file=stream, flush=True)
+
+    return say
+
+
+# -- reading results -------------------------------------------------------------------------------
+
+
+class Results:
+    """The measurements in one dnnbench database. Each property and method reads the file when called
+    (read-only: the file is never changed), so it sees cells that another run added meanwhile.
+
+    ``path``: the SQLite file. ``last_run``: what the `run` that returned this measured (None from
+    `open`)."""
+
+    def __init__(self, path: str | os.PathLike, *, _temporary: str | None = None):
+        self.path = Path(path)
+        self.last_run: RunOutcome | None = None
+        self._temporary = _temporary
+        self._cleanup = weakref.finalize(self, shutil.rmtree, _temporary, True) if _temporary else None
+
+    def __repr__(self) -> str:
+        kind = "temporary database" if self._temporary else "database"
+        return f"<dnnbench.Results of the {kind} {str(self.path)!r}>"
+
+    def close(self) -> None:
+        """Delete the temporary database of a `run` made with ``db=None`` (nothing for a file of yours)."""
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _store(self):
+        from .store import Store
+
+        if self._cleanup is not None and not self._cleanup.alive:
+            raise UserError(f"these results were closed and their temporary database {self.path} deleted: "
+                            "run again, with db='FILE' to keep them")
+        return Store(self.path, create=False)
+
+    @property
+    def cells(self) -> Rows:
+        """Every cell of the database, one dict each with the export's columns (``dnnbench export``):
+        model, setup (machine, device, backend, precision, threads, layout), batch_size, status, the
+        latency figures in seconds, images_per_s, memory in bytes, energy in joules, and more."""
+        from .export import EXPORT_KEYS, rows
+
+        with self._store() as store:
+            return Rows(rows(store), columns=EXPORT_KEYS)
+
+    @property
+    def setups(self) -> list[Setup]:
+        """Every setup measured in the database."""
+        with self._store() as store:
+            return sorted({Setup.of(c) for c in store.cells()}, key=lambda s: tuple(map(str, s.key())))
+
+    @property
+    def runs(self) -> Rows:
+        """Every run recorded: its id, start and end, arguments, configuration, environment and outcome."""
+        with self._store() as store:
+            return Rows(store.runs())
+
+    def _measured(self) -> list:
+        from .analysis.data import load
+
+        with self._store() as store:
+            found = load(store)
+        if not found:
+            raise UserError(f"{self.path} holds no measurements yet: run `dnnbench run MODEL... --db {self.path}` first")
+        return found
+
+    def export(self, format: str = "csv", out: str | os.PathLike | None = None, force: bool = False) -> str | Path:
+        """Every cell as CSV or JSON text (``format``), or written to the file ``out`` (returned). A
+        file that is an SQLite database (this one included) is overwritten only with ``force``."""
+        from .export import check_output, export, write_output
+
+        if format not in ("csv", "json"):
+            raise UserError(f"format must be 'csv' or 'json', got {format!r}")
+        if out is not None:
+            check_output(str(out), self.path, force)
+        with self._store() as store:
+            text = export(store, format)
+        if out is None:
+            return text
+        write_output(str(out), text)
+        return Path(out)
+
+    def report(self, out: str | os.PathLike = DEFAULT_REPORT, *, batch_size: int | None = None,
+               max_latency: float | str | None = None, setup: str | None = None, force: bool = False) -> Path:
+        """Write the report into the folder ``out``: report.html (self-contained, works offline), every
+        figure as PNG and SVG, and the tables as CSV; returns the page's path. ``batch_size``: of the
+        single-batch figures (default 16, or the measured one nearest); ``max_latency``: a limit
+        shaded on the Pareto figure (``"50ms"`` or seconds); ``setup``: the setup the per-model figures
+        show, by words of its fields (``"onnxruntime,int8"``; default: the one with the most cells)."""
+        from .analysis.recommend import Limits
+        from .report import build_report
+
+        latency = _seconds(max_latency, "max_latency")
+        limits = Limits(max_memory=10**15, max_latency=latency) if latency is not None else None
+        with self._store() as store:
+            try:
+                return build_report(store, out, batch=batch_size, limits=limits, force=force, setup=setup)
+            except OSError as exc:  # disk full, read-only, a file where a folder should be
+                raise UserError(f"cannot write the report into {out}: {exc.strerror or exc}; "
+                                "choose another --out") from exc
+
+    def recommend(self, max_memory: int | str, max_latency: float | str | None = None, *,
+                  min_fps: float | None = None, batch_size: int = 1, min_top1: float | None = None,
+                  max_energy: float | None = None, backend: str | Sequence[str] | None = None,
+                  precision: str | Sequence[str] | None = None, machine: str | Sequence[str] | None = None
+                  ) -> Recommendation:
+        """The measured (model, setup) pairs that meet every limit, most accurate first, then those that
+        fail with the limits they break: a `Recommendation`. Limits at ``batch_size``: ``max_memory``
+        (``"1GB"`` or bytes), one of ``max_latency`` (of one batch: ``"50ms"`` or seconds) and
+        ``min_fps`` (images per second), optional ``min_top1`` (%) and ``max_energy`` (joules per
+        image). ``backend``, ``precision``, ``machine``: only the setups measured so."""
+        from .analysis.recommend import Limits, recommend
+
+        limits = Limits(max_memory=_size(max_memory, "max_memory"), max_latency=_seconds(max_latency, "max_latency"),
+                        min_fps=min_fps, batch_size=batch_size, min_top1=min_top1, max_energy=max_energy)
+        found = self._only(self._measured(), backend=backend, precision=precision, machine=machine)
+        passing, failing = recommend(found, limits)
+        return Recommendation(passing, failing, limits)
+
+    def _only(self, found: list, **wanted) -> list:
+        """The measured models whose setups have the ``wanted`` field values; UserError naming what was
+        measured where a value matches nothing."""
+        for field, value in wanted.items():
+            if value is None:
+                continue
+            names = set(_names(value, field))
+            if not names:
+                raise UserError(f"{field} needs at least one name")
+            measured = sorted({str(getattr(m.setup, field)) for m in found})
+            missing = sorted(names - set(measured))
+            if missing:
+                raise UserError(f"{field} {', '.join(missing)}: not measured in {self.path} "
+                                f"(measured: {', '.join(measured)})")
+            found = [m for m in found if str(getattr(m.setup, field)) in names]
+        return found
+
+    def predict(self, model: str, batch_size: int = 16, input_size: int | None = None) -> PredictedTime:
+        """``model``'s time per image (seconds) at ``batch_size`` on the machine measured here, from its
+        operations, with a line fitted on the models measured at that batch size (``model`` itself left
+        out): a `PredictedTime`, with the fit's leave-one-out errors."""
+        from .analysis.predict import predict
+        from .measure.static import static_figures
+        from .zoo import get
+
+        entry = get(model, input_size)
+        figures = static_figures(entry)
+        found = self._measured()
+        result = predict(found, figures.macs, batch_size, entry.name)
+        measured = next((m.ok[batch_size] for m in found if m.model == entry.name and batch_size in m.ok), None)
+        fit = result.fit
+        return PredictedTime(
+            model=entry.name, macs=figures.macs, batch_size=batch_size,
+            predicted_time_per_image_s=result.time_per_image_s, reliable=result.reliable,
+            unreliable_reasons=result.doubts, fit_slope_s_per_mac=fit.slope, fit_intercept_s=fit.intercept,
+            fit_r2=fit.r2, fit_n=fit.n, loo_median_abs_error=result.loo_median_abs,
+            loo_max_abs_error=result.loo_max_abs,
+            measured_time_per_image_s=measured["time_per_image_s"] if measured else None)
+
+
+def open(path: str | os.PathLike = DEFAULT_DB) -> Results:  # noqa: A001 - dnnbench.open, as sqlite3.connect
+    """The `Results` of an existing dnnbench database (read-only: it is never changed). A missing file,
+    or one that is not a dnnbench database, raises `UserError`."""
+    from .store import Store
+
+    with Store(path, create=False):  # refuses what is not a dnnbench database, now rather than later
+        pass
+    return Results(path)
+
+
+# -- answers ---------------------------------------------------------------------------------------
+
+
+class Recommendation(Rows):
+    """The answer of `Results.recommend`: one dict per measured (model, setup), those that pass first
+    (most accurate first), with ``passes``, ``top1`` (%), ``latency_s``, ``images_per_s``,
+    ``memory_bytes``, ``energy_per_image_j``, ``interpolated`` (between two measured batch sizes),
+    ``broken`` (the limits it breaks, in words), ``disturbed`` and the setup's fields. ``passing``:
+    only those that pass; ``best``: the first of them, or None; ``str()``: the command's answer."""
+
+    def __init__(self, passing: list, failing: list, limits):
+        from .analysis.recommend import as_json, render
+
+        super().__init__(as_json(passing, failing, limits), render=lambda _: render(passing, failing, limits))
+        self.limits = limits
+
+    @property
+    def passing(self) -> Rows:
+        return Rows(r for r in self if r["passes"])
+
+    @property
+    def best(self) -> dict | None:
+        return next((r for r in self if r["passes"]), None)
+
+
+@dataclass(frozen=True)
+class PredictedTime:
+    """A predicted time per image (seconds) of ``model`` (``macs`` multiply-accumulates per image) at
+    ``batch_size``, from a line (slope in seconds per MAC, intercept in seconds, R²) fitted on ``fit_n``
+    measured models, its leave-one-out errors (fractions), whether it is ``reliable`` (and why not),
+    and the measured time where the model was measured."""
+
+    model: str
+    macs: float
+    batch_size: int
+    predicted_time_per_image_s: float
+    reliable: bool
+    unreliable_reasons: list
+    fit_slope_s_per_mac: float
+    fit_intercept_s: float
+    fit_r2: float
+    fit_n: int
+    loo_median_abs_error: float
+    loo_max_abs_error: float
+    measured_time_per_image_s: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        from .units import format_seconds, format_significant
+
+        lines = [f"{self.model}: predicted {format_seconds(self.predicted_time_per_image_s)} per image at batch "
+                 f"size {self.batch_size} on this machine ({format_significant(self.macs / 1e9)} G-MACs per image)"]
+        if self.unreliable_reasons:
+            lines.append(f"unreliable: {'; and '.join(self.unreliable_reasons)}. Measure it instead: "
+                         f"`dnnbench run {self.model} --batch-sizes {self.batch_size}`")
+        sign = "-" if self.fit_intercept_s < 0 else "+"
+        lines.append(f"fit on {self.fit_n} measured models: time per image = "
+                     f"{format_seconds(self.fit_slope_s_per_mac * 1e9)} per G-MAC {sign} "
+                     f"{format_seconds(abs(self.fit_intercept_s))}, R² = {self.fit_r2:.3f}; leave-one-out error: "
+                     f"median ±{self.loo_median_abs_error:.0%}, worst ±{self.loo_max_abs_error:.0%}")
+        if self.measured_time_per_image_s is not None:
+            lines.append(f"measured: {format_seconds(self.measured_time_per_image_s)} per image")
+        return "\n".join(lines)
