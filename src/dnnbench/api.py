@@ -33,7 +33,7 @@ from .runner.plan import BATCH_SIZES, RunConfig
 from .setup import Setup
 
 __all__ = ["ModelInfo", "PredictedTime", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
-           "inspect", "models", "open", "run"]
+           "evaluate", "inspect", "models", "open", "run"]
 
 DEFAULT_DB = "dnnbench.db"
 DEFAULT_REPORT = "dnnbench-report"
@@ -430,11 +430,116 @@ def _cores() -> int:
     return default_threads()
 
 
-def _say_to(stream) -> Callable[[str], None]:
+def _say_to(stream, command: str = "run") -> Callable[[str], None]:
     def say(text: str) -> None:
-        print(f"dnnbench run: {text}", file=stream, flush=True)
+        print(f"dnnbench {command}: {text}", file=stream, flush=True)
 
     return say
+
+
+# -- accuracy --------------------------------------------------------------------------------------
+
+ACCURACY_COLUMNS = ("model", "backend", "precision", "images", "top1", "top1_low", "top1_high", "top5", "top5_low",
+                    "top5_high", "top1_drop", "skipped", "images_per_s", "weights", "data", "mapping", "input_size",
+                    "machine", "device", "threads", "calibration")
+
+
+def _accuracy_table(rows: list[dict]) -> str:
+    from .text import table
+
+    def pct(r, k):
+        if r[k] is None:
+            return "- (5 classes or fewer)"
+        return f"{r[k]:.2f} [{r[k + '_low']:.2f}, {r[k + '_high']:.2f}]"
+
+    body = [[r["model"], f"{r['backend']} {r['precision']}", str(r["images"]), pct(r, "top1"), pct(r, "top5"),
+             "-" if r.get("top1_drop") is None else f"{r['top1_drop']:+.2f}", str(r["skipped"]),
+             f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-"] for r in rows]
+    lines = [table(["model", "setup", "images", "top-1 % [95% CI]", "top-5 % [95% CI]", "top-1 vs eager fp32",
+                    "unreadable", "images/s"], body, right={2, 3, 4, 5, 6, 7})]
+    lines.append("Top-1/top-5: share of the images whose label is the model's first / among its first five classes, "
+                 "with the 95% Wilson interval; vs eager fp32: the difference in percentage points on the same "
+                 "images; images/s: the model's forward passes alone (decoding excluded).")
+    for r in rows:
+        if r["skipped"]:
+            lines.append(f"{r['model']}: {r['skipped']} images could not be read and were left out, e.g. "
+                         f"{r['skipped_examples'][0]}")
+            break
+    if any(r.get("calibration") for r in rows):
+        lines.append(next(r["calibration"] for r in rows if r.get("calibration")) + " (the quantizers' scales).")
+    return "\n".join(lines)
+
+
+def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = None, *, zoo: str | None = None,
+             weights: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
+             setup: Setup | Sequence[Setup] | None = None, backend: str | Sequence[str] | None = None,
+             precision: str | Sequence[str] | None = None, device: str | None = None, threads: int | None = None,
+             machine: str | None = None, input_size: int | None = None, crop_pct: float | None = None,
+             batch_size: int = 32, limit: int | None = None, workers: int | None = None,
+             db: str | os.PathLike | None = None, progress: bool = True) -> Rows:
+    """Measure each model's top-1 and top-5 accuracy (%) on your labelled images, with your weights,
+    in each setup asked for and in eager fp32 beside it: `Rows` of dicts with ``top1``/``top5`` and
+    their 95% Wilson intervals (``top1_low``, ``top1_high``, ...), ``images``, ``top1_drop`` (percentage
+    points against eager fp32 on the same images), ``skipped`` (unreadable images, never silently
+    dropped), ``images_per_s`` (the forward passes alone) and how the classes were mapped.
+
+    - ``data``: a folder with one sub-folder per class (named by WordNet id, by output index, or by
+      your own class names: sorted, as torchvision's ImageFolder maps them), or a folder of images
+      with a ``labels.csv`` (``file,label``; or ``labels=`` its path). ``limit``: the first N images,
+      spread over the classes.
+    - ``weights``: a ``.safetensors`` or ``.pth``/``.pt`` state dict (never unpickled as code: a file
+      holding other objects is refused); a classifier head of another size is resized to the file's.
+      Without it, the torchvision cache's file if it is on disk.
+    - Preprocessing is the model's own (its weights' transforms or pretrained configuration);
+      ``input_size`` (the crop, px) and ``crop_pct`` override it.
+    - The setups, as for `run`: ``setup``, or ``backend``/``precision`` lists, ``device``, ``threads``;
+      int8 calibrates on the first 16 readable images.
+    - ``db``: store the results in this database (next to its measurements); None: not stored.
+    - ``workers``: data-loading processes (default: the cores this process may use, at most 4)."""
+    from .evaluation import evaluate as run_evaluation
+
+    if data is None:
+        raise UserError("no data given: give the folder of labelled images (data=..., --data DIR)")
+    for name, value in (("batch_size", batch_size), ("limit", limit), ("workers", workers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if crop_pct is not None and (isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float))
+                                 or not 0 < crop_pct <= 1):
+        raise UserError(f"crop_pct is the centre crop over the resized side, from above 0 to 1, e.g. 0.875; got "
+                        f"{crop_pct!r}")
+    say = _say_to(sys.stderr, "eval")
+    asked = _asked_setups(setup, backend, precision, device, threads, False, machine)
+    entries = _entries(models, zoo, input_size)
+    setups = _runnable(asked, say)
+    RunConfig(setups=setups)  # one device and thread count
+    store = None
+    try:
+        if db is not None:
+            from .store import Store
+
+            store = Store(db)
+        machine_name = _machine_name(setups[0], store)
+        rows = run_evaluation(entries, list(setups), data, weights=weights, labels=labels, batch_size=batch_size,
+                              limit=limit, workers=workers or min(4, _cores()), eval_input_size=input_size,
+                              crop_pct=crop_pct, store=store, machine=machine_name, progress=progress, say=say)
+    finally:
+        if store is not None:
+            store.close()
+    reference = {(r["model"]): r["top1"] for r in rows if (r["backend"], r["precision"]) == ("eager", "fp32")}
+    for r in rows:
+        r["top1_drop"] = None if (r["backend"], r["precision"]) == ("eager", "fp32") else r["top1"] - reference[r["model"]]
+    return Rows(rows, render=_accuracy_table, columns=ACCURACY_COLUMNS)
+
+
+def _machine_name(setup: Setup, store) -> str:
+    from .measure.device import machine_environment
+    from .setup import fingerprint, machine_id
+
+    env = machine_environment(setup.device)
+    name = setup.machine or machine_id(env)
+    if store is not None:
+        store.register_machine(name, fingerprint(env))
+    return name
 
 
 # -- reading results -------------------------------------------------------------------------------
@@ -485,6 +590,14 @@ class Results:
 
         with self._store() as store:
             return Rows(rows(store), columns=EXPORT_KEYS)
+
+    @property
+    def accuracy(self) -> Rows:
+        """Every accuracy `evaluate` stored here (``dnnbench eval --db``), oldest first: one dict each
+        with the model, the setup, top1/top5 (%) and their 95% intervals, images, unreadable images
+        skipped, images per second, the weights file, the data folder and how its classes were mapped."""
+        with self._store() as store:
+            return Rows(store.accuracies(), render=_accuracy_table)
 
     @property
     def setups(self) -> list[Setup]:

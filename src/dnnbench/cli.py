@@ -102,6 +102,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "(up to 30 s) and time a disturbed cell once more, then flag it; measure: flag only; "
                         "stop: end the sweep (exit status 3), keeping every cell measured")
 
+    p = sub.add_parser("eval", help="top-1 and top-5 accuracy on your labelled images, with your weights, in any "
+                                    "setup, stored in the database")
+    _model_args(p, required=True)
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="a folder of class sub-folders (WordNet ids, output indices, or your own class names), or "
+                        "of images with a labels.csv (file,label)")
+    p.add_argument("--labels", metavar="FILE", help="the labels file (CSV: file,label), if not DIR/labels.csv")
+    p.add_argument("--weights", metavar="FILE",
+                   help="a .safetensors or .pth/.pt state dict (never unpickled as code); default: the torchvision "
+                        "cache's file, if on disk")
+    p.add_argument("--backend", metavar="LIST", help=f"runtimes, comma-separated (default: {Setup.backend})")
+    p.add_argument("--precision", metavar="LIST", help=f"precisions, comma-separated (default: {Setup.precision})")
+    p.add_argument("--device", help=f"cpu, cuda or cuda:N (default: {Setup.device})")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="intra-op threads (default: the cores this process may use)")
+    p.add_argument("--machine", metavar="NAME", help="the name the results go under (default: this machine's fingerprint)")
+    p.add_argument("--crop-pct", type=_positive_float, metavar="F", help="centre crop over resize, e.g. 0.875 (default: "
+                                                                   "the model's own)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="images per pass (default 32)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N images, spread over the classes")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="data-loading processes (default: the cores this process may use, at most 4)")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
+    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+
     p = sub.add_parser("export", help="every measured cell of a database as CSV or JSON")
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="csv (default) or json")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
@@ -227,6 +252,20 @@ def cmd_run(args) -> int:
     return 1 if results.last_run.broken else 0
 
 
+def cmd_eval(args) -> int:
+    rows = api.evaluate(args.models, args.data, zoo=args.zoo, weights=args.weights, labels=args.labels,
+                        backend=_option("--backend", _list, args.backend),
+                        precision=_option("--precision", _list, args.precision), device=args.device,
+                        threads=args.threads, machine=args.machine, input_size=args.input_size,
+                        crop_pct=args.crop_pct, batch_size=args.batch_size, limit=args.limit, workers=args.workers,
+                        db=args.db)
+    if args.json:
+        _json(rows.to_dicts())
+    else:
+        print(rows)
+    return 0
+
+
 def cmd_export(args) -> int:
     results = api.open(args.db)
     if args.out:
@@ -281,7 +320,7 @@ def cmd_predict(args) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "export": cmd_export,
+COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "eval": cmd_eval, "export": cmd_export,
             "report": cmd_report, "recommend": cmd_recommend, "predict": cmd_predict}
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from .errors import UserError
 from .setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -117,7 +117,29 @@ def _migrate_3_to_4(db: sqlite3.Connection) -> None:
     db.execute(f"CREATE UNIQUE INDEX cells_key ON cells ({', '.join(KEY)})")
 
 
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}  # from version n to n + 1
+# schema 5: accuracy measured on the user's images (`dnnbench eval`): one row per evaluation; the latest
+# of a (model, input size, setup, weights, data) is the one read
+ACCURACY_COLUMNS = [
+    ("model", "TEXT NOT NULL"), ("input_size", "INTEGER NOT NULL"), ("machine", "TEXT NOT NULL"),
+    ("device", "TEXT NOT NULL"), ("backend", "TEXT NOT NULL"), ("precision", "TEXT NOT NULL"),
+    ("threads", "INTEGER NOT NULL"), ("layout", "TEXT NOT NULL"), ("weights", "TEXT"), ("data", "TEXT NOT NULL"),
+    ("images", "INTEGER NOT NULL"), ("top1_hits", "INTEGER NOT NULL"), ("top5_hits", "INTEGER"),
+    ("top1", "REAL NOT NULL"), ("top1_low", "REAL"), ("top1_high", "REAL"),
+    ("top5", "REAL"), ("top5_low", "REAL"), ("top5_high", "REAL"),
+    ("skipped", "INTEGER NOT NULL"), ("skipped_examples", "TEXT"), ("images_per_s", "REAL"),
+    ("mapping", "TEXT"), ("preprocess", "TEXT"), ("calibration", "TEXT"), ("heads_resized", "TEXT"),
+    ("measured_at", "TEXT NOT NULL"),
+]
+_ACCURACY_JSON = ("skipped_examples", "preprocess", "heads_resized")
+
+
+def _migrate_4_to_5(db: sqlite3.Connection) -> None:
+    columns = ", ".join(f"{c} {t}" for c, t in ACCURACY_COLUMNS)
+    db.execute(f"CREATE TABLE accuracy (id INTEGER PRIMARY KEY, {columns})")
+
+
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
+              4: _migrate_4_to_5}  # from version n to n + 1
 
 
 def now() -> str:
@@ -275,6 +297,25 @@ class Store:
             raise UserError(f"the machine name {machine!r} already names another machine in {self.path} "
                             f"({theirs.get('cpu')}, {theirs.get('cores')} cores, {theirs.get('memory_gib')} GiB"
                             f"{', ' + theirs['gpu'] if theirs.get('gpu') else ''}): give this one another --machine")
+
+    def put_accuracy(self, row: dict) -> None:
+        """Store one evaluation (`ACCURACY_COLUMNS`; ``measured_at`` now if absent)."""
+        row = {**row, "measured_at": row.get("measured_at") or now()}
+        names = [c for c, _ in ACCURACY_COLUMNS]
+        values = [json.dumps(row.get(c)) if c in _ACCURACY_JSON else row.get(c) for c in names]
+        self._write(f"INSERT INTO accuracy ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+
+    def accuracies(self) -> list[dict]:
+        """Every evaluation stored, oldest first (none in a file older than schema 5)."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'accuracy'").fetchone():
+            return []
+        cur = self.db.execute("SELECT * FROM accuracy ORDER BY id")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        for row in rows:
+            for c in _ACCURACY_JSON:
+                row[c] = json.loads(row[c]) if row.get(c) else None
+        return rows
 
     def machines(self) -> dict[str, dict]:
         """Every machine of this database: its name or id, and its fingerprint."""

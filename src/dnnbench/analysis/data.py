@@ -24,6 +24,9 @@ class Measured:
     top5: float | None = None
     accuracy_source: str | None = None
     cells: dict[int, dict] = field(default_factory=dict)  # batch size -> the cell's row, any status
+    # the published top-1 of the fp32 weights, kept beside a measured one; ``accuracy`` says which top1 is
+    top1_published: float | None = None
+    accuracy: str = "published"  # published | measured | none (no figure applies to this setup)
 
     @property
     def ok(self) -> dict[int, dict]:
@@ -80,9 +83,32 @@ def group(cells: list[dict], models: list[dict]) -> list[Measured]:
 
 
 def load(store, device: str | None = None) -> list[Measured]:
-    """Every model measured in ``store`` (optionally on one device)."""
+    """Every model measured in ``store`` (optionally on one device), with the accuracy `dnnbench eval`
+    measured in its setup where there is one (`with_accuracy`)."""
     rows = [c for c in store.cells() if device is None or c["device"] == device]
-    return group(rows, store.models())
+    return with_accuracy(group(rows, store.models()), store.accuracies())
+
+
+def with_accuracy(models: list[Measured], evaluations: list[dict]) -> list[Measured]:
+    """Each model's top-1/top-5 as the analysis should use them, in place: the latest accuracy measured
+    in its backend and precision on its device kind (`dnnbench eval`) where there is one; else the
+    published fp32 figure for an fp32 setup, and none for bf16, fp16 or int8, whose accuracy no
+    publication gives (a quantized model's must be measured)."""
+    latest = {}
+    for e in evaluations:  # oldest first: the later one wins
+        latest[(e["model"], e["input_size"], e["backend"], e["precision"], e["device"].split(":")[0])] = e
+    for m in models:
+        m.top1_published = m.top1
+        found = latest.get((m.model, m.input_size, m.setup.backend, m.setup.precision, m.setup.device.split(":")[0]))
+        if found is not None:
+            m.top1, m.top5, m.accuracy = found["top1"], found["top5"], "measured"
+            m.accuracy_source = (f"measured by dnnbench eval on {found['images']} images of {found['data']}"
+                                 f" ({found['backend']} {found['precision']}, weights {found['weights']}), "
+                                 f"95% interval {found['top1_low']:.2f} to {found['top1_high']:.2f}")
+        elif m.setup.precision != "fp32":
+            m.top1 = m.top5 = m.accuracy_source = None
+            m.accuracy = "none"
+    return models
 
 
 def peak_flops(store, setup: Setup | None = None) -> float | None:

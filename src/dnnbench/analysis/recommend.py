@@ -9,7 +9,9 @@ Definitions used throughout:
   1 GiB = 2^30 bytes), as every memory figure of dnnbench; a limit typed in decimal units (``1GB``)
   is shown converted.
 - energy: joules per image (``energy_per_image_j``).
-- top-1: the published ImageNet top-1 accuracy, percent.
+- top-1: percent; the accuracy `dnnbench eval` measured in the model's backend and precision where
+  there is one, else the published ImageNet top-1 of its fp32 weights for an fp32 setup, and none for
+  a bf16, fp16 or int8 setup (no publication gives a quantized model's accuracy).
 
 A batch size that was not measured is interpolated linearly between the nearest successfully measured
 batch sizes below and above it; it is never extrapolated beyond them.
@@ -267,7 +269,8 @@ def judge(m: Measured, limits: Limits) -> Verdict:
                 broken.append(_energy_phrase(at.energy_per_image_j, limits.max_energy))
     if limits.min_top1 is not None:
         if m.top1 is None:
-            broken.append("no top-1 published")
+            broken.append(f"top-1 not measured in {m.setup.precision}: measure it with dnnbench eval"
+                          if m.accuracy == "none" else "no top-1 published")
         elif m.top1 < limits.min_top1:
             broken.append(_top1_phrase(m.top1, limits.min_top1))
     return Verdict(model=m, at=at, broken=broken)
@@ -358,6 +361,13 @@ def render(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> st
             lines.append(f"Fastest: {comparison}.")
     else:
         lines.append(f"None of the {total} models meets them." if total else "No model was measured.")
+    measured = [v for v in [*passing, *failing] if v.model.accuracy == "measured"]
+    if measured:
+        lines.append("Top-1 measured by dnnbench eval (published beside it) for: " + "; ".join(
+            f"{labels[id(v)]} {v.model.top1:.2f}%" + (f" (published {v.model.top1_published:.2f}%, "
+                                                      f"{v.model.top1 - v.model.top1_published:+.2f})"
+                                                      if v.model.top1_published is not None else "")
+            for v in measured) + ".")
     busy = [labels[id(v)] for v in [*passing, *failing] if v.at and v.at.disturbed]
     if busy:
         lines.append(f"Measured while other processes used the machine (busy machine: times likely too slow): "
@@ -379,7 +389,8 @@ def as_json(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> l
     for v in [*passing, *failing]:
         at, m = v.at, v.model
         out.append({
-            "model": m.model, "passes": v.passes, "top1": m.top1,
+            "model": m.model, "passes": v.passes, "top1": m.top1, "top1_source": m.accuracy,
+            "top1_published": m.top1_published,
             "latency_s": at.latency_s if at else None, "images_per_s": at.images_per_s if at else None,
             "memory_bytes": at.memory_bytes if at else None,
             "energy_per_image_j": at.energy_per_image_j if at else None,

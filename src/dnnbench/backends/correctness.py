@@ -3,16 +3,37 @@ quantizers."""
 
 from __future__ import annotations
 
+import contextlib
+
 CALIBRATION_BATCHES = 8  # of CALIBRATION_BATCH images: 16 in all, a few seconds of a large model
 CALIBRATION_BATCH = 2
+
+
+_real: list | None = None  # the batches of real images that `calibrating_on` gives the quantizers
+
+
+@contextlib.contextmanager
+def calibrating_on(batches: list):
+    """Within the block, the quantizers calibrate on ``batches`` (preprocessed real images, as a
+    deployment calibrates on its own data) instead of generated ones: what `dnnbench eval` does."""
+    global _real
+    saved, _real = _real, list(batches)
+    try:
+        yield
+    finally:
+        _real = saved
 
 
 def calibration_inputs(shape, count: int = CALIBRATION_BATCHES, batch: int = CALIBRATION_BATCH,
                        seed: int = 0, device: str = "cpu") -> list:
     """``count`` batches of ``batch`` images of ``shape`` (C, H, W; an int n means 3 x n x n), random
     normal and seeded. The worker times the model on the same distribution, so the quantizers'
-    scales fit what is measured; accuracy on real images is not what these backends are judged on."""
+    scales fit what is measured; accuracy on real images is not what these backends are judged on
+    (an evaluation gives real ones: `calibrating_on`)."""
     import torch
+
+    if _real is not None:
+        return [x.to(device) for x in _real]
 
     if isinstance(shape, int):
         shape = (3, shape, shape)

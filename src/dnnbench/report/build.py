@@ -88,11 +88,18 @@ def _setups_section(everything, out: Path) -> str:
     if wrong:
         parts.append("<p class='missing'>Never the fastest nor recommended, computing wrong results against eager "
                      f"fp32: {page_html.esc('; '.join(f'{m} in {s} ({why})' for m, s, why in wrong))}.</p>")
-    if any(m.setup.precision == "int8" for m in everything):
-        parts.append("<p>Accuracy after int8 quantization is not measured: the top-1 figures are the published fp32 "
-                     "ones, and on random weights and inputs an int8 model's classes may differ from fp32's "
-                     "without being wrong. Only an evaluation on labelled images can tell how much accuracy int8 "
-                     "costs.</p>")
+    unmeasured = sorted({f"{m.model} ({m.setup.runtime()})" for m in everything if m.accuracy == "none"})
+    if unmeasured:
+        parts.append("<p>No accuracy for: " + page_html.esc(", ".join(unmeasured)) + ". No publication gives the "
+                     "accuracy of a bf16, fp16 or int8 model, and on random weights and inputs its classes may differ "
+                     "from fp32's without being wrong: measure it on labelled images with <code>dnnbench eval "
+                     "--backend B --precision P</code>.</p>")
+    evaluated = [m for m in everything if m.accuracy == "measured"]
+    if evaluated:
+        parts.append("<p>Top-1 measured by <code>dnnbench eval</code> (published fp32 figure beside it): " + page_html.esc(
+            "; ".join(f"{m.model} in {m.setup.runtime()}: {m.top1:.2f}%"
+                      + (f" (published {m.top1_published:.2f}%, {m.top1 - m.top1_published:+.2f})"
+                         if m.top1_published is not None else "") for m in evaluated)) + ".</p>")
     parts.append("<p class='meta'>Every setup's speed-up and correctness: setups.csv.</p>")
     return "".join(parts)
 
@@ -175,11 +182,11 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
             mem1 and round(mem1 / _MIB, 1), first.get("cold_build_s") and round(first["cold_build_s"], 3),
             first.get("cold_load_s") and round(first["cold_load_s"], 3),
             first.get("cold_first_s") and round(first["cold_first_s"], 3),
-            at(m, batch, "energy_per_image_j"), m.accuracy_source])
+            at(m, batch, "energy_per_image_j"), m.accuracy_source, m.accuracy, m.top1_published])
     model_head = ["model", "family", "top-1 (%)", "top-5 (%)", "params (M)", "G-MACs", "top-1 per M params (%)",
                   "latency at batch 1 (ms)", "95% CI at batch 1 (±%)", f"images/s at batch {batch}",
                   "peak memory at batch 1 (MiB)", "build (s)", "load weights (s)", "first pass (s)",
-                  f"energy at batch {batch} (J/image)", "accuracy source"]
+                  f"energy at batch {batch} (J/image)", "accuracy source", "top-1 is", "published top-1 (%)"]
     _write_csv(out / "models.csv", model_head, model_rows)
 
     mem_values = [m.ok[1].get("mem_nvml_bytes") or m.ok[1].get("mem_peak_bytes") for m in models if 1 in m.ok]

@@ -160,3 +160,175 @@ def calibrate_norms_(model: nn.Module, inputs, passes: int = 3) -> nn.Module:
             m.momentum = momentum
         model.eval()
     return model
+
+
+# -- the user's weights --------------------------------------------------------------------------------
+
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")  # where trainers nest the weights
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, read without running any code from it: a ``.safetensors`` file, or a
+    PyTorch file (``.pth``, ``.pt``, ``.bin``) read by ``torch.load(weights_only=True)``, which rebuilds
+    tensors and plain containers only and refuses any other object before creating it. A training
+    checkpoint's state dict (under ``state_dict``, ``model``, ...) is found, and DataParallel's
+    ``module.`` prefix dropped. Anything else raises `UserError` naming the problem and the fix."""
+    import pickle
+    import warnings
+    import zipfile
+
+    from ..errors import UserError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"weights file {path} does not exist (or is not a file): give the path of a .safetensors, "
+                        ".pth or .pt file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"weights file {path} cannot be read (permission denied): make it readable")
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"{path} is not a readable safetensors file ({_first_line(exc)}): save the weights "
+                            "again with safetensors.torch.save_model") from None
+    try:
+        with warnings.catch_warnings():  # torch's note on the pickle protocol: the error below says it better
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only stops at the first object that is not a tensor or a plain container, before making
+        # it; which objects the file asks for is read from its opcodes (parsed, never executed)
+        foreign = _foreign_globals(path)
+        if foreign:
+            raise UserError(f"{path} holds Python objects besides tensors (it refers to {', '.join(foreign[:3])}), "
+                            "and unpickling them could run code, so dnnbench does not: save only the state dict "
+                            "(torch.save(model.state_dict(), path)) or save it as .safetensors") from None
+        raise UserError(f"{path} is not a PyTorch weights file (its pickle is corrupt or not PyTorch's): give a "
+                        ".safetensors, .pth or .pt file saved from a state dict") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} is not a PyTorch weights file ({_first_line(exc)}): give a .safetensors, .pth or "
+                        ".pt file saved from a state dict") from None
+    return _state_dict_in(loaded, path)
+
+
+def _state_dict_in(loaded, path: str) -> dict[str, torch.Tensor]:
+    from ..errors import UserError
+
+    for _ in range(3):  # a checkpoint nests the state dict a level or two down
+        if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            if all(k.startswith("module.") for k in loaded):  # saved from nn.DataParallel
+                loaded = {k[len("module."):]: v for k, v in loaded.items()}
+            return dict(loaded)
+        if not isinstance(loaded, dict):
+            break
+        inner = next((loaded[k] for k in CHECKPOINT_KEYS if isinstance(loaded.get(k), dict)), None)
+        if inner is None:
+            break
+        loaded = inner
+    raise UserError(f"{path} holds no state dict (a mapping of parameter names to tensors)"
+                    + (f"; its keys: {', '.join(list(map(str, loaded))[:6])}" if isinstance(loaded, dict) else "")
+                    + ": save it with torch.save(model.state_dict(), path)")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+_SAFE_MODULES = ("torch", "collections", "_codecs", "numpy")  # what a state dict's pickle refers to
+
+
+def _foreign_globals(path: str) -> list[str]:
+    """The classes and functions the pickle in ``path`` (or in its zip's ``data.pkl``) refers to beyond
+    those of tensors and plain containers, read from its opcodes with pickletools (parsed, never
+    run); empty when there are none or it is not a pickle."""
+    import io
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(name) if name else b""
+        else:
+            with open(path, "rb") as f:
+                data = f.read(1 << 26)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return []
+    found, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name in ("GLOBAL", "INST"):
+                found.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # not a pickle, or a truncated one: what was read so far still counts
+        pass
+    return [g for g in dict.fromkeys(found) if g.split(".")[0] not in _SAFE_MODULES]
+
+
+def fit_head_(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Resize ``model``'s classifier layers to the file's: a Linear or 1x1 Conv2d whose weight in
+    ``state`` differs only in its number of outputs (a model retrained on other classes) is replaced by
+    one of the file's size, in place. Returns the names of the layers resized."""
+    resized = []
+    for name, module in list(model.named_modules()):
+        weight = state.get(f"{name}.weight")
+        if weight is None or not isinstance(module, (nn.Linear, nn.Conv2d)):
+            continue
+        own = module.weight
+        if weight.shape == own.shape or weight.shape[1:] != own.shape[1:]:
+            continue
+        outputs = weight.shape[0]
+        if isinstance(module, nn.Linear):
+            new = nn.Linear(module.in_features, outputs, bias=module.bias is not None)
+        elif module.kernel_size == (1, 1) and module.groups == 1:
+            new = nn.Conv2d(module.in_channels, outputs, 1, stride=module.stride, bias=module.bias is not None)
+        else:
+            continue
+        parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        setattr(parent, name.rpartition(".")[2], new.to(own.device, own.dtype))
+        resized.append(f"{name} ({own.shape[0]} -> {outputs} outputs)")
+    return resized
+
+
+def load_user_weights_(model: nn.Module, state: dict[str, torch.Tensor], path: str, name: str) -> list[str]:
+    """Load ``state`` (from ``path``) into ``model`` strictly, after `fit_head_`; returns the layers
+    resized. A state dict that does not fit raises `UserError` naming the first mismatched keys and shapes."""
+    from ..errors import UserError
+
+    resized = fit_head_(model, state)
+    own = model.state_dict()
+    shared = set()
+    try:
+        from safetensors.torch import _remove_duplicate_names
+
+        shared = {n for names in _remove_duplicate_names(own, preferred_names=list(state)).values() for n in names}
+    except Exception:  # an older safetensors: tied weights must then all be in the file
+        pass
+    shapes = [f"{k}: file {_shape(state[k])}, model {_shape(v)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    missing = [k for k in own if k not in state and k not in shared and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    if shapes or missing or unexpected:
+        parts = [f"shapes differ: {'; '.join(shapes[:3])}" + (f" (+{len(shapes) - 3} more)" if len(shapes) > 3 else "")
+                 if shapes else "",
+                 f"missing from the file: {', '.join(missing[:4])}" + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else "")
+                 if missing else "",
+                 f"not in the model: {', '.join(unexpected[:4])}" + (f" (+{len(unexpected) - 4} more)" if len(unexpected) > 4 else "")
+                 if unexpected else ""]
+        raise UserError(f"{path} does not fit {name}: {'; '.join(p for p in parts if p)}: give the weights of this "
+                        "architecture (and its input size)")
+    loaded = OrderedDict((k, v.to(own[k].dtype) if v.is_floating_point() else v) for k, v in state.items())
+    loaded._metadata = getattr(own, "_metadata", None)
+    model.load_state_dict(loaded, strict=False)
+    return resized
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "x".join(map(str, t.shape)) or "scalar"
