@@ -198,7 +198,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         with warnings.catch_warnings():  # torch's note on the pickle protocol: the error below says it better
             warnings.simplefilter("ignore")
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         # weights_only stops at the first object that is not a tensor or a plain container, before making
         # it; which objects the file asks for is read from its opcodes (parsed, never executed)
         foreign = _foreign_globals(path)
