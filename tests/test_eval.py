@@ -153,7 +153,22 @@ def test_weights_that_would_run_code_are_refused_and_the_code_never_runs(dataset
         read_state_dict(evil)
     line = one_error_line(cli("eval", COLOURNET, "--data", dataset / "data", "--weights", evil, "--db", tmp_path / "x.db"))
     assert "holds Python objects besides tensors (it refers to " in line  # the global it stopped at
+    line = one_error_line(cli("run", COLOURNET, "--weights", evil, "--quick", "--db", tmp_path / "x.db"))
+    assert "holds Python objects besides tensors" in line
     assert not marker.exists()
+
+
+def test_run_with_the_users_weights_measures_the_resized_model_under_its_own_name(dataset, tmp_path):
+    res = dnnbench.run(COLOURNET, weights=dataset / "colour.safetensors", input_size=32, batch_sizes=[1], quick=True,
+                       max_seconds_per_cell=0.2, on_busy="measure", db=tmp_path / "w.db", progress=False)
+    [cell] = res.cells
+    assert cell["model"] == f"{COLOURNET} [colour.safetensors]" and cell["status"] == "ok"
+    from dnnbench.store import Store
+
+    with Store(tmp_path / "w.db", create=False) as store:
+        [model] = store.models()
+    assert model["params"] == 3 * 8 + 8 + 8 * 3 + 3  # the head resized to the file's 3 classes
+    assert model["top1"] is None  # the user's weights: no published accuracy
 
 
 @pytest.mark.parametrize("make, message", [

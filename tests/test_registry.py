@@ -135,3 +135,17 @@ def test_user_model_that_fails_to_import(tmp_path):
     path.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(UserError, match="importing .* failed: RuntimeError: boom"):
         get(f"{path}:anything").build("cpu")
+
+
+def test_published_weights_are_timms_default_at_timms_test_size_and_families_are_right():
+    from dnnbench.zoo import published_accuracy
+
+    # list_pretrained is alphabetical: it picked the adversarial ensemble (79.998) over the standard weights
+    entry = get("timm/inception_resnet_v2")
+    assert entry.weights == "inception_resnet_v2.tf_in1k" and published_accuracy(entry).top1 == 80.434
+    # timm tests tf_efficientnetv2_b0 at 224 px (trained at 192): accuracy and operations at the size of the table
+    entry = get("timm/tf_efficientnetv2_b0")
+    assert entry.input_size == 224 and published_accuracy(entry).top1 == 78.386
+    assert get("timm/tf_efficientnetv2_b3").weights == "tf_efficientnetv2_b3.in21k_ft_in1k"
+    assert [get(n).family for n in ("densenet121", "timm/densenet201", "timm/seresnext50_32x4d")] == \
+        ["DenseNet", "DenseNet", "SENet"]

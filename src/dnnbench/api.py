@@ -117,7 +117,7 @@ def models(zoo: str | None = None) -> Rows:
     return Rows((ModelInfo(e.name, e.family, e.source, e.input_size) for e in entries), render=_models_table)
 
 
-def _entries(names, zoo: str | None, input_size: int | None) -> list:
+def _entries(names, zoo: str | None, input_size: int | None, weights=None) -> list:
     from .zoo import get, preset
 
     wanted = _names(names, "models")
@@ -127,7 +127,7 @@ def _entries(names, zoo: str | None, input_size: int | None) -> list:
         raise UserError("no models given: name some (resnet50 vgg-16) or pick a preset with --zoo canziani2016")
     if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
         raise UserError(f"input_size must be a whole number of pixels, got {input_size!r}")
-    return [get(name, input_size) for name in dict.fromkeys(wanted)]
+    return [get(name, input_size, weights) for name in dict.fromkeys(wanted)]
 
 
 def _inspect_table(results: list) -> str:
@@ -327,7 +327,8 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
         input_size: int | None = None, quick: bool = False, target_ci: float | None = None,
         max_seconds_per_cell: float | None = None, max_memory: int | str | None = None,
         timeout: float | str | None = None, rounds: int | None = None, retry_failed: bool = False,
-        on_busy: str = "wait", progress: bool = True, argv: Sequence[str] | None = None) -> Results:
+        on_busy: str = "wait", weights: str | os.PathLike | None = None, progress: bool = True,
+        argv: Sequence[str] | None = None) -> Results:
     """Measure each model at each batch size in each setup on this machine: latency (median, p90, p99 and
     the 95% interval of the median, seconds), images per second, cold start (seconds), memory (bytes)
     and, where a counter is readable, energy (joules per image) and power (watts). Returns the `Results`
@@ -353,6 +354,9 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
       fresh worker processes, minutes apart) override it.
     - ``max_memory``: a worker whose resident set passes this (``"4GB"`` or bytes) records ``oom``;
       ``timeout``: a hard limit per cell (``"5min"`` or seconds; default: one that follows the model).
+    - ``weights``: measure with these weights (a ``.safetensors`` or ``.pth``/``.pt`` state dict, read
+      without unpickling code) instead of random ones; a classifier of another size resizes the
+      model's head, which changes its figures. Its cells go under ``NAME [FILE]``.
     - ``retry_failed``: measure again the cells stored as failed. ``on_busy``: ``wait`` (for a quiet
       machine, then flag), ``measure`` (flag only) or ``stop`` (raise `UserError`, cells kept).
     - ``progress``: a bar (a widget in Jupyter) or, off a terminal, one line per cell; False for
@@ -380,7 +384,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
     server = _early_fork_server(asked[0].threads or cores)  # imports torch while the rest is checked
     temporary = None
     try:
-        entries = _entries(models, zoo, input_size)
+        entries = _entries(models, zoo, input_size, weights)
         config = RunConfig(batch_sizes=batch_sizes, setups=_runnable(asked, say), **knobs)
         if db is None:
             temporary = tempfile.mkdtemp(prefix="dnnbench-")

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated precisions: fp32, bf16, fp16, int8 (default: {Setup.precision}); every backend and "
                         "precision that this device can run becomes its own cells")
     p.add_argument("--channels-last", action="store_true", help="measure in the channels-last memory layout")
+    p.add_argument("--weights", metavar="FILE",
+                   help="measure with these weights (.safetensors or .pth/.pt state dict, never unpickled as code) "
+                        "instead of random ones; a classifier of another size resizes the head; cells go under "
+                        "'MODEL [FILE]'")
     p.add_argument("--machine", metavar="NAME",
                    help="the name this machine's cells go under in the database (default: its fingerprint, "
                         "e.g. amd-epyc-2c-24g-1f3a: CPU model, cores, memory, GPU)")
@@ -243,7 +247,8 @@ def cmd_run(args) -> int:
             channels_last=args.channels_last, machine=args.machine, db=args.db, quick=args.quick,
             target_ci=args.target_ci, max_seconds_per_cell=args.max_seconds_per_cell,
             max_memory=_option("--max-memory", parse_size, args.max_memory), timeout=args.timeout,
-            rounds=args.rounds, retry_failed=args.retry_failed, on_busy=args.on_busy, argv=sys.argv[1:])
+            rounds=args.rounds, retry_failed=args.retry_failed, on_busy=args.on_busy, weights=args.weights,
+            argv=sys.argv[1:])
     except KeyboardInterrupt:
         print(f"dnnbench: interrupted; every cell measured so far is kept in {args.db}. "
               "Run the same command again to measure the rest.", file=sys.stderr)

@@ -196,7 +196,7 @@ def _timm(model) -> Preprocess | None:
         return None
     from timm.data import resolve_data_config
 
-    data = resolve_data_config({}, model=model)
+    data = resolve_data_config({}, model=model, use_test_size=True)  # the size timm evaluates at
     crop = data["input_size"][-1]
     return Preprocess(int(crop / data["crop_pct"]), crop, tuple(data["mean"]), tuple(data["std"]),
                       data.get("interpolation", "bicubic"), f"timm pretrained configuration of {cfg.get('tag') or cfg.get('architecture')}")

@@ -145,6 +145,8 @@ class ModelJob:
     setup: Setup
     batch_sizes: tuple[int, ...]
     config: RunConfig = field(repr=False)
+    base: str | None = None  # with the user's weights: the registry name, and the file (``ModelEntry``)
+    weights_file: str | None = None
 
     def key(self, batch_size: int) -> tuple:
         """The cell's key in the store (``setup.CELL_KEY``)."""
@@ -156,6 +158,7 @@ class ModelJob:
     def spec(self, static: bool = True, busy: dict | None = None) -> dict:
         """What the worker process receives (JSON). ``static``: count the static figures too."""
         return {"model": self.model, "input_size": self.input_size, "batch_sizes": list(self.batch_sizes),
+                "base": self.base, "weights_file": self.weights_file,
                 "setup": self.setup.to_dict(), "config": self.config.to_dict(), "policy": asdict(self.config.policy),
                 "static": static, "busy": busy if busy is not None else self.config.busy_spec()}
 
@@ -181,7 +184,7 @@ def plan(entries, config: RunConfig, counts: dict[tuple, int], round_no: int = 1
     jobs = []
     for entry in entries:
         for setup in config.setups:
-            probe = ModelJob(entry.name, entry.input_size, setup, (), config)
+            probe = ModelJob(entry.name, entry.input_size, setup, (), config, entry.base, entry.weights_file)
             missing = tuple(b for b in sorted(config.batch_sizes) if counts.get(probe.key(b), 0) < round_no)
             if missing:
                 jobs.append(probe.but(missing))

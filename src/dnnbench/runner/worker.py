@@ -167,7 +167,8 @@ def _measure(spec: dict, emit) -> None:
         torch.backends.cudnn.benchmark = True  # autotuned during each batch size's warm-up
 
     stage("build")
-    entry = get(spec["model"], spec["input_size"])  # imports the model's library (or the user's file) only
+    # imports the model's library (or the user's file) only
+    entry = get(spec.get("base") or spec["model"], spec["input_size"], spec.get("weights_file"))
     if spec.get("static"):
         stage("static")
         try:
@@ -182,6 +183,10 @@ def _measure(spec: dict, emit) -> None:
     model = entry.build("cpu").to(device)
     sync()
     build_s = time.perf_counter() - t0
+    if entry.weights_file:  # the user's values, in place of the random ones (the load is timed below)
+        from ..zoo.weights import load_user_weights_, read_state_dict
+
+        load_user_weights_(model, read_state_dict(entry.weights_file), entry.weights_file, entry.name)
 
     stage("load")
     with tempfile.TemporaryDirectory(prefix="dnnbench-") as tmp:
@@ -209,7 +214,8 @@ def _measure(spec: dict, emit) -> None:
         return x.to(device).contiguous(memory_format=layout)
 
     stage("prepare")
-    calibrate_norms_(model, make_input(2))  # activations near unit scale: sane for every precision
+    if not entry.weights_file:  # trained weights carry their own statistics
+        calibrate_norms_(model, make_input(2))  # activations near unit scale: sane for every precision
     model = model.to(memory_format=layout)
     forward, prepared, correctness = _prepare(model, setup, make_input, spec["batch_sizes"][0])
     del model  # what runs now is the backend's: a deployment holds only that (eager and compile keep the model)

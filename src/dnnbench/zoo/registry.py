@@ -20,6 +20,7 @@ import difflib
 import functools
 import importlib
 import importlib.util
+import os
 import re
 import sys
 import warnings
@@ -51,6 +52,9 @@ class ModelEntry:
     builder: Callable[[], nn.Module] = field(repr=False, compare=False)
     weights: str | None = None
     note: str = ""
+    # the user's weights (``--weights``): the file, and the registry name the entry was made from
+    weights_file: str | None = None
+    base: str | None = None
 
     def build(self, device: str | torch.device = "cpu", randomize: bool = True) -> nn.Module:
         """The model in eval mode on ``device``; ``meta`` builds shapes only (nothing allocated)."""
@@ -63,7 +67,8 @@ class ModelEntry:
 _FAMILIES = [
     (r"alexnet", "AlexNet"), (r"vgg", "VGG"), (r"googlenet|bninception|bn-inception", "Inception"),
     (r"inception_resnet|inceptionresnet", "Inception-ResNet"), (r"inception", "Inception"),
-    (r"xception", "Xception"), (r"senet|seresnext|se_resnext|seresnet|se_resnet", "SENet"),
+    (r"xception", "Xception"), (r"densenet", "DenseNet"),  # before SENet: "den-senet"
+    (r"senet|seresnext|se_resnext|seresnet|se_resnet", "SENet"),
     (r"resnext", "ResNeXt"), (r"wide_resnet", "Wide ResNet"), (r"resnetv2", "ResNet-v2"),
     (r"resnet", "ResNet"), (r"densenet", "DenseNet"), (r"dpn", "DPN"), (r"squeezenet", "SqueezeNet"),
     (r"shufflenet", "ShuffleNet"), (r"mobilenetv1|mobilenet-v1", "MobileNet"),
@@ -239,12 +244,21 @@ def _torchvision_entry(name: str, input_size: int | None) -> ModelEntry:
 def _timm_entry(arch: str, input_size: int | None) -> ModelEntry:
     import timm
 
+    # timm's default weights of the architecture (its first tag in the model's own list, as
+    # timm.create_model(pretrained=True) loads them; list_pretrained is alphabetical and picked e.g.
+    # inception_resnet_v2's adversarial ensemble), evaluated at the size timm tests them at (its
+    # results tables): the accuracy and the operations then belong to one input
     cfg = timm.get_pretrained_cfg(arch)
-    native = int(cfg.input_size[-1]) if cfg is not None else 224
+    train = int(cfg.input_size[-1]) if cfg is not None else 224
+    native = int(cfg.test_input_size[-1]) if cfg is not None and cfg.test_input_size else train
     size = int(input_size or native)
-    tags = timm.list_pretrained(f"{arch}.*")
+    if cfg is not None and cfg.tag:
+        weights = f"{arch}.{cfg.tag}"
+    else:
+        tags = timm.list_pretrained(f"{arch}.*")
+        weights = tags[0] if tags else None
     return ModelEntry(f"timm/{arch}", family_of(arch), "timm", size,
-                      _timm_builder(arch, size if size != native else None), weights=tags[0] if tags else None)
+                      _timm_builder(arch, size if size != train else None), weights=weights)
 
 
 def _pretrainedmodels_entry(key: str) -> ModelEntry:
@@ -360,12 +374,37 @@ def _one_per_model(names: list[str]) -> list[str]:
     return out
 
 
-def get(name: str, input_size: int | None = None) -> ModelEntry:
+def get(name: str, input_size: int | None = None, weights_file: str | os.PathLike | None = None) -> ModelEntry:
     """The entry for ``name`` (a registry name, an alias or a user model spec).
 
     ``input_size`` overrides the native input size (and is the input size of user models,
-    default 224).
+    default 224). ``weights_file``: the user's weights (`with_weights`).
     """
+    entry = _get(name, input_size)
+    return with_weights(entry, weights_file) if weights_file else entry
+
+
+def with_weights(entry: ModelEntry, path: str | os.PathLike) -> ModelEntry:
+    """``entry`` run with the user's weights in ``path`` (read here without running code, so a bad or
+    hostile file is refused before anything starts): named ``NAME [FILE]``, so that its cells are never
+    pooled with those of random weights, its classifier resized to the file's (a model retrained on
+    other classes), and no published accuracy (those weights are the user's)."""
+    from .weights import fit_head_, read_state_dict
+
+    path = os.path.abspath(os.fspath(path))
+    shapes = {k: torch.empty(v.shape, device="meta") for k, v in read_state_dict(path).items()}
+    base_builder = entry.builder
+
+    def builder():
+        model = base_builder()
+        fit_head_(model, shapes)
+        return model
+
+    return replace(entry, name=f"{entry.name} [{os.path.basename(path)}]", builder=builder, weights=None,
+                   weights_file=path, base=entry.name)
+
+
+def _get(name: str, input_size: int | None = None) -> ModelEntry:
     if is_user_model(name):
         return _user_entry(name, input_size or 224)
     name = canonical(name)
