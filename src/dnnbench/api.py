@@ -497,7 +497,7 @@ def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = 
     - Preprocessing is the model's own (its weights' transforms or pretrained configuration);
       ``input_size`` (the crop, px) and ``crop_pct`` override it.
     - The setups, as for `run`: ``setup``, or ``backend``/``precision`` lists, ``device``, ``threads``;
-      int8 calibrates on the first 16 readable images.
+      int8 calibrates on 16 of the images, spread evenly over the set.
     - ``db``: store the results in this database (next to its measurements); None: not stored.
     - ``workers``: data-loading processes (default: the cores this process may use, at most 4)."""
     from .evaluation import evaluate as run_evaluation

@@ -164,7 +164,7 @@ def preprocessing(entry, model, input_size: int | None = None, crop_pct: float |
     ``input_size`` (the crop) and ``crop_pct`` (crop over resize) overriding it."""
     base = _torchvision(entry) or _timm(model) or _pretrainedmodels(entry) or Preprocess(
         round(entry.input_size / DEFAULT_CROP_PCT), entry.input_size, IMAGENET_MEAN, IMAGENET_STD, "bilinear",
-        "ImageNet defaults (resize 256, crop 224 at 224 px)")
+        f"ImageNet defaults (crop {DEFAULT_CROP_PCT:g} of the resized side, ImageNet mean and std)")
     if input_size is None and crop_pct is None:
         return base
     crop = input_size or base.crop

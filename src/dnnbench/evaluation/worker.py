@@ -97,13 +97,17 @@ def evaluate(spec: dict, emit) -> None:
     calibration, calibration_note = [], None
     setups = [REFERENCE] + [tuple(s) for s in spec["setups"] if tuple(s) != REFERENCE]  # eager fp32 beside: the drop, paired
     if any(p == "int8" for _, p in setups):
-        images = [x for x, _, _ in (data[i] for i in range(min(len(data), CALIBRATION_BATCHES * CALIBRATION_BATCH * 4)))
-                  if x is not None][:CALIBRATION_BATCHES * CALIBRATION_BATCH]
+        # images spread evenly over the set (it is in class order): the scales see every kind of input
+        wanted = CALIBRATION_BATCHES * CALIBRATION_BATCH
+        step = max(1, len(data) // (2 * wanted))
+        images = [x for x, _, _ in (data[i] for i in range(0, len(data), step)) if x is not None]
+        images = images[:: max(1, len(images) // wanted)][:wanted]
         if len(images) < CALIBRATION_BATCH:
             raise _no_images(spec)
         calibration = [torch.stack(images[i:i + CALIBRATION_BATCH]) for i in range(0, len(images), CALIBRATION_BATCH)]
         calibration = [b for b in calibration if len(b) == CALIBRATION_BATCH]
-        calibration_note = f"int8 scales calibrated on the first {sum(len(b) for b in calibration)} readable images"
+        calibration_note = (f"int8 scales calibrated on {sum(len(b) for b in calibration)} of the images, spread "
+                            "evenly over the set")
 
     example = torch.zeros(spec["batch_size"], 3, pre.crop, pre.crop, device=device)
     steps = []
