@@ -237,3 +237,24 @@ def test_measured_accuracy_replaces_the_published_one_and_int8_never_borrows_fp3
                                                                    "dnnbench eval"]
     assert rows[("resnet18", "onnxruntime", "fp32")]["top1_source"] == "measured"
     assert "Top-1 measured by dnnbench eval" in str(answer) and "published 69.80%, -1.80" in str(answer)
+
+
+def test_wordnet_folders_map_to_imagenet_outputs_and_inspect_shows_the_measured_top1(tmp_path):
+    data = tmp_path / "val"
+    for wnid, rgb in (("n01440764", COLOURS["red"]), ("n01443537", COLOURS["blue"])):  # outputs 0 and 1
+        (data / wnid).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (30, 30), rgb).save(data / wnid / f"{i}.JPEG")
+    state = colour_state()
+    head = torch.zeros(1000, 8)
+    head[0, 0] = head[1, 2] = 1.0  # red -> output 0, blue -> output 1
+    state["4.weight"], state["4.bias"] = head, torch.zeros(1000)
+    save_file(state, tmp_path / "imagenet.safetensors")
+    rows = dnnbench.evaluate(COLOURNET, data, weights=tmp_path / "imagenet.safetensors", db=tmp_path / "a.db",
+                             progress=False)
+    assert (rows[0]["top1_hits"], rows[0]["images"], rows[0]["mapping"]) == (6, 6, "WordNet ids in ImageNet-1k order")
+    assert rows[0]["top5"] == 100.0
+    [figures] = dnnbench.inspect(COLOURNET, db=tmp_path / "a.db", progress=False)
+    assert figures.measured_top1 == 100.0 and "6 images" in figures.measured_source
+    out = cli("inspect", COLOURNET, "--db", tmp_path / "a.db")
+    assert "measured top-1 (%)" in out.stdout and f"measured top-1 of {COLOURNET}: dnnbench eval on 6 images" in out.stdout

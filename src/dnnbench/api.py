@@ -144,16 +144,45 @@ def _inspect_table(results: list) -> str:
             ref = f"[{sources.setdefault(r.accuracy_source, len(sources) + 1)}]"
         rows.append([r.name, r.family, r.source] + [FIGURES[c].show(d[c]) for c in columns] + [ref or "none"])
     headings = ["name", "family", "library"] + [FIGURES[c].heading for c in columns] + ["accuracy source"]
+    measured = [r for r in results if r.measured_top1 is not None]
+    if measured:  # beside the published figure, with the difference
+        headings[3 + columns.index("top5") + 1:3 + columns.index("top5") + 1] = ["measured top-1 (%)", "difference"]
+        at = 3 + columns.index("top5") + 1
+        for row, r in zip(rows, results, strict=True):
+            row[at:at] = (["-", "-"] if r.measured_top1 is None else
+                          [f"{r.measured_top1:.2f}", "-" if r.top1 is None else f"{r.measured_top1 - r.top1:+.2f}"])
     notes = [f"[{i}] {s}" for s, i in sources.items()]
     footer = ["", "MACs: multiply-accumulates of one image at the input size; FLOPs = 2 x MACs.",
               "Accuracy: ImageNet-1k val, single centre crop, as published by:", *notes]
     if any(r.accuracy_source is None for r in results):
         footer.append("none: no published accuracy for these weights in dnnbench's sources (never estimated).")
-    return table(headings, rows, right=set(range(3, 3 + len(columns)))) + "\n" + "\n".join(footer)
+    for r in measured:
+        footer.append(f"measured top-1 of {r.name}: {r.measured_source}.")
+    return table(headings, rows, right=set(range(3, 3 + len(columns) + (2 if measured else 0)))) + "\n" + \
+        "\n".join(footer)
+
+
+def _with_measured(results: list, db) -> list:
+    """``results`` with the eager fp32 accuracy that `evaluate` stored in ``db`` (the latest of each model)."""
+    import dataclasses
+
+    from .store import Store
+
+    with Store(db, create=False) as store:
+        latest = {(a["model"], a["input_size"]): a for a in store.accuracies()
+                  if (a["backend"], a["precision"]) == ("eager", "fp32")}
+    out = []
+    for r in results:
+        a = latest.get((r.name, r.input_size))
+        out.append(r if a is None else dataclasses.replace(
+            r, measured_top1=a["top1"], measured_top5=a["top5"],
+            measured_source=f"dnnbench eval on {a['images']} images of {a['data']} (weights {a['weights']}), "
+                            f"95% interval {a['top1_low']:.2f} to {a['top1_high']:.2f}"))
+    return out
 
 
 def inspect(models: str | Sequence[str] = (), *, zoo: str | None = None, input_size: int | None = None,
-            errors: str = "raise", progress: bool = True) -> Rows:
+            errors: str = "raise", db: str | os.PathLike | None = None, progress: bool = True) -> Rows:
     """The static figures of each model, counted on PyTorch's meta device (no arithmetic, no memory):
     `Rows` of ``StaticFigures`` with ``params``, ``macs`` and ``flops`` (counts per image), ``file_size``
     (bytes, fp32 safetensors), ``input_size`` (px), published ``top1``/``top5`` (%) with
@@ -162,7 +191,9 @@ def inspect(models: str | Sequence[str] = (), *, zoo: str | None = None, input_s
     ``models``: registry names, aliases (``vgg-16``), ``timm/<name>``, or ``path/file.py:function``;
     ``zoo``: add a preset's models; ``input_size``: the input side in pixels (default: each model's
     native size). ``errors``: ``raise`` (the first model that fails to build raises `UserError`) or
-    ``skip`` (it is left out, its message in the result's ``failures``)."""
+    ``skip`` (it is left out, its message in the result's ``failures``). ``db``: a database where
+    `evaluate` stored accuracy: the latest eager fp32 top-1/top-5 measured there go beside the published
+    ones (``measured_top1``, ``measured_top5``, ``measured_source``)."""
     if errors not in ("raise", "skip"):
         raise UserError(f"errors must be 'raise' or 'skip', got {errors!r}")
     from .measure.static import static_figures
@@ -182,6 +213,8 @@ def inspect(models: str | Sequence[str] = (), *, zoo: str | None = None, input_s
         if failures and errors == "raise":
             steps.close()
             raise UserError(failures[0])
+    if db is not None:
+        results = _with_measured(results, db)
     out = Rows(results, render=_inspect_table)
     out.failures = failures
     return out

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="params, MACs, FLOPs, file size, input size, published accuracy")
     _model_args(p, required=True)
+    p.add_argument("--db", metavar="PATH",
+                   help="a database where `dnnbench eval` stored accuracy: the measured top-1 goes beside the published")
     p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
 
     p = sub.add_parser("run", help="measure latency, throughput, cold start, memory and energy versus batch size "
@@ -226,7 +228,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    found = api.inspect(args.models, zoo=args.zoo, input_size=args.input_size, errors="skip")
+    found = api.inspect(args.models, zoo=args.zoo, input_size=args.input_size, errors="skip", db=args.db)
     if args.json:
         _json(found.to_dicts())
     else:

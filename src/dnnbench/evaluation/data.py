@@ -51,7 +51,7 @@ def find_images(data: str | os.PathLike, labels: str | os.PathLike | None = None
                         f"{'the labels file' if labels_path else 'its class sub-folders'})")
     if limit is not None:
         samples = _spread(samples, limit)
-    return ImageSet(str(root), tuple(samples), tuple(sorted({c for _, c in samples})), layout)
+    return ImageSet(str(root.resolve()), tuple(samples), tuple(sorted({c for _, c in samples})), layout)
 
 
 def _from_folders(root: Path) -> list[tuple[str, str]]:

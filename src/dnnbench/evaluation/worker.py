@@ -51,6 +51,7 @@ def _weights(entry, model, path: str | None) -> tuple[str, list[str]]:
         if path is None:
             raise UserError(f"no weights for {entry.name}: give --weights FILE (a .safetensors, .pth or .pt state "
                             "dict); none is in the torchvision cache either, and nothing is downloaded")
+    path = os.path.abspath(path)
     state = read_state_dict(path)
     return path, load_user_weights_(model, state, path, entry.name)
 
@@ -119,7 +120,9 @@ def evaluate(spec: dict, emit) -> None:
     loader = torch.utils.data.DataLoader(data, batch_size=spec["batch_size"], num_workers=spec["workers"],
                                          collate_fn=collate, shuffle=False)
     hits = [{1: 0, 5: 0} for _ in steps]
-    busy = [0.0 for _ in steps]  # seconds in each setup's forward passes: its images per second
+    # seconds and images of each setup's forward passes over full batches (a padded one computes more
+    # images than it counts): its images per second; padded ones only when no batch is full
+    busy = [[0.0, 0, 0.0, 0] for _ in steps]
     seen = skipped = 0
     reasons: list[str] = []
     with torch.inference_mode():
@@ -137,7 +140,9 @@ def evaluate(spec: dict, emit) -> None:
                 for i, step in enumerate(steps):
                     t0 = time.perf_counter()
                     logits = step.forward(x)[:n].cpu()
-                    busy[i] += time.perf_counter() - t0
+                    at = 0 if n == spec["batch_size"] else 2
+                    busy[i][at] += time.perf_counter() - t0
+                    busy[i][at + 1] += n
                     for k, v in topk_hits(logits, y).items():
                         hits[i][k] += v
                 seen += len(y)
@@ -146,9 +151,10 @@ def evaluate(spec: dict, emit) -> None:
         step.close()
     if seen == 0:
         raise _no_images(spec, reasons)
-    for (backend, precision), h, seconds in zip(setups, hits, busy, strict=True):
+    for (backend, precision), h, (full_s, full_n, short_s, short_n) in zip(setups, hits, busy, strict=True):
+        seconds, images = (full_s, full_n) if full_n else (short_s, short_n)
         emit("result", backend=backend, precision=precision, images=seen, top1_hits=h[1], top5_hits=h[5],
-             skipped=skipped, skipped_examples=reasons, images_per_s=seen / seconds if seconds > 0 else None,
+             skipped=skipped, skipped_examples=reasons, images_per_s=images / seconds if seconds > 0 else None,
              calibration=calibration_note if precision == "int8" else None)
 
 

@@ -24,7 +24,8 @@ class StaticFigures:
     ``flops`` (= 2 x macs) of one image at ``input_size`` (px, the side of the square input),
     ``file_size`` (bytes of its fp32 state dict as safetensors), the published ImageNet-1k ``top1`` and
     ``top5`` (%) of its weights with their ``accuracy_source`` (None where none is published), and
-    ``accuracy_density`` (top-1 % per million parameters)."""
+    ``accuracy_density`` (top-1 % per million parameters); ``measured_top1``/``measured_top5`` (%) where
+    `dnnbench eval` measured them in eager fp32, with ``measured_source``."""
 
     name: str
     family: str
@@ -38,6 +39,10 @@ class StaticFigures:
     top5: float | None
     accuracy_source: str | None
     accuracy_density: float | None
+    # top-1/top-5 that `dnnbench eval` measured in eager fp32 (``inspect --db``), beside the published
+    measured_top1: float | None = None
+    measured_top5: float | None = None
+    measured_source: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
