@@ -9,7 +9,8 @@ import pytest
 from dnnbench.cli import main
 
 KEYS = {"name", "family", "source", "params", "macs", "flops", "file_size", "input_size", "top1", "top5",
-        "accuracy_source", "accuracy_density"}
+        "accuracy_source", "accuracy_density", "measured_top1", "measured_top5", "measured_source", "paper_top1",
+        "paper_source"}
 
 
 def run(*args):

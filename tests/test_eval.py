@@ -258,3 +258,18 @@ def test_wordnet_folders_map_to_imagenet_outputs_and_inspect_shows_the_measured_
     assert figures.measured_top1 == 100.0 and "6 images" in figures.measured_source
     out = cli("inspect", COLOURNET, "--db", tmp_path / "a.db")
     assert "measured top-1 (%)" in out.stdout and f"measured top-1 of {COLOURNET}: dnnbench eval on 6 images" in out.stdout
+
+
+def test_weights_that_are_not_the_papers_are_said_in_inspect_and_the_report():
+    from dnnbench.analysis.data import Measured
+    from dnnbench.report.build import _accuracy_words
+    from dnnbench.setup import Setup
+
+    found = {f.name: f for f in dnnbench.inspect(["googlenet", "resnet50", "timm/resnext101_32x4d"], progress=False)}
+    assert found["googlenet"].paper_top1 == 66.454 and found["resnet50"].paper_top1 == 76.002
+    text = str(dnnbench.inspect(["googlenet", "resnet50"], progress=False))
+    assert "another training than the paper's for: googlenet (69.78 against 66.45)" in text and "resnet50 (" not in text
+    models = [Measured("googlenet", 224, Setup(threads=1), top1=69.778), Measured("resnet50", 224, Setup(threads=1),
+                                                                                  top1=76.13)]
+    [words] = _accuracy_words(models)
+    assert "googlenet 69.78% against 66.45%" in words and "resnet50" not in words

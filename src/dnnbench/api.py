@@ -158,6 +158,16 @@ def _inspect_table(results: list) -> str:
         footer.append("none: no published accuracy for these weights in dnnbench's sources (never estimated).")
     for r in measured:
         footer.append(f"measured top-1 of {r.name}: {r.measured_source}.")
+    papers = [r for r in results if r.paper_top1 is not None]
+    if papers:
+        from .zoo.catalog import PAPER_TOLERANCE
+
+        others = [f"{r.name} ({r.top1:.2f} against {r.paper_top1:.2f})" for r in papers
+                  if r.top1 is not None and abs(r.top1 - r.paper_top1) > PAPER_TOLERANCE]
+        footer.append(f"Bianco et al. 2018 give a top-1 for {len(papers)} of these architectures; "
+                      + (f"the weights measured here are another training than the paper's for: {'; '.join(others)}."
+                         if others else f"the published figures here agree with theirs within {PAPER_TOLERANCE:g} "
+                                        "point."))
     return table(headings, rows, right=set(range(3, 3 + len(columns) + (2 if measured else 0)))) + "\n" + \
         "\n".join(footer)
 

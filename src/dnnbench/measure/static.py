@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..zoo.catalog import published_accuracy
+from ..zoo.catalog import paper_accuracy, published_accuracy
 from ..zoo.registry import ModelEntry
 from .filesize import safetensors_size
 from .ops import count_macs
@@ -25,7 +25,8 @@ class StaticFigures:
     ``file_size`` (bytes of its fp32 state dict as safetensors), the published ImageNet-1k ``top1`` and
     ``top5`` (%) of its weights with their ``accuracy_source`` (None where none is published), and
     ``accuracy_density`` (top-1 % per million parameters); ``measured_top1``/``measured_top5`` (%) where
-    `dnnbench eval` measured them in eager fp32, with ``measured_source``."""
+    `dnnbench eval` measured them in eager fp32, with ``measured_source``; ``paper_top1`` (%): Bianco et
+    al. 2018's figure for the architecture, with ``paper_source``, where the paper has one."""
 
     name: str
     family: str
@@ -43,6 +44,9 @@ class StaticFigures:
     measured_top1: float | None = None
     measured_top5: float | None = None
     measured_source: str | None = None
+    # the top-1 the paper a preset reproduces gives for this architecture (Bianco et al. 2018), beside
+    paper_top1: float | None = None
+    paper_source: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,10 +60,12 @@ def static_figures(entry: ModelEntry) -> StaticFigures:
     params = count_params(model)
     accuracy = published_accuracy(entry)
     top1 = accuracy.top1 if accuracy else None
+    paper = paper_accuracy(entry.base or entry.name, entry.input_size)
     return StaticFigures(
         name=entry.name, family=entry.family, source=entry.source,
         params=params, macs=macs, flops=2 * macs, file_size=safetensors_size(model), input_size=entry.input_size,
         top1=top1, top5=accuracy.top5 if accuracy else None,
         accuracy_source=accuracy.source if accuracy else None,
         accuracy_density=(top1 / (params / 1e6)) if top1 is not None and params else None,
+        paper_top1=paper.top1 if paper else None, paper_source=paper.source if paper else None,
     )

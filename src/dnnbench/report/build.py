@@ -104,6 +104,32 @@ def _setups_section(everything, out: Path) -> str:
     return "".join(parts)
 
 
+def _paper_top1(m) -> float | None:
+    from ..zoo.catalog import paper_accuracy
+
+    paper = paper_accuracy(m.model, m.input_size)
+    return paper.top1 if paper else None
+
+
+def _accuracy_words(models) -> list[str]:
+    """Which top-1 figures were measured here, and which weights are not the paper's (Bianco et al. 2018)."""
+    from ..zoo.catalog import PAPER_TOLERANCE
+
+    words = []
+    measured = [m for m in models if m.accuracy == "measured"]
+    if measured:
+        words.append("Top-1 measured by dnnbench eval, not published: " + "; ".join(
+            f"{m.model} {m.top1:.2f}%" + (f" (published {m.top1_published:.2f}%, {m.top1 - m.top1_published:+.2f})"
+                                          if m.top1_published is not None else "") for m in measured) + ".")
+    other = [(m, p) for m in models if m.accuracy == "published" and m.top1 is not None
+             and (p := _paper_top1(m)) is not None and abs(m.top1 - p) > PAPER_TOLERANCE]
+    if other:
+        words.append("Not the weights Bianco et al. 2018 measured (published top-1 here against theirs): "
+                     + "; ".join(f"{m.model} {m.top1:.2f}% against {p:.2f}%" for m, p in other)
+                     + ": another training of the same architecture.")
+    return words
+
+
 def _write_csv(path: Path, headings: list[str], rows: list[list]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -182,11 +208,13 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
             mem1 and round(mem1 / _MIB, 1), first.get("cold_build_s") and round(first["cold_build_s"], 3),
             first.get("cold_load_s") and round(first["cold_load_s"], 3),
             first.get("cold_first_s") and round(first["cold_first_s"], 3),
-            at(m, batch, "energy_per_image_j"), m.accuracy_source, m.accuracy, m.top1_published])
+            at(m, batch, "energy_per_image_j"), m.accuracy_source, m.accuracy, m.top1_published,
+            _paper_top1(m)])
     model_head = ["model", "family", "top-1 (%)", "top-5 (%)", "params (M)", "G-MACs", "top-1 per M params (%)",
                   "latency at batch 1 (ms)", "95% CI at batch 1 (±%)", f"images/s at batch {batch}",
                   "peak memory at batch 1 (MiB)", "build (s)", "load weights (s)", "first pass (s)",
-                  f"energy at batch {batch} (J/image)", "accuracy source", "top-1 is", "published top-1 (%)"]
+                  f"energy at batch {batch} (J/image)", "accuracy source", "top-1 is", "published top-1 (%)",
+                  "Bianco 2018 top-1 (%)"]
     _write_csv(out / "models.csv", model_head, model_rows)
 
     mem_values = [m.ok[1].get("mem_nvml_bytes") or m.ok[1].get("mem_peak_bytes") for m in models if 1 in m.ok]
@@ -230,6 +258,7 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     intro += [c.finding.replace(c.omitted, "").replace(c.busy_note, "").strip()
               for c in charts if c.finding and not c.reason]
     intro += sorted({c.omitted for c in charts if c.omitted and not c.reason})
+    intro += _accuracy_words(models)
     busy = [c for m in models for c in m.ok.values() if c.get("disturbed")]
     if busy:
         names = cells_by_model((c["model"], c["batch_size"]) for c in busy)
