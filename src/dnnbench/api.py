@@ -236,27 +236,25 @@ def inspect(models: str | Sequence[str] = (), *, zoo: str | None = None, input_s
 def _size(value, name: str) -> int | None:
     from .units import parse_size
 
-    if value is None or isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return parse_size(value)
-        except UserError as exc:
-            raise UserError(f"{name}: {exc}") from None
-    raise UserError(f"{name} must be a size such as '4GB' or a whole number of bytes, got {value!r}")
+    return _quantity(value, name, parse_size, (int,), "a size such as '4GB' or a whole number of bytes")
 
 
 def _seconds(value, name: str) -> float | None:
     from .units import parse_duration
 
-    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+    return _quantity(value, name, parse_duration, (int, float), "a duration such as '50ms' or a number of seconds")
+
+
+def _quantity(value, name: str, parse, numbers: tuple, expected: str):
+    """``value`` as given in base units (a number), or parsed from text with its unit; None stays None."""
+    if value is None or isinstance(value, numbers) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
         try:
-            return parse_duration(value)
+            return parse(value)
         except UserError as exc:
             raise UserError(f"{name}: {exc}") from None
-    raise UserError(f"{name} must be a duration such as '50ms' or a number of seconds, got {value!r}")
+    raise UserError(f"{name} must be {expected}, got {value!r}")
 
 
 def _batch_sizes(value) -> tuple[int, ...]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..measure.accuracy import wilson
+from ..runner.sweep import describe_exit
 from ..setup import Setup
 from .data import find_images
 from .worker import EVAL_FD_ENV
@@ -117,16 +118,5 @@ def _run_worker(spec: dict, total: int, progress: bool) -> dict:
     if rc != 0 or not found["results"]:
         log.seek(0)
         tail = " | ".join(line.strip() for line in log.read().strip().splitlines()[-3:])
-        raise UserError(f"evaluating {spec['model']} crashed ({_describe(rc)}){': ' + tail if tail else ''}")
+        raise UserError(f"evaluating {spec['model']} crashed ({describe_exit(rc)}){': ' + tail if tail else ''}")
     return found
-
-
-def _describe(rc: int) -> str:
-    import signal
-
-    if rc < 0:
-        try:
-            return f"killed by {signal.Signals(-rc).name}"
-        except ValueError:
-            return f"killed by signal {-rc}"
-    return f"exit status {rc}"

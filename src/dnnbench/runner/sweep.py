@@ -457,7 +457,7 @@ class Sweep:
         elif rc == 0:
             status, what = "crashed", f"the worker exited (status 0) {where}: the model's code ended the process"
         else:
-            status, what = "crashed", f"the worker died ({_describe(rc)}) {where}"
+            status, what = "crashed", f"the worker died ({describe_exit(rc)}) {where}"
         error = f"{what}; it printed: {printed}" if printed else what
         return _Outcome(done, current, status, error, cold)  # current None: died before its first cell
 
@@ -559,7 +559,7 @@ class _Watch:
 def _killed(rc: int, oom_before: int | None, peak_seen: int, max_memory: int | None) -> tuple[str, str]:
     """``oom`` only with evidence of memory exhaustion (the kernel counted an OOM kill since the
     worker started, or it was at the cap); otherwise someone else ended it: ``killed``."""
-    name = _describe(rc)
+    name = describe_exit(rc)
     after = memory.oom_kills()
     counted = oom_before is not None and after is not None and after > oom_before
     at_cap = bool(max_memory) and peak_seen >= 0.9 * max_memory
@@ -596,7 +596,8 @@ def _end_group(proc) -> None:
         pass
 
 
-def _describe(rc: int) -> str:
+def describe_exit(rc: int) -> str:
+    """How a process ended, in words: ``signal SIGKILL`` or ``exit status 1``."""
     if rc < 0:
         try:
             return f"signal {signal.Signals(-rc).name}"
