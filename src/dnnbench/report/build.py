@@ -104,6 +104,16 @@ def _setups_section(everything, out: Path) -> str:
     return "".join(parts)
 
 
+# The papers count operations differently from each other and from this report; their figures are
+# plots (Canziani) or untranscribed tables (Bianco), so no per-model comparison can be drawn here.
+OPERATIONS_CONVENTION = (
+    "Operations here are multiply-accumulates (MACs) of one image, every convolution, linear layer, matrix "
+    "product and attention counted; FLOPs = 2 x MACs. The papers count otherwise: Canziani et al. 2016 count a "
+    "multiply-add as two operations and add biases, ReLUs and pooling, so their G-Ops compare with a little more "
+    "than 2 x these G-MACs; Bianco et al. 2018 count the operations of the convolutions only, leaving out the fully "
+    "connected layers. Compare with their figures in their units.")
+
+
 def _paper_top1(m) -> float | None:
     from ..zoo.catalog import paper_accuracy
 
@@ -259,6 +269,7 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
               for c in charts if c.finding and not c.reason]
     intro += sorted({c.omitted for c in charts if c.omitted and not c.reason})
     intro += _accuracy_words(models)
+    intro.append(OPERATIONS_CONVENTION)
     busy = [c for m in models for c in m.ok.values() if c.get("disturbed")]
     if busy:
         names = cells_by_model((c["model"], c["batch_size"]) for c in busy)
