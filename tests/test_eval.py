@@ -273,3 +273,22 @@ def test_weights_that_are_not_the_papers_are_said_in_inspect_and_the_report():
                                                                                   top1=76.13)]
     [words] = _accuracy_words(models)
     assert "googlenet 69.78% against 66.45%" in words and "resnet50" not in words
+
+
+def test_without_weights_the_timm_weights_in_the_hugging_face_cache_are_used(tmp_path, monkeypatch):
+    import timm
+    from safetensors.torch import save_model
+
+    data = tmp_path / "val"
+    (data / "0").mkdir(parents=True)
+    Image.new("RGB", (40, 40), COLOURS["red"]).save(data / "0" / "a.png")
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--timm--resnet18.a1_in1k" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    save_model(timm.create_model("resnet18", pretrained=False), str(snapshot / "model.safetensors"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    [row] = dnnbench.evaluate("timm/resnet18", data, progress=False)
+    assert row["weights"] == str(snapshot / "model.safetensors") and row["images"] == 1
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="no weights for timm/resnet18: give --weights FILE"):
+        dnnbench.evaluate("timm/resnet18", data, progress=False)

@@ -534,7 +534,7 @@ def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = 
       spread over the classes.
     - ``weights``: a ``.safetensors`` or ``.pth``/``.pt`` state dict (never unpickled as code: a file
       holding other objects is refused); a classifier head of another size is resized to the file's.
-      Without it, the torchvision cache's file if it is on disk.
+      Without it, the published weights' file in torchvision's or timm's (Hugging Face) cache, if on disk.
     - Preprocessing is the model's own (its weights' transforms or pretrained configuration);
       ``input_size`` (the crop, px) and ``crop_pct`` override it.
     - The setups, as for `run`: ``setup``, or ``backend``/``precision`` lists, ``device``, ``threads``;

@@ -50,14 +50,17 @@ def _weights(entry, model, path: str | None) -> tuple[str, list[str]]:
         path = _cached(entry)
         if path is None:
             raise UserError(f"no weights for {entry.name}: give --weights FILE (a .safetensors, .pth or .pt state "
-                            "dict); none is in the torchvision cache either, and nothing is downloaded")
+                            "dict); none is in the torchvision or Hugging Face cache either, and nothing is downloaded")
     path = os.path.abspath(path)
     state = read_state_dict(path)
     return path, load_user_weights_(model, state, path, entry.name)
 
 
 def _cached(entry) -> str | None:
-    """The file of ``entry``'s published weights in torch hub's cache (torchvision), if it is there."""
+    """The file of ``entry``'s published weights in torch hub's cache (torchvision) or the Hugging Face
+    hub's (timm), if it is there."""
+    if entry.source == "timm" and entry.weights:
+        return _hf_cached(entry.weights)
     if entry.source != "torchvision" or not entry.weights:
         return None
     import torch
@@ -68,6 +71,20 @@ def _cached(entry) -> str | None:
         return None
     path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
     return path if os.path.isfile(path) else None
+
+
+def _hf_cached(weights: str) -> str | None:
+    """timm's ``arch.tag`` weights as the Hugging Face hub caches them: HF_HUB_CACHE (or HF_HOME/hub, or
+    ~/.cache/huggingface/hub), ``models--timm--arch.tag/snapshots/REVISION/model.safetensors``."""
+    import glob
+
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub")
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        found = sorted(glob.glob(os.path.join(hub, f"models--timm--{weights}", "snapshots", "*", name)))
+        if found:
+            return found[-1]
+    return None
 
 
 def evaluate(spec: dict, emit) -> None:
