@@ -112,9 +112,10 @@ def test_recommend_predict_and_export_answer_as_the_commands_do(tmp_path, synthe
     assert {r["backend"] for r in only} == {"onnxruntime"}
     with pytest.raises(UserError, match=r"backend tensorrt: not measured in .* \(measured: compile, eager, onnxruntime\)"):
         res.recommend(max_memory="1GB", max_latency="30ms", backend="tensorrt")
-    predicted = res.predict("resnet34")
-    assert str(predicted) + "\n" == cli("predict", "resnet34", "--db", db).stdout
-    assert predicted.to_dict() == json.loads(cli("predict", "resnet34", "--db", db, "--json").stdout)
+    predicted = res.predict("resnet34", batch_size=16, method="features", progress=False)
+    assert str(predicted) + "\n" == cli("predict", "resnet34", "--db", db, "--method", "features").stdout
+    assert predicted.to_dicts() == json.loads(cli("predict", "resnet34", "--db", db, "--method", "features",
+                                                  "--json").stdout)
     assert res.export("json") == cli("export", "--db", db, "--format", "json").stdout
     with pytest.raises(UserError, match="would destroy it"):
         res.export("csv", out=db)  # never over the file it reads

@@ -1,146 +1,126 @@
-"""Latency prediction from operations on hand-built measurements (pure Python/numpy, fast)."""
+"""The latency predictor on synthetic data with known laws (pure numpy, fast)."""
+
+import math
 
 import pytest
 
-from dnnbench.analysis.data import Measured
-from dnnbench.analysis.predict import Prediction, calibration, loo_errors, predict, predicted_vs_measured
-from dnnbench.errors import UserError
-from dnnbench.setup import Setup
-
-SLOPE, INTERCEPT = 1e-12, 2e-3  # seconds per MAC, seconds
+from dnnbench.analysis import predictor
+from dnnbench.analysis.predictor import Point, calibrate, kernel_fits, kernel_seconds, predict_point
+from dnnbench.measure.profile import KernelSpec
 
 
-def model(name, macs, time_per_image=None, batch=16, status="ok", device="cpu", input_size=224):
-    if time_per_image is None and macs:
-        time_per_image = SLOPE * macs + INTERCEPT
-    cell = {"status": status, "batch_size": batch, "time_per_image_s": time_per_image,
-            "latency_median_s": time_per_image * batch if time_per_image else None}
-    return Measured(model=name, input_size=input_size, setup=Setup(machine="m1", device=device, threads=4),
-                     macs=macs, cells={batch: cell})
+def points(law, rows):
+    return [Point(f"m{k}", f, law(f)) for k, f in enumerate(rows)]
 
 
-def exact_models():
-    return [model(f"m{k}", macs) for k, macs in enumerate([1e9, 2e9, 4e9, 8e9, 16e9])]
+OPS_ROWS = [{"macs": m} for m in (1e9, 2e9, 4e9, 8e9, 16e9, 3e9)]
 
 
-def test_exact_data_predicts_exactly():
-    result = predict(exact_models(), 3e9, 16, "new")
-    assert isinstance(result, Prediction)
-    assert result.model == "new" and result.batch_size == 16 and result.macs == 3e9
-    assert result.time_per_image_s == pytest.approx(SLOPE * 3e9 + INTERCEPT, rel=1e-9)
-    assert result.fit.slope == pytest.approx(SLOPE, rel=1e-9)
-    assert result.fit.intercept == pytest.approx(INTERCEPT, rel=1e-9)
-    assert result.fit.r2 == pytest.approx(1.0, abs=1e-12)
-    assert result.n == result.fit.n == 5
-    assert set(result.loo_errors) == {"m0", "m1", "m2", "m3", "m4"}
-    assert all(abs(e) < 1e-9 for e in result.loo_errors.values())
-    assert result.loo_median_abs < 1e-9 and result.loo_max_abs < 1e-9
+def test_the_ops_line_recovers_a_linear_law_exactly():
+    cal = calibrate(points(lambda f: 2e-3 + 1e-12 * f["macs"], OPS_ROWS), "ops")
+    assert cal.coefficients == pytest.approx((2e-3, 1e-12), rel=1e-9)
+    assert max(abs(e) for e in cal.loo_errors.values()) < 1e-9
+    assert cal(dict(macs=5e9)) == pytest.approx(2e-3 + 5e-3, rel=1e-9)
 
 
-def test_loo_errors_hand_example():
-    # without (3, 4): y = x predicts 3 -> -0.25; without (1, 1): y = 2x - 2 predicts 0 -> -1;
-    # without (2, 2): y = 1.5x - 0.5 predicts 2.5 -> +0.25
-    errors = loo_errors([("a", 1.0, 1.0), ("b", 2.0, 2.0), ("c", 3.0, 4.0)])
-    assert errors == pytest.approx({"a": -1.0, "b": 0.25, "c": -0.25})
+def test_the_kernels_method_recovers_its_law_and_the_others_miss_it():
+    # latency = 1.3 x the kernels' sum + 20 µs per kernel call: a per-call cost operations cannot see
+    rows = [{"kernel_s": s, "kernels": n, "macs": s * 1e11} for s, n in
+            [(1e-3, 400), (5e-3, 60), (2e-2, 900), (4e-2, 100), (8e-2, 1500), (3e-3, 1200), (1e-2, 250)]]
+    law = lambda f: 1.3 * f["kernel_s"] + 2e-5 * f["kernels"]  # noqa: E731
+    cal = calibrate(points(law, rows), "kernels")
+    assert dict(zip(cal.columns, cal.coefficients)) == pytest.approx({"one": 0, "kernel_s": 1.3, "kernels": 2e-5},
+                                                                     rel=1e-6, abs=1e-12)
+    assert cal.median_abs_error < 1e-9
+    ops = calibrate(points(law, rows), "ops")
+    assert ops.median_abs_error > 0.1  # operations alone cannot tell 1,200 small kernels from 60
 
 
-def test_prediction_summarises_loo_errors():
-    models = [model("a", 1e9, 1.0), model("b", 2e9, 2.0), model("c", 3e9, 4.0)]
-    result = predict(models, 4e9, 16, "new")
-    assert result.loo_median_abs == pytest.approx(0.25)
-    assert result.loo_max_abs == pytest.approx(1.0)
-    assert result.time_per_image_s == pytest.approx(1.5 * 4 - 2 / 3 * 1, rel=1e-9)  # OLS: y = 1.5x - 2/3
+def test_relative_fits_never_give_a_negative_cost():
+    # time falls with operations here: an unconstrained line would have a negative slope
+    rows = [{"kernel_s": s, "kernels": 10} for s in (1e-3, 2e-3, 3e-3, 4e-3)]
+    pts = [Point(f"m{k}", f, t) for k, (f, t) in enumerate(zip(rows, (4e-3, 3e-3, 2e-3, 1e-3)))]
+    cal = calibrate(pts, "kernels")
+    assert all(c >= 0 for c in cal.coefficients)
 
 
-def test_loo_errors_need_three_points():
-    with pytest.raises(ValueError):
-        loo_errors([("a", 1.0, 1.0), ("b", 2.0, 2.0)])
+def test_the_interval_comes_from_the_leave_one_out_errors():
+    cal = predictor.Calibration("ops", ("one", "macs"), (0.0, 1.0), {"a": -0.2, "b": 0.0, "c": 0.25, "d": 0.1},
+                                {"macs": (1.0, 10.0)})
+    assert cal.coverage == pytest.approx(3 / 5)
+    low, high = cal.interval(1.0)
+    assert low == pytest.approx(1 / 1.25) and high == pytest.approx(1 / 0.8)
+    # a leave-one-out prediction of 0 or less bounds nothing above
+    assert predictor.Calibration("ops", ("one",), (1.0,), {"a": -1.0, "b": 0.1, "c": 0, "d": 0}, {}).interval(1.0)[1] \
+        == math.inf
 
 
-def test_fewer_than_three_models_is_a_user_error():
-    models = exact_models()[:2]
-    with pytest.raises(UserError) as err:
-        predict(models, 3e9, 16, "new")
-    message = str(err.value)
-    assert "at least 3 models measured at batch size 16" in message
-    assert "m0, m1" in message and "dnnbench run" in message and "\n" not in message
+def test_a_model_unlike_the_calibrated_ones_is_said_to_extrapolate():
+    rows = [{"macs": m, "macs_attention": 0.0} for m in (1e9, 2e9, 4e9, 8e9)]
+    cal = calibrate(points(lambda f: 1e-12 * f["macs"], rows), "ops")
+    assert predict_point(cal, {"macs": 5e9, "macs_attention": 0.0}).extrapolations == []
+    far = predict_point(cal, {"macs": 40e9, "macs_attention": 0.0})
+    assert far.extrapolates and "outside the calibrated" in far.extrapolations[0]
+    attention = predict_point(cal, {"macs": 5e9, "macs_attention": 2e9})
+    assert "40% of its MACs are attention" in attention.extrapolations[0]
 
 
-def test_wrong_batch_size_is_a_user_error_naming_the_good_ones():
-    with pytest.raises(UserError) as err:
-        predict(exact_models(), 3e9, 8, "new")
-    assert "measured: none" in str(err.value) and "batch sizes with enough: 16" in str(err.value)
+def test_calibration_needs_enough_distinct_measured_models():
+    with pytest.raises(ValueError, match="at least 4"):
+        calibrate(points(lambda f: 1.0, OPS_ROWS[:3]), "ops")
+    twice = [Point("a", {"macs": 1}, 1.0)] * 4
+    with pytest.raises(ValueError, match="distinct"):
+        calibrate(twice, "ops")
+    with pytest.raises(ValueError, match="unknown method"):
+        calibrate(points(lambda f: 1.0, OPS_ROWS), "magic")
 
 
-def test_models_without_macs_are_skipped():
-    models = exact_models()[:3] + [model("nomacs", None, 0.5), model("zero", 0, 0.5)]
-    assert [p[0] for p in calibration(models, 16)] == ["m0", "m1", "m2"]
-    assert predict(models, 3e9, 16, "new").n == 3
-    with pytest.raises(UserError):
-        predict(exact_models()[:2] + [model("nomacs", None, 0.5), model("x", None, 0.1)], 3e9, 16, "new")
+def spec(key, kind="other", macs=0, b=1000):
+    return KernelSpec(key, kind, macs, b // 8, b)
 
 
-def test_calibration_skips_failed_and_other_batches():
-    models = exact_models()[:3] + [model("oom", 5e9, status="oom"), model("b8", 5e9, batch=8)]
-    assert calibration(models, 16) == [("m0", 1e9, pytest.approx(SLOPE * 1e9 + INTERCEPT)),
-                                       ("m1", 2e9, pytest.approx(SLOPE * 2e9 + INTERCEPT)),
-                                       ("m2", 4e9, pytest.approx(SLOPE * 4e9 + INTERCEPT))]
+def test_untimed_kernels_are_estimated_from_timed_ones_of_their_operator():
+    # time = 1e-9 s per byte, exactly a power law: the fit of the operator recovers it
+    specs = {f'["aten.relu.default",{k}]': spec(f'["aten.relu.default",{k}]', b=1000 * 2 ** k) for k in range(6)}
+    timed = {k: s.bytes * 1e-9 for k, s in list(specs.items())[:5]}
+    fits = kernel_fits(timed, specs)
+    assert fits["op:aten.relu.default"].n == 5
+    last = list(specs)[-1]
+    total, share = kernel_seconds({last: 2}, specs, timed, fits)
+    assert total == pytest.approx(2 * specs[last].bytes * 1e-9, rel=1e-6) and share == 0
+    first = list(specs)[0]
+    total, share = kernel_seconds({first: 1, last: 1}, specs, timed, fits)
+    assert share == pytest.approx(timed[first] / total)
+    with pytest.raises(ValueError, match="no kernel was timed"):
+        kernel_seconds({last: 1}, specs, {}, {})
 
 
-def test_calibration_labels_repeated_names():
-    models = [model("a", 1e9), model("a", 2e9, input_size=299), model("b", 3e9)]
-    assert [p[0] for p in calibration(models, 16)] == ["a@224", "a@299", "b"]
+def test_measured_targets_are_predicted_without_themselves():
+    from dnnbench.analysis.data import Measured
+    from dnnbench.setup import Setup
+
+    def profile(n):  # n convolutions of 1e8 MACs
+        key = f'["aten.convolution.default",{n}]'
+        return {"calls": {key: n}, "specs": {key: ["dense_conv", int(1e8), 1000, 8000]}}
+
+    models, profiles = [], {}
+    for n in (1, 2, 4, 8, 16):
+        cell = {"status": "ok", "latency_median_s": 1e-3 + n * 1e-3}
+        models.append(Measured(model=f"net{n}", input_size=224, setup=Setup(machine="m", threads=2), cells={1: cell}))
+        profiles[(f"net{n}", 224, 1)] = profile(n)
+    profiles[("new", 224, 1)] = profile(3)
+    out = predictor.predict_models(models, profiles, {("bad", 224, 1): "Boom"}, None, 1, "features",
+                                   [("net4", 224), ("new", 224), ("bad", 224)])
+    measured, new, bad = out["rows"]
+    assert measured["measured_latency_s"] == pytest.approx(5e-3) and abs(measured["error"]) < 1e-6
+    assert new["latency_s"] == pytest.approx(4e-3, rel=1e-6) and new["low_s"] <= new["latency_s"] <= new["high_s"]
+    assert new["time_per_image_s"] == new["latency_s"] and new["macs"] == 3e8
+    assert bad == {"model": "bad", "input_size": 224, "batch_size": 1, "method": "features", "problem": "Boom"}
 
 
-def test_predicted_model_is_left_out_of_its_own_fit():
-    models = exact_models() + [model("target", 3e9, time_per_image=1.0)]  # way off the line
-    result = predict(models, 3e9, 16, "target")
-    assert result.n == 5 and "target" not in result.loo_errors
-    assert result.time_per_image_s == pytest.approx(SLOPE * 3e9 + INTERCEPT, rel=1e-9)
-
-
-def test_one_setup_is_used():
-    cuda = [model(f"g{k}", macs, time_per_image=1e-6, device="cuda") for k, macs in enumerate([1e9, 5e9])]
-    cuda += [model(f"h{k}", 1e9 * k, batch=8, device="cuda") for k in range(1, 7)]  # more models, not at 16
-    result = predict(exact_models() + cuda, 3e9, 16, "new")
-    assert result.n == 5 and result.setup == Setup(machine="m1", device="cpu", threads=4)
-    assert result.time_per_image_s == pytest.approx(SLOPE * 3e9 + INTERCEPT, rel=1e-9)
-
-
-def test_missing_macs_is_a_user_error():
-    with pytest.raises(UserError):
-        predict(exact_models(), None, 16, "new")
-
-
-def test_predicted_vs_measured():
-    models = [model("c", 3e9, 4.0), model("a", 1e9, 1.0), model("b", 2e9, 2.0)]
-    rows = predicted_vs_measured(models, 16)
-    assert [r[0] for r in rows] == ["a", "b", "c"]  # by operations
-    assert [r[1] for r in rows] == pytest.approx([1.0, 2.0, 4.0])
-    assert [r[2] for r in rows] == pytest.approx([0.0, 2.5, 3.0])
-    with pytest.raises(ValueError):
-        predicted_vs_measured(models[:2], 16)
-
-
-def test_a_good_fit_is_reliable():
-    result = predict(exact_models(), 3e9, 16, "new")
-    assert result.reliable and result.doubts == []
-
-
-def test_times_unrelated_to_operations_are_unreliable():
-    models = [model(f"m{k}", macs, t) for k, (macs, t) in enumerate(zip([1e9, 2e9, 3e9, 4e9, 5e9], [5, 1, 4, 2, 3]))]
-    result = predict(models, 3e9, 16, "new")
-    assert result.time_per_image_s == pytest.approx(3.0)  # still given
-    assert not result.reliable
-    assert result.doubts == ["the fit explains little: R² = 0.09, below 0.5"]
-
-
-def test_a_line_that_misses_the_small_models_is_unreliable():
-    # one large model makes R² high while every small one is missed by a factor of several
-    macs = [1e9, 2e9, 4e9, 8e9, 100e9]
-    models = [model(f"m{k}", m, t) for k, (m, t) in enumerate(zip(macs, [0.01, 0.1, 0.01, 0.1, 10]))]
-    result = predict(models, 3e9, 16, "new")
-    assert result.fit.r2 > 0.99 and not result.reliable
-    assert result.doubts == [
-        "the fit misses the measured models by a median ±519% when each is left out, beyond ±50%",
-        "the fitted line gives no positive time at this operation count"]
+def test_summary_and_rank_correlation():
+    s = predictor.summary([0.05, -0.15, 0.3, -0.01])
+    assert s["within_10"] == 0.5 and s["within_20"] == 0.75 and s["median_abs"] == pytest.approx(0.1)
+    assert predictor.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert predictor.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert predictor.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)

@@ -37,9 +37,9 @@ def test_every_figure_is_drawn_or_explained(report):
     for key in ("power_vs_batch", "ops_vs_power"):  # no energy counter in this database
         assert not (out / f"{key}.png").exists()
         assert f'id="fig-{key}"' in page
-    assert page.count("Not drawn:") == 3 and "no RAPL energy counter: test" in page
+    assert page.count("Not drawn:") == 4 and "no RAPL energy counter: test" in page
     assert "no model was measured both in eager fp32 and in another setup" in page  # one setup: no speed-up
-    assert page.count('<section class="figure"') == 14
+    assert page.count('<section class="figure"') == 16
     # offline: nothing to fetch (XML namespace names are identifiers, never fetched)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", page)
 
@@ -47,6 +47,8 @@ def test_every_figure_is_drawn_or_explained(report):
 def test_findings_state_the_numbers(report):
     page = report.read_text()
     assert "Operations predict time per image with R² = " in page
+    assert ("Predicted from a line in operations, each measured model from the other 6: 7 of 7 within ±10%, "
+            "median error ±0%") in page
     assert "vgg16 is the most expensive model: 15.5 G-MACs" in page
     # make_db's memory is flat up to batch 4, then linear
     assert "Memory stays constant up to a batch size, then grows linearly, for all 7 models." in page
@@ -64,6 +66,8 @@ def test_tables_as_csv(report, synthetic):
     assert best and all(r["images/s ≥"] for r in best)
     predicted = list(csv.DictReader(open(out / "predicted.csv")))
     assert len(predicted) == len(synthetic.MODELS)
+    # make_db's time is linear in operations at one batch size: the line predicts every model exactly
+    assert all(abs(float(r["error (%)"])) < 0.1 and r["what"] == "measured" for r in predicted)
 
 
 def test_memory_is_in_binary_units_like_the_run_table(report, synthetic):
@@ -108,7 +112,7 @@ def test_energy_figures_when_a_counter_was_read(tmp_path, synthetic):
         path = build_report(store, tmp_path / "out")
     assert (tmp_path / "out" / "power_vs_batch.svg").exists() and (tmp_path / "out" / "ops_vs_power.svg").exists()
     page = path.read_text()
-    assert page.count("Not drawn:") == 1 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
+    assert page.count("Not drawn:") == 2 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
 
 
 def test_setups_are_compared_and_the_figures_show_the_chosen_one(tmp_path, synthetic):
@@ -238,8 +242,8 @@ def open_page(browser, path):
 def test_page_in_a_real_browser(browser, report, synthetic):
     page, problems, dialogs = open_page(browser, report)
     assert problems == []
-    assert page.locator("section.figure").count() == 14
-    assert page.locator("section.figure svg").count() == 11
+    assert page.locator("section.figure").count() == 16
+    assert page.locator("section.figure svg").count() == 12
     # every drawn figure has hoverable points, each naming its model
     for key in ("ball_chart", "ops_vs_time", "memory_vs_batch", "pareto", "efficiency"):
         assert page.locator(f"#fig-{key} .point").count() >= 6, key
@@ -294,7 +298,7 @@ def test_real_sweep_to_report_in_the_browser(browser, tmp_path):
     assert out.stdout.strip() == str(path)
     page, problems, _ = open_page(browser, path)
     assert problems == []
-    assert page.locator("section.figure").count() == 14
+    assert page.locator("section.figure").count() == 16
     assert page.locator("#fig-time_vs_batch .point").count() == 9
     page.close()
     data = json.loads(subprocess.run([sys.executable, "-m", "dnnbench", "export", "--format", "json", "--db", str(db)],

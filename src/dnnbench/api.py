@@ -19,6 +19,7 @@ Bad input raises `UserError`, whose message names the problem and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -32,7 +33,7 @@ from .errors import UserError
 from .runner.plan import BATCH_SIZES, RunConfig
 from .setup import Setup
 
-__all__ = ["ModelInfo", "PredictedTime", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
+__all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
            "evaluate", "inspect", "models", "open", "run"]
 
 DEFAULT_DB = "dnnbench.db"
@@ -703,20 +704,101 @@ class Results:
     def recommend(self, max_memory: int | str, max_latency: float | str | None = None, *,
                   min_fps: float | None = None, batch_size: int = 1, min_top1: float | None = None,
                   max_energy: float | None = None, backend: str | Sequence[str] | None = None,
-                  precision: str | Sequence[str] | None = None, machine: str | Sequence[str] | None = None
-                  ) -> Recommendation:
+                  precision: str | Sequence[str] | None = None, machine: str | Sequence[str] | None = None,
+                  models: str | Sequence[str] = (), zoo: str | None = None, measure: bool = False,
+                  quick: bool = False, progress: bool = True) -> Recommendation:
         """The measured (model, setup) pairs that meet every limit, most accurate first, then those that
         fail with the limits they break: a `Recommendation`. Limits at ``batch_size``: ``max_memory``
         (``"1GB"`` or bytes), one of ``max_latency`` (of one batch: ``"50ms"`` or seconds) and
         ``min_fps`` (images per second), optional ``min_top1`` (%) and ``max_energy`` (joules per
-        image). ``backend``, ``precision``, ``machine``: only the setups measured so."""
+        image). ``backend``, ``precision``, ``machine``: only the setups measured so.
+
+        ``measure``: answer among the candidates ``models`` and ``zoo`` on this machine (in ``backend``
+        and ``precision``, default eager fp32), measuring only the ones that decide the answer (see
+        `analysis.search`); ``quick`` measures them with `run`'s quick budgets. The answer's ``steps``
+        say which were measured and why."""
         from .analysis.recommend import Limits, recommend
 
         limits = Limits(max_memory=_size(max_memory, "max_memory"), max_latency=_seconds(max_latency, "max_latency"),
                         min_fps=min_fps, batch_size=batch_size, min_top1=min_top1, max_energy=max_energy)
-        found = self._only(self._measured(), backend=backend, precision=precision, machine=machine)
+        steps = None
+        if measure:
+            steps, setup, names = self._measure_to_decide(limits, models, zoo, backend, precision, quick, progress)
+            found = [m for m in self._measured() if m.setup == setup and m.model in names]
+        else:
+            if models or zoo:
+                raise UserError("models and zoo choose the candidates of recommend --measure; without it, recommend "
+                                "answers among the measured models")
+            found = self._only(self._measured(), backend=backend, precision=precision, machine=machine)
         passing, failing = recommend(found, limits)
-        return Recommendation(passing, failing, limits)
+        return Recommendation(passing, failing, limits, steps)
+
+    def _measure_to_decide(self, limits, models, zoo, backend, precision, quick: bool, progress: bool):
+        """Measure the candidates that decide the answer (`analysis.search.decide`): (the steps, the
+        setup measured, the candidates' names)."""
+        from .analysis import predictor, search
+        from .analysis.recommend import recommend
+        from .measure.device import machine_environment
+        from .setup import machine_id
+        from .zoo import get, preset, published_accuracy
+
+        names = list(dict.fromkeys(_names(models, "models") + (preset(zoo) if zoo else [])))
+        if not names:
+            raise UserError("recommend --measure needs candidates: name models or a zoo (--zoo NAME)")
+        one = {}
+        for field, value in (("backend", backend), ("precision", precision)):
+            chosen = _names(value, field)
+            if len(chosen) > 1:
+                raise UserError(f"recommend --measure measures in one setup: give one {field}, not {', '.join(chosen)}")
+            if chosen:
+                one[field] = chosen[0]
+        setup = Setup(**one).resolved().on(machine_id(machine_environment("cpu")))
+        entries = {n: get(n) for n in names}
+        names = [e.name for e in entries.values()]
+        batch = limits.batch_size
+        max_latency = limits.max_latency if limits.max_latency is not None else batch / limits.min_fps
+
+        def measured_here() -> dict:
+            try:
+                return {m.model: m for m in self._measured() if m.setup == setup and batch in m.ok}
+            except UserError:  # no measurement in the database yet
+                return {}
+
+        def passes(name: str) -> bool | None:
+            m = measured_here().get(name)
+            if m is None:
+                return None
+            return bool(recommend([m], limits)[0])
+
+        def measure_one(name: str) -> bool:
+            run([name], setup=setup, batch_sizes=[batch], db=self.path, quick=quick, progress=progress,
+                argv=["recommend", "--measure", name])
+            return bool(passes(name))
+
+        from .profiling import profiles
+
+        with self._writable() as store:
+            got, _ = profiles([(e.name, e.input_size, batch) for e in entries.values()], store)
+        candidates = []
+        for e in entries.values():
+            accuracy = published_accuracy(e)
+            profile = got.get((e.name, e.input_size, batch))
+            candidates.append(search.Candidate(e.name, accuracy.top1 if accuracy else None,
+                                               profile.get("weights_bytes") if profile else None,
+                                               predictor.features(profile)["macs"] if profile else None))
+
+        def predict(name: str):
+            if len(measured_here()) < predictor.MIN_POINTS:
+                return None
+            found = self.predict([name], batch_size=batch, backend=setup.backend, precision=setup.precision,
+                                 machine=setup.machine, progress=False, time_targets=False)
+            row = found[0]
+            return None if "problem" in row else (row["latency_s"], row["low_s"], row["high_s"])
+
+        answer, steps = search.decide(candidates, max_latency=max_latency, max_memory=limits.max_memory,
+                                      predict=predict, measure=measure_one, measured=passes,
+                                      calibrated=lambda: len(measured_here()), min_calibration=predictor.MIN_POINTS)
+        return steps, setup, set(names)
 
     def _only(self, found: list, **wanted) -> list:
         """The measured models whose setups have the ``wanted`` field values; UserError naming what was
@@ -735,27 +817,89 @@ class Results:
             found = [m for m in found if str(getattr(m.setup, field)) in names]
         return found
 
-    def predict(self, model: str, batch_size: int = 16, input_size: int | None = None) -> PredictedTime:
-        """``model``'s time per image (seconds) at ``batch_size`` on the machine measured here, from its
-        operations, with a line fitted on the models measured at that batch size (``model`` itself left
-        out): a `PredictedTime`, with the fit's leave-one-out errors."""
-        from .analysis.predict import predict
-        from .measure.static import static_figures
-        from .zoo import get
+    def predict(self, models: str | Sequence[str] = (), *, zoo: str | None = None, all: bool = False,  # noqa: A002
+                batch_size: int = 16, input_size: int | None = None, method: str = "kernels",
+                backend: str | Sequence[str] | None = None, precision: str | Sequence[str] | None = None,
+                machine: str | Sequence[str] | None = None, progress: bool = True,
+                time_targets: bool | None = None) -> Predictions:
+        """Each model's latency at ``batch_size`` in the setup measured here with the most models at that
+        batch size (or the one chosen with ``backend``, ``precision``, ``machine``), from what it is made
+        of, calibrated on the models measured there: `Predictions`, one row per model with its interval.
 
-        entry = get(model, input_size)
-        figures = static_figures(entry)
-        found = self._measured()
-        result = predict(found, figures.macs, batch_size, entry.name)
-        measured = next((m.ok[batch_size] for m in found if m.model == entry.name and batch_size in m.ok), None)
-        fit = result.fit
-        return PredictedTime(
-            model=entry.name, macs=figures.macs, batch_size=batch_size,
-            predicted_time_per_image_s=result.time_per_image_s, reliable=result.reliable,
-            unreliable_reasons=result.doubts, fit_slope_s_per_mac=fit.slope, fit_intercept_s=fit.intercept,
-            fit_r2=fit.r2, fit_n=fit.n, loo_median_abs_error=result.loo_median_abs,
-            loo_max_abs_error=result.loo_max_abs,
-            measured_time_per_image_s=measured["time_per_image_s"] if measured else None)
+        ``models``: registry names or model files (a list, or one comma-separated string); ``zoo``: a
+        preset; ``all``: the whole registry. ``method``: ``kernels`` (its kernels timed on this machine,
+        summed: the kernels of ``models`` and of the calibration are timed, those of a zoo or the registry
+        estimated from the timed ones), ``features`` (operations by kind, activations, kernel calls) or
+        ``ops`` (the line in operations). Profiles and kernel times are added to the database (nothing
+        measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
+        (default) or estimate them as a zoo's."""
+        from . import progressbar
+        from .analysis import predictor
+        from .measure.profile import replayable
+        from .profiling import kernel_times, profiles
+        from .zoo import all_names, get, preset
+
+        if method not in predictor.METHODS:
+            raise UserError(f"unknown method {method!r}: choose one of {', '.join(predictor.METHODS)}")
+        named = [get(n, input_size) for n in dict.fromkeys(_names(models, "models"))]
+        listed = (preset(zoo) if zoo else []) + (all_names() if all else [])
+        entries = named + [get(n, input_size) for n in dict.fromkeys(listed) if n not in {e.name for e in named}]
+        if not entries:
+            raise UserError("name the models to predict, or a zoo (--zoo NAME), or --all")
+        found = self._only(self._measured(), backend=backend, precision=precision, machine=machine)
+        setup, calibrating = predictor.choose_setup(found, batch_size)
+        if len(calibrating) < predictor.MIN_POINTS:
+            enough = sorted({b for m in found for b in m.ok})
+            raise UserError(f"predict needs at least {predictor.MIN_POINTS} models measured at batch size "
+                            f"{batch_size} in one setup, and {self.path} has {len(calibrating)}; run "
+                            f"`dnnbench run MODEL... --batch-sizes {batch_size} --db {self.path}` first"
+                            + (f" (batch sizes measured: {', '.join(map(str, enough))})" if enough else ""))
+        wanted = [(m.model, m.input_size, batch_size) for m in calibrating] + \
+                 [(e.name, e.input_size, batch_size) for e in entries]
+        with self._writable() as store:
+            shown = progressbar.bar(total=len(wanted), desc="profile", unit="model", enabled=progress, leave=False)
+            try:
+                got, failed = profiles(wanted, store, progress=lambda done, total: shown.update(done - shown.n))
+            finally:
+                shown.close()
+            timed = None
+            if method == "kernels":
+                timing = calibrating + (named if time_targets is not False else [])
+                profiled = [got[k] for k in (_key(m, batch_size) for m in timing) if k in got]
+                keys = [k for p in profiled for k in p["calls"] if replayable(k)]
+                shown = progressbar.bar(total=None, desc="time kernels", unit="kernel", enabled=progress, leave=False)
+                try:
+                    def step(done, total):
+                        shown.total = total
+                        shown.update(done - shown.n)
+                    rows = kernel_times(keys, setup, store, progress=step)
+                finally:
+                    shown.close()
+                timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
+        try:
+            result = predictor.predict_models(calibrating, got, failed, timed, batch_size, method,
+                                              [(e.name, e.input_size) for e in entries])
+        except ValueError as exc:
+            raise UserError(f"cannot calibrate on the models measured at batch size {batch_size}: {exc}") from exc
+        return Predictions(result, setup, batch_size, method)
+
+    @contextlib.contextmanager
+    def _writable(self):
+        """The database opened to add profiles and kernel times; read-only where it cannot be written
+        (then nothing is kept for the next call, and the prediction still comes)."""
+        from .store import Store
+
+        try:
+            store = Store(self.path)
+        except UserError:
+            store = self._store()
+        with store:
+            yield store
+
+
+def _key(m, batch: int):
+    """(name, input size, batch) of a measured model or a registry entry."""
+    return (getattr(m, "model", None) or m.name, m.input_size, batch)
 
 
 def open(path: str | os.PathLike = DEFAULT_DB) -> Results:  # noqa: A001 - dnnbench.open, as sqlite3.connect
@@ -771,18 +915,32 @@ def open(path: str | os.PathLike = DEFAULT_DB) -> Results:  # noqa: A001 - dnnbe
 # -- answers ---------------------------------------------------------------------------------------
 
 
+def _steps_words(steps: list | None) -> str:
+    if steps is None:
+        return ""
+    measured = [s for s in steps if s.action == "measured" and s.why != "already measured"]
+    lines = [f"\nMeasured {len(measured)} of {len(steps)} candidates to decide the answer:"]
+    for s in steps:
+        result = "" if s.passes is None else (": meets every limit" if s.passes else ": breaks a limit")
+        lines.append(f"  {s.name}: {s.action}, {s.why}{result}")
+    return "\n".join(lines)
+
+
 class Recommendation(Rows):
     """The answer of `Results.recommend`: one dict per measured (model, setup), those that pass first
     (most accurate first), with ``passes``, ``top1`` (%), ``latency_s``, ``images_per_s``,
     ``memory_bytes``, ``energy_per_image_j``, ``interpolated`` (between two measured batch sizes),
     ``broken`` (the limits it breaks, in words), ``disturbed`` and the setup's fields. ``passing``:
-    only those that pass; ``best``: the first of them, or None; ``str()``: the command's answer."""
+    only those that pass; ``best``: the first of them, or None; ``str()``: the command's answer.
+    ``steps``: with ``measure``, what was done with each candidate and why (`analysis.search.Step`)."""
 
-    def __init__(self, passing: list, failing: list, limits):
+    def __init__(self, passing: list, failing: list, limits, steps: list | None = None):
         from .analysis.recommend import as_json, render
 
-        super().__init__(as_json(passing, failing, limits), render=lambda _: render(passing, failing, limits))
+        super().__init__(as_json(passing, failing, limits),
+                         render=lambda _: render(passing, failing, limits) + _steps_words(steps))
         self.limits = limits
+        self.steps = steps
 
     @property
     def passing(self) -> Rows:
@@ -793,43 +951,55 @@ class Recommendation(Rows):
         return next((r for r in self if r["passes"]), None)
 
 
-@dataclass(frozen=True)
-class PredictedTime:
-    """A predicted time per image (seconds) of ``model`` (``macs`` multiply-accumulates per image) at
-    ``batch_size``, from a line (slope in seconds per MAC, intercept in seconds, R²) fitted on ``fit_n``
-    measured models, its leave-one-out errors (fractions), whether it is ``reliable`` (and why not),
-    and the measured time where the model was measured."""
+METHOD_WORDS = {
+    "kernels": "its kernels timed on this machine and summed",
+    "features": "operations by kind of kernel, activations and kernel calls",
+    "ops": "a line in operations",
+}
 
-    model: str
-    macs: float
-    batch_size: int
-    predicted_time_per_image_s: float
-    reliable: bool
-    unreliable_reasons: list
-    fit_slope_s_per_mac: float
-    fit_intercept_s: float
-    fit_r2: float
-    fit_n: int
-    loo_median_abs_error: float
-    loo_max_abs_error: float
-    measured_time_per_image_s: float | None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+class Predictions(Rows):
+    """The answer of `Results.predict`: one dict per model with ``latency_s`` (one batch) and
+    ``time_per_image_s``, the interval ``low_s``..``high_s`` (of the batch's latency; it covers a model
+    like the calibrated ones with probability ``coverage``), ``extrapolations`` (why the model is unlike
+    them, in words), ``timed_share`` (of its kernel time that was timed rather than estimated), and for a
+    measured model ``measured_latency_s`` and the leave-one-out ``error``; a model that could not be
+    profiled has ``problem`` instead. ``calibration``: the fit (n, leave-one-out errors by model)."""
 
-    def __str__(self) -> str:
-        from .units import format_seconds, format_significant
+    def __init__(self, result: dict, setup: Setup, batch_size: int, method: str):
+        calibration = result["calibration"]
+        common = {**setup.to_dict(), "calibrated_on": calibration.n, "coverage": calibration.coverage}
+        super().__init__([{**r, **common} for r in result["rows"]], render=self._table)
+        self.calibration = calibration
+        self.points = result["points"]
+        self.setup, self.batch_size, self.method = setup, batch_size, method
 
-        lines = [f"{self.model}: predicted {format_seconds(self.predicted_time_per_image_s)} per image at batch "
-                 f"size {self.batch_size} on this machine ({format_significant(self.macs / 1e9)} G-MACs per image)"]
-        if self.unreliable_reasons:
-            lines.append(f"unreliable: {'; and '.join(self.unreliable_reasons)}. Measure it instead: "
-                         f"`dnnbench run {self.model} --batch-sizes {self.batch_size}`")
-        sign = "-" if self.fit_intercept_s < 0 else "+"
-        lines.append(f"fit on {self.fit_n} measured models: time per image = "
-                     f"{format_seconds(self.fit_slope_s_per_mac * 1e9)} per G-MAC {sign} "
-                     f"{format_seconds(abs(self.fit_intercept_s))}, R² = {self.fit_r2:.3f}; leave-one-out error: "
-                     f"median ±{self.loo_median_abs_error:.0%}, worst ±{self.loo_max_abs_error:.0%}")
-        if self.measured_time_per_image_s is not None:
-            lines.append(f"measured: {format_seconds(self.measured_time_per_image_s)} per image")
-        return "\n".join(lines)
+    def _table(self, rows: list) -> str:
+        from .text import table
+        from .units import format_seconds
+
+        cal = self.calibration
+        errors = [abs(e) for e in cal.loo_errors.values()]
+        head = (f"Predicted at batch size {self.batch_size} in {self.setup.label(machine=True)}, from "
+                f"{METHOD_WORDS[self.method]}, calibrated on the {cal.n} models measured there: leave-one-out error "
+                f"median ±{cal.median_abs_error:.0%}, worst ±{max(errors):.0%}; each interval covers a model like "
+                f"them {cal.coverage:.0%} of the time.")
+        body = []
+        for r in rows:
+            if "problem" in r:
+                body.append([r["model"], "", "", "", "", f"not profiled: {r['problem']}"])
+                continue
+            b = r["batch_size"]
+            note = "; ".join(r["extrapolations"]) if r["extrapolations"] else ""
+            if r.get("timed_share") is not None and r["timed_share"] < 0.999:
+                note = "; ".join(filter(None, [note, f"{1 - r['timed_share']:.0%} of its kernel time estimated"]))
+            measured = r.get("measured_latency_s")
+            high = "∞" if r["high_s"] == float("inf") else format_seconds(r["high_s"] / b)
+            body.append([r["model"], format_seconds(r["time_per_image_s"]),
+                         f"{format_seconds(r['low_s'] / b)} to {high}",
+                         format_seconds(measured / b) if measured else "",
+                         f"{r['error']:+.0%}" if measured else "",
+                         ("measured: predicted without itself" + ("; measured while busy" if r.get("disturbed") else ""))
+                         if measured else (f"extrapolates: {note}" if r["extrapolations"] else note)])
+        return head + "\n" + table(["model", "predicted per image", "interval", "measured", "error", "note"], body,
+                                    right={1, 3, 4})

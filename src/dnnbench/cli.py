@@ -155,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="the models that meet your memory, speed, accuracy and energy limits, "
                                          "most accurate first")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="with --measure: the candidates (registry names, aliases, "
+                                                            "timm/<name>, path/file.py:function)")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
     p.add_argument("--max-memory", required=True, metavar="SIZE", help="peak memory limit, e.g. 2GB or 512MiB")
     speed = p.add_mutually_exclusive_group(required=True)
@@ -166,15 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", metavar="LIST", help="only these backends, comma-separated (default: every one measured)")
     p.add_argument("--precision", metavar="LIST", help="only these precisions, comma-separated (default: every one measured)")
     p.add_argument("--machine", metavar="NAME", help="only this machine (default: every machine in the database)")
+    p.add_argument("--measure", action="store_true",
+                   help="answer among the candidates (MODEL..., --zoo) on this machine, measuring only those that "
+                        "decide the answer: most accurate first, skipping those the prediction rules out")
+    p.add_argument("--zoo", metavar="NAME", help="with --measure: a preset's models as candidates")
+    p.add_argument("--quick", action="store_true", help="with --measure: measure with run's quick budgets")
     p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
 
-    p = sub.add_parser("predict", help="predict a model's time per image on this machine from its operations, "
-                                       "calibrated on the measured models")
-    p.add_argument("model", metavar="MODEL")
+    p = sub.add_parser("predict", help="predict models' latency on a measured setup from their kernels, "
+                                       "calibrated on the models measured there")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="registry names, aliases, timm/<name>, or path/file.py:function")
+    p.add_argument("--zoo", metavar="NAME", help="a preset: canziani2016, culurciello2018, bianco2018, keras, mobile")
+    p.add_argument("--all", action="store_true", help="every model of the registry")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
     p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="batch size (default 16)")
     p.add_argument("--input-size", type=_positive_int, metavar="PX", help="input side in pixels (default: native)")
-    p.add_argument("--json", action="store_true", help="a JSON object instead of text")
+    p.add_argument("--method", choices=list(api.METHOD_WORDS), default="kernels",
+                   help="kernels: each kernel timed on this machine, summed (the kernels of a zoo or the registry "
+                        "are estimated from the timed ones); features: operations by kind, activations, kernel "
+                        "calls; ops: a line in operations (default: kernels)")
+    p.add_argument("--backend", metavar="LIST", help="calibrate on this backend's cells (default: the setup with the "
+                                                       "most models measured at the batch size)")
+    p.add_argument("--precision", metavar="LIST", help="calibrate on this precision's cells")
+    p.add_argument("--machine", metavar="NAME", help="calibrate on this machine's cells")
+    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
     return parser
 
 
@@ -299,11 +316,13 @@ def _duration(text: str) -> float:
 def cmd_recommend(args) -> int:
     from .units import parse_size
 
-    answer = api.open(args.db).recommend(
+    results = api.Results(args.db) if args.measure else api.open(args.db)  # --measure may start the database
+    answer = results.recommend(
         max_memory=_option("--max-memory", parse_size, args.max_memory),
         max_latency=_option("--max-latency", _duration, args.max_latency), min_fps=args.min_fps,
         batch_size=args.batch_size, min_top1=args.min_top1, max_energy=args.max_energy,
-        **{k: _option(f"--{k}", _list, getattr(args, k)) for k in ("backend", "precision", "machine")})
+        **{k: _option(f"--{k}", _list, getattr(args, k)) for k in ("backend", "precision", "machine")},
+        models=args.models, zoo=args.zoo, measure=args.measure, quick=args.quick, progress=not args.json)
     if args.json:
         _json(answer.to_dicts())
     else:
@@ -319,9 +338,11 @@ def _list(text: str) -> list[str]:
 
 
 def cmd_predict(args) -> int:
-    predicted = api.open(args.db).predict(args.model, batch_size=args.batch_size, input_size=args.input_size)
+    predicted = api.open(args.db).predict(args.models, zoo=args.zoo, all=args.all, batch_size=args.batch_size,
+                                          input_size=args.input_size, method=args.method, backend=args.backend,
+                                          precision=args.precision, machine=args.machine, progress=not args.json)
     if args.json:
-        _json(predicted.to_dict())
+        _json(predicted.to_dicts())
     else:
         print(predicted)
     return 0

@@ -14,13 +14,14 @@ import json
 import os
 import sqlite3
 import time
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
 from .setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -138,8 +139,19 @@ def _migrate_4_to_5(db: sqlite3.Connection) -> None:
     db.execute(f"CREATE TABLE accuracy (id INTEGER PRIMARY KEY, {columns})")
 
 
+def _migrate_5_to_6(db: sqlite3.Connection) -> None:
+    # a model's kernels at one batch size (machine-independent; `versions` names the libraries that built
+    # it, so an upgrade profiles again) and what each kernel took on a machine (`dnnbench predict`)
+    db.execute("""CREATE TABLE profiles (model TEXT NOT NULL, input_size INTEGER NOT NULL,
+                  batch_size INTEGER NOT NULL, versions TEXT NOT NULL, profile BLOB NOT NULL, recorded_at TEXT NOT NULL,
+                  UNIQUE (model, input_size, batch_size, versions))""")
+    db.execute("""CREATE TABLE kernels (machine TEXT NOT NULL, device TEXT NOT NULL, threads INTEGER NOT NULL,
+                  dtype TEXT NOT NULL, kernel TEXT NOT NULL, seconds REAL, calls INTEGER, contention REAL,
+                  error TEXT, measured_at TEXT NOT NULL, UNIQUE (machine, device, threads, dtype, kernel))""")
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
-              4: _migrate_4_to_5}  # from version n to n + 1
+              4: _migrate_4_to_5, 5: _migrate_5_to_6}  # from version n to n + 1
 
 
 def now() -> str:
@@ -316,6 +328,40 @@ class Store:
             for c in _ACCURACY_JSON:
                 row[c] = json.loads(row[c]) if row.get(c) else None
         return rows
+
+    def _has(self, table: str) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone())
+
+    def put_profile(self, model: str, input_size: int, batch_size: int, versions: str, profile: dict) -> None:
+        """Store a model's kernels at ``batch_size`` (`measure.kernels.Profile.to_dict`), built with ``versions``."""
+        blob = zlib.compress(json.dumps(profile, separators=(",", ":")).encode())
+        self._write("INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
+                    (model, input_size, batch_size, versions, blob, now()))
+
+    def profiles(self, versions: str, batch_size: int | None = None) -> dict[tuple[str, int, int], dict]:
+        """{(model, input size, batch size): profile dict} recorded with ``versions`` (none before schema 6)."""
+        if not self._has("profiles"):
+            return {}
+        sql, params = "SELECT model, input_size, batch_size, profile FROM profiles WHERE versions = ?", [versions]
+        if batch_size is not None:
+            sql, params = sql + " AND batch_size = ?", params + [batch_size]
+        return {(m, i, b): json.loads(zlib.decompress(p)) for m, i, b, p in self.db.execute(sql, params)}
+
+    def put_kernels(self, machine: str, device: str, threads: int, dtype: str, rows: list[dict]) -> None:
+        """Store kernel times (``key``, ``seconds``, ``calls``, ``contention``, ``error``), in one transaction."""
+        stamp = now()
+        values = [(machine, device, threads, dtype, r["key"], r.get("seconds"), r.get("calls"), r.get("contention"),
+                   r.get("error"), stamp) for r in rows]
+        self._transaction(lambda db: db.executemany(
+            "INSERT OR REPLACE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
+
+    def kernels(self, machine: str, device: str, threads: int, dtype: str) -> dict[str, dict]:
+        """{kernel key: {seconds, calls, contention, error}} timed on this machine, device, threads and dtype."""
+        if not self._has("kernels"):
+            return {}
+        cur = self.db.execute("SELECT kernel, seconds, calls, contention, error FROM kernels WHERE machine = ? AND "
+                              "device = ? AND threads = ? AND dtype = ?", (machine, device, threads, dtype))
+        return {k: {"seconds": s, "calls": c, "contention": x, "error": e} for k, s, c, x, e in cur}
 
     def machines(self) -> dict[str, dict]:
         """Every machine of this database: its name or id, and its fingerprint."""

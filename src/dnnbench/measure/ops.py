@@ -188,7 +188,12 @@ class MacCounter(TorchDispatchMode):
             extra = _extra_ops(func, args, out)
             if extra is not None:
                 self.count.extras[extra[0]] += extra[1]
+        self.executed(func, args, kwargs, out, found)
         return out
+
+    def executed(self, func, args, kwargs, out, macs: tuple[str, int] | None) -> None:
+        """Called for every aten operator that runs whole (not decomposed), with its (category, MACs)
+        or None: a hook for counters that see more than MACs (`measure.kernels.KernelRecorder`)."""
 
 
 def count_macs(model: torch.nn.Module, example: torch.Tensor) -> OpCount:

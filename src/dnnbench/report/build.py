@@ -121,6 +121,29 @@ def _paper_top1(m) -> float | None:
     return paper.top1 if paper else None
 
 
+def _predictions(store, models, setup, batch: int) -> dict | None:
+    """`analysis.predictor.for_report` on what `dnnbench predict` stored (profiles, kernel times), with the
+    published top-1 of each predicted model."""
+    from ..analysis.predictor import for_report
+    from ..profiling import DTYPES, versions
+    from ..zoo import get, published_accuracy
+
+    profiles = store.profiles(versions(), batch)
+    timed = {k: r["seconds"] for k, r in store.kernels(setup.machine, setup.device, setup.threads,
+                                                       DTYPES[setup.precision]).items() if r["seconds"]}
+    found = for_report(models, profiles, timed, batch)
+    if found is None:
+        return None
+    top1 = {}
+    for name, size, _, _ in found["predicted"]:
+        try:
+            accuracy = published_accuracy(get(name, size))
+        except UserError:
+            accuracy = None
+        top1[(name, size)] = accuracy.top1 if accuracy else None
+    return {**found, "top1": top1}
+
+
 def _accuracy_words(models) -> list[str]:
     """Which top-1 figures were measured here, and which weights are not the paper's (Bianco et al. 2018)."""
     from ..zoo.catalog import PAPER_TOLERANCE
@@ -196,7 +219,8 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     batch = _choose_batch(models, batch)
     peak = peak_flops(store, setup)
 
-    drawer = Drawer(models, out, batch, peak, limits, everything)
+    predicted = _predictions(store, models, setup, batch)
+    drawer = Drawer(models, out, batch, peak, limits, everything, predicted)
     charts = drawer.draw_all()
 
     # -- tables ----------------------------------------------------------------------------------
@@ -237,16 +261,14 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     best_head = ["memory ≤ (MiB)", "images/s ≥", "the 5 most accurate models that fit, at batch 1"]
     _write_csv(out / "best_models.csv", best_head, best_rows)
 
-    from ..analysis.predict import predicted_vs_measured
-
-    try:
-        predicted = predicted_vs_measured(models, batch)
-    except (ValueError, UserError):
-        predicted = []
-    pred_rows = [[name, round(meas * 1e3, 4), round(pred * 1e3, 4), round(100 * (pred - meas) / meas, 1)]
-                 for name, meas, pred in predicted]
+    pred_rows = [[m.model, round(cell["latency_median_s"] / batch * 1e3, 4), round(pred / batch * 1e3, 4),
+                  round(100 * (pred - cell["latency_median_s"]) / cell["latency_median_s"], 1), "measured"]
+                 for m, cell, pred in (predicted or {}).get("measured", [])]
+    pred_rows += [[name, None, round(p.latency_s / batch * 1e3, 4), None,
+                   "predicted" + (f" (extrapolates: {'; '.join(p.extrapolations)})" if p.extrapolations else "")]
+                  for name, _, p, _ in (predicted or {}).get("predicted", [])]
     pred_head = ["model", f"measured time per image at batch {batch} (ms)", "predicted, leave-one-out (ms)",
-                 "error (%)"]
+                 "error (%)", "what"]
     _write_csv(out / "predicted.csv", pred_head, pred_rows)
 
     from ..export import EXPORT_KEYS
@@ -298,10 +320,10 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
         ("Best models under memory and speed limits (at batch size 1)",
          page_html.table(best_head, best_rows, "best") if best_rows else
          "<p class='missing'>Not computed: no model was measured at batch size 1.</p>"),
-        (f"Predicted against measured time per image (operations fit, batch size {batch})",
+        (f"Predicted against measured time per image (batch size {batch}"
+         + (f", {predicted['method']} method)" if predicted else ")"),
          page_html.table(pred_head, pred_rows, "predicted") if pred_rows else
-         f"<p class='missing'>Not computed: prediction needs at least 3 models with operation counts measured at "
-         f"batch size {batch}.</p>"),
+         f"<p class='missing'>Not computed: prediction needs at least 4 models measured at batch size {batch}.</p>"),
         ("Setups compared: the fastest setup of each model at each batch size", setups_html),
         ("Cells measured on a busy machine", page_html.table(
             ["model", "batch", "others' share of the cores (%)", "hypervisor steal (%)",

@@ -111,8 +111,10 @@ class Drawer:
     """Draws the figures of ``models`` (one setup each; the report passes those of one setup) and the
     speed-up of every setup in ``everything`` (all the database's models and setups) over eager fp32."""
 
-    def __init__(self, models, out: Path, batch: int, peak_flops: float | None, limits=None, everything=None):
+    def __init__(self, models, out: Path, batch: int, peak_flops: float | None, limits=None, everything=None,
+                 predicted=None):
         self.models = models
+        self.predicted = predicted  # analysis.predictor.for_report(), with "top1" by predicted model
         self.everything = everything if everything is not None else models
         self.out = out
         self.batch = batch
@@ -196,7 +198,8 @@ class Drawer:
     def draw_all(self) -> list[Chart]:
         for draw in (self.ball_chart, self.top1_bars, self.time_vs_batch, self.power_vs_batch, self.memory_vs_batch,
                      self.ops_vs_time, self.ops_vs_power, self.top1_vs_fps, self.top1_vs_ops, self.density_bars,
-                     self.params_vs_memory, self.pareto, self.efficiency, self.speedup):
+                     self.params_vs_memory, self.pareto, self.efficiency, self.speedup, self.predicted_vs_measured,
+                     self.predicted_ball_chart):
             draw()
         return self.charts
 
@@ -613,6 +616,83 @@ class Drawer:
             words.append(f"Hatched, computing wrong results against eager fp32: {', '.join(wrong)}.")
         chart.finding = " ".join(words)
         self._save(chart, fig)
+
+
+    def predicted_vs_measured(self):
+        b = self.batch
+        chart = Chart("predicted_vs_measured", f"Predicted against measured time per image at batch size {b}, each "
+                                               "model predicted without itself")
+        p = self.predicted
+        if not p:
+            return self._skip(chart, f"prediction needs at least 4 models measured at batch size {b}")
+        cal = p["calibration"]
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        xs = [cell["latency_median_s"] / b * 1e3 for _, cell, _ in p["measured"]]
+        ys = [pred / b * 1e3 for _, _, pred in p["measured"]]
+        infos = [self._info(m, measured=_ms(cell["latency_median_s"] / b), predicted=_ms(pred / b),
+                            error=f"{(pred - cell['latency_median_s']) / cell['latency_median_s']:+.0%}")
+                 for m, cell, pred in p["measured"]]
+        self._scatter(ax, chart, xs, ys, infos, cells=[c for _, c, _ in p["measured"]], s=24, zorder=3)
+        for (m, _, _), x, y in zip(p["measured"], xs, ys, strict=True):
+            _label(ax, x, y, m.model)
+        lo, hi = min(xs + ys) / 1.5, max(xs + ys) * 1.5
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="predicted = measured")
+        ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="0.85", label="±10%")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"measured time per image at batch {b} (ms)")
+        ax.set_ylabel("predicted, leave-one-out (ms)")
+        ax.legend(fontsize=7)
+        errors = list(cal.loo_errors.values())
+        within = sum(abs(e) <= 0.1 for e in errors)
+        chart.finding = (f"Predicted from {_METHOD_WORDS[p['method']]}, each measured model from the other {cal.n - 1}: "
+                         f"{within} of {cal.n} within ±10%, median error ±{cal.median_abs_error:.0%}, worst "
+                         f"±{max(abs(e) for e in errors):.0%}.")
+        self._save(chart, fig)
+
+    def predicted_ball_chart(self):
+        b = self.batch
+        chart = Chart("predicted_ball_chart", f"Top-1 accuracy versus predicted time per image at batch size {b}, "
+                                              "measured models filled; blob area proportional to parameters")
+        p = self.predicted
+        if not p or not p["predicted"]:
+            return self._skip(chart, "no model was predicted beyond the measured ones: `dnnbench predict --zoo NAME` "
+                                     f"(or --all) at --batch-size {b} adds them")
+        shown = [(name, pred, found, p["top1"].get((name, size))) for name, size, pred, found in p["predicted"]]
+        shown = [s for s in shown if s[3] is not None]
+        measured = [(m, cell) for m, cell, _ in p["measured"] if m.top1 is not None and m.params]
+        if not shown:
+            return self._skip(chart, "no predicted model has a published top-1 accuracy")
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        biggest = max([f["params"] for _, _, f, _ in shown] + [m.params for m, _ in measured])
+        xs = [pred.latency_s / b * 1e3 for _, pred, _, _ in shown]
+        self._scatter(ax, chart, xs, [t for *_, t in shown],
+                      [{"model": n, "top1": f"{t:.2f} %", "predicted": _ms(pred.latency_s / b),
+                        "interval": f"{_ms(pred.low_s / b)} to {_ms(pred.high_s / b)}",
+                        **({"extrapolates": "; ".join(pred.extrapolations)} if pred.extrapolations else {})}
+                       for n, pred, _, t in shown],
+                      s=[2000 * f["params"] / biggest + 10 for _, _, f, _ in shown], facecolors="none",
+                      edgecolors=["red" if pred.extrapolates else "#4c72b0" for _, pred, _, _ in shown], linewidths=0.8)
+        if measured:
+            self._scatter(ax, chart, [c["latency_median_s"] / b * 1e3 for _, c in measured], [m.top1 for m, _ in measured],
+                          [self._info(m, top1=f"{m.top1:.2f} %", measured=_ms(c["latency_median_s"] / b))
+                           for m, c in measured], cells=[c for _, c in measured],
+                          s=[2000 * m.params / biggest + 10 for m, _ in measured], alpha=0.6, c="#dd8452",
+                          edgecolors="k", linewidths=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"time per image at batch {b} (ms): predicted (hollow; red: extrapolated), measured (filled)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        best = max(shown, key=lambda s: s[3])
+        fastest = min(shown, key=lambda s: s[1].latency_s)
+        chart.finding = (f"{len(shown)} models predicted beside {len(measured)} measured. The most accurate predicted, "
+                         f"{best[0]} ({best[3]:.2f} %), would take {_ms(best[1].latency_s / b)} per image; the fastest, "
+                         f"{fastest[0]}, {_ms(fastest[1].latency_s / b)} ({fastest[3]:.2f} %). "
+                         f"{sum(s[1].extrapolates for s in shown)} predictions extrapolate beyond the calibrated models.")
+        self._save(chart, fig)
+
+
+_METHOD_WORDS = {"kernels": "its kernels timed on this machine and summed",
+                 "features": "operations by kind of kernel, activations and kernel calls", "ops": "a line in operations"}
 
 
 def best_table(models, batch: int, memory_limits, speed_limits, top: int = 5):

@@ -1,0 +1,193 @@
+"""How well `dnnbench predict` predicts latency: on this machine, and on timm's published CPU benchmark.
+
+Part 1, this machine. A database holds the canziani2016 models and others (of other families), measured
+at the batch sizes given (e.g. `dnnbench run --zoo canziani2016 mobilenet_v2 ... --batch-sizes 1,16
+--quick --db measured.db`). For each batch size, every method is calibrated on the canziani2016
+models only and predicts the others, whose measured latency is then the check: the share within
+±10% and ±20%, the median and worst error, and Spearman's rank correlation. ``kernels`` times the
+others' kernels too (as `dnnbench predict MODEL` does); ``kernels-estimated`` times only the
+calibration's kernels and estimates every other kernel from them (as `predict --zoo/--all` does).
+
+Part 2, machine-independent: timm's CPU benchmark (batch 1, i9-10940X, torch.compile). Fit on a
+random half of its models, predict the other half, over several random halves: the line in timm's
+GMACs, timm's GMACs + activations (its ``infer_macts``) + parameters, and dnnbench's own features
+(profiled here, at each model's benchmark resolution) for a random sample of the models.
+
+    .venv/bin/python benchmarks/predict_accuracy.py --db measured.db --batch-sizes 1,16 [--timm-sample 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from dnnbench.analysis import predictor  # noqa: E402
+from dnnbench.analysis.data import load  # noqa: E402
+from dnnbench.measure.profile import replayable  # noqa: E402
+from dnnbench.profiling import kernel_times, profiles  # noqa: E402
+from dnnbench.store import Store  # noqa: E402
+from dnnbench.zoo import preset  # noqa: E402
+
+TIMM_CSV = ROOT.parent / "shared" / "refdata" / "timm_benchmark_infer_fp32_nchw_pt240_cpu_i9_10940x_dynamo.csv"
+
+
+def _scores(predicted: list[float], measured: list[float]) -> dict:
+    errors = [(p - m) / m for p, m in zip(predicted, measured, strict=True)]
+    out = predictor.summary(errors)
+    out["spearman"] = predictor.spearman(predicted, measured)
+    return out
+
+
+def _line(name: str, s: dict) -> str:
+    return (f"| {name} | {s['n']} | {s['within_10']:.0%} | {s['within_20']:.0%} | ±{s['median_abs']:.1%} | "
+            f"±{s['max_abs']:.0%} | {s['spearman']:.3f} |")
+
+
+HEAD = ("| method | models | within ±10% | within ±20% | median error | worst error | Spearman |\n"
+        "|---|---|---|---|---|---|---|")
+
+
+def this_machine(db: Path, batch: int, verbose: bool) -> None:
+    store = Store(db)
+    measured = load(store)
+    setup, at_batch = predictor.choose_setup(measured, batch)
+    canziani = set(preset("canziani2016"))
+    calibrating = [m for m in at_batch if m.model in canziani]
+    targets = [m for m in at_batch if m.model not in canziani]
+    wanted = [(m.model, m.input_size, batch) for m in at_batch]
+    start = time.perf_counter()
+    got, failed = profiles(wanted, store)
+    profiled_s = time.perf_counter() - start
+    if failed:
+        print(f"not profiled: {failed}")
+    keys = {k for m in at_batch for k in got[(m.model, m.input_size, batch)]["calls"] if replayable(k)}
+    cal_keys = {k for m in calibrating for k in got[(m.model, m.input_size, batch)]["calls"] if replayable(k)}
+    start = time.perf_counter()
+    rows = kernel_times(sorted(keys), setup, store)
+    timed_s = time.perf_counter() - start
+    timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
+    failed_kernels = [k for k in keys if not rows.get(k, {}).get("seconds")]
+    busy = [r["contention"] for r in rows.values() if r.get("contention") is not None]
+    print(f"\n### batch size {batch}: {setup.label(machine=True)}\n")
+    print(f"calibrated on {len(calibrating)} canziani2016 models, predicting {len(targets)} others; "
+          f"{len(keys)} distinct kernels ({len(cal_keys)} in the calibration models), {len(failed_kernels)} not "
+          f"replayable; profiles {profiled_s:.0f} s, kernel timing {timed_s:.0f} s (0 when stored); others' share "
+          f"of the cores while timing kernels: median {statistics.median(busy or [0]):.1%}, largest "
+          f"{max(busy or [0]):.1%}\n")
+    print(HEAD)
+    measured_t = [m.ok[batch]["latency_median_s"] for m in targets]
+    cal_only = {k: v for k, v in timed.items() if k in cal_keys}
+    cases = [("ops (line in MACs)", "ops", None), ("features", "features", None),
+             ("kernels (targets' kernels timed)", "kernels", timed),
+             ("kernels-estimated (calibration's kernels only)", "kernels", cal_only)]
+    details = {}
+    for name, method, table in cases:
+        result = predictor.predict_models(calibrating, got, failed, table, batch, method,
+                                          [(m.model, m.input_size) for m in targets])
+        predicted = [r["latency_s"] for r in result["rows"]]
+        print(_line(name, _scores(predicted, measured_t)))
+        details[name] = (result, predicted)
+        loo = result["calibration"].loo_errors
+        print(f"|  (leave-one-out on the calibration) | {len(loo)} | "
+              f"{sum(abs(e) <= .1 for e in loo.values()) / len(loo):.0%} | "
+              f"{sum(abs(e) <= .2 for e in loo.values()) / len(loo):.0%} | "
+              f"±{statistics.median(abs(e) for e in loo.values()):.1%} | ±{max(abs(e) for e in loo.values()):.0%} | |")
+    if verbose:
+        result, predicted = details["kernels (targets' kernels timed)"]
+        cal = result["calibration"]
+        print(f"\nkernels fit: {dict(zip(cal.columns, cal.coefficients, strict=True))}")
+        print("\n| model | measured (ms) | kernels (ms) | error | inside interval | extrapolates | ops error |")
+        print("|---|---|---|---|---|---|---|")
+        _, ops_pred = details["ops (line in MACs)"]
+        for r, p, m, o in zip(result["rows"], predicted, measured_t, ops_pred, strict=True):
+            inside = r["low_s"] <= m <= r["high_s"]
+            print(f"| {r['model']} | {m * 1e3:.2f} | {p * 1e3:.2f} | {(p - m) / m:+.0%} | {'yes' if inside else 'no'} | "
+                  f"{'; '.join(r['extrapolations']) or ''} | {(o - m) / m:+.0%} |")
+    store.close()
+
+
+def timm_half_splits(sample: int, splits: int, db: Path) -> None:
+    with open(TIMM_CSV) as f:
+        rows = [r for r in csv.DictReader(f) if float(r["infer_step_time"]) > 0]
+    print(f"\n### timm's CPU benchmark: {len(rows)} models, batch 1 ({TIMM_CSV.name})\n")
+    points = [predictor.Point(r["model"], {"macs": float(r["infer_gmacs"]), "activations": float(r["infer_macts"]),
+                                           "params": float(r["param_count"])}, float(r["infer_step_time"]) / 1e3)
+              for r in rows]
+    columns = {"timm GMACs line (OLS)": ("one", "macs"), "timm GMACs, relative": ("one", "macs"),
+               "timm GMACs + activations": ("one", "macs", "activations"),
+               "timm GMACs + activations + params": ("one", "macs", "activations", "params")}
+    print(HEAD)
+    for name, cols in columns.items():
+        print(_line(name, _splits(points, cols, splits, relative="OLS" not in name)))
+    # dnnbench's features, on a random sample profiled here
+    rng = random.Random(0)
+    chosen = rng.sample(rows, min(sample, len(rows)))
+    store = Store(db)
+    start = time.perf_counter()
+    got, failed = profiles([(f"timm/{r['model']}", int(r["infer_img_size"]), 1) for r in chosen], store)
+    print(f"\n(dnnbench features on a random {len(chosen)} of them: {len(got)} profiled, {len(failed)} not (unknown "
+          f"to this timm, or failing to build), in {time.perf_counter() - start:.0f} s)\n")
+    ours = []
+    for r in chosen:
+        key = (f"timm/{r['model']}", int(r["infer_img_size"]), 1)
+        if key in got:
+            f = predictor.features(got[key])
+            f.update(timm_macs=float(r["infer_gmacs"]), timm_activations=float(r["infer_macts"]))
+            ours.append(predictor.Point(r["model"], f, float(r["infer_step_time"]) / 1e3))
+    print(HEAD)
+    sets = {"timm GMACs line (OLS), same models": (("one", "timm_macs"), False),
+            "timm GMACs + activations, same models": (("one", "timm_macs", "timm_activations"), True),
+            "dnnbench MACs line (OLS)": (("one", "macs"), False),
+            "dnnbench MACs + activations + kernel calls": (("one", "macs", "activations", "kernels"), True),
+            "dnnbench features (MACs by kind, activations, calls)": (predictor.METHODS["features"], True)}
+    for name, (cols, relative) in sets.items():
+        print(_line(name, _splits(ours, cols, splits, relative)))
+    store.close()
+
+
+def _splits(points: list, columns: tuple, splits: int, relative: bool) -> dict:
+    """Scores pooled over ``splits`` random halves: fit on one half, predict the other."""
+    import numpy as np
+
+    rng = random.Random(1)
+    predicted, measured = [], []
+    for _ in range(splits):
+        shuffled = points[:]
+        rng.shuffle(shuffled)
+        fit_on, check = shuffled[: len(points) // 2], shuffled[len(points) // 2:]
+        x = np.array([predictor._row(p.features, columns) for p in fit_on])
+        y = np.array([p.latency_s for p in fit_on])
+        coef = predictor._solve(x, y, relative)
+        for p in check:
+            predicted.append(max(float(np.dot(predictor._row(p.features, columns), coef)), 1e-9))
+            measured.append(p.latency_s)
+    return _scores(predicted, measured)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--batch-sizes", default="1,16")
+    parser.add_argument("--timm-sample", type=int, default=400, help="timm models to profile for dnnbench's features")
+    parser.add_argument("--splits", type=int, default=20)
+    parser.add_argument("--skip-machine", action="store_true")
+    parser.add_argument("--skip-timm", action="store_true")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_machine:
+        for batch in (int(b) for b in args.batch_sizes.split(",")):
+            this_machine(args.db, batch, args.verbose)
+    if not args.skip_timm:
+        timm_half_splits(args.timm_sample, args.splits, args.db)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""Predicting a model's latency on a measured setup from what it is made of (pure: numpy, no I/O).
+
+A *point* is one model at one batch size: its features (`measure.kernels.FEATURES`, ``macs``, and
+``kernel_s``: the sum of its kernels' times on this machine, see `kernel_seconds`) and, for a measured
+model, its measured latency of one batch. A *method* is a set of feature columns; `calibrate` fits
+latency = sum of coefficient x column (an intercept is a column of ones) on the measured points of one
+setup and batch size:
+
+- ``ops``: intercept + MACs, ordinary least squares: the line of Canziani et al., the baseline;
+- ``features``: intercept + MACs by kernel kind + activations + kernel calls;
+- ``kernels``: kernel_s + kernel calls + intercept: the kernels timed on this machine, summed, with
+  what running them as a model adds (a dispatch cost per call, a cost per pass).
+
+Except for the baseline, coefficients are non-negative (no cost is negative) and fitted to relative
+errors (a 1 ms model matters as much as a 1 s one): min sum ((predicted - measured) / measured)^2, by
+least squares on every subset of columns, keeping the best non-negative one (at most 7 columns, so
+at most 127 small solves).
+
+Every prediction carries an interval from the leave-one-out errors e = (predicted - measured) /
+measured of the calibration: measured = predicted / (1 + e), so [p / (1 + max e), p / (1 + min e)]
+covers a new model's measured latency with probability (n - 1) / (n + 1) when it is like the
+calibration models (exchangeable), and says when it is not: features outside the calibrated range.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+
+METHODS: dict[str, tuple[str, ...]] = {
+    "ops": ("one", "macs"),
+    "features": ("one", "macs_dense_conv", "macs_grouped_conv", "macs_matmul", "macs_attention", "activations",
+                 "kernels"),
+    "kernels": ("one", "kernel_s", "kernels"),
+}
+DEFAULT_METHOD = "kernels"
+MIN_POINTS = 4  # below this, leave-one-out leaves too few to fit three columns
+# a feature more than this factor outside the calibrated range is an extrapolation
+EXTRAPOLATION_FACTOR = 2.0
+# a kind of kernel making up this share of a model's MACs more than any calibrated model's
+UNSEEN_KIND_MARGIN = 0.25
+_KIND_SHARES = ("macs_grouped_conv", "macs_matmul", "macs_attention")
+
+
+@dataclass(frozen=True)
+class Point:
+    label: str
+    features: dict
+    latency_s: float | None = None
+
+
+def _row(features: dict, columns) -> list[float]:
+    return [1.0 if c == "one" else float(features.get(c) or 0.0) for c in columns]
+
+
+def _solve(x: np.ndarray, y: np.ndarray, relative: bool) -> np.ndarray:
+    """Least squares of y on the columns of x (relative: rows divided by y), non-negative when
+    ``relative``: the best of the solves on every subset of columns whose coefficients are all >= 0."""
+    if not relative:
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        return coef
+    xs, ys = x / y[:, None], np.ones_like(y)
+    scale = np.abs(xs).max(axis=0)
+    scale[scale == 0] = 1.0
+    xs = xs / scale
+    best, best_sse = np.zeros(x.shape[1]), float(np.sum(ys ** 2))
+    k = x.shape[1]
+    for size in range(1, k + 1):
+        for subset in itertools.combinations(range(k), size):
+            sub = list(subset)
+            coef, *_ = np.linalg.lstsq(xs[:, sub], ys, rcond=None)
+            if np.any(coef < 0):
+                continue
+            sse = float(np.sum((xs[:, sub] @ coef - ys) ** 2))
+            if sse < best_sse - 1e-15:
+                best = np.zeros(k)
+                best[sub] = coef
+                best_sse = sse
+    return best / scale
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``method``'s fit on ``labels`` (n measured points of one setup and batch size): coefficients by
+    column, leave-one-out relative errors by label, and each feature's calibrated range."""
+
+    method: str
+    columns: tuple[str, ...]
+    coefficients: tuple[float, ...]
+    loo_errors: dict[str, float]
+    ranges: dict[str, tuple[float, float]]
+    kind_shares: dict[str, float] = field(default_factory=dict)  # the largest share of each kind calibrated
+
+    @property
+    def n(self) -> int:
+        return len(self.loo_errors)
+
+    def __call__(self, features: dict) -> float:
+        return float(np.dot(_row(features, self.columns), self.coefficients))
+
+    @property
+    def coverage(self) -> float:
+        """How often the interval covers a new like model's latency: (n - 1) / (n + 1)."""
+        return (self.n - 1) / (self.n + 1)
+
+    @property
+    def median_abs_error(self) -> float:
+        return float(statistics.median(abs(e) for e in self.loo_errors.values()))
+
+    def interval(self, predicted: float) -> tuple[float, float]:
+        low_e, high_e = min(self.loo_errors.values()), max(self.loo_errors.values())
+        low = predicted / (1 + high_e) if 1 + high_e > 0 else 0.0
+        high = predicted / (1 + low_e) if 1 + low_e > 0 else math.inf
+        return low, high
+
+    def extrapolations(self, features: dict) -> list[str]:
+        """Why ``features`` lie outside what this calibration saw, in words; empty when they do not."""
+        out = []
+        for column, coefficient in zip(self.columns, self.coefficients, strict=True):
+            if column == "one" or coefficient == 0 or column not in self.ranges:
+                continue
+            value, (low, high) = float(features.get(column) or 0.0), self.ranges[column]
+            if value < low / EXTRAPOLATION_FACTOR or value > high * EXTRAPOLATION_FACTOR:
+                out.append(f"its {column} ({value:.3g}) is outside the calibrated {low:.3g} to {high:.3g}")
+        total = float(features.get("macs") or 0.0)
+        for kind in _KIND_SHARES:
+            share = float(features.get(kind) or 0.0) / total if total else 0.0
+            if share > self.kind_shares.get(kind, 0.0) + UNSEEN_KIND_MARGIN:
+                out.append(f"{share:.0%} of its MACs are {kind.removeprefix('macs_').replace('_', ' ')}, more than "
+                           f"in any calibrated model ({self.kind_shares.get(kind, 0.0):.0%})")
+        return out
+
+
+def _fit(points: list[Point], method: str) -> np.ndarray:
+    columns = METHODS[method]
+    x = np.array([_row(p.features, columns) for p in points], dtype=float)
+    y = np.array([p.latency_s for p in points], dtype=float)
+    return _solve(x, y, relative=method != "ops")
+
+
+def calibrate(points: list[Point], method: str = DEFAULT_METHOD) -> Calibration:
+    """Fit ``method`` on the measured ``points`` (distinct labels, latency above 0; at least MIN_POINTS),
+    with its leave-one-out errors. ValueError otherwise."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    points = [p for p in points if p.latency_s is not None]
+    if len(points) < MIN_POINTS:
+        raise ValueError(f"a calibration needs at least {MIN_POINTS} measured models, got {len(points)}")
+    labels = [p.label for p in points]
+    if len(set(labels)) != len(labels):
+        raise ValueError("a calibration needs distinct model labels")
+    if any(not p.latency_s > 0 for p in points):
+        raise ValueError("every measured latency must be above 0")
+    columns = METHODS[method]
+    coefficients = _fit(points, method)
+    loo = {}
+    for k, p in enumerate(points):
+        rest = points[:k] + points[k + 1:]
+        predicted = float(np.dot(_row(p.features, columns), _fit(rest, method)))
+        loo[p.label] = (predicted - p.latency_s) / p.latency_s
+    ranges = {c: (min(float(p.features.get(c) or 0.0) for p in points),
+                  max(float(p.features.get(c) or 0.0) for p in points)) for c in columns if c != "one"}
+    shares = {kind: max((float(p.features.get(kind) or 0.0) / float(p.features["macs"])
+                         if p.features.get("macs") else 0.0) for p in points) for kind in _KIND_SHARES}
+    return Calibration(method, columns, tuple(float(c) for c in coefficients), loo, ranges, shares)
+
+
+# -- summing kernels --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KindFit:
+    """log(seconds) = a + b log(bytes) + c log(1 + MACs), fitted on the timed kernels of one operator
+    (or, with too few of them, of one kind); the estimate of a kernel that was not timed."""
+
+    coefficients: tuple[float, float, float]
+    n: int
+
+    def __call__(self, bytes_: float, macs: float) -> float:
+        a, b, c = self.coefficients
+        return math.exp(a + b * math.log(max(bytes_, 1.0)) + c * math.log1p(max(macs, 0.0)))
+
+
+MIN_KIND_POINTS = 4
+
+
+def kernel_fits(timed: dict[str, float], specs: dict) -> dict[str, KindFit]:
+    """Fits of kernel time from its bytes and MACs, by operator name (``op:NAME``), by kind (``kind:KIND``)
+    and over all kernels (``all``), from ``timed`` {key: seconds} and ``specs`` {key: KernelSpec}, for the
+    groups with at least MIN_KIND_POINTS timed kernels."""
+    groups: dict[str, list] = {}
+    for key, seconds in timed.items():
+        spec = specs.get(key)
+        if spec is None or not seconds or seconds <= 0:
+            continue
+        for group in (f"op:{spec.op}", f"kind:{spec.kind}", "all"):
+            groups.setdefault(group, []).append((spec.bytes, spec.macs, seconds))
+    fits = {}
+    for group, rows in groups.items():
+        if len(rows) < MIN_KIND_POINTS:
+            continue
+        x = np.array([[1.0, math.log(max(b, 1.0)), math.log1p(max(m, 0.0))] for b, m, _ in rows])
+        y = np.log([s for _, _, s in rows])
+        if not np.any(x[:, 2]):
+            x = x[:, :2]
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        coef = tuple(float(c) for c in coef) + (0.0,) * (3 - len(coef))
+        fits[group] = KindFit(coef, len(rows))
+    return fits
+
+
+def kernel_seconds(calls: dict[str, int], specs: dict, timed: dict[str, float],
+                   fits: dict[str, KindFit]) -> tuple[float, float]:
+    """(the sum of a profile's kernel times, the share of it that was timed rather than estimated):
+    each kernel's timed seconds, or the fit of its operator, else of its kind, else of all kernels."""
+    total = timed_total = 0.0
+    for key, n in calls.items():
+        seconds = timed.get(key)
+        if seconds is not None and seconds > 0:
+            timed_total += n * seconds
+        else:
+            spec = specs[key]
+            fit = fits.get(f"op:{spec.op}") or fits.get(f"kind:{spec.kind}") or fits.get("all")
+            if fit is None:
+                raise ValueError("no kernel was timed on this setup, so no untimed kernel can be estimated")
+            seconds = fit(spec.bytes, spec.macs)
+        total += n * seconds
+    return total, (timed_total / total if total else 1.0)
+
+
+# -- predictions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """A predicted latency of one batch (seconds), its interval, and why it may not hold."""
+
+    latency_s: float
+    low_s: float
+    high_s: float
+    extrapolations: list
+
+    @property
+    def extrapolates(self) -> bool:
+        return bool(self.extrapolations)
+
+
+def predict_point(calibration: Calibration, features: dict) -> Predicted:
+    predicted = calibration(features)
+    low, high = calibration.interval(predicted)
+    return Predicted(predicted, low, high, calibration.extrapolations(features))
+
+
+def summary(errors: list[float]) -> dict:
+    """Share within ±10% and ±20%, median and worst absolute relative error of ``errors``."""
+    absolute = [abs(e) for e in errors]
+    return {"n": len(errors), "within_10": sum(a <= 0.10 for a in absolute) / len(errors),
+            "within_20": sum(a <= 0.20 for a in absolute) / len(errors),
+            "median_abs": float(statistics.median(absolute)), "max_abs": max(absolute)}
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation of two equally long sequences (average ranks for ties)."""
+    def ranks(v):
+        v = np.asarray(v, dtype=float)
+        order = v.argsort()
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):  # ties share their mean rank
+            tied = v == value
+            r[tied] = r[tied].mean()
+        return r
+    rx, ry = ranks(x), ranks(y)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+# -- from measurements and profiles to predictions --------------------------------------------------
+
+
+def features(profile: dict, timed: dict[str, float] | None = None, fits: dict | None = None) -> dict:
+    """A model's features from its profile (`measure.kernels.Profile.to_dict`): those of FEATURES, ``macs``
+    (their sum), and with ``timed`` kernel seconds, ``kernel_s`` and ``timed_share`` (see `kernel_seconds`)."""
+    from ..measure.profile import Profile
+
+    found = Profile.from_dict(profile)
+    out = found.features()
+    out["macs"] = sum(v for k, v in out.items() if k.startswith("macs_"))
+    if timed is not None:
+        out["kernel_s"], out["timed_share"] = kernel_seconds(found.calls, found.specs, timed, fits or {})
+    return out
+
+
+def specs_of(profiles) -> dict:
+    """Every kernel spec of ``profiles`` (profile dicts), by key."""
+    from ..measure.profile import Profile
+
+    out = {}
+    for p in profiles:
+        out.update(Profile.from_dict(p).specs)
+    return out
+
+
+def choose_setup(models: list, batch: int):
+    """(the setup with the most models measured successfully at ``batch``, those models); ties: the first
+    in sorted order. (None, []) when none was."""
+    counts: dict = {}
+    for m in models:
+        if batch in m.ok and m.ok[batch].get("latency_median_s"):
+            counts.setdefault(m.setup, []).append(m)
+    if not counts:
+        return None, []
+    best = max(sorted(counts, key=lambda s: tuple(map(str, s.key()))), key=lambda s: len(counts[s]))
+    return best, counts[best]
+
+
+def _label(name: str, size: int, names: list[str]) -> str:
+    return name if names.count(name) <= 1 else f"{name}@{size}"
+
+
+def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict | None, batch: int, method: str,
+                   targets: list[tuple[str, int]]) -> dict:
+    """Calibrate ``method`` on the ``calibrating`` models (`data.Measured`, one setup, measured at ``batch``)
+    and predict ``targets`` [(name, input size)]: {"calibration": `Calibration`, "points": the calibration's
+    `Point`s, "rows": one dict per target}. ``profiles`` {(name, input size, batch): profile dict};
+    ``failed``: the same keys to the error that kept a profile from being recorded; ``timed``: kernel
+    seconds by key (``kernels`` method only). A target that was measured is predicted without itself
+    (its leave-one-out prediction). ValueError when the calibration cannot be made."""
+    fits = kernel_fits(timed, specs_of(profiles.values())) if timed is not None else None
+    names = [m.model for m in calibrating]
+    points, measured = [], {}
+    for m in calibrating:
+        profile = profiles.get((m.model, m.input_size, batch))
+        if profile is None:
+            continue
+        label = _label(m.model, m.input_size, names)
+        latency = float(m.ok[batch]["latency_median_s"])
+        points.append(Point(label, features(profile, timed, fits), latency))
+        measured[(m.model, m.input_size)] = (label, latency, m.ok[batch])
+    lost = [(m.model, failed[k]) for m in calibrating if (k := (m.model, m.input_size, batch)) in failed]
+    if lost and len(points) < MIN_POINTS:
+        raise ValueError(f"{len(lost)} of the {len(calibrating)} measured models could not be profiled "
+                         f"({lost[0][0]}: {lost[0][1]})")
+    calibration = calibrate(points, method)
+    rows = []
+    for name, size in targets:
+        key = (name, size, batch)
+        row = {"model": name, "input_size": size, "batch_size": batch, "method": method}
+        if key not in profiles:
+            rows.append({**row, "problem": failed.get(key, "no profile")})
+            continue
+        found = features(profiles[key], timed, fits)
+        if (name, size) in measured:
+            label, latency, cell = measured[(name, size)]
+            value = latency * (1 + calibration.loo_errors[label])
+            low, high = calibration.interval(value)
+            row.update(measured_latency_s=latency, error=calibration.loo_errors[label],
+                       disturbed=bool(cell.get("disturbed")))
+            extrapolations = []
+        else:
+            p = predict_point(calibration, found)
+            value, low, high, extrapolations = p.latency_s, p.low_s, p.high_s, p.extrapolations
+        rows.append({**row, "latency_s": value, "low_s": low, "high_s": high, "time_per_image_s": value / batch,
+                     "macs": found["macs"] / batch, "timed_share": found.get("timed_share"),
+                     "extrapolations": extrapolations})
+    return {"calibration": calibration, "points": points, "rows": rows}
+
+
+def for_report(models: list, profiles: dict, timed: dict, batch: int) -> dict | None:
+    """The predictions a report shows for ``models`` (one setup) at ``batch``: the best method the
+    database allows (``kernels`` where every measured model has a profile and kernels were timed on the
+    setup, ``features`` where they have profiles, else ``ops`` from the stored operation counts), its
+    leave-one-out prediction of every measured model, and a prediction of every other profiled model.
+    {"method", "calibration", "measured": [(Measured, cell, predicted latency)], "predicted": [(name, input
+    size, `Predicted`, features)]}; None when fewer than MIN_POINTS models can calibrate."""
+    _, calibrating = choose_setup(models, batch)
+    have = [m for m in calibrating if (m.model, m.input_size, batch) in profiles]
+    method = "kernels" if timed and len(have) == len(calibrating) else "features" if len(have) == len(calibrating) \
+        else "ops"
+    fits = kernel_fits(timed, specs_of(profiles.values())) if method == "kernels" else None
+    names = [m.model for m in calibrating]
+    points, cells = [], []
+    for m in calibrating:
+        if method == "ops":
+            if not m.macs:
+                continue
+            found = {"macs": float(m.macs) * batch}
+        else:
+            found = features(profiles[(m.model, m.input_size, batch)], timed if fits is not None else None, fits)
+        points.append(Point(_label(m.model, m.input_size, names), found, float(m.ok[batch]["latency_median_s"])))
+        cells.append((m, m.ok[batch]))
+    try:
+        calibration = calibrate(points, method)
+    except ValueError:
+        return None
+    measured = [(m, cell, p.latency_s * (1 + calibration.loo_errors[p.label]))
+                for (m, cell), p in zip(cells, points, strict=True)]
+    predicted = []
+    if method != "ops":
+        done = {(m.model, m.input_size) for m in models}
+        for (name, size, b), profile in sorted(profiles.items()):
+            if b != batch or (name, size) in done:
+                continue
+            try:
+                found = features(profile, timed if fits is not None else None, fits)
+            except ValueError:  # a kernel no timed one can estimate
+                continue
+            found["params"] = profile.get("weights_bytes", 0) / 4
+            predicted.append((name, size, predict_point(calibration, found), found))
+    return {"method": method, "calibration": calibration, "measured": measured, "predicted": predicted}

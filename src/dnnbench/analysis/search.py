@@ -1,0 +1,113 @@
+"""`dnnbench recommend --measure`: answer the limits by measuring only the models that decide the answer.
+
+`recommend` answers with the most accurate model that meets every limit. So the candidates are taken
+in order of top-1, most accurate first, and the first one that is *measured* to pass is the answer:
+no later candidate can beat it. Before measuring a candidate, the prediction may rule it out: its
+weights alone exceed the memory limit (the resident memory of a model holds at least its weights),
+or its whole predicted latency interval lies above the latency limit. Every other candidate on the
+way is measured: one predicted to fit, or one whose interval straddles the limit. After each
+measurement the predictor is calibrated again with it. Until it has enough measured models to be
+calibrated at all, the candidates spread widest in operations are measured first, to calibrate it.
+
+The functions take the predictor and the measurer as arguments, so the rule is tested on fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    top1: float | None
+    weights_bytes: float | None
+    macs: float | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """What was done with one candidate, and why, in words: ``action`` is measured, skipped or left."""
+
+    name: str
+    action: str
+    why: str
+    passes: bool | None = None
+
+
+def _order(candidates: list[Candidate]) -> list[Candidate]:
+    """Most accurate first; those without a top-1 last (recommend ranks them so)."""
+    return sorted(candidates, key=lambda c: (c.top1 is None, -(c.top1 or 0.0), c.name))
+
+
+def _spread(candidates: list[Candidate], k: int) -> list[Candidate]:
+    """``k`` candidates spread over the range of operations: the smallest, the largest, then between."""
+    ranked = sorted((c for c in candidates if c.macs), key=lambda c: c.macs)
+    if len(ranked) <= k:
+        return ranked
+    picks = [ranked[round(i * (len(ranked) - 1) / (k - 1))] for i in range(k)]
+    return list(dict.fromkeys(picks))
+
+
+def decide(candidates: list[Candidate], *, max_latency: float, max_memory: float,
+           predict: Callable[[str], tuple[float, float, float] | None],
+           measure: Callable[[str], bool], measured: Callable[[str], bool | None],
+           calibrated: Callable[[], int], min_calibration: int) -> tuple[str | None, list[Step]]:
+    """(the answer's name or None, the steps taken). ``predict(name)``: (latency, low, high) of one
+    batch, seconds, or None while the predictor cannot be calibrated; ``measure(name)``: measures it,
+    returns whether it meets every limit; ``measured(name)``: whether it passes where it is already
+    measured, None where it is not; ``calibrated()``: how many measured models the predictor has."""
+    steps: list[Step] = []
+    done: dict[str, bool] = {}
+
+    def run(c: Candidate, why: str) -> bool:
+        passes = measure(c.name)
+        done[c.name] = passes
+        steps.append(Step(c.name, "measured", why, passes))
+        return passes
+
+    ordered = _order(candidates)
+    for c in ordered:
+        known = measured(c.name)
+        if known is not None:
+            done[c.name] = known
+    if calibrated() < min_calibration:
+        for c in _spread([c for c in ordered if c.name not in done], min_calibration - calibrated()):
+            run(c, "to calibrate the predictor (too few models were measured in this setup)")
+    answer = None
+    for c in ordered:
+        if c.name in done:
+            if done[c.name]:
+                answer = c.name
+                if not any(s.name == c.name for s in steps):
+                    steps.append(Step(c.name, "measured", "already measured", True))
+                break
+            continue
+        if c.weights_bytes and c.weights_bytes > max_memory:
+            steps.append(Step(c.name, "skipped", "its weights alone exceed the memory limit"))
+            continue
+        predicted = predict(c.name)
+        if predicted is not None and predicted[1] > max_latency:
+            steps.append(Step(c.name, "skipped", f"its predicted latency, {_ms(predicted[1])} to {_ms(predicted[2])}, "
+                                                 f"is above the limit of {_ms(max_latency)}"))
+            continue
+        if predicted is None:
+            why = "no prediction is possible yet"
+        elif predicted[2] > max_latency:
+            why = f"its predicted latency, {_ms(predicted[1])} to {_ms(predicted[2])}, straddles the limit"
+        else:
+            why = f"predicted to meet the limit ({_ms(predicted[1])} to {_ms(predicted[2])}), and the most accurate left"
+        if run(c, why):
+            answer = c.name
+            break
+    if answer is not None:
+        rank = next(i for i, c in enumerate(ordered) if c.name == answer)
+        for c in ordered[rank + 1:]:
+            if c.name not in done:
+                steps.append(Step(c.name, "left", "less accurate than the answer, which is measured"))
+    return answer, steps
+
+
+def _ms(seconds: float) -> str:
+    return "∞" if seconds == float("inf") else f"{seconds * 1e3:.3g} ms"

@@ -1,0 +1,207 @@
+"""The kernels a model runs, and what each one costs on this machine.
+
+A model's *profile* is the list of aten operators one forward pass executes (on the meta device:
+shapes only), each with its arguments' shapes: the kernels the runtime actually runs, as nn-Meter
+(MobiSys 2021) splits a model before predicting it. A kernel is keyed by its operator and arguments
+(tensors by shape, dtype and, where not contiguous, strides), so the same convolution in two models
+is one kernel, timed once. From the profile come the model's *features*, each a sum over its kernels:
+
+- ``macs_dense_conv``, ``macs_grouped_conv`` (groups > 1: depthwise and grouped), ``macs_matmul``
+  (linear layers: mm, addmm), ``macs_attention`` (fused attention kernels, and batched products of two
+  activations, bmm: Q K^T and P V where attention is not fused): multiply-accumulates;
+- ``activations``: elements written by every kernel that writes (views excluded), a proxy for the
+  memory traffic that makes small and depthwise models slower than their operations say;
+- ``bytes``: bytes read and written by every kernel, weights included;
+- ``kernels``: kernel calls, each of which pays a dispatch cost whatever its size.
+
+`replay` turns a recorded kernel back into a call on random tensors of its shapes on the CPU, and
+`time_call` times it (the median of repeated calls after one warm call).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+
+import torch
+
+from .ops import MacCounter
+from .profile import KernelSpec, Profile
+
+# operators that write nothing (aliases and bookkeeping): not kernels
+_SILENT = {"detach", "alias", "lift_fresh", "lift_fresh_copy", "_to_copy_meta", "empty", "empty_strided",
+           "empty_like", "set_", "resize_", "_local_scalar_dense"}
+
+
+class _Unreplayable(Exception):
+    pass
+
+
+def _encode(value):
+    """An argument as JSON: tensors by shape and dtype (and strides where not contiguous)."""
+    if isinstance(value, torch.Tensor):
+        out = {"T": list(value.shape), "d": str(value.dtype).removeprefix("torch.")}
+        if not value.is_contiguous():
+            out["s"] = list(value.stride())
+        return out
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"f": repr(value)}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.device):
+        return {"device": "cpu"}
+    if isinstance(value, torch.memory_format):
+        return {"memory_format": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.layout):
+        return {"layout": str(value).removeprefix("torch.")}
+    raise _Unreplayable(type(value).__name__)
+
+
+def _bytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(_bytes(v) for v in value)
+    return 0
+
+
+def _elements(out) -> int:
+    if isinstance(out, torch.Tensor):
+        return out.numel()
+    if isinstance(out, (list, tuple)):
+        return sum(_elements(o) for o in out)
+    return 0
+
+
+def _kind(func, args, macs) -> str:
+    if macs is None:
+        return "other"
+    category = macs[0]
+    if category == "conv":
+        groups = int(args[8]) if len(args) > 8 else 1
+        return "grouped_conv" if groups > 1 else "dense_conv"
+    if func.overloadpacket in (torch.ops.aten.bmm, torch.ops.aten.baddbmm):
+        return "attention"  # a batched product of two activations (Q K^T, P V), not a layer's weights
+    return category
+
+
+class KernelRecorder(MacCounter):
+    """A `MacCounter` that also records every kernel it sees, in ``profile``."""
+
+    def __init__(self):
+        super().__init__()
+        self.profile = Profile()
+
+    def executed(self, func, args, kwargs, out, macs) -> None:
+        name = func.overloadpacket.__name__
+        if func.is_view or name in _SILENT or not _elements(out):
+            return
+        try:
+            key = json.dumps([str(func), _encode(args), {k: _encode(v) for k, v in kwargs.items()}],
+                             separators=(",", ":"))
+        except _Unreplayable as exc:  # still one key per distinct call, from the arguments' text
+            key = json.dumps([str(func), f"unreplayable {exc}", _loose(args), _loose(kwargs)], separators=(",", ":"))
+        if key not in self.profile.specs:
+            self.profile.specs[key] = KernelSpec(key, _kind(func, args, macs), int(macs[1]) if macs else 0,
+                                                 _elements(out), _bytes(args) + _bytes(kwargs) + _bytes(out))
+        self.profile.calls[key] += 1
+
+
+def _loose(value):
+    if isinstance(value, torch.Tensor):
+        return [list(value.shape), str(value.dtype)]
+    if isinstance(value, (list, tuple)):
+        return [_loose(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _loose(v) for k, v in value.items()}
+    return value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+
+
+def profile(model: torch.nn.Module, example: torch.Tensor) -> Profile:
+    """The kernels of ``model(example)`` (on any device; the meta device computes nothing)."""
+    with torch.no_grad(), KernelRecorder() as recorder:
+        model(example)
+    return recorder.profile
+
+
+# -- replaying and timing ---------------------------------------------------------------------------
+
+
+def _operator(name: str):
+    """``aten.convolution.default`` -> the OpOverload."""
+    namespace, packet, overload = name.split(".")
+    return getattr(getattr(getattr(torch.ops, namespace), packet), overload)
+
+
+def _tensor(spec: dict, dtype_override: torch.dtype | None) -> torch.Tensor:
+    dtype = getattr(torch, spec["d"])
+    if dtype_override is not None and dtype.is_floating_point:
+        dtype = dtype_override
+    shape = spec["T"]
+    strides = spec.get("s")
+    size = 1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True)) if strides else math.prod(shape)
+    if dtype.is_floating_point:
+        base = torch.randn(max(size, 1), dtype=dtype)
+    elif dtype == torch.bool:
+        base = torch.ones(max(size, 1), dtype=dtype)
+    else:
+        base = torch.zeros(max(size, 1), dtype=dtype)  # indices: 0 is always valid
+    return base.as_strided(shape, strides) if strides else base[:size].view(shape)
+
+
+def _decode(value, dtype_override):
+    if isinstance(value, dict):
+        if "T" in value:
+            return _tensor(value, dtype_override)
+        if "f" in value:
+            return float(value["f"])
+        if "dtype" in value:
+            dtype = getattr(torch, value["dtype"])
+            return dtype_override if dtype_override is not None and dtype.is_floating_point else dtype
+        if "device" in value:
+            return torch.device("cpu")
+        if "memory_format" in value:
+            return getattr(torch, value["memory_format"])
+        if "layout" in value:
+            return getattr(torch, value["layout"])
+    if isinstance(value, list):
+        return [_decode(v, dtype_override) for v in value]
+    return value
+
+
+def replay(key: str, dtype: torch.dtype | None = None):
+    """A call of the recorded kernel ``key`` on random CPU tensors of its shapes (floating tensors in
+    ``dtype`` where given): a function of no arguments. ValueError for an unreplayable kernel."""
+    name, args, kwargs = json.loads(key)
+    if isinstance(args, str):
+        raise ValueError(f"{name}: {args}")
+    func = _operator(name)
+    args, kwargs = _decode(args, dtype), {k: _decode(v, dtype) for k, v in kwargs.items()}
+    return lambda: func(*args, **kwargs)
+
+
+def time_call(fn, min_calls: int = 5, min_s: float = 0.02, max_s: float = 1.0,
+              clock=time.perf_counter) -> tuple[float, int]:
+    """(median seconds, calls) of ``fn()`` after one warm call: at least ``min_calls`` calls and
+    ``min_s`` seconds, stopping once ``max_s`` is spent (after 3 calls at least, or one call longer
+    than ``max_s``)."""
+    fn()
+    times = []
+    start = clock()
+    while True:
+        t0 = clock()
+        fn()
+        t1 = clock()
+        times.append(t1 - t0)
+        spent = t1 - start
+        if len(times) >= min_calls and spent >= min_s:
+            break
+        if spent >= max_s and (len(times) >= 3 or times[0] >= max_s):
+            break
+    return statistics.median(times), len(times)

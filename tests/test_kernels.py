@@ -1,0 +1,92 @@
+"""Kernel profiles: the features of models with known counts, replaying and timing kernels."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from dnnbench.measure.kernels import profile, replay, time_call
+from dnnbench.measure.ops import count_macs
+from dnnbench.measure.profile import Profile, replayable
+
+
+def tiny():
+    # conv 3->8 (3x3, pad 1), depthwise 8 (3x3), ReLU, global pool, flatten (a view), linear 8->5
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+
+
+def test_features_of_a_model_with_known_counts(meta_input):
+    model = tiny().to("meta").eval()
+    found = profile(model, meta_input(8, batch=2)).features()
+    assert found["macs_dense_conv"] == 2 * 8 * 8 * 8 * 27  # per output element: 3 x 3 x 3
+    assert found["macs_grouped_conv"] == 2 * 8 * 8 * 8 * 9  # depthwise: 3 x 3 per output element
+    assert found["macs_matmul"] == 2 * 8 * 5
+    assert found["macs_attention"] == 0
+    # written: conv 1024, depthwise 1024, relu 1024, pool 16, linear 10 (flatten and the weight's
+    # transpose are views, and write nothing)
+    assert found["activations"] == 1024 * 3 + 16 + 10
+    assert found["kernels"] == 5
+
+
+def test_the_kinds_add_up_to_the_mac_count(meta_input):
+    from dnnbench.zoo import get
+
+    for name in ("resnet18", "mobilenet_v2", "vit_b_16"):
+        entry = get(name)
+        model = entry.build("meta")
+        found = profile(model, meta_input(entry.input_size)).features()
+        macs = sum(v for k, v in found.items() if k.startswith("macs_"))
+        assert macs == count_macs(model, meta_input(entry.input_size)).macs
+    assert found["macs_attention"] > 0 and found["macs_matmul"] > found["macs_attention"]  # ViT: mostly linear
+
+
+def test_a_recorded_kernel_replays_on_the_cpu_with_its_shapes(meta_input):
+    model = tiny().to("meta").eval()
+    found = profile(model, meta_input(8))
+    conv = next(k for k, s in found.specs.items() if s.kind == "grouped_conv")
+    assert replayable(conv)
+    out = replay(conv)()
+    assert out.shape == (1, 8, 8, 8) and out.device.type == "cpu" and out.dtype == torch.float32
+    assert replay(conv, torch.bfloat16)().dtype == torch.bfloat16
+    # a profile survives the database's JSON
+    again = Profile.from_dict(json.loads(json.dumps(found.to_dict())))
+    assert again.features() == found.features()
+
+
+def test_every_kernel_of_real_models_replays(meta_input):
+    from dnnbench.zoo import get
+
+    for name in ("mobilenet_v3_small", "vit_b_32", "densenet121"):
+        entry = get(name)
+        found = profile(entry.build("meta"), meta_input(64 if name != "vit_b_32" else 224))
+        for key in found.specs:
+            assert replayable(key), key
+        for key in list(found.specs)[:40]:
+            replay(key)()
+
+
+def test_non_contiguous_arguments_keep_their_strides(meta_input):
+    class Transposed(nn.Module):
+        def forward(self, x):
+            return (x.transpose(1, 3) * 2).sum()
+
+    found = profile(Transposed(), meta_input(4))
+    mul = next(k for k in found.specs if "mul" in k)
+    assert json.loads(mul)[1][0]["s"] == [48, 1, 4, 16]
+    replay(mul)()
+
+
+def test_time_call_counts_calls_and_stops_by_its_rules():
+    ticks = iter(range(10**6))
+
+    def clock():
+        return next(ticks) * 0.001  # every reading 1 ms later
+
+    calls = []
+    median, n = time_call(lambda: calls.append(1), min_calls=5, min_s=0.02, clock=clock)
+    assert n >= 5 and median == pytest.approx(0.001) and len(calls) == n + 1  # one warm call
+    slow = iter(range(10**6))
+    median, n = time_call(lambda: None, min_calls=5, min_s=0.0, max_s=1.0, clock=lambda: next(slow) * 2.0)
+    assert n == 1  # a call longer than the budget is timed once

@@ -1,0 +1,105 @@
+"""`dnnbench predict` end to end: real profiling workers, real kernels timed, a real SQLite file."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import dnnbench
+from dnnbench.errors import UserError
+from dnnbench.store import Store
+
+SIZE = 64  # small inputs: every kernel times in milliseconds
+CALIBRATION = {"squeezenet1_1": 4e-3, "mobilenet_v3_small": 3e-3, "shufflenet_v2_x0_5": 2.5e-3, "resnet18": 9e-3,
+               "mnasnet0_5": 3.5e-3}
+
+
+def database(path):
+    with Store(path) as store:
+        run = store.start_run(["run"], {}, {"cpu_model": "test CPU"})
+        for name, latency in CALIBRATION.items():
+            store.put_cell(run, {"model": name, "input_size": SIZE, "machine": "m1", "device": "cpu",
+                                 "backend": "eager", "precision": "fp32", "threads": 1, "batch_size": 1,
+                                 "status": "ok", "latency_median_s": latency, "images_per_s": 1 / latency,
+                                 "time_per_image_s": latency})
+    return path
+
+
+def count(path, table):
+    with sqlite3.connect(path) as db:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_kernels_are_timed_once_and_kept(tmp_path):
+    db = database(tmp_path / "p.db")
+    res = dnnbench.open(db)
+    first = res.predict(["mnasnet0_75", "resnet18"], batch_size=1, input_size=SIZE, progress=False)
+    kernels, profiles = count(db, "kernels"), count(db, "profiles")
+    assert kernels > 50 and profiles == 6  # the calibration's five and mnasnet0_75
+    new, measured = first
+    assert new["model"] == "mnasnet0_75" and new["low_s"] <= new["latency_s"] <= new["high_s"]
+    assert new["timed_share"] == pytest.approx(1.0) and new["calibrated_on"] == 5 and new["coverage"] == 4 / 6
+    assert measured["measured_latency_s"] == 9e-3 and "error" in measured
+    assert "measured: predicted without itself" in str(first)
+    # asked again: nothing profiled or timed anew, the same answer
+    again = res.predict(["mnasnet0_75", "resnet18"], batch_size=1, input_size=SIZE, progress=False)
+    assert count(db, "kernels") == kernels and count(db, "profiles") == profiles
+    assert again.to_dicts() == first.to_dicts()
+    # a zoo's models are estimated from the timed kernels, and say how much
+    zoo = res.predict(["regnet_x_400mf"], batch_size=1, input_size=SIZE, progress=False, time_targets=False)
+    assert 0 <= zoo[0]["timed_share"] < 1 and "of its kernel time estimated" in str(zoo)
+    assert count(db, "kernels") == kernels
+
+
+def test_a_database_that_cannot_be_written_still_answers_and_is_left_as_it_was(tmp_path, monkeypatch):
+    import hashlib
+
+    import dnnbench.store
+
+    db = database(tmp_path / "r.db")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+
+    def read_only(path):  # what opening a read-only file (or folder) for writing says
+        raise UserError(f"{path} is read-only")
+
+    # as for an ordinary user's read-only file: root writes through chmod, and here setpriv cannot start workers
+    monkeypatch.setattr(dnnbench.store, "_check_writable_location", read_only)
+    answer = dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="features", progress=False)
+    assert answer[0]["latency_s"] > 0
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.db"]
+
+
+def test_what_cannot_be_predicted_says_why(tmp_path):
+    db = database(tmp_path / "e.db")
+    res = dnnbench.open(db)
+    with pytest.raises(UserError, match=r"at least 4 models measured at batch size 8 .* \(batch sizes measured: 1\)"):
+        res.predict("resnet50", batch_size=8, progress=False)
+    with pytest.raises(UserError, match="unknown model"):
+        res.predict("resnet5", progress=False)
+    with pytest.raises(UserError, match="name the models to predict"):
+        res.predict(batch_size=1, progress=False)
+    with pytest.raises(UserError, match="unknown method"):
+        res.predict("resnet50", method="magic", progress=False)
+
+
+def test_a_model_file_is_profiled_in_a_worker_and_its_crash_is_a_row(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\ndef net():\n    os.abort()\n")
+    db = database(tmp_path / "u.db")
+    answer = dnnbench.open(db).predict([f"{bad}:net", "mnasnet0_75"], batch_size=1, input_size=SIZE,
+                                       method="features", progress=False)
+    assert "died" in answer[0]["problem"] and answer[1]["latency_s"] > 0
+    assert "not profiled" in str(answer)
+
+
+def test_the_command_prints_the_table_and_json(tmp_path):
+    db = database(tmp_path / "c.db")
+    out = subprocess.run([sys.executable, "-m", "dnnbench", "predict", "mnasnet0_75", "--db", str(db), "--batch-size",
+                          "1", "--input-size", str(SIZE), "--method", "features", "--json"],
+                         capture_output=True, text=True, check=True)
+    rows = json.loads(out.stdout)
+    assert rows[0]["model"] == "mnasnet0_75" and rows[0]["method"] == "features" and rows[0]["machine"] == "m1"
