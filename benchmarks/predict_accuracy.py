@@ -116,8 +116,9 @@ def this_machine(db: Path, batch: int, verbose: bool) -> None:
 
 def timm_half_splits(sample: int, splits: int, db: Path) -> None:
     with open(TIMM_CSV) as f:
-        rows = [r for r in csv.DictReader(f) if float(r["infer_step_time"]) > 0]
-    print(f"\n### timm's CPU benchmark: {len(rows)} models, batch 1 ({TIMM_CSV.name})\n")
+        rows = [r for r in csv.DictReader(f) if all(r[c] for c in ("infer_gmacs", "infer_macts", "param_count"))
+                and float(r["infer_step_time"]) > 0]
+    print(f"\n### timm's CPU benchmark: {len(rows)} models with GMACs, activations and parameters, batch 1 ({TIMM_CSV.name})\n")
     points = [predictor.Point(r["model"], {"macs": float(r["infer_gmacs"]), "activations": float(r["infer_macts"]),
                                            "params": float(r["param_count"])}, float(r["infer_step_time"]) / 1e3)
               for r in rows]

@@ -107,3 +107,19 @@ def test_nothing_passes_then_every_possible_candidate_was_measured():
     bench = Bench(truth, calibrated=4)
     answer, steps = run(candidates, bench)
     assert answer is None and sorted(bench.done) == sorted(truth)
+
+
+def test_the_calibration_models_are_measured_in_one_sweep_when_it_can():
+    candidates, truth = zoo(seed=3)
+    bench = Bench(truth)
+    sweeps = []
+
+    def measure_many(names):
+        sweeps.append(list(names))
+        return [bench.measure(n) for n in names]
+
+    answer, steps = decide(candidates, max_latency=LIMIT, max_memory=MEMORY, predict=bench.predict,
+                           measure=bench.measure, measured=bench.measured, calibrated=bench.calibrated,
+                           min_calibration=4, measure_many=measure_many)
+    assert len(sweeps[0]) == 4 and answer == brute_force(candidates, truth)
+    assert [s.name for s in steps[:4]] == sweeps[0]

@@ -770,10 +770,10 @@ class Results:
                 return None
             return bool(recommend([m], limits)[0])
 
-        def measure_one(name: str) -> bool:
-            run([name], setup=setup, batch_sizes=[batch], db=self.path, quick=quick, progress=progress,
-                argv=["recommend", "--measure", name])
-            return bool(passes(name))
+        def measure_many(names: list[str]) -> list[bool]:
+            run(names, setup=setup, batch_sizes=[batch], db=self.path, quick=quick, progress=progress,
+                argv=["recommend", "--measure", *names])
+            return [bool(passes(name)) for name in names]
 
         from .profiling import profiles
 
@@ -791,13 +791,14 @@ class Results:
             if len(measured_here()) < predictor.MIN_POINTS:
                 return None
             found = self.predict([name], batch_size=batch, backend=setup.backend, precision=setup.precision,
-                                 machine=setup.machine, progress=False, time_targets=False)
+                                 machine=setup.machine, progress=False)
             row = found[0]
             return None if "problem" in row else (row["latency_s"], row["low_s"], row["high_s"])
 
         answer, steps = search.decide(candidates, max_latency=max_latency, max_memory=limits.max_memory,
-                                      predict=predict, measure=measure_one, measured=passes,
-                                      calibrated=lambda: len(measured_here()), min_calibration=predictor.MIN_POINTS)
+                                      predict=predict, measure=lambda name: measure_many([name])[0], measured=passes,
+                                      calibrated=lambda: len(measured_here()), min_calibration=predictor.MIN_POINTS,
+                                      measure_many=measure_many)
         return steps, setup, set(names)
 
     def _only(self, found: list, **wanted) -> list:
@@ -828,12 +829,11 @@ class Results:
 
         ``models``: registry names or model files (a list, or one comma-separated string); ``zoo``: a
         preset; ``all``: the whole registry. ``method``: ``kernels`` (its kernels timed on this machine,
-        summed: the kernels of ``models`` and of the calibration are timed, those of a zoo or the registry
-        estimated from the timed ones), ``features`` (operations by kind, activations, kernel calls) or
+        summed: the kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of
+        the registry estimated from the timed ones), ``features`` (operations by kind, activations, kernel calls) or
         ``ops`` (the line in operations). Profiles and kernel times are added to the database (nothing
         measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
-        (default) or estimate them as a zoo's."""
-        from . import progressbar
+        and ``zoo`` (default), or estimate them as the rest of the registry's."""
         from .analysis import predictor
         from .measure.profile import replayable
         from .profiling import kernel_times, profiles
@@ -841,9 +841,10 @@ class Results:
 
         if method not in predictor.METHODS:
             raise UserError(f"unknown method {method!r}: choose one of {', '.join(predictor.METHODS)}")
-        named = [get(n, input_size) for n in dict.fromkeys(_names(models, "models"))]
-        listed = (preset(zoo) if zoo else []) + (all_names() if all else [])
-        entries = named + [get(n, input_size) for n in dict.fromkeys(listed) if n not in {e.name for e in named}]
+        asked = list(_names(models, "models")) + (preset(zoo) if zoo else [])
+        named = [get(n, input_size) for n in dict.fromkeys(asked)]
+        rest = [n for n in dict.fromkeys(all_names() if all else []) if n not in {e.name for e in named}]
+        entries = named + [get(n, input_size) for n in rest]
         if not entries:
             raise UserError("name the models to predict, or a zoo (--zoo NAME), or --all")
         found = self._only(self._measured(), backend=backend, precision=precision, machine=machine)
@@ -857,24 +858,15 @@ class Results:
         wanted = [(m.model, m.input_size, batch_size) for m in calibrating] + \
                  [(e.name, e.input_size, batch_size) for e in entries]
         with self._writable() as store:
-            shown = progressbar.bar(total=len(wanted), desc="profile", unit="model", enabled=progress, leave=False)
-            try:
-                got, failed = profiles(wanted, store, progress=lambda done, total: shown.update(done - shown.n))
-            finally:
-                shown.close()
+            with _steps("profile", "model", progress) as step:
+                got, failed = profiles(wanted, store, progress=step)
             timed = None
             if method == "kernels":
                 timing = calibrating + (named if time_targets is not False else [])
                 profiled = [got[k] for k in (_key(m, batch_size) for m in timing) if k in got]
                 keys = [k for p in profiled for k in p["calls"] if replayable(k)]
-                shown = progressbar.bar(total=None, desc="time kernels", unit="kernel", enabled=progress, leave=False)
-                try:
-                    def step(done, total):
-                        shown.total = total
-                        shown.update(done - shown.n)
+                with _steps("time kernels", "kernel", progress) as step:
                     rows = kernel_times(keys, setup, store, progress=step)
-                finally:
-                    shown.close()
                 timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
         try:
             result = predictor.predict_models(calibrating, got, failed, timed, batch_size, method,
@@ -895,6 +887,30 @@ class Results:
             store = self._store()
         with store:
             yield store
+
+
+@contextlib.contextmanager
+def _steps(what: str, unit: str, enabled: bool):
+    """A progress callback (done, total): a bar on a terminal or in Jupyter; elsewhere (a log, a pipe) a
+    line on standard error at most every 10 s, since a bar there shows nothing until it ends."""
+    import time
+
+    from . import progressbar
+
+    shown = progressbar.bar(total=None, desc=what, unit=unit, enabled=enabled, leave=False)
+    last = [time.monotonic()]
+
+    def step(done: int, total: int) -> None:
+        shown.total = total
+        shown.update(done - shown.n)
+        if enabled and shown.disable and done < total and time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            print(f"dnnbench predict: {what}: {done} of {total} {unit}s", file=sys.stderr, flush=True)
+
+    try:
+        yield step
+    finally:
+        shown.close()
 
 
 def _key(m, batch: int):
@@ -991,7 +1007,7 @@ class Predictions(Rows):
                 continue
             b = r["batch_size"]
             note = "; ".join(r["extrapolations"]) if r["extrapolations"] else ""
-            if r.get("timed_share") is not None and r["timed_share"] < 0.999:
+            if r.get("timed_share") is not None and 0.9 <= r["timed_share"] < 0.999:
                 note = "; ".join(filter(None, [note, f"{1 - r['timed_share']:.0%} of its kernel time estimated"]))
             measured = r.get("measured_latency_s")
             high = "∞" if r["high_s"] == float("inf") else format_seconds(r["high_s"] / b)

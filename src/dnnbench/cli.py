@@ -184,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="batch size (default 16)")
     p.add_argument("--input-size", type=_positive_int, metavar="PX", help="input side in pixels (default: native)")
     p.add_argument("--method", choices=list(api.METHOD_WORDS), default="kernels",
-                   help="kernels: each kernel timed on this machine, summed (the kernels of a zoo or the registry "
-                        "are estimated from the timed ones); features: operations by kind, activations, kernel "
+                   help="kernels: each kernel timed on this machine, summed (with --all, the kernels of models not "
+                        "named or in --zoo are estimated from the timed ones); features: operations by kind, activations, kernel "
                         "calls; ops: a line in operations (default: kernels)")
     p.add_argument("--backend", metavar="LIST", help="calibrate on this backend's cells (default: the setup with the "
                                                        "most models measured at the batch size)")

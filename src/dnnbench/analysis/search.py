@@ -53,10 +53,12 @@ def _spread(candidates: list[Candidate], k: int) -> list[Candidate]:
 def decide(candidates: list[Candidate], *, max_latency: float, max_memory: float,
            predict: Callable[[str], tuple[float, float, float] | None],
            measure: Callable[[str], bool], measured: Callable[[str], bool | None],
-           calibrated: Callable[[], int], min_calibration: int) -> tuple[str | None, list[Step]]:
+           calibrated: Callable[[], int], min_calibration: int,
+           measure_many: Callable[[list[str]], list[bool]] | None = None) -> tuple[str | None, list[Step]]:
     """(the answer's name or None, the steps taken). ``predict(name)``: (latency, low, high) of one
     batch, seconds, or None while the predictor cannot be calibrated; ``measure(name)``: measures it,
-    returns whether it meets every limit; ``measured(name)``: whether it passes where it is already
+    returns whether it meets every limit (``measure_many(names)``, where given, measures the calibration's
+    models together, returning the same for each); ``measured(name)``: whether it passes where it is already
     measured, None where it is not; ``calibrated()``: how many measured models the predictor has."""
     steps: list[Step] = []
     done: dict[str, bool] = {}
@@ -73,15 +75,22 @@ def decide(candidates: list[Candidate], *, max_latency: float, max_memory: float
         if known is not None:
             done[c.name] = known
     if calibrated() < min_calibration:
-        for c in _spread([c for c in ordered if c.name not in done], min_calibration - calibrated()):
-            run(c, "to calibrate the predictor (too few models were measured in this setup)")
+        spread = _spread([c for c in ordered if c.name not in done], min_calibration - calibrated())
+        why = "to calibrate the predictor (too few models were measured in this setup)"
+        if measure_many is not None:  # in one sweep: one start instead of one per model
+            for c, passes in zip(spread, measure_many([c.name for c in spread]), strict=True):
+                done[c.name] = passes
+                steps.append(Step(c.name, "measured", why, passes))
+        else:
+            for c in spread:
+                run(c, why)
     answer = None
     for c in ordered:
         if c.name in done:
+            if not any(s.name == c.name for s in steps):
+                steps.append(Step(c.name, "measured", "already measured", done[c.name]))
             if done[c.name]:
                 answer = c.name
-                if not any(s.name == c.name for s in steps):
-                    steps.append(Step(c.name, "measured", "already measured", True))
                 break
             continue
         if c.weights_bytes and c.weights_bytes > max_memory:
