@@ -124,3 +124,9 @@ def test_summary_and_rank_correlation():
     assert predictor.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert predictor.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert predictor.spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+
+
+def test_every_method_has_its_words():
+    from dnnbench.analysis import PREDICT_METHODS
+
+    assert set(PREDICT_METHODS) == set(predictor.METHODS)

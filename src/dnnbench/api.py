@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from .analysis import PREDICT_METHODS
 from .errors import UserError
 from .runner.plan import BATCH_SIZES, RunConfig
 from .setup import Setup
@@ -967,13 +968,6 @@ class Recommendation(Rows):
         return next((r for r in self if r["passes"]), None)
 
 
-METHOD_WORDS = {
-    "kernels": "its kernels timed on this machine and summed",
-    "features": "operations by kind of kernel, activations and kernel calls",
-    "ops": "a line in operations",
-}
-
-
 class Predictions(Rows):
     """The answer of `Results.predict`: one dict per model with ``latency_s`` (one batch) and
     ``time_per_image_s``, the interval ``low_s``..``high_s`` (of the batch's latency; it covers a model
@@ -997,7 +991,7 @@ class Predictions(Rows):
         cal = self.calibration
         errors = [abs(e) for e in cal.loo_errors.values()]
         head = (f"Predicted at batch size {self.batch_size} in {self.setup.label(machine=True)}, from "
-                f"{METHOD_WORDS[self.method]}, calibrated on the {cal.n} models measured there: leave-one-out error "
+                f"{PREDICT_METHODS[self.method]}, calibrated on the {cal.n} models measured there: leave-one-out error "
                 f"median ±{cal.median_abs_error:.0%}, worst ±{max(errors):.0%}; each interval covers a model like "
                 f"them {cal.coverage:.0%} of the time.")
         body = []

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
     p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="batch size (default 16)")
     p.add_argument("--input-size", type=_positive_int, metavar="PX", help="input side in pixels (default: native)")
-    p.add_argument("--method", choices=list(api.METHOD_WORDS), default="kernels",
+    p.add_argument("--method", choices=list(api.PREDICT_METHODS), default="kernels",
                    help="kernels: each kernel timed on this machine, summed (with --all, the kernels of models not "
                         "named or in --zoo are estimated from the timed ones); features: operations by kind, activations, kernel "
                         "calls; ops: a line in operations (default: kernels)")

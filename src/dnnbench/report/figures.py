@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..analysis import fits  # noqa: E402
+from ..analysis import PREDICT_METHODS, fits  # noqa: E402
 from ..analysis.frontier import pareto_front  # noqa: E402
 from ..analysis.recommend import figures_at  # noqa: E402
 from ..analysis.setups import speedups  # noqa: E402
@@ -617,7 +617,6 @@ class Drawer:
         chart.finding = " ".join(words)
         self._save(chart, fig)
 
-
     def predicted_vs_measured(self):
         b = self.batch
         chart = Chart("predicted_vs_measured", f"Predicted against measured time per image at batch size {b}, each "
@@ -645,7 +644,7 @@ class Drawer:
         ax.legend(fontsize=7)
         errors = list(cal.loo_errors.values())
         within = sum(abs(e) <= 0.1 for e in errors)
-        chart.finding = (f"Predicted from {_METHOD_WORDS[p['method']]}, each measured model from the other {cal.n - 1}: "
+        chart.finding = (f"Predicted from {PREDICT_METHODS[p['method']]}, each measured model from the other {cal.n - 1}: "
                          f"{within} of {cal.n} within ±10%, median error ±{cal.median_abs_error:.0%}, worst "
                          f"±{max(abs(e) for e in errors):.0%}.")
         self._save(chart, fig)
@@ -691,8 +690,6 @@ class Drawer:
         self._save(chart, fig)
 
 
-_METHOD_WORDS = {"kernels": "its kernels timed on this machine and summed",
-                 "features": "operations by kind of kernel, activations and kernel calls", "ops": "a line in operations"}
 
 
 def best_table(models, batch: int, memory_limits, speed_limits, top: int = 5):
