@@ -20,7 +20,7 @@ import threading
 from importlib import metadata
 
 from ..errors import UserError
-from ..runner.sweep import describe_exit
+from ..runner.sweep import describe_exit, log_tail
 from .worker import PROFILE_FD_ENV
 
 PROFILE_FORMAT = 1  # raise when the recorder's output changes: stored profiles are then recorded again
@@ -54,7 +54,7 @@ def _worker(job: dict, records: queue.Queue, index: int = 0) -> None:
 
 def _work(job: dict, records: queue.Queue, index: int) -> str | None:
     read_fd, write_fd = os.pipe()
-    log = tempfile.TemporaryFile(mode="w+")
+    log = tempfile.TemporaryFile()
     try:
         proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.profiling.worker"],
                                 stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,), text=True,
@@ -78,8 +78,7 @@ def _work(job: dict, records: queue.Queue, index: int) -> str | None:
         raise
     if rc == 0:
         return None
-    log.seek(0)
-    tail = " | ".join(line.strip() for line in log.read().strip().splitlines()[-3:])
+    tail = log_tail(log)  # as the sweep says it: the fatal line and faulthandler's innermost frame
     return f"the profiling worker died ({describe_exit(rc)}){': ' + tail if tail else ''}"
 
 

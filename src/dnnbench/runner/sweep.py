@@ -247,7 +247,7 @@ class Sweep:
             _end_group(proc)
             os.close(read_fd)
         if found is None:
-            why = _tail(log) or "it printed nothing"
+            why = log_tail(log) or "it printed nothing"
             self.on_event("note", {"text": f"the machine's software and peak FLOP/s could not be read ({why}): the "
                                            "efficiency figure will be missing"})
             return {**machine_environment(config.device), "device": config.device, "threads": config.threads}
@@ -449,7 +449,7 @@ class Sweep:
             return _Outcome(done, current, killed[0], killed[1], cold)
         if rc == 0 and current is None and watch.stage_name is None:
             return _Outcome(done, None, None, None, cold)
-        printed = _tail(log)
+        printed = log_tail(log)
         where = f"during batch size {current}" if current is not None else \
             f"during {_STAGES.get(watch.stage_name, 'its start')}"
         if rc in (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGHUP):
@@ -606,7 +606,7 @@ def describe_exit(rc: int) -> str:
     return f"exit status {rc}"
 
 
-def _tail(log, limit: int = 600) -> str:
+def log_tail(log, limit: int = 600) -> str:
     """What the worker printed, in one line: its last lines before a fatal error, the error, and the
     innermost frame of faulthandler's traceback (its list of extension modules is left out)."""
     log.seek(0)
