@@ -12,7 +12,7 @@ See `dnnbench.api` (``help(dnnbench.run)``) for everything public: `models`, `in
 __version__ = "0.1.0"
 
 __all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
-           "evaluate", "inspect", "models", "open", "run"]
+           "evaluate", "inspect", "merge", "models", "open", "run"]
 
 
 def __getattr__(name: str):

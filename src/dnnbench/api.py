@@ -35,7 +35,7 @@ from .runner.plan import BATCH_SIZES, RunConfig
 from .setup import Setup
 
 __all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
-           "evaluate", "inspect", "models", "open", "run"]
+           "evaluate", "inspect", "merge", "models", "open", "run"]
 
 DEFAULT_DB = "dnnbench.db"
 DEFAULT_REPORT = "dnnbench-report"
@@ -576,6 +576,18 @@ def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = 
     for r in rows:
         r["top1_drop"] = None if (r["backend"], r["precision"]) == ("eager", "fp32") else r["top1"] - reference[r["model"]]
     return Rows(rows, render=_accuracy_table, columns=ACCURACY_COLUMNS)
+
+
+def merge(sources: str | os.PathLike | Sequence[str | os.PathLike], into: str | os.PathLike):
+    """Merge databases measured apart (``dnnbench run`` on an edge board, an air-gapped host) into ``into``
+    (created if absent), reading the sources and never writing them. Cells stay apart by setup (the
+    machine is part of it); a cell both hold is added once however often it is merged, its rounds
+    pooled where each holds rounds the other lacks, and two versions of one cell that cannot be pooled
+    are a conflict: the measured one is kept over a failed one, then the one with more rounds, then the
+    later. Returns what it did (``str()``: in words; ``to_dict()``)."""
+    from .merging import merge as merge_
+
+    return merge_([sources] if isinstance(sources, (str, os.PathLike)) else list(sources), into)
 
 
 def _machine_name(setup: Setup, store) -> str:

@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="write --out even where it is an SQLite database (this one included), destroying it")
 
+    p = sub.add_parser("merge", help="merge databases measured on other machines into one (read, never written); "
+                                     "merging again adds nothing")
+    p.add_argument("sources", nargs="+", metavar="DB", help="the databases to merge")
+    p.add_argument("--into", required=True, metavar="PATH", help="the database to merge them into (created if absent)")
+    p.add_argument("--json", action="store_true", help="what was merged as a JSON object")
+
     p = sub.add_parser("report", help="every figure and finding of the two papers from a database: report.html, "
                                       "PNG/SVG figures, CSV tables")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
@@ -299,6 +305,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    merged = api.merge(args.sources, args.into)
+    if args.json:
+        _json(merged.to_dict())
+    else:
+        print(merged)
+    return 0
+
+
 def cmd_report(args) -> int:
     results = api.open(args.db)
     print(results.report(args.out, batch_size=args.batch_size,
@@ -349,7 +364,7 @@ def cmd_predict(args) -> int:
 
 
 COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "eval": cmd_eval, "export": cmd_export,
-            "report": cmd_report, "recommend": cmd_recommend, "predict": cmd_predict}
+            "merge": cmd_merge, "report": cmd_report, "recommend": cmd_recommend, "predict": cmd_predict}
 
 
 class _Interrupts:

@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import time
+import uuid
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +23,7 @@ from pathlib import Path
 from .errors import UserError
 from .setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -52,8 +54,11 @@ _FIGURES_V3 = [("contention", "REAL"), ("steal", "REAL"), ("disturbed", "INTEGER
 # schema 4: the backend's preparation (export, compile, quantize: part of the cold start) and how far the
 # setup's logits are from eager fp32's on the same inputs and weights
 _FIGURES_V4 = [("cold_prepare_s", "REAL"), ("max_rel_error", "REAL"), ("top1_agreement", "REAL")]
-FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4
-_JSON_COLUMNS = ("latency_samples", "round_medians")
+# schema 7: which runs took the rounds a cell pools (their runs' ``uid``), so that merging databases
+# (`dnnbench merge`) can tell a round it already holds from a new one; null for cells stored before
+_FIGURES_V7 = [("round_runs", "TEXT")]
+FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4 + _FIGURES_V7
+_JSON_COLUMNS = ("latency_samples", "round_medians", "round_runs")
 CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
 
 STATUSES = ("ok", "oom", "crashed", "killed", "timeout", "error")
@@ -105,7 +110,7 @@ def _migrate_3_to_4(db: sqlite3.Connection) -> None:
     so the table is rebuilt (as sqlite-utils' ``transform`` does): a new table, every row copied, the
     old one dropped, the new one renamed. A cell's machine is the one its run recorded."""
     old = [r[1] for r in db.execute("PRAGMA table_info(cells)")]
-    db.execute(_cells_sql("cells_new", KEY, FIGURE_COLUMNS))
+    db.execute(_cells_sql("cells_new", KEY, _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4))
     db.execute(f"INSERT INTO cells_new ({', '.join(old)}, machine, layout) SELECT {', '.join(old)}, 'unknown', "
                "'nchw' FROM cells")
     db.execute("CREATE TABLE machines (machine TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)")
@@ -150,8 +155,24 @@ def _migrate_5_to_6(db: sqlite3.Connection) -> None:
                   error TEXT, measured_at TEXT NOT NULL, UNIQUE (machine, device, threads, dtype, kernel))""")
 
 
+def _migrate_6_to_7(db: sqlite3.Connection) -> None:
+    # a run's uid names it in every database it is merged into; an old run's is made of what it recorded,
+    # so two copies of one file migrated apart still agree on it
+    db.execute("ALTER TABLE runs ADD COLUMN uid TEXT")
+    for run_id, started, argv, environment in db.execute(
+            "SELECT run_id, started_at, argv, environment FROM runs").fetchall():
+        db.execute("UPDATE runs SET uid = ? WHERE run_id = ?", (_old_uid(started, argv, environment), run_id))
+    db.execute("CREATE UNIQUE INDEX runs_uid ON runs (uid)")
+    for column, sql_type in _FIGURES_V7:
+        db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+
+
+def _old_uid(started: str, argv: str | None, environment: str | None) -> str:
+    return "old-" + hashlib.sha1(json.dumps([started, argv, environment]).encode()).hexdigest()[:20]
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
-              4: _migrate_4_to_5, 5: _migrate_5_to_6}  # from version n to n + 1
+              4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7}  # from version n to n + 1
 
 
 def now() -> str:
@@ -190,10 +211,17 @@ class Store:
     def _write(self, sql: str, params=()) -> sqlite3.Cursor:
         return self._transaction(lambda db: db.execute(sql, params))
 
-    def start_run(self, argv: list[str], config: dict, environment: dict) -> int:
-        cur = self._write("INSERT INTO runs (started_at, argv, config, environment) VALUES (?, ?, ?, ?)",
-                          (now(), json.dumps(argv), json.dumps(config), json.dumps(environment)))
+    def start_run(self, argv: list[str], config: dict, environment: dict, uid: str | None = None) -> int:
+        """A new run's id in this file; ``uid`` names it everywhere (a fresh one by default; a node of a
+        cluster gives its own, so its rounds keep their names in the database they stream into)."""
+        cur = self._write("INSERT INTO runs (started_at, argv, config, environment, uid) VALUES (?, ?, ?, ?, ?)",
+                          (now(), json.dumps(argv), json.dumps(config), json.dumps(environment),
+                           uid or uuid.uuid4().hex))
         return int(cur.lastrowid)
+
+    def run_uid(self, run_id: int) -> str | None:
+        found = self.db.execute("SELECT uid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return found[0] if found else None
 
     def finish_run(self, run_id: int, outcome: str) -> None:
         self._write("UPDATE runs SET finished_at = ?, outcome = ? WHERE run_id = ?", (now(), outcome, run_id))
@@ -219,6 +247,7 @@ class Store:
         where = " AND ".join(f"{k} = ?" for k in KEY)
 
         def write(db: sqlite3.Connection) -> bool:
+            row["round_runs"] = [self.run_uid(run_id)]
             cur = db.execute(f"SELECT {', '.join(CELL_COLUMNS)} FROM cells WHERE {where}", [row[k] for k in KEY])
             found = cur.fetchone()
             if found is None:
@@ -370,12 +399,16 @@ class Store:
         return {m: json.loads(f) for m, f in self.db.execute("SELECT machine, fingerprint FROM machines")}
 
     def runs(self) -> list[dict]:
-        cur = self.db.execute("SELECT run_id, started_at, finished_at, outcome, argv, config, environment FROM runs")
+        """Every run, oldest first, with its ``uid`` (in a file older than schema 7 read as it is, the one
+        its migration would give)."""
+        has_uid = "uid" in {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+        cur = self.db.execute("SELECT run_id, started_at, finished_at, outcome, argv, config, environment, "
+                              f"{'uid' if has_uid else 'NULL'} FROM runs ORDER BY run_id")
         out = []
         for r in cur:
             out.append({"run_id": r[0], "started_at": r[1], "finished_at": r[2], "outcome": r[3],
                         "argv": json.loads(r[4] or "null"), "config": json.loads(r[5] or "null"),
-                        "environment": json.loads(r[6] or "null")})
+                        "environment": json.loads(r[6] or "null"), "uid": r[7] or _old_uid(r[1], r[4], r[6])})
         return out
 
     def models(self) -> list[dict]:

@@ -50,14 +50,23 @@ def merge(stored: dict, new: dict, rounds: int) -> dict | None:
     stays ``ok`` with the rounds it has, and its ``error`` says which round failed and how."""
     if complete(stored, rounds):
         return None
-    k = rounds_of(stored) + 1
     if new.get("status") != "ok":
+        k = rounds_of(stored) + 1
         return {**stored, "error": f"round {k} of {rounds} ended in {new.get('status')}: {new.get('error')}",
-                "run_id": new.get("run_id", stored.get("run_id")), "measured_at": new.get("measured_at")}
+                "run_id": new.get("run_id", stored.get("run_id")), "measured_at": new.get("measured_at"),
+                "round_runs": _joined(stored, new)}
+    return pool(stored, new)
+
+
+def pool(stored: dict, new: dict) -> dict:
+    """Two ``ok`` versions of one cell taken in different rounds, as one: ``new`` is a round just
+    measured, or a stored cell of its own rounds (`dnnbench merge`). Samples pooled, the median and
+    percentiles over all of them, the interval over every round's median."""
     old_samples = list(stored.get("latency_samples") or [])
     new_samples = list(new.get("latency_samples") or [])
     pooled = sorted(old_samples + new_samples)
-    medians = list(stored.get("round_medians") or [stored["latency_median_s"]]) + [new["latency_median_s"]]
+    new_medians = list(new.get("round_medians") or [new["latency_median_s"]])
+    medians = list(stored.get("round_medians") or [stored["latency_median_s"]]) + new_medians
     mid = median(pooled)
     low, high = rounds_interval(pooled, medians) or (None, None)
     batch = stored["batch_size"]
@@ -69,7 +78,8 @@ def merge(stored: dict, new: dict, rounds: int) -> dict | None:
         latency_ci_low_s=low, latency_ci_high_s=high,
         ci_rel=max(mid - low, high - mid) / mid if low is not None and mid > 0 else None,
         images_per_s=batch / mid, time_per_image_s=mid / batch,
-        rounds=k, round_medians=medians,
+        rounds=rounds_of(stored) + len(new_medians), round_medians=medians, round_runs=_joined(stored, new),
+        error=stored.get("error") or new.get("error"),
         stop_reason=stored.get("stop_reason") if stored.get("stop_reason") != "converged" else new.get("stop_reason"))
     for key in _SUMMED:
         if stored.get(key) is not None and new.get(key) is not None:
@@ -84,6 +94,12 @@ def merge(stored: dict, new: dict, rounds: int) -> dict | None:
     else:  # energy from only some rounds would not describe the pooled samples
         out["energy_per_image_j"] = out["power_w"] = None
     return out
+
+
+def _joined(stored: dict, new: dict) -> list[str] | None:
+    """The runs whose rounds the two hold together; None where either's are unknown (stored before schema 7)."""
+    a, b = stored.get("round_runs"), new.get("round_runs")
+    return None if a is None or b is None else list(a) + [r for r in b if r not in a]
 
 
 def _joules(cell: dict, batch: int) -> float | None:

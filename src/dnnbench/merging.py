@@ -1,0 +1,218 @@
+"""`dnnbench merge`: databases measured apart (an edge board, an air-gapped host) made into one.
+
+Every source is read, never written; the target takes each source in one transaction, so an
+interrupt or a full disk leaves it as it was before that source. A cell is kept apart by its setup
+(the machine is part of it), and two versions of one cell are told apart by the runs whose rounds
+they hold (``round_runs``, schema 7):
+
+- the target lacks the cell: it is added;
+- the source's rounds are all in the target's: nothing to do (so merging twice adds nothing);
+- the target's rounds are all in the source's, and it has more: the source's version replaces it;
+- no round in common, both measured: the rounds are pooled, as a later round is by the sweep;
+- anything else is a **conflict** (the two share some rounds but each has one the other lacks, one
+  failed where the other measured, or either was stored before rounds were named): the version kept
+  is the measured one over a failed one, then the one with more rounds, then the later; it is counted
+  and named.
+
+Runs are matched by their ``uid``; static figures, profiles and kernel times the target already has
+are kept; an evaluation is added unless the target holds the same one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+from .runner import rounds as rounds_
+from .setup import Setup, cell_key
+from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, CELL_COLUMNS, KEY, Store, _encode
+
+ACTIONS = ("added", "same", "updated", "pooled", "conflict")
+
+
+@dataclass
+class Merged:
+    """What one merge did: cells per action (``added``, ``same``, ``updated``, ``pooled``, ``conflict``),
+    runs, models and evaluations added, and each conflict in words."""
+
+    into: str
+    sources: list[str]
+    cells: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
+    runs: int = 0
+    models: int = 0
+    evaluations: int = 0
+    conflicts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"into": self.into, "sources": self.sources, "cells": self.cells, "runs": self.runs,
+                "models": self.models, "evaluations": self.evaluations, "conflicts": self.conflicts}
+
+    def __str__(self) -> str:
+        c = self.cells
+        text = (f"merged {len(self.sources)} database(s) into {self.into}: {c['added']} cell(s) added, "
+                f"{c['pooled']} pooled with rounds of the same cell, {c['updated']} replaced by a later version, "
+                f"{c['same']} already there, {c['conflict']} conflict(s); {self.runs} run(s), {self.models} "
+                f"model(s), {self.evaluations} evaluation(s) added")
+        if self.conflicts:
+            shown = self.conflicts[:10]
+            text += "\nconflicts (the version kept: measured over failed, then more rounds, then later):\n  " + \
+                "\n  ".join(shown) + (f"\n  ... and {len(self.conflicts) - 10} more" if len(self.conflicts) > 10 else "")
+        return text
+
+
+def decide(target: dict | None, source: dict) -> tuple[str, dict | None]:
+    """What merging ``source`` into ``target`` (two versions of one cell, or None) does: the action and
+    the row to store (None: leave the target's)."""
+    if target is None:
+        return "added", source
+    mine, theirs = target.get("round_runs"), source.get("round_runs")
+    if mine is not None and theirs is not None:
+        mine, theirs = set(mine), set(theirs)
+        if theirs <= mine:
+            return "same", None
+        if mine <= theirs:
+            return "updated", source
+        if not mine & theirs and target["status"] == source["status"] == "ok":
+            return "pooled", rounds_.pool(target, source)
+    elif _same(target, source):
+        return "same", None
+    return "conflict", (source if _rank(source) > _rank(target) else None)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("status", "measured_at", "latency_median_s", "rounds", "error"))
+
+
+def _rank(cell: dict) -> tuple:
+    """The conflict rule's order: measured over failed, then more rounds, then later."""
+    return (cell["status"] == "ok", rounds_.rounds_of(cell) if cell["status"] == "ok" else 0,
+            cell.get("measured_at") or "")
+
+
+def merge(sources, into) -> Merged:
+    """Merge the databases ``sources`` into ``into`` (created if absent); see the module's rules."""
+    into = Path(into)
+    paths = [Path(s) for s in sources]
+    if not paths:
+        raise UserError("merge needs at least one database to merge: dnnbench merge A.db B.db --into all.db")
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path} does not exist: name the databases to merge, then --into the file to write")
+        if into.exists() and os.path.samefile(path, into):
+            raise UserError(f"{path} is both a source and --into: a merge never writes what it reads; "
+                            "--into another file (it can then replace the source)")
+    readers = [Store(p, create=False) for p in paths]
+    try:
+        _check_machines(readers, into)
+        report = Merged(str(into), [str(p) for p in paths])
+        with Store(into) as target:
+            for reader in readers:
+                target._transaction(lambda db, reader=reader: _absorb(db, target, reader, report))
+        return report
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def _check_machines(readers: list[Store], into: Path) -> None:
+    """One name, one machine: refused before anything is written where two files name different ones alike."""
+    seen: dict[str, tuple[dict, str]] = {}
+    if into.exists():
+        with Store(into, create=False) as target:
+            seen = {m: (f, str(into)) for m, f in target.machines().items()}
+    for reader in readers:
+        for machine, print_ in reader.machines().items():
+            if machine in seen and seen[machine][0] != print_:
+                raise UserError(f"{reader.path} and {seen[machine][1]} each name a different machine {machine!r} "
+                                "(their fingerprints differ): their cells must not pool, so nothing was merged; "
+                                "measure one of them again under another --machine")
+            seen.setdefault(machine, (print_, str(reader.path)))
+
+
+def _absorb(db: sqlite3.Connection, target: Store, reader: Store, report: Merged) -> None:
+    """Everything of ``reader`` that ``target`` lacks, inside the target's open transaction."""
+    for machine, print_ in reader.machines().items():
+        db.execute("INSERT OR IGNORE INTO machines VALUES (?, ?)", (machine, json.dumps(print_)))
+    run_ids = _absorb_runs(db, reader, report)
+    columns = [c for c, _ in _models_columns(db)]
+    for row in reader.models():
+        cur = db.execute(f"INSERT OR IGNORE INTO models ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                         [row.get(c) for c in columns])
+        report.models += cur.rowcount
+    stored = {cell_key(r): r for r in _cells(db)}
+    for cell in reader.cells(with_samples=True):
+        cell = {**cell, **Setup.of(cell).to_dict(), "run_id": run_ids[cell["run_id"]]}
+        key = cell_key(cell)
+        action, row = decide(stored.get(key), cell)
+        report.cells[action] += 1
+        if action == "conflict":
+            report.conflicts.append(_conflict_words(stored[key], cell, kept_source=row is not None))
+        if row is not None:
+            values = _encode(row)
+            db.execute(f"INSERT OR REPLACE INTO cells ({', '.join(CELL_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(CELL_COLUMNS))})", [values.get(c) for c in CELL_COLUMNS])
+            stored[key] = row
+    _absorb_accuracy(db, reader, report)
+    if reader._has("profiles"):
+        for row in reader.db.execute("SELECT * FROM profiles"):
+            db.execute("INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)", row)
+        for row in reader.db.execute("SELECT * FROM kernels"):
+            db.execute("INSERT OR IGNORE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+
+def _absorb_runs(db: sqlite3.Connection, reader: Store, report: Merged) -> dict[int, int]:
+    """The reader's run ids mapped to the target's, each run added once (matched by uid)."""
+    ids = {}
+    for run in reader.runs():
+        uid = run["uid"]
+        found = db.execute("SELECT run_id FROM runs WHERE uid = ?", (uid,)).fetchone()
+        if found is None:
+            cur = db.execute("INSERT INTO runs (started_at, finished_at, outcome, argv, config, environment, uid) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (run["started_at"], run["finished_at"], run["outcome"], json.dumps(run["argv"]),
+                              json.dumps(run["config"]), json.dumps(run["environment"]), uid))
+            found = (cur.lastrowid,)
+            report.runs += 1
+        ids[run["run_id"]] = found[0]
+    return ids
+
+
+def _models_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(r[1], r[2]) for r in db.execute("PRAGMA table_info(models)")]
+
+
+def _cells(db: sqlite3.Connection) -> list[dict]:
+    cur = db.execute(f"SELECT {', '.join(CELL_COLUMNS)} FROM cells")
+    from .store import _decode
+
+    return [_decode(dict(zip(CELL_COLUMNS, r, strict=True))) for r in cur]
+
+
+def _absorb_accuracy(db: sqlite3.Connection, reader: Store, report: Merged) -> None:
+    names = [c for c, _ in ACCURACY_COLUMNS]
+    held = {tuple(r) for r in db.execute(f"SELECT {', '.join(names)} FROM accuracy")}
+    for row in reader.accuracies():
+        values = tuple(json.dumps(row.get(c)) if c in _ACCURACY_JSON else row.get(c) for c in names)
+        if values not in held:
+            db.execute(f"INSERT INTO accuracy ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+            held.add(values)
+            report.evaluations += 1
+
+
+def _conflict_words(target: dict, source: dict, kept_source: bool) -> str:
+    def version(c: dict) -> str:
+        if c["status"] != "ok":
+            return f"{c['status']} at {c.get('measured_at')}"
+        return f"{rounds_.rounds_of(c)} round(s), median {c['latency_median_s'] * 1e3:.3g} ms at {c.get('measured_at')}"
+
+    setup = Setup.of(target).label(machine=True)
+    return (f"{target['model']} ({target['input_size']} px) at batch {target['batch_size']}, {setup}: kept "
+            f"{'the merged' if kept_source else 'the stored'} version ({version(source if kept_source else target)}) "
+            f"over {version(target if kept_source else source)}")
+
+
+__all__ = ["ACTIONS", "KEY", "Merged", "decide", "merge"]
