@@ -46,7 +46,12 @@ class SyntheticSweep:
     SETUPS = [("onnxruntime", "fp32", 0.4, 1.0), ("onnxruntime", "int8", 0.25, 0.5), ("compile", "bf16", 3.0, 0.5)]
     SETUP_MODELS = ("resnet18", "mobilenet_v2")
 
-    def make_db(self, path, energy: bool = False, peak: float = PEAK, setups: bool = False):
+    @staticmethod
+    def slower(gmacs: float) -> float:
+        """How much longer a model takes on the second machine ("edge"): not one number, it grows with operations."""
+        return 1.5 + 0.5 * gmacs
+
+    def make_db(self, path, energy: bool = False, peak: float = PEAK, setups: bool = False, edge: bool = False):
         from dnnbench.store import Store
 
         with Store(path) as store:
@@ -58,6 +63,13 @@ class SyntheticSweep:
                                  "accuracy_source": "test"})
                 for b in self.BATCHES:
                     store.put_cell(run, self._cell(name, params, gmacs, b, energy, peak))
+                    if edge and name != self.EVIL:
+                        cell = self._cell(name, params, gmacs, b, energy, peak)
+                        latency = cell["latency_median_s"] * self.slower(gmacs)
+                        store.put_cell(run, {**cell, "machine": "edge", "threads": 4, "latency_median_s": latency,
+                                             "latency_ci_low_s": latency * 0.99, "latency_ci_high_s": latency * 1.01,
+                                             "images_per_s": b / latency, "time_per_image_s": latency / b,
+                                             "mem_peak_bytes": cell["mem_peak_bytes"] * 0.8})
                     if setups and name in self.SETUP_MODELS:
                         for backend, precision, factor, agreement in self.SETUPS:
                             store.put_cell(run, self._other(self._cell(name, params, gmacs, b, energy, peak),

@@ -174,3 +174,16 @@ def test_progress_is_a_notebook_widget_in_jupyter(monkeypatch):
     assert type(shown).__module__ == ("tqdm.notebook" if widget else "tqdm.std")
     shown.close()
     assert progressbar.bar(total=3, desc="run", unit="cell", enabled=False).disable
+
+
+def test_nothing_imports_ray_without_a_cluster():
+    code = ("import sys, dnnbench.api, dnnbench.cli, dnnbench.cluster, dnnbench.cluster.node, dnnbench.merging, "
+            "dnnbench.runner.sweep, dnnbench.report.build; print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_a_cluster_without_ray_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(dnnbench.UserError, match=r"pip install 'dnnbench\[cluster\]'"):
+        dnnbench.run(TINY, batch_sizes=[1], quick=True, db=tmp_path / "c.db", cluster="auto")

@@ -265,3 +265,20 @@ def test_as_json():
     assert second["model"] == "gamma" and second["passes"] is False
     assert second["broken"] == ["memory 2.00 GiB > 1.00 GiB", "latency 200.0 ms > 50.0 ms", "no top-1 published"]
     assert second["interpolated"] is False and second["between"] is None and second["top1"] is None
+
+
+def test_without_a_machine_the_answer_is_given_for_each(tmp_path, synthetic):
+    from dnnbench import api
+
+    results = api.open(synthetic.make_db(tmp_path / "m.db", edge=True))
+    answer = results.recommend(max_memory="1GB", max_latency="300ms", batch_size=1)
+    text = str(answer)
+    assert "2 machines measured; the answer for each" in text
+    assert text.index("== on edge:") < text.index("== on m1:")
+    best = answer.best_per_machine
+    assert set(best) == {"m1", "edge"}
+    # edge is slower: a model that meets the limit on m1 may not on edge, never the other way round
+    on = {m: {r["model"] for r in answer if r["machine"] == m and r["passes"]} for m in ("m1", "edge")}
+    assert on["edge"] <= on["m1"] and on["edge"] != on["m1"]
+    only = results.recommend(max_memory="1GB", max_latency="300ms", batch_size=1, machine="edge")
+    assert "machines measured" not in str(only) and {r["machine"] for r in only} == {"edge"}

@@ -37,9 +37,10 @@ def test_every_figure_is_drawn_or_explained(report):
     for key in ("power_vs_batch", "ops_vs_power"):  # no energy counter in this database
         assert not (out / f"{key}.png").exists()
         assert f'id="fig-{key}"' in page
-    assert page.count("Not drawn:") == 4 and "no RAPL energy counter: test" in page
+    assert page.count("Not drawn:") == 6 and "no RAPL energy counter: test" in page
+    assert page.count("one machine in the database: measure others with `dnnbench run --cluster") == 2
     assert "no model was measured both in eager fp32 and in another setup" in page  # one setup: no speed-up
-    assert page.count('<section class="figure"') == 16
+    assert page.count('<section class="figure"') == 18
     # offline: nothing to fetch (XML namespace names are identifiers, never fetched)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", page)
 
@@ -141,6 +142,28 @@ def test_setups_are_compared_and_the_figures_show_the_chosen_one(tmp_path, synth
             build_report(store, tmp_path / "x", setup="onnxruntime")
         with pytest.raises(UserError, match="names none of the setups measured: cpu, eager, fp32"):
             build_report(store, tmp_path / "x", setup="openvino")
+
+
+def test_machines_are_compared_model_by_model(tmp_path, synthetic):
+    """A second machine ("edge", 4 threads) whose slowdown grows with a model's operations: the report shows
+    every model on both, the ratio per model (not one number), each machine's own line, and the best models
+    per machine."""
+    db = synthetic.make_db(tmp_path / "m.db", edge=True)
+    with Store(db, create=False) as store:
+        page = build_report(store, tmp_path / "out").read_text()
+    out = tmp_path / "out"
+    assert (out / "machines.svg").exists() and (out / "machine_ratio.svg").exists()
+    ratios = sorted(synthetic.slower(g) for name, _, g, _ in synthetic.MODELS if name != synthetic.EVIL)
+    median = (ratios[2] + ratios[3]) / 2
+    assert (f"On edge, 6 models take {ratios[0]:.2g}x to {ratios[-1]:.2g}x the time they take on m1 at batch 16 "
+            f"(median {median:.2g}x).") in page
+    assert f"edge over m1: {ratios[0]:.2g}x to {ratios[-1]:.2g}x over 6 models" in page and "not one number" in page
+    assert "Time per image against operations, each machine its own line: edge " in page
+    rows = list(csv.DictReader(open(out / "machines.csv")))
+    assert len(rows) == 13 and {r["machine"] for r in rows} == {"m1", "edge"}
+    vgg = next(r for r in rows if r["model"] == "vgg16" and r["machine"] == "edge")
+    assert float(vgg["time over m1 (x)"]) == pytest.approx(synthetic.slower(15.47), rel=1e-3)
+    assert 'id="best-per-machine"' in page and "<th>edge</th>" in page
 
 
 def test_empty_and_failed_databases_are_clear_errors(tmp_path):

@@ -20,6 +20,7 @@ Bad input raises `UserError`, whose message names the problem and the fix.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -344,15 +345,18 @@ def _early_fork_server(threads: int):
 class RunOutcome:
     """What one `run` did: ``cells``, the cells it asked for as stored now (`Rows` of dicts with the
     export's columns); ``measured`` and ``failed``, the cell rounds it measured now and how many of those
-    failed; ``already``, the complete cells it found in the database; ``run_id``, its number there.
-    ``str()`` is the table `dnnbench run` ends with."""
+    failed; ``already``, the complete cells it found in the database; ``run_id``, its number there (None
+    across a cluster: each machine's run has its own); ``lost``, the machines of a cluster whose part did
+    not finish, each with why (the same call again resumes them). ``str()`` is the table `dnnbench run`
+    ends with."""
 
     cells: Rows
     measured: int
     failed: int
     already: int
-    run_id: int
+    run_id: int | None
     summary: str
+    lost: list[str] = dataclasses.field(default_factory=list)
 
     def __str__(self) -> str:
         return self.summary
@@ -371,6 +375,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
         max_seconds_per_cell: float | None = None, max_memory: int | str | None = None,
         timeout: float | str | None = None, rounds: int | None = None, retry_failed: bool = False,
         on_busy: str = "wait", weights: str | os.PathLike | None = None, progress: bool = True,
+        cluster: str | None = None, machines: str | Sequence[str] | None = None,
         argv: Sequence[str] | None = None) -> Results:
     """Measure each model at each batch size in each setup on this machine: latency (median, p90, p99 and
     the 95% interval of the median, seconds), images per second, cold start (seconds), memory (bytes)
@@ -404,6 +409,11 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
       machine, then flag), ``measure`` (flag only) or ``stop`` (raise `UserError`, cells kept).
     - ``progress``: a bar (a widget in Jupyter) or, off a terminal, one line per cell; False for
       none. Notes and warnings go to standard error either way.
+    - ``cluster``: the address of a Ray cluster (``"HEAD:6379"``, ``"auto"``): every node (or those in
+      ``machines``: machine names, host names or addresses) measures the same plan on its own hardware,
+      one sweep per node pinned to it, its cells streamed into ``db`` here as they are measured, each
+      under its node's machine (its Ray label ``dnnbench-machine``, else its fingerprint). The nodes
+      need this dnnbench and its model libraries; Ray comes with ``pip install 'dnnbench[cluster]'``.
 
     Ctrl-C (or a notebook's interrupt) stops it with KeyboardInterrupt; every cell measured is kept."""
     from .runner.progress import RunPrinter, summary
@@ -418,6 +428,12 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
     knobs = dict(target_ci=target_ci, max_seconds_per_cell=max_seconds_per_cell, max_memory=max_memory, quick=quick,
                  timeout_s=timeout, retry_failed=retry_failed, rounds=rounds, on_busy=on_busy)
     RunConfig(batch_sizes=batch_sizes, setups=tuple(asked), **knobs)  # bad values refused before anything starts
+    argv = list(argv) if argv is not None else ["(python)", "dnnbench.run"]
+    if cluster is not None:
+        return _run_on_cluster(cluster, _names(machines, "machines") if machines else None, models, zoo,
+                               input_size, weights, batch_sizes, asked, knobs, db, progress, argv, say)
+    if machines:
+        raise UserError("machines chooses nodes of a cluster: give the cluster's address too (--cluster HEAD:6379)")
     cores = _cores()
     for s in asked:
         if s.threads and s.threads > cores:
@@ -434,8 +450,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
             db = Path(temporary) / "results.db"
         printer = RunPrinter(config, sys.stderr, progress=progress)
         with Store(db) as store:
-            sweep = Sweep(store, config, argv=list(argv) if argv is not None else ["(python)", "dnnbench.run"],
-                          on_event=printer.event, fork_server=server or True)
+            sweep = Sweep(store, config, argv=argv, on_event=printer.event, fork_server=server or True)
             try:
                 result = sweep.run(entries)
             except KeyboardInterrupt:
@@ -469,6 +484,67 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
             server.close()  # the sweep's, once it ran; closing again is harmless
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _run_on_cluster(address: str, wanted: list[str] | None, models, zoo, input_size, weights, batch_sizes,
+                    asked: list[Setup], knobs: dict, db, progress: bool, argv: list[str], say) -> Results:
+    """`run` across the nodes of a Ray cluster (`cluster`): checked, then one sweep per node, into ``db``."""
+    from . import cluster
+    from .export import EXPORT_KEYS, rows
+    from .store import Store
+
+    if any(s.machine for s in asked):
+        raise UserError("across a cluster each node's cells go under its own machine (its Ray label "
+                        f"{cluster.LABEL}, else its fingerprint): leave out --machine")
+    entries = _entries(models, zoo, input_size, weights)  # unknown names refused here, before the cluster
+    names = [_absolute(spec) for spec in _names(models, "models")]  # a node resolves them again, elsewhere
+    cluster.connect(address)
+    found = cluster.check(cluster.nodes(wanted), say)
+    say(f"measuring on {len(found)} machine(s) of the cluster at {address}: "
+        + ", ".join(f"{n.machine} ({n.address})" for n in found))
+    if db is None:
+        raise UserError("a cluster's sweep needs a database to stream into: pass db (--db PATH)")
+    with Store(db) as store:
+        for n in found:  # a name that already names another machine here is refused before measuring
+            store.register_machine(n.machine, n.fingerprint)
+        held = store.cells(with_samples=True)
+
+        def job_for(n) -> dict:
+            return {"models": names, "zoo": zoo, "input_size": input_size,
+                    "weights": str(Path(weights).resolve()) if weights else None, "batch_sizes": list(batch_sizes),
+                    "setups": [s.on(n.machine).to_dict() for s in asked], "knobs": knobs, "argv": argv,
+                    "progress": progress, "cells": [c for c in held if c["machine"] == n.machine]}
+
+        def line(text: str) -> None:
+            print(text, file=sys.stderr, flush=True)
+
+        try:
+            outcomes = cluster.sweep(store, found, job_for, line)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"interrupted; every cell the machines sent is kept in {db}; the same call "
+                                    "again resumes each machine") from None
+        wanted_models = {(e.name, e.input_size) for e in entries}
+        on = {n.machine for n in found}
+        cells = [c for c in rows(store) if (c["model"], c["input_size"]) in wanted_models and c["machine"] in on
+                 and c["batch_size"] in batch_sizes]
+    lost = [f"{o.machine}: {o.state}: {o.error}" for o in outcomes.values() if o.state != "complete"]
+    parts = [f"{o.machine}:\n{o.summary}" for o in outcomes.values() if o.state == "complete"]
+    parts += [f"{text}; the same command again resumes it where it stopped" for text in lost]
+    outcome = RunOutcome(cells=Rows(cells, columns=EXPORT_KEYS), measured=sum(o.measured for o in outcomes.values()),
+                         failed=sum(o.failed for o in outcomes.values()),
+                         already=sum(o.already for o in outcomes.values()), run_id=None,
+                         summary="\n\n".join(parts), lost=lost)
+    results = Results(db)
+    results.last_run = outcome
+    return results
+
+
+def _absolute(spec: str) -> str:
+    """A model file's path made absolute (``path/file.py:function``): the nodes' processes start elsewhere."""
+    path, colon, function = spec.rpartition(":")
+    if colon and path.endswith(".py") and Path(path).exists():
+        return f"{Path(path).resolve()}:{function}"
+    return spec
 
 
 def _cores() -> int:
@@ -961,13 +1037,15 @@ class Recommendation(Rows):
     ``memory_bytes``, ``energy_per_image_j``, ``interpolated`` (between two measured batch sizes),
     ``broken`` (the limits it breaks, in words), ``disturbed`` and the setup's fields. ``passing``:
     only those that pass; ``best``: the first of them, or None; ``str()``: the command's answer.
-    ``steps``: with ``measure``, what was done with each candidate and why (`analysis.search.Step`)."""
+    ``steps``: with ``measure``, what was done with each candidate and why (`analysis.search.Step`).
+    Where the answer spans several machines, ``str()`` answers for each, and ``best_per_machine`` maps
+    each machine to its best."""
 
     def __init__(self, passing: list, failing: list, limits, steps: list | None = None):
-        from .analysis.recommend import as_json, render
+        from .analysis.recommend import as_json, render_per_machine
 
         super().__init__(as_json(passing, failing, limits),
-                         render=lambda _: render(passing, failing, limits) + _steps_words(steps))
+                         render=lambda _: render_per_machine(passing, failing, limits) + _steps_words(steps))
         self.limits = limits
         self.steps = steps
 
@@ -978,6 +1056,16 @@ class Recommendation(Rows):
     @property
     def best(self) -> dict | None:
         return next((r for r in self if r["passes"]), None)
+
+    @property
+    def best_per_machine(self) -> dict[str, dict | None]:
+        """Each machine's most accurate passing (model, setup), or None where none passes there."""
+        out: dict[str, dict | None] = {}
+        for r in self:
+            out.setdefault(r["machine"], None)
+            if r["passes"] and out[r["machine"]] is None:
+                out[r["machine"]] = r
+        return out
 
 
 class Predictions(Rows):

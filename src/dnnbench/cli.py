@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(up to 30 s) and time a disturbed cell once more, then flag it; measure: flag only; "
                         "stop: end the sweep (exit status 3), keeping every cell measured")
 
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="measure on every node of this Ray cluster (HEAD:6379, or auto), each on its own hardware, "
+                        "streaming into --db here; a node's cells go under its Ray label dnnbench-machine, else its "
+                        "fingerprint (needs pip install 'dnnbench[cluster]' here and on the nodes)")
+    p.add_argument("--machines", metavar="LIST",
+                   help="with --cluster: only these nodes, by machine name, host name or address, comma-separated")
+
     p = sub.add_parser("eval", help="top-1 and top-5 accuracy on your labelled images, with your weights, in any "
                                     "setup, stored in the database")
     _model_args(p, required=True)
@@ -273,13 +280,13 @@ def cmd_run(args) -> int:
             target_ci=args.target_ci, max_seconds_per_cell=args.max_seconds_per_cell,
             max_memory=_option("--max-memory", parse_size, args.max_memory), timeout=args.timeout,
             rounds=args.rounds, retry_failed=args.retry_failed, on_busy=args.on_busy, weights=args.weights,
-            argv=sys.argv[1:])
+            cluster=args.cluster, machines=_option("--machines", _list, args.machines), argv=sys.argv[1:])
     except KeyboardInterrupt:
         print(f"dnnbench: interrupted; every cell measured so far is kept in {args.db}. "
               "Run the same command again to measure the rest.", file=sys.stderr)
         return INTERRUPTED
     print(results.last_run)
-    return 1 if results.last_run.broken else 0
+    return 1 if results.last_run.broken or results.last_run.lost else 0
 
 
 def cmd_eval(args) -> int:

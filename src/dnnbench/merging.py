@@ -29,7 +29,7 @@ from pathlib import Path
 from .errors import UserError
 from .runner import rounds as rounds_
 from .setup import Setup, cell_key
-from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, CELL_COLUMNS, KEY, Store, _encode
+from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, CELL_COLUMNS, KEY, Store, _decode, insert_cells
 
 ACTIONS = ("added", "same", "updated", "pooled", "conflict")
 
@@ -152,9 +152,7 @@ def _absorb(db: sqlite3.Connection, target: Store, reader: Store, report: Merged
         if action == "conflict":
             report.conflicts.append(_conflict_words(stored[key], cell, kept_source=row is not None))
         if row is not None:
-            values = _encode(row)
-            db.execute(f"INSERT OR REPLACE INTO cells ({', '.join(CELL_COLUMNS)}) "
-                       f"VALUES ({', '.join('?' * len(CELL_COLUMNS))})", [values.get(c) for c in CELL_COLUMNS])
+            insert_cells(db, [row])
             stored[key] = row
     _absorb_accuracy(db, reader, report)
     if reader._has("profiles"):
@@ -187,8 +185,6 @@ def _models_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
 
 def _cells(db: sqlite3.Connection) -> list[dict]:
     cur = db.execute(f"SELECT {', '.join(CELL_COLUMNS)} FROM cells")
-    from .store import _decode
-
     return [_decode(dict(zip(CELL_COLUMNS, r, strict=True))) for r in cur]
 
 

@@ -417,6 +417,13 @@ class Store:
         return [dict(zip(cols, r, strict=True)) for r in cur]
 
 
+def insert_cells(db: sqlite3.Connection, rows: list[dict]) -> None:
+    """Store whole cell rows as they are (replacing a stored version of each), inside the caller's
+    transaction: a merge's chosen versions, or a node's copy of what the driver holds."""
+    sql = f"INSERT OR REPLACE INTO cells ({', '.join(CELL_COLUMNS)}) VALUES ({', '.join('?' * len(CELL_COLUMNS))})"
+    db.executemany(sql, [[_encode(row).get(c) for c in CELL_COLUMNS] for row in rows])
+
+
 def _encode(row: dict) -> dict:
     return {k: json.dumps(v) if k in _JSON_COLUMNS and isinstance(v, list) else v for k, v in row.items()}
 

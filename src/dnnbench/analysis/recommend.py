@@ -380,6 +380,19 @@ def render(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> st
     return "\n".join(lines)
 
 
+def render_per_machine(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> str:
+    """`render`, once per machine where the verdicts span several: the best model is a machine's answer."""
+    machines = sorted({v.model.setup.machine for v in [*passing, *failing]}, key=str)
+    if len(machines) < 2:
+        return render(passing, failing, limits)
+    parts = [f"{len(machines)} machines measured; the answer for each (recommend --machine NAME for one):"]
+    for machine in machines:
+        mine = [[v for v in vs if v.model.setup.machine == machine] for vs in (passing, failing)]
+        best = mine[0][0].model.model if mine[0] else "none"
+        parts.append(f"\n== on {machine}: {best} ==\n" + render(*mine, limits))
+    return "\n".join(parts)
+
+
 def as_json(passing: list[Verdict], failing: list[Verdict], limits: Limits) -> list[dict]:
     """One dict per model, passing ones first (in `recommend`'s order), with the keys model, passes,
     top1 (%), latency_s, images_per_s, memory_bytes, energy_per_image_j, interpolated, between

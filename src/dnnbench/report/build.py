@@ -104,6 +104,52 @@ def _setups_section(everything, out: Path) -> str:
     return "".join(parts)
 
 
+def _machines_section(everything, setup, batch: int, out: Path, memory_limits, speed_limits) -> str:
+    """Every model on every machine in ``setup``'s runtime (latency, memory, time over ``setup``'s machine),
+    machines.csv, and the best models under each limit per machine."""
+    from ..analysis import machines as machines_
+
+    setups = machines_.machine_setups(everything, setup)
+    if len(setups) < 2:
+        return ("<p>One machine measured. Measure others with <code>dnnbench run --cluster ADDRESS</code>, or run "
+                "on each and <code>dnnbench merge A.db B.db --into all.db</code>.</p>")
+    names = sorted(setups, key=lambda n: (n != setup.machine, n))
+    ratio = {(r.model, r.input_size, r.machine): r.ratio for r in machines_.ratios(everything, setup, batch)}
+    rows, csv_rows = [], []
+    for m in sorted((m for m in everything if m.setup in setups.values()),
+                    key=lambda m: (m.model, names.index(m.setup.machine))):
+        cell, first = m.ok.get(batch), m.ok.get(1)
+        memory = (first.get("mem_nvml_bytes") or first.get("mem_peak_bytes")) if first else None
+        r = ratio.get((m.model, m.input_size, m.setup.machine))
+        shown = _ratio(r) if r else ("1 (reference)", 1.0) if m.setup.machine == setup.machine and cell else "-"
+        rows.append([m.model, m.setup.label(machine=True),
+                     (format_seconds(cell["latency_median_s"]), cell["latency_median_s"]) if cell else "-",
+                     cell.get("ci_rel") and round(100 * cell["ci_rel"], 1) if cell else None,
+                     (format_bytes(memory), memory) if memory else "-", shown])
+        csv_rows.append([m.model, m.input_size, *m.setup.key(), batch, cell and cell["latency_median_s"],
+                         cell and cell.get("latency_ci_low_s"), cell and cell.get("latency_ci_high_s"), memory,
+                         r and round(r.value, 4), r and round(r.low, 4),
+                         r and (round(r.high, 4) if r.high < 1e300 else None)])
+    _write_csv(out / "machines.csv",
+               ["model", "input size", "machine", "device", "backend", "precision", "threads", "layout", "batch",
+                "latency (s)", "95% low (s)", "95% high (s)", "peak memory at batch 1 (bytes)",
+                f"time over {setup.machine} (x)", "95% low (x)", "95% high (x)"], csv_rows)
+    parts = [page_html.table(["model", "machine and setup", f"latency at batch {batch}", "95% CI (±%)",
+                              "peak memory at batch 1", f"time over {setup.machine} (95% interval)"], rows, "machines")]
+    if memory_limits and speed_limits:
+        per = {n: best_table([m for m in everything if m.setup == setups[n]], 1, memory_limits, speed_limits)
+               for n in names}
+        best_rows = [[f"{row['max_memory_bytes'] / _MIB:,.0f}", f"{row['min_images_per_s']:g}",
+                      *("; ".join(per[n][i]["models"]) or "none" for n in names)]
+                     for i, row in enumerate(per[names[0]])]
+        parts.append("<h3>The most accurate models under each limit, per machine (batch size 1)</h3>")
+        parts.append(page_html.table(["memory ≤ (MiB)", "images/s ≥", *names], best_rows, "best-per-machine"))
+    parts.append("<p class='meta'>Every model on every machine, with its time over the reference machine's: "
+                 "machines.csv. Two machines' cells were never measured in the same rounds: the ratio's interval "
+                 "comes from the two medians' intervals.</p>")
+    return "".join(parts)
+
+
 # The papers count operations differently from each other and from this report; their figures are
 # plots (Canziani) or untranscribed tables (Bianco), so no per-model comparison can be drawn here.
 OPERATIONS_CONVENTION = (
@@ -325,6 +371,8 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
          page_html.table(pred_head, pred_rows, "predicted") if pred_rows else
          f"<p class='missing'>Not computed: prediction needs at least 4 models measured at batch size {batch}.</p>"),
         ("Setups compared: the fastest setup of each model at each batch size", setups_html),
+        (f"Machines compared ({setup.runtime()})",
+         _machines_section(everything, setup, batch, out, memory_limits, speed_limits)),
         ("Cells measured on a busy machine", page_html.table(
             ["model", "batch", "others' share of the cores (%)", "hypervisor steal (%)",
              "other processes on the GPU", "timing attempts", "waited for quiet (s)"],

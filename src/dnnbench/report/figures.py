@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..analysis import PREDICT_METHODS, fits  # noqa: E402
+from ..analysis import machines as machines_  # noqa: E402
 from ..analysis.frontier import pareto_front  # noqa: E402
 from ..analysis.recommend import figures_at  # noqa: E402
 from ..analysis.setups import speedups  # noqa: E402
@@ -199,7 +200,7 @@ class Drawer:
         for draw in (self.ball_chart, self.top1_bars, self.time_vs_batch, self.power_vs_batch, self.memory_vs_batch,
                      self.ops_vs_time, self.ops_vs_power, self.top1_vs_fps, self.top1_vs_ops, self.density_bars,
                      self.params_vs_memory, self.pareto, self.efficiency, self.speedup, self.predicted_vs_measured,
-                     self.predicted_ball_chart):
+                     self.predicted_ball_chart, self.machines_side_by_side, self.machine_ratios):
             draw()
         return self.charts
 
@@ -690,6 +691,122 @@ class Drawer:
         self._save(chart, fig)
 
 
+
+
+    # -- machines compared -------------------------------------------------------------------------
+
+    _ONE_MACHINE = ("one machine in the database: measure others with `dnnbench run --cluster ADDRESS`, or run "
+                    "on each and `dnnbench merge` their databases")
+
+    def _machine_setups(self):
+        setup = self.models[0].setup if self.models else None
+        return setup, (machines_.machine_setups(self.everything, setup) if setup else {})
+
+    def machines_side_by_side(self):
+        setup, setups = self._machine_setups()
+        chart = Chart("machines", f"Each model on every machine: latency at batch {self.batch} and peak memory "
+                                  f"at batch 1 ({setup.runtime() if setup else ''})")
+        if len(setups) < 2:
+            return self._skip(chart, self._ONE_MACHINE)
+        names = sorted(setups, key=lambda n: (n != setup.machine, n))
+        by = {(m.model, m.setup): m for m in self.everything}
+        models = sorted({m.model for m in self.everything if m.setup in setups.values()}, reverse=True)
+        colors = {n: plt.get_cmap("tab10")(i % 10) for i, n in enumerate(names)}
+        height = 0.8 / len(names)
+        fig, axes = plt.subplots(1, 2, figsize=(7.5, 0.28 * len(models) * len(names) + 2.2), sharey=True)
+        for ax, (what, batch, key, scale, label) in zip(axes, [
+                ("latency", self.batch, "latency_median_s", 1e3, f"latency of one batch of {self.batch} (ms)"),
+                ("memory", 1, "mem_peak_bytes", 1 / MIB, "peak memory at batch 1 (MiB)")], strict=True):
+            for j, name in enumerate(names):
+                ys, xs, infos, cells, errs = [], [], [], [], []
+                for i, model in enumerate(models):
+                    m = by.get((model, setups[name]))
+                    cell = m.ok.get(batch) if m else None
+                    value = cell.get("mem_nvml_bytes") or cell.get(key) if cell and what == "memory" else \
+                        cell.get(key) if cell else None
+                    if not value:
+                        continue
+                    y = i + (j - (len(names) - 1) / 2) * height
+                    ys.append(y)
+                    xs.append(value * scale)
+                    cells.append(cell if what == "latency" else None)
+                    infos.append({"model": model, "machine": name, what: _ms(value) if what == "latency" else _mib(value)})
+                    low, high = (cell.get("latency_ci_low_s"), cell.get("latency_ci_high_s")) if what == "latency" \
+                        else (None, None)
+                    errs.append((value - low, high - value) if low and high else (0, 0))
+                ax.barh(ys, xs, height=height * 0.9, color=colors[name], label=name)
+                if what == "latency" and ys:
+                    ax.errorbar(xs, ys, xerr=[[e[0] * scale for e in errs], [e[1] * scale for e in errs]], fmt="none",
+                                ecolor="k", elinewidth=0.6, capsize=1.2)
+                self._scatter(ax, chart, xs, ys, infos, cells=cells, s=5, c="k", zorder=3)
+            if what == "latency":  # latencies span decades; memory rarely does, and reads better linear
+                ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_yticks(range(len(models)), models)
+            for t in ax.get_yticklabels():
+                t.set_parse_math(False)
+        legend = axes[0].legend(fontsize=7, loc="best")
+        for t in legend.get_texts():
+            t.set_parse_math(False)
+        found = machines_.summary(machines_.ratios(self.everything, setup, self.batch))
+        words = [f"{len(names)} machines measured in {setup.runtime()}, each with its own device and threads: "
+                 + "; ".join(setups[n].label(machine=True) for n in names) + "."]
+        for name, f in found.items():
+            words.append(f"On {name}, {f['models']} models take {f['low']:.2g}x to {f['high']:.2g}x the time they take "
+                         f"on {setup.machine} at batch {self.batch} (median {f['median']:.2g}x).")
+        chart.finding = " ".join(words)
+        self._save(chart, fig)
+
+    def machine_ratios(self):
+        setup, setups = self._machine_setups()
+        chart = Chart("machine_ratio", f"Speed of each machine relative to {setup.machine if setup else 'one'}, "
+                                       f"model by model, against operations (batch {self.batch})")
+        if len(setups) < 2:
+            return self._skip(chart, self._ONE_MACHINE)
+        found = [r for r in machines_.ratios(self.everything, setup, self.batch) if r.macs]
+        if not found:
+            return self._skip(chart, f"no model with known operations was measured at batch {self.batch} both on "
+                                     f"{setup.machine} and on another machine")
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        others = sorted({r.machine for r in found})
+        for i, name in enumerate(others):
+            mine = [r for r in found if r.machine == name]
+            xs = [r.macs / 1e9 for r in mine]
+            ys = [r.ratio.value for r in mine]
+            color = plt.get_cmap("tab10")((i + 1) % 10)
+            bounded = [(x, r) for x, r in zip(xs, mine, strict=True) if r.ratio.high < float("inf") and r.ratio.low > 0]
+            if bounded:
+                ax.errorbar([x for x, _ in bounded], [r.ratio.value for _, r in bounded],
+                            yerr=[[r.ratio.value - r.ratio.low for _, r in bounded],
+                                  [r.ratio.high - r.ratio.value for _, r in bounded]],
+                            fmt="none", ecolor=color, elinewidth=0.7, alpha=0.7)
+            self._scatter(ax, chart, xs, ys,
+                          [{"model": r.model, "machine": f"{name} over {setup.machine}",
+                            "time ratio": f"{r.ratio.value:.2f}x (95% interval {r.ratio.low:.2f}x to {r.ratio.high:.2f}x)",
+                            "G-MACs": format_significant(r.macs / 1e9)} for r in mine],
+                          cells=[r.cell for r in mine], s=22, color=color, label=name, zorder=3)
+            for x, r in zip(xs, mine, strict=True):
+                _label(ax, x, r.ratio.value, r.model)
+        ax.axhline(1, color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("G-MACs per image")
+        ax.set_ylabel(f"time on the machine over time on {setup.machine} (x)")
+        legend = ax.legend(fontsize=7, loc="best")
+        for t in legend.get_texts():
+            t.set_parse_math(False)
+        lines = machines_.time_lines(self.everything, setups, self.batch)
+        words = []
+        for name, f in machines_.summary(found).items():
+            words.append(f"{name} over {setup.machine}: {f['low']:.2g}x to {f['high']:.2g}x over {f['models']} models "
+                         f"(median {f['median']:.2g}x; {f['slower']} slower, {f['faster']} faster, {f['tie']} within "
+                         "the noise): not one number.")
+        if len(lines) >= 2:
+            words.append("Time per image against operations, each machine its own line: " + "; ".join(
+                f"{name} {lines[name].slope * 1e12:.3g} ms per G-MAC (R² {lines[name].r2:.2f})" for name in sorted(lines))
+                + ".")
+        chart.finding = " ".join(words)
+        self._save(chart, fig)
 
 
 def best_table(models, batch: int, memory_limits, speed_limits, top: int = 5):

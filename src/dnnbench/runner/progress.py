@@ -205,7 +205,7 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
     new_failed = sum(1 for m in result.measured if m.get("stored") and m["status"] != "ok")
     what = "cells" if config.rounds == 1 else "cell rounds"
     lines.append(f"{new_ok} {what} measured now, {new_failed} failed, {result.already} complete cells taken "
-                 f"from the database (run {result.run_id}). "
+                 f"from the database{f' (run {result.run_id})' if result.run_id is not None else ''}. "
                  "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
                  "interval of the median, widened by how much the rounds' medians differ; stop: converged "
                  "(target reached in every round) or time_cap (budget spent); load: busy when other "

@@ -1,0 +1,286 @@
+"""One sweep across the machines of a Ray cluster (``dnnbench run --cluster ADDRESS``), into one database.
+
+- Every node chosen (all, or those named with ``--machines``) is probed first by a task pinned to it:
+  its dnnbench and model libraries, and its machine. A node without them, or with another dnnbench
+  version, is reported before anything is measured.
+- A node's machine is the name in its Ray label ``dnnbench-machine`` (``ray start --labels
+  '{"dnnbench-machine": "lab1"}'``), else its fingerprint's id, as a local sweep names it. Two nodes
+  of one name are one machine: measured once, the other said.
+- Each node gets one task, pinned to it (node affinity, never moved), that runs the ordinary sweep
+  there (`node.stream`): its cells one after the other under that machine's measuring lock, in worker
+  processes, exactly as locally. Its writes stream back and are made here, in this process's one
+  database, the moment they arrive, under the node's machine.
+- A node lost mid-sweep loses only its cell in progress; the others go on; the same command again
+  resumes every machine where its cells stop.
+
+Ray is imported only here, and only by ``run --cluster``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+from ..setup import Setup
+
+LABEL = "dnnbench-machine"
+PROBE_LIMIT_S = 120.0
+INSTALL = "pip install 'dnnbench[cluster]'"
+
+
+@dataclass
+class Node:
+    """One node of the cluster as the probe found it; ``error``: why it cannot measure."""
+
+    node_id: str
+    address: str
+    machine: str | None = None
+    host: str | None = None
+    fingerprint: dict | None = None
+    versions: dict = field(default_factory=dict)
+    error: str | None = None
+
+    def words(self) -> str:
+        return f"node {self.address}" + (f" ({self.machine})" if self.machine else "")
+
+
+@dataclass
+class NodeOutcome:
+    """How one machine's part of the sweep ended: ``complete``, ``lost``, ``failed`` or ``interrupted``."""
+
+    machine: str
+    state: str = "running"
+    measured: int = 0
+    failed: int = 0
+    already: int = 0
+    summary: str = ""
+    error: str | None = None
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--cluster runs on Ray, which is not installed: {INSTALL}") from None
+    return ray
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at ``address`` (``auto``: the one started on this machine)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot join the Ray cluster at {address} ({str(exc).splitlines()[0]}): start it with "
+                        "`ray start --head` on one machine and `ray start --address HEAD:6379` on the others, then "
+                        "pass --cluster HEAD:6379") from None
+
+
+def _pinned(node_id: str, **options):
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # num_cpus 0: the task only relays; the node's measuring lock, not Ray's CPU count, keeps one
+    # measurement at a time there, and a node whose CPUs other work holds still takes it
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False), "num_cpus": 0,
+            "max_retries": 0, **options}
+
+
+def nodes(wanted: list[str] | None = None) -> list[Node]:
+    """The alive nodes (those whose machine name, host name or address is in ``wanted``, if given),
+    each probed; a UserError naming the wanted ones that are not in the cluster."""
+    ray = _ray()
+    from . import node as node_
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    probe = ray.remote(node_.probe)
+    found = []
+    refs = {}
+    for n in alive:
+        item = Node(n["NodeID"], n.get("NodeManagerAddress", "?"), machine=(n.get("Labels") or {}).get(LABEL))
+        refs[probe.options(**_pinned(n["NodeID"])).remote()] = item
+        found.append(item)
+    ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=PROBE_LIMIT_S)
+    for ref in pending:
+        refs[ref].error = f"did not answer the probe within {PROBE_LIMIT_S:g} s"
+        ray.cancel(ref, force=True)
+    for ref in ready:
+        item = refs[ref]
+        try:
+            info = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - ray wraps the node's error; its first line says it
+            item.error = f"cannot run dnnbench there ({_first_line(exc)}): install it on that node ({INSTALL})"
+            continue
+        item.host, item.fingerprint, item.versions = info["host"], info["fingerprint"], info["versions"]
+        item.machine = item.machine or info["machine_id"]
+        if info["missing"]:
+            item.error = f"lacks {', '.join(info['missing'])}: install them there ({INSTALL})"
+    if wanted:
+        chosen = [n for n in found if {n.machine, n.host, n.address, n.node_id} & set(wanted)]
+        unknown = [w for w in wanted if not any(w in {n.machine, n.host, n.address, n.node_id} for n in found)]
+        if unknown:
+            have = ", ".join(sorted({str(n.machine) for n in found}))
+            raise UserError(f"--machines: {', '.join(unknown)} not in the cluster (its machines: {have})")
+        found = chosen
+    return found
+
+
+def check(found: list[Node], say) -> list[Node]:
+    """The nodes that measure: one per machine, each with this dnnbench; a UserError naming every node
+    that cannot, before anything is measured."""
+    from .. import __version__
+
+    problems = []
+    for n in found:
+        if n.error is None and n.versions.get("dnnbench") != __version__:
+            n.error = (f"has dnnbench {n.versions.get('dnnbench')}, this machine {__version__}: install "
+                       f"dnnbench=={__version__} there")
+        if n.error:
+            problems.append(f"{n.words()}: {n.error}")
+    if problems:
+        raise UserError("the cluster cannot measure yet, nothing was measured: " + "; ".join(problems))
+    kept: dict[str, Node] = {}
+    for n in found:
+        if n.machine in kept:
+            say(f"{n.words()} is the same machine as node {kept[n.machine].address} (one fingerprint): measured "
+                f"once; to measure both, label each: ray start --labels '{{\"{LABEL}\": \"NAME\"}}'")
+        else:
+            kept[n.machine] = n
+    if not kept:
+        raise UserError("the cluster has no alive node to measure on")
+    return list(kept.values())
+
+
+def sweep(store, machines: list[Node], job_for, on_line, progress_every=None) -> dict[str, NodeOutcome]:
+    """Run ``job_for(node)`` on every node at once, each pinned to its node, writing what streams back into
+    ``store`` as it arrives; how each machine's part ended. Ctrl-C cancels every node's sweep (each
+    records its run as interrupted, and what it sent is kept), then raises KeyboardInterrupt."""
+    ray = _ray()
+    from . import node as node_
+
+    remote = ray.remote(node_.stream)
+    inbox: queue.Queue = queue.Queue()
+    outcomes = {n.machine: NodeOutcome(n.machine) for n in machines}
+    generators = {}
+    for n in machines:
+        generators[n.machine] = remote.options(**_pinned(n.node_id, num_returns="streaming")).remote(job_for(n))
+
+    def relay(machine: str, generator) -> None:
+        try:
+            for ref in generator:
+                inbox.put((machine, ray.get(ref)))
+        except Exception as exc:  # noqa: BLE001 - a node lost, its worker killed, a cancel: said as lost
+            inbox.put((machine, {"kind": "lost", "text": _first_line(exc)}))
+        finally:
+            inbox.put((machine, None))
+
+    threads = [threading.Thread(target=relay, args=item, daemon=True) for item in generators.items()]
+    for t in threads:
+        t.start()
+    writer = _Writer(store)
+    open_streams = len(threads)
+    try:
+        while open_streams:
+            try:
+                machine, message = inbox.get(timeout=0.5)  # a timeout, so that Ctrl-C is seen
+            except queue.Empty:
+                continue
+            if message is None:
+                open_streams -= 1
+                continue
+            _take(message, outcomes[machine], writer, on_line)
+    except KeyboardInterrupt:
+        for generator in generators.values():
+            ray.cancel(generator)
+        _drain(inbox, open_streams, outcomes, writer, on_line)
+        raise
+    for outcome in outcomes.values():
+        if outcome.state == "running":
+            outcome.state, outcome.error = "lost", outcome.error or "its sweep ended without a word"
+        if outcome.state != "complete":
+            writer.finish_open(outcome.machine, f"stopped: {outcome.state} ({outcome.error})")
+    return outcomes
+
+
+def _drain(inbox, open_streams, outcomes, writer, on_line, limit_s: float = 30.0) -> None:
+    """What the cancelled nodes still send (their runs' ends), for a while."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while open_streams and time.monotonic() < deadline:
+        try:
+            machine, message = inbox.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if message is None:
+            open_streams -= 1
+        else:
+            _take(message, outcomes[machine], writer, on_line)
+
+
+class _Writer:
+    """Makes a node's store writes in this database, its run ids mapped to this file's."""
+
+    def __init__(self, store):
+        self.store = store
+        self.runs: dict[tuple[str, int], int] = {}
+        self.open: set[tuple[str, int]] = set()
+
+    def finish_open(self, machine: str, outcome: str) -> None:
+        """End the runs a lost node left open, saying why."""
+        for key in sorted(k for k in self.open if k[0] == machine):
+            self.store.finish_run(self.runs[key], outcome)
+            self.open.discard(key)
+
+    def apply(self, machine: str, message: dict) -> None:
+        op, args = message["op"], message["args"]
+        store = self.store
+        if op == "start_run":
+            self.runs[(machine, message["run_id"])] = store.start_run(*args, uid=message["uid"])
+            self.open.add((machine, message["run_id"]))
+        elif op == "finish_run":
+            store.finish_run(self.runs[(machine, message["run_id"])], *args)
+            self.open.discard((machine, message["run_id"]))
+        elif op == "put_cell":
+            cell, rounds = args
+            store.put_cell(self.runs[(machine, message["run_id"])], cell, rounds)
+        elif op == "put_model":
+            store.put_model(*args)
+        elif op == "register_machine":
+            store.register_machine(*args)
+        elif op == "delete_failed":
+            model, input_size, setup = args
+            store.delete_failed(model, input_size, Setup(**setup))
+        else:
+            raise ValueError(f"unknown store operation from a node: {op!r}")
+
+
+def _take(message: dict, outcome: NodeOutcome, writer: _Writer, on_line) -> None:
+    kind = message["kind"]
+    machine = outcome.machine
+    if kind == "store":
+        writer.apply(machine, message)
+    elif kind == "line":
+        text = message["text"]
+        on_line(text.replace("dnnbench run: ", f"dnnbench run: {machine}: ", 1) if text.startswith("dnnbench run: ")
+                else f"dnnbench run: {machine}: {text}")
+    elif kind == "done":
+        outcome.state = "complete"
+        outcome.measured, outcome.failed, outcome.already = message["measured"], message["failed"], message["already"]
+        outcome.summary = message["summary"]
+    elif kind in ("error", "died", "lost", "interrupted"):
+        if outcome.state == "running":
+            outcome.state = {"error": "failed", "interrupted": "interrupted"}.get(kind, "lost")
+            outcome.error = message.get("text")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if "Error" in line or "error" in line]
+    return (useful[-1] if useful else lines[0] if lines else type(exc).__name__)[:300]
+
+
+__all__ = ["LABEL", "Node", "NodeOutcome", "check", "connect", "nodes", "sweep"]
