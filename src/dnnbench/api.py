@@ -498,12 +498,12 @@ def _run_on_cluster(address: str, wanted: list[str] | None, models, zoo, input_s
                         f"{cluster.LABEL}, else its fingerprint): leave out --machine")
     entries = _entries(models, zoo, input_size, weights)  # unknown names refused here, before the cluster
     names = [_absolute(spec) for spec in _names(models, "models")]  # a node resolves them again, elsewhere
+    if db is None:
+        raise UserError("a cluster's sweep needs a database to stream into: pass db (--db PATH)")
     cluster.connect(address)
     found = cluster.check(cluster.nodes(wanted), say)
     say(f"measuring on {len(found)} machine(s) of the cluster at {address}: "
         + ", ".join(f"{n.machine} ({n.address})" for n in found))
-    if db is None:
-        raise UserError("a cluster's sweep needs a database to stream into: pass db (--db PATH)")
     with Store(db) as store:
         for n in found:  # a name that already names another machine here is refused before measuring
             store.register_machine(n.machine, n.fingerprint)

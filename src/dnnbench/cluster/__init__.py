@@ -196,6 +196,8 @@ def sweep(store, machines: list[Node], job_for, on_line, progress_every=None) ->
         for generator in generators.values():
             ray.cancel(generator)
         _drain(inbox, open_streams, outcomes, writer, on_line)
+        for machine in outcomes:
+            writer.finish_open(machine, "interrupted")
         raise
     for outcome in outcomes.values():
         if outcome.state == "running":
