@@ -187,3 +187,9 @@ def test_a_cluster_without_ray_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(dnnbench.UserError, match=r"pip install 'dnnbench\[cluster\]'"):
         dnnbench.run(TINY, batch_sizes=[1], quick=True, db=tmp_path / "c.db", cluster="auto")
+
+
+def test_a_cluster_address_where_nothing_listens_is_refused_at_once(tmp_path):
+    pytest.importorskip("ray")
+    with pytest.raises(dnnbench.UserError, match="nothing answers there"):
+        dnnbench.run(TINY, batch_sizes=[1], quick=True, db=tmp_path / "c.db", cluster="127.0.0.1:1")

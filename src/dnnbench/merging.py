@@ -29,7 +29,7 @@ from pathlib import Path
 from .errors import UserError
 from .runner import rounds as rounds_
 from .setup import Setup, cell_key
-from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, CELL_COLUMNS, KEY, Store, _decode, insert_cells
+from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, CELL_COLUMNS, Store, _decode, insert_cells
 
 ACTIONS = ("added", "same", "updated", "pooled", "conflict")
 
@@ -211,4 +211,4 @@ def _conflict_words(target: dict, source: dict, kept_source: bool) -> str:
             f"over {version(target if kept_source else source)}")
 
 
-__all__ = ["ACTIONS", "KEY", "Merged", "decide", "merge"]
+__all__ = ["ACTIONS", "Merged", "decide", "merge"]

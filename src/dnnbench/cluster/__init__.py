@@ -72,12 +72,28 @@ def connect(address: str) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
+    _reachable(address)
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot join the Ray cluster at {address} ({str(exc).splitlines()[0]}): start it with "
                         "`ray start --head` on one machine and `ray start --address HEAD:6379` on the others, then "
                         "pass --cluster HEAD:6379") from None
+
+
+def _reachable(address: str) -> None:
+    """Refuse at once an address where nothing listens: Ray itself retries such a one for minutes."""
+    import socket
+
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc.strerror or exc}); "
+                        "start it with `ray start --head` on one machine and `ray start --address HEAD:6379` on the "
+                        "others, then pass --cluster HEAD:6379") from None
 
 
 def _pinned(node_id: str, **options):
@@ -154,7 +170,7 @@ def check(found: list[Node], say) -> list[Node]:
     return list(kept.values())
 
 
-def sweep(store, machines: list[Node], job_for, on_line, progress_every=None) -> dict[str, NodeOutcome]:
+def sweep(store, machines: list[Node], job_for, on_line) -> dict[str, NodeOutcome]:
     """Run ``job_for(node)`` on every node at once, each pinned to its node, writing what streams back into
     ``store`` as it arrives; how each machine's part ended. Ctrl-C cancels every node's sweep (each
     records its run as interrupted, and what it sent is kept), then raises KeyboardInterrupt."""
