@@ -38,7 +38,10 @@ def cluster():
 def cells(db):
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
         con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute("SELECT * FROM cells")]
+        try:
+            return [dict(r) for r in con.execute("SELECT * FROM cells")]
+        except sqlite3.OperationalError:  # the sweep created the file and has not made its tables yet
+            return []
 
 
 def dnnbench(*args, **popen):

@@ -113,7 +113,7 @@ def test_energy_figures_when_a_counter_was_read(tmp_path, synthetic):
         path = build_report(store, tmp_path / "out")
     assert (tmp_path / "out" / "power_vs_batch.svg").exists() and (tmp_path / "out" / "ops_vs_power.svg").exists()
     page = path.read_text()
-    assert page.count("Not drawn:") == 2 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
+    assert page.count("Not drawn:") == 4 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
 
 
 def test_setups_are_compared_and_the_figures_show_the_chosen_one(tmp_path, synthetic):
@@ -265,7 +265,7 @@ def open_page(browser, path):
 def test_page_in_a_real_browser(browser, report, synthetic):
     page, problems, dialogs = open_page(browser, report)
     assert problems == []
-    assert page.locator("section.figure").count() == 16
+    assert page.locator("section.figure").count() == 18
     assert page.locator("section.figure svg").count() == 12
     # every drawn figure has hoverable points, each naming its model
     for key in ("ball_chart", "ops_vs_time", "memory_vs_batch", "pareto", "efficiency"):
@@ -321,9 +321,22 @@ def test_real_sweep_to_report_in_the_browser(browser, tmp_path):
     assert out.stdout.strip() == str(path)
     page, problems, _ = open_page(browser, path)
     assert problems == []
-    assert page.locator("section.figure").count() == 16
+    assert page.locator("section.figure").count() == 18
     assert page.locator("#fig-time_vs_batch .point").count() == 9
     page.close()
     data = json.loads(subprocess.run([sys.executable, "-m", "dnnbench", "export", "--format", "json", "--db", str(db)],
                                      capture_output=True, text=True).stdout)
     assert {r["model"] for r in data} == {"squeezenet1_1", "mobilenet_v3_small", "alexnet"}
+
+
+def test_machines_compared_in_a_real_browser(browser, tmp_path, synthetic):
+    with Store(synthetic.make_db(tmp_path / "m.db", edge=True), create=False) as store:
+        path = build_report(store, tmp_path / "out")
+    page, problems, dialogs = open_page(browser, path)
+    assert problems == [] and dialogs == []
+    assert page.locator("#fig-machines .point").count() == 2 * 13  # latency and memory of 13 model-machine pairs
+    point = page.locator("#fig-machine_ratio .point[data-model='vgg16']").first
+    point.hover(force=True)
+    tip = page.locator("#tip")
+    assert tip.is_visible() and "edge over m1" in tip.inner_text()
+    assert page.locator("#machines tbody tr").count() == 13
