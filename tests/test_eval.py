@@ -4,7 +4,6 @@ an independent count; weights read without running code; every bad input one cle
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -158,6 +157,14 @@ def test_weights_that_would_run_code_are_refused_and_the_code_never_runs(dataset
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("seed", [0, 2, 20, 195])  # torch.load fails on these bytes with UnpicklingError,
+def test_random_bytes_are_no_weights_file_however_torch_fails_on_them(tmp_path, seed):  # IndexError, KeyError,
+    junk = tmp_path / "junk.pth"  # UnicodeDecodeError: each is the same one clear line
+    junk.write_bytes(__import__("random").Random(seed).randbytes(256))
+    with pytest.raises(UserError, match="is not a PyTorch weights file"):
+        read_state_dict(junk)
+
+
 def test_run_with_the_users_weights_measures_the_resized_model_under_its_own_name(dataset, tmp_path):
     res = dnnbench.run(COLOURNET, weights=dataset / "colour.safetensors", input_size=32, batch_sizes=[1], quick=True,
                        max_seconds_per_cell=0.2, on_busy="measure", db=tmp_path / "w.db", progress=False)
@@ -181,7 +188,7 @@ def test_run_with_the_users_weights_measures_the_resized_model_under_its_own_nam
                    {"weights": r / "colour.safetensors"})[-1],
      r"2 classes of your own \(a, b\) for a model with 3 outputs"),
     (lambda d, r: ((d / "x").mkdir(parents=True), Image.new("RGB", (8, 8)).save(d / "x" / "a.png"),
-                   (r / "junk.pth").write_bytes(os.urandom(256)), {"weights": r / "junk.pth"})[-1],
+                   (r / "junk.pth").write_bytes(b"\x80\x02junk" * 32), {"weights": r / "junk.pth"})[-1],
      "is not a PyTorch weights file"),
     (lambda d, r: ((d / "x").mkdir(parents=True), Image.new("RGB", (8, 8)).save(d / "x" / "a.png"),
                    (r / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}"),

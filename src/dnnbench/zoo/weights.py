@@ -175,7 +175,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     ``module.`` prefix dropped. Anything else raises `UserError` naming the problem and the fix."""
     import pickle
     import warnings
-    import zipfile
 
     from ..errors import UserError
 
@@ -208,9 +207,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                             "(torch.save(model.state_dict(), path)) or save it as .safetensors") from None
         raise UserError(f"{path} is not a PyTorch weights file (its pickle is corrupt or not PyTorch's): give a "
                         ".safetensors, .pth or .pt file saved from a state dict") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path} is not a PyTorch weights file ({_first_line(exc)}): give a .safetensors, .pth or "
-                        ".pt file saved from a state dict") from None
+    except Exception as exc:  # noqa: BLE001 - bytes that are no weights file fail torch's reader in any way
+        # (IndexError, KeyError from its legacy unpickler on random bytes, besides the usual ones)
+        raise UserError(f"{path} is not a PyTorch weights file ({type(exc).__name__}: {_first_line(exc)}): give a "
+                        ".safetensors, .pth or .pt file saved from a state dict") from None
     return _state_dict_in(loaded, path)
 
 
