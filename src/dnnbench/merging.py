@@ -29,7 +29,7 @@ from pathlib import Path
 from .errors import UserError
 from .runner import rounds as rounds_
 from .setup import Setup, cell_key
-from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, CELL_COLUMNS, Store, _decode, insert_cells
+from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, Store, insert_cells
 
 ACTIONS = ("added", "same", "updated", "pooled", "conflict")
 
@@ -143,7 +143,7 @@ def _absorb(db: sqlite3.Connection, target: Store, reader: Store, report: Merged
         cur = db.execute(f"INSERT OR IGNORE INTO models ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                          [row.get(c) for c in columns])
         report.models += cur.rowcount
-    stored = {cell_key(r): r for r in _cells(db)}
+    stored = {cell_key(r): r for r in target.cells(with_samples=True)}  # target.db is ``db``: this transaction's view
     for cell in reader.cells(with_samples=True):
         cell = {**cell, **Setup.of(cell).to_dict(), "run_id": run_ids[cell["run_id"]]}
         key = cell_key(cell)
@@ -181,11 +181,6 @@ def _absorb_runs(db: sqlite3.Connection, reader: Store, report: Merged) -> dict[
 
 def _models_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(r[1], r[2]) for r in db.execute("PRAGMA table_info(models)")]
-
-
-def _cells(db: sqlite3.Connection) -> list[dict]:
-    cur = db.execute(f"SELECT {', '.join(CELL_COLUMNS)} FROM cells")
-    return [_decode(dict(zip(CELL_COLUMNS, r, strict=True))) for r in cur]
 
 
 def _absorb_accuracy(db: sqlite3.Connection, reader: Store, report: Merged) -> None:

@@ -197,21 +197,13 @@ def sweep(store, machines: list[Node], job_for, on_line) -> dict[str, NodeOutcom
     for t in threads:
         t.start()
     writer = _Writer(store)
-    open_streams = len(threads)
+    messages = _Messages(inbox, len(threads), outcomes, writer, on_line)
     try:
-        while open_streams:
-            try:
-                machine, message = inbox.get(timeout=0.5)  # a timeout, so that Ctrl-C is seen
-            except queue.Empty:
-                continue
-            if message is None:
-                open_streams -= 1
-                continue
-            _take(message, outcomes[machine], writer, on_line)
+        messages.take()
     except KeyboardInterrupt:
         for generator in generators.values():
             ray.cancel(generator)
-        _drain(inbox, open_streams, outcomes, writer, on_line)
+        messages.take(limit_s=30.0)  # what the cancelled nodes still send: their runs' ends
         for machine in outcomes:
             writer.finish_open(machine, "interrupted")
         raise
@@ -223,20 +215,26 @@ def sweep(store, machines: list[Node], job_for, on_line) -> dict[str, NodeOutcom
     return outcomes
 
 
-def _drain(inbox, open_streams, outcomes, writer, on_line, limit_s: float = 30.0) -> None:
-    """What the cancelled nodes still send (their runs' ends), for a while."""
-    import time
+class _Messages:
+    """The relays' queue, taken in this thread: each message applied, each ended stream counted."""
 
-    deadline = time.monotonic() + limit_s
-    while open_streams and time.monotonic() < deadline:
-        try:
-            machine, message = inbox.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        if message is None:
-            open_streams -= 1
-        else:
-            _take(message, outcomes[machine], writer, on_line)
+    def __init__(self, inbox: queue.Queue, streams: int, outcomes: dict, writer, on_line):
+        self.inbox, self.open, self.outcomes, self.writer, self.on_line = inbox, streams, outcomes, writer, on_line
+
+    def take(self, limit_s: float | None = None) -> None:
+        """Until every stream has ended (or ``limit_s`` has passed)."""
+        import time
+
+        deadline = None if limit_s is None else time.monotonic() + limit_s
+        while self.open and (deadline is None or time.monotonic() < deadline):
+            try:
+                machine, message = self.inbox.get(timeout=0.5)  # a timeout, so that Ctrl-C is seen
+            except queue.Empty:
+                continue
+            if message is None:
+                self.open -= 1
+            else:
+                _take(message, self.outcomes[machine], self.writer, self.on_line)
 
 
 class _Writer:
