@@ -60,7 +60,7 @@ def make_set(folder: Path, per_class: int, seed: int) -> None:
 def train(folder: Path, weights: Path, epochs: int = 6) -> None:
     from safetensors.torch import save_model
 
-    from dnnbench.evaluation.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, Preprocess, find_images
+    from dnnbench.worker.images import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, Preprocess, find_images
     from dnnbench.zoo import get
 
     images = find_images(folder)

@@ -10,6 +10,28 @@ os.environ.setdefault("DNNBENCH_LOCK", os.path.join(os.environ.get("TMPDIR", "/t
 torch.set_num_threads(2)
 
 
+# What each file's tests need beyond this process, as markers (pyproject.toml lists them): the README's
+# test command runs everything; the fast command for development deselects these.
+NEEDS = {
+    "test_run.py": ("process",), "test_busy.py": ("process",), "test_contract.py": ("process",),
+    "test_eval.py": ("process", "backends"), "test_predict_run.py": ("process",), "test_api.py": ("process",),
+    "test_cli.py": ("process",), "test_bad_input.py": ("process",), "test_answer.py": ("process",),
+    "test_search.py": ("process",), "test_setups.py": ("process", "backends"), "test_backends.py": ("backends",),
+    "test_cluster.py": ("cluster", "process"), "test_docs.py": ("process", "slow"),
+    "test_zoo_forward.py": ("slow",),
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in NEEDS.get(item.path.name, ()):
+            item.add_marker(name)
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker("browser")
+        if item.path.name == "test_ops.py" and "torchvision" in item.name:  # every torchvision model
+            item.add_marker("slow")
+
+
 @pytest.fixture
 def meta_input():
     def make(size: int, batch: int = 1):

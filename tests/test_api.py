@@ -90,7 +90,7 @@ def test_an_interrupted_run_keeps_its_temporary_database_and_says_where(monkeypa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sweep.Sweep, "run", interrupted)
-    monkeypatch.setattr(api, "_early_fork_server", lambda threads: None)
+    monkeypatch.setattr(api, "_early_launcher", lambda threads: None)
     with pytest.raises(KeyboardInterrupt) as stopped:
         dnnbench.run(TINY, batch_sizes=[1], quick=True, progress=False)
     path = str(stopped.value).split("kept in ")[1].split(":")[0]

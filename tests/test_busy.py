@@ -176,7 +176,7 @@ def test_a_cuda_pass_needs_one_core_so_a_cpu_hog_on_another_core_does_not_distur
 
 def test_another_process_on_the_gpu_flags_the_cell_and_is_timed_again(monkeypatch):
     from dnnbench.measure.latency import TimingPolicy
-    from dnnbench.runner.worker import BusyWatch
+    from dnnbench.worker.latency import BusyWatch
 
     monkeypatch.setattr(busy, "gpu_others", lambda index, own=(): (1, 874 << 20))
     events = []

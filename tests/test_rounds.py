@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from dnnbench.measure.latency import median_ci, rounds_interval
-from dnnbench.runner.rounds import complete, first, merge
+from dnnbench.store.rounds import complete, first, merge
 from dnnbench.setup import cell_key
 from dnnbench.store import _FIGURES_V1, _KEY_V1, APPLICATION_ID, SCHEMA_VERSION, Store, _migrate_0_to_1
 

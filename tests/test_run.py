@@ -245,7 +245,6 @@ def test_peak_memory_does_not_depend_on_what_ran_before(tmp_path):
     cfg = config(batch_sizes=(1, 64))
     with Store(tmp_path / "t.db") as store:
         sweep_ = Sweep(store, cfg, environment=ENV)
-        sweep_._idle_w = None
         alone = SweepResult(store.start_run([], {}, {}))
         setup = cfg.setups[0].on("m1")
         sweep_._run_job(ModelJob(entry.name, 112, setup, (1,), cfg), alone)
@@ -414,8 +413,7 @@ def test_a_foreign_database_is_never_overwritten(tmp_path):
 
 def _job(store, entry, batches, fork_server: bool):
     cfg = config(batch_sizes=batches)
-    sweep_ = Sweep(store, cfg, environment=ENV, fork_server=fork_server)
-    sweep_._idle_w = None
+    sweep_ = Sweep(store, cfg, environment=ENV, fork=fork_server)
     result = SweepResult(store.start_run([], {}, {}))
     try:
         sweep_._run_job(ModelJob(entry.name, entry.input_size, cfg.setups[0].on("m1"), batches, cfg), result)
@@ -447,28 +445,22 @@ def test_a_forked_worker_measures_memory_as_a_fresh_process_does(tmp_path):
 
 @pytest.mark.parametrize("fork", [True, False], ids=["forked", "fresh"])
 def test_a_worker_runs_with_the_job_environment_however_it_starts(tmp_path, fork):
-    import os
     import re
     import tempfile
 
-    from dnnbench.runner.sweep import _end_group
+    from dnnbench.launch import Job, Launcher
+    from dnnbench.worker import LATENCY
 
     entry = model("tells_its_environment")
     cfg = config(batch_sizes=(1,))
     job = ModelJob(entry.name, entry.input_size, cfg.setups[0].on("m1"), (1,), cfg)
-    with Store(tmp_path / "t.db") as store:
-        sweep_ = Sweep(store, cfg, environment=ENV)
-        scratch = tempfile.mkdtemp(prefix="dnnbench-worker-", dir=tmp_path)
-        read_fd, write_fd = os.pipe()
-        with tempfile.TemporaryFile() as log:
-            proc = sweep_._start_worker(sweep_._worker_env(scratch), log, write_fd, job.spec(static=False, busy={}),
-                                        fork=fork)
-            os.close(write_fd)
-            assert proc.wait(timeout=120) == 0
-            _end_group(proc)
-        sweep_.close()
-    with os.fdopen(read_fd) as f:
-        (fatal,) = [json.loads(line) for line in f if '"fatal"' in line]
+    scratch = tempfile.mkdtemp(prefix="dnnbench-worker-", dir=tmp_path)
+    with Launcher(2, preload=fork) as launcher:
+        worker = launcher.start(Job(LATENCY, job.spec(static=False, busy={}), 2, scratch, preloaded=True))
+        records = list(worker.records(idle_limit=120))
+        assert worker.end() == 0 and worker.finished
+        assert type(worker.proc).__name__ == "Forked"  # either way a child of the launcher's server
+    (fatal,) = [r for r in records if r["type"] == "fatal"]
     told = dict(re.findall(r"(\w+)=(\S+)", fatal["error"]))
     assert told["tmp"] == scratch  # the job's own folder
     assert told["torch_threads"] == told["omp"] == "2" and told["cuda_initialized"] == "False"
@@ -478,12 +470,12 @@ def test_a_worker_runs_with_the_job_environment_however_it_starts(tmp_path, fork
 def test_the_fork_server_imports_once_and_forks_from_one_thread():
     import os
 
-    from dnnbench.runner.forkserver import ForkServer
+    from dnnbench.launch.forkserver import ForkServer
 
     server = ForkServer(dict(os.environ))
     try:
         ready = server.wait_ready()
-        assert ready["threads"] == 1 and ready["missing"] == [] and ready["import_s"] > 0
+        assert ready["threads"] == 1 and ready["missing"] == [] and ready["import_s"] > 0 and ready["preloaded"]
     finally:
         server.close()
 
@@ -492,9 +484,10 @@ def test_a_fork_server_that_dies_is_replaced_by_fresh_processes_and_loses_no_cel
     events = []
     with Store(tmp_path / "t.db") as store:
         sweep_ = Sweep(store, config(), on_event=lambda k, d: events.append((k, d)), environment=ENV)
-        sweep_._fork_server().wait_ready()
-        sweep_._server.proc.kill()  # as if the kernel's OOM killer took it
-        sweep_._server.proc.wait()
+        server = sweep_.launcher.server()
+        server.wait_ready()
+        server.proc.kill()  # as if the kernel's OOM killer took it
+        server.proc.wait()
         result = sweep_.run([get("resnet18", 64)])
         cells = {(c["model"], c["batch_size"]): c["status"] for c in store.cells()}
     assert cells == {("resnet18", 1): "ok", ("resnet18", 2): "ok"}
@@ -508,11 +501,16 @@ def test_a_user_model_file_gets_a_fresh_process_and_a_registry_model_a_forked_on
     starts = []
     with Store(tmp_path / "t.db") as store:
         sweep_ = Sweep(store, config(batch_sizes=(1,)), environment=ENV)
-        original = sweep_._start_worker
-        sweep_._start_worker = lambda *a, **kw: starts.append(type(proc := original(*a, **kw)).__name__) or proc
+        original = sweep_.launcher.start
+
+        def start(job):
+            starts.append(job.preloaded)
+            return original(job)
+
+        sweep_.launcher.start = start
         sweep_.run([model("tiny"), get("resnet18", 64)])
         assert {c["status"] for c in store.cells()} == {"ok"}
-    assert sorted(starts) == ["Forked", "Popen"]
+    assert sorted(starts) == [False, True]
 
 
 def test_the_run_records_the_software_and_the_peak_of_each_precision_measured_by_a_worker(tmp_path):

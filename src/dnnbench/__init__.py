@@ -9,7 +9,7 @@ See `dnnbench.api` (``help(dnnbench.run)``) for everything public: `models`, `in
 `Setup`, `Results`. The rest of the package is internal.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
            "evaluate", "inspect", "merge", "models", "open", "run"]

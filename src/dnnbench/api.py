@@ -75,15 +75,9 @@ class Rows(list):
 
 
 def _names(value, what: str) -> list:
-    """A list from a list, or from one string of comma-separated names (as the command line takes)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [n.strip() for n in value.split(",") if n.strip()]
-    try:
-        return list(value)
-    except TypeError:
-        raise UserError(f"{what} must be a name or a list of names, got {value!r}") from None
+    from .text import names_of
+
+    return names_of(value, what)
 
 
 # -- the zoo ---------------------------------------------------------------------------------------
@@ -121,16 +115,9 @@ def models(zoo: str | None = None) -> Rows:
 
 
 def _entries(names, zoo: str | None, input_size: int | None, weights=None) -> list:
-    from .zoo import get, preset
+    from .zoo.names import entries
 
-    wanted = _names(names, "models")
-    if zoo:
-        wanted += preset(zoo)
-    if not wanted:
-        raise UserError("no models given: name some (resnet50 vgg-16) or pick a preset with --zoo canziani2016")
-    if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1):
-        raise UserError(f"input_size must be a whole number of pixels, got {input_size!r}")
-    return [get(name, input_size, weights) for name in dict.fromkeys(wanted)]
+    return entries(names, zoo, input_size, weights)
 
 
 def _inspect_table(results: list) -> str:
@@ -211,21 +198,28 @@ def inspect(models: str | Sequence[str] = (), *, zoo: str | None = None, input_s
         raise UserError(f"errors must be 'raise' or 'skip', got {errors!r}")
     from .measure.static import static_figures
     from .progressbar import bar
+    from .zoo.registry import is_user_model
+
+    from .launch import Launcher
+    from .runner.static import counted_apart
 
     entries = _entries(models, zoo, input_size)
     results, failures = [], []
     steps = bar(entries, desc="inspect", unit="model", enabled=progress, leave=False)
-    for entry in steps:
-        steps.set_postfix_str(entry.name)
-        try:
-            results.append(static_figures(entry))
-        except UserError as exc:
-            failures.append(str(exc))
-        except Exception as exc:  # a model that cannot run: said, the others kept
-            failures.append(f"model {entry.name!r} failed to build or run: {type(exc).__name__}: {exc}".splitlines()[0])
-        if failures and errors == "raise":
-            steps.close()
-            raise UserError(failures[0])
+    with Launcher() as launcher:
+        for entry in steps:
+            steps.set_postfix_str(entry.name)
+            try:
+                # a user's file runs in a worker: its exit, abort or hang is its error, not this process's end
+                results.append(counted_apart(entry, launcher) if is_user_model(entry.name) else static_figures(entry))
+            except UserError as exc:
+                failures.append(str(exc))
+            except Exception as exc:  # a model that cannot run: said, the others kept
+                failures.append(f"model {entry.name!r} failed to build or run: {type(exc).__name__}: "
+                                f"{exc}".splitlines()[0])
+            if failures and errors == "raise":
+                steps.close()
+                raise UserError(failures[0])
     if db is not None:
         results = _with_measured(results, db)
     out = Rows(results, render=_inspect_table)
@@ -273,72 +267,29 @@ def _batch_sizes(value) -> tuple[int, ...]:
 
 
 def _asked_setups(setup, backend, precision, device, threads, channels_last: bool, machine) -> list[Setup]:
-    """The setups a run asks for: ``setup`` (one or a list), or every backend x precision given, on one
-    device, thread count, machine and layout; the defaults are `Setup`'s."""
-    axes = {"backend": backend, "precision": precision, "device": device, "threads": threads,
-            "channels_last": channels_last or None, "machine": machine}
-    if setup is not None:
-        given = [k for k, v in axes.items() if v is not None]
-        if given:
-            raise UserError(f"give the setup either as setup= or as {', '.join(given)}=, not both")
-        setups = [setup] if isinstance(setup, Setup) else list(setup)
-        if not setups or not all(isinstance(s, Setup) for s in setups):
-            raise UserError(f"setup must be a dnnbench.Setup or a list of them, got {setup!r}")
-        return setups
-    base = Setup()
-    backends, precisions = _names(backend, "backend"), _names(precision, "precision")
-    for name, value, names in (("backend", backend, backends), ("precision", precision, precisions)):
-        if value is not None and not names:
-            raise UserError(f"{name} needs at least one name")
-    backends, precisions = backends or [base.backend], precisions or [base.precision]
-    layout = "channels_last" if channels_last else base.layout
-    return [Setup(machine=machine, device=device or base.device, backend=b, precision=p, threads=threads,
-                  layout=layout)
-            for b in dict.fromkeys(backends) for p in dict.fromkeys(precisions)]
+    from .runner.setups import asked
+
+    return asked(setup, backend, precision, device, threads, channels_last, machine)
 
 
 def _runnable(setups: list[Setup], say: Callable[[str], None]) -> tuple[Setup, ...]:
-    """The setups this machine can run, on a checked device, with threads filled in. A backend that is
-    not installed is an error; a combination the device or backend cannot run is left out and said
-    (an error when none is left); one that runs emulated is warned of."""
-    from .backends import check_combination, get_backend
-    from .measure.device import check_device
+    from .runner.setups import runnable
 
-    devices = {s.device: check_device(s.device) for s in setups}
-    for backend in dict.fromkeys(s.backend for s in setups):
-        get_backend(backend)  # unknown or not installed: the one-line error with the install command
-    kept, refused = [], []
-    for s in setups:
-        s = Setup(**{**s.to_dict(), "device": devices[s.device]}).resolved()
-        try:
-            warning = check_combination(s.backend, s.precision, s.device)
-        except UserError as exc:
-            refused.append(str(exc))
-            continue
-        if warning:
-            say(f"warning: {s.backend} {s.precision}: {warning}")
-        kept.append(s)
-    if not kept:
-        raise UserError("; ".join(refused))
-    for reason in refused:
-        say(f"left out: {reason}")
-    return tuple(dict.fromkeys(kept))
+    return runnable(setups, say)
 
 
-def _early_fork_server(threads: int):
-    """The sweep's fork server, started now so that it imports torch while this process resolves the
-    models and opens the database (None where another sweep is measuring: its imports would disturb
-    that sweep's timings; the sweep then starts it once it holds the lock)."""
-    from .runner.forkserver import ForkServer
+def _early_launcher(threads: int):
+    """The sweep's launcher, its server started now so that it imports torch while this process resolves
+    the models and opens the database (None where another sweep is measuring: its imports would disturb
+    that sweep's timings; the sweep then starts its own once it holds the lock)."""
+    from .launch import Launcher
     from .runner.lock import is_free
-    from .runner.sweep import worker_environment
 
     if not is_free():
         return None
-    try:
-        return ForkServer(worker_environment(threads))
-    except OSError:
-        return None  # the sweep tries again, and says why if it fails
+    launcher = Launcher(threads, preload=True)
+    launcher.warm()
+    return launcher
 
 
 @dataclass
@@ -440,7 +391,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
             say(f"warning: {s.threads} threads is more than the {cores} cores this process may use; threads "
                 "above that oversubscribe them, so every pass waits for cores and measures slower")
             break
-    server = _early_fork_server(asked[0].threads or cores)  # imports torch while the rest is checked
+    launcher = _early_launcher(asked[0].threads or cores)  # imports torch while the rest is checked
     temporary = None
     try:
         entries = _entries(models, zoo, input_size, weights)
@@ -450,7 +401,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
             db = Path(temporary) / "results.db"
         printer = RunPrinter(config, sys.stderr, progress=progress)
         with Store(db) as store:
-            sweep = Sweep(store, config, argv=argv, on_event=printer.event, fork_server=server or True)
+            sweep = Sweep(store, config, argv=argv, on_event=printer.event, launcher=launcher)
             try:
                 result = sweep.run(entries)
             except KeyboardInterrupt:
@@ -480,8 +431,8 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
         results.last_run = outcome
         return results
     finally:
-        if server is not None:
-            server.close()  # the sweep's, once it ran; closing again is harmless
+        if launcher is not None:
+            launcher.close()
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
 
@@ -554,10 +505,9 @@ def _cores() -> int:
 
 
 def _say_to(stream, command: str = "run") -> Callable[[str], None]:
-    def say(text: str) -> None:
-        print(f"dnnbench {command}: {text}", file=stream, flush=True)
+    from .runner.progress import say_to
 
-    return say
+    return say_to(stream, command)
 
 
 # -- accuracy --------------------------------------------------------------------------------------
@@ -882,7 +832,9 @@ class Results:
             found = self.predict([name], batch_size=batch, backend=setup.backend, precision=setup.precision,
                                  machine=setup.machine, progress=False)
             row = found[0]
-            return None if "problem" in row else (row["latency_s"], row["low_s"], row["high_s"])
+            if "problem" in row or row.get("busy"):  # a prediction taken on a busy machine decides nothing
+                return None
+            return row["latency_s"], row["low_s"], row["high_s"]
 
         answer, steps = search.decide(candidates, max_latency=max_latency, max_memory=limits.max_memory,
                                       predict=predict, measure=lambda name: measure_many([name])[0], measured=passes,
@@ -911,7 +863,7 @@ class Results:
                 batch_size: int = 16, input_size: int | None = None, method: str = "kernels",
                 backend: str | Sequence[str] | None = None, precision: str | Sequence[str] | None = None,
                 machine: str | Sequence[str] | None = None, progress: bool = True,
-                time_targets: bool | None = None) -> Predictions:
+                time_targets: bool | None = None, on_busy: str = "wait") -> Predictions:
         """Each model's latency at ``batch_size`` in the setup measured here with the most models at that
         batch size (or the one chosen with ``backend``, ``precision``, ``machine``), from what it is made
         of, calibrated on the models measured there: `Predictions`, one row per model with its interval.
@@ -922,14 +874,19 @@ class Results:
         the registry estimated from the timed ones), ``features`` (operations by kind, activations, kernel calls) or
         ``ops`` (the line in operations). Profiles and kernel times are added to the database (nothing
         measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
-        and ``zoo`` (default), or estimate them as the rest of the registry's."""
+        and ``zoo`` (default), or estimate them as the rest of the registry's. ``on_busy``: while kernels are
+        timed, ``wait`` for a quiet machine and time a disturbed window again (default), ``measure`` (flag
+        only) or ``stop``; a prediction resting on kernels timed on a busy machine says so (``busy``)."""
         from .analysis import predictor
+        from .runner.plan import ON_BUSY
         from .measure.profile import replayable
         from .profiling import kernel_times, profiles
         from .zoo import all_names, get, preset
 
         if method not in predictor.METHODS:
             raise UserError(f"unknown method {method!r}: choose one of {', '.join(predictor.METHODS)}")
+        if on_busy not in ON_BUSY:
+            raise UserError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {on_busy!r}")
         asked = list(_names(models, "models")) + (preset(zoo) if zoo else [])
         named = [get(n, input_size) for n in dict.fromkeys(asked)]
         rest = [n for n in dict.fromkeys(all_names() if all else []) if n not in {e.name for e in named}]
@@ -954,14 +911,18 @@ class Results:
                 timing = calibrating + (named if time_targets is not False else [])
                 profiled = [got[k] for k in (_key(m, batch_size) for m in timing) if k in got]
                 keys = [k for p in profiled for k in p["calls"] if replayable(k)]
+                work = {k: [spec[1], spec[3]] for p in profiled for k, spec in p["specs"].items()}
                 with _steps("time kernels", "kernel", progress) as step:
-                    rows = kernel_times(keys, setup, store, progress=step)
+                    rows = kernel_times(keys, setup, store, progress=step, work=work, busy={"on_busy": on_busy},
+                                        on_wait=_say_to(sys.stderr, "predict"))
                 timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
         try:
             result = predictor.predict_models(calibrating, got, failed, timed, batch_size, method,
                                               [(e.name, e.input_size) for e in entries])
         except ValueError as exc:
             raise UserError(f"cannot calibrate on the models measured at batch size {batch_size}: {exc}") from exc
+        if timed is not None:
+            _mark_busy(result["rows"], calibrating, got, rows, batch_size)
         return Predictions(result, setup, batch_size, method)
 
     @contextlib.contextmanager
@@ -1000,6 +961,25 @@ def _steps(what: str, unit: str, enabled: bool):
         yield step
     finally:
         shown.close()
+
+
+BUSY_SHARE = 0.02  # of a prediction's kernel time, timed while others disturbed the machine: it says so
+
+
+def _mark_busy(rows: list[dict], calibrating: list, profiles: dict, kernels: dict, batch: int) -> None:
+    """Each prediction's ``busy_share`` (its own kernels' time taken on a busy machine) and ``busy``: its
+    kernels, or the calibration's, rest more than BUSY_SHARE on such times."""
+    from .profiling import busy_share
+
+    shares = [busy_share(profiles[k]["calls"], kernels) for m in calibrating
+              if (k := (m.model, m.input_size, batch)) in profiles]
+    calibration = max(shares, default=0.0)
+    for row in rows:
+        profile = profiles.get((row["model"], row["input_size"], batch))
+        if profile is None or "problem" in row:
+            continue
+        row["busy_share"] = busy_share(profile["calls"], kernels)
+        row["busy"] = row["busy_share"] > BUSY_SHARE or calibration > BUSY_SHARE
 
 
 def _key(m, batch: int):
@@ -1103,6 +1083,10 @@ class Predictions(Rows):
             note = "; ".join(r["extrapolations"]) if r["extrapolations"] else ""
             if r.get("timed_share") is not None and 0.9 <= r["timed_share"] < 0.999:
                 note = "; ".join(filter(None, [note, f"{1 - r['timed_share']:.0%} of its kernel time estimated"]))
+            if r.get("busy"):
+                note = "; ".join(filter(None, ["BUSY: kernels timed while other processes used the machine "
+                                               f"({r['busy_share']:.0%} of its own); predict again when it is quiet",
+                                               note]))
             measured = r.get("measured_latency_s")
             high = "∞" if r["high_s"] == float("inf") else format_seconds(r["high_s"] / b)
             body.append([r["model"], format_seconds(r["time_per_image_s"]),

@@ -14,7 +14,8 @@ import sys
 import threading
 from typing import Sequence
 
-from . import __version__, api
+from . import api
+from ._version import __version__
 from .api import DEFAULT_DB, DEFAULT_REPORT
 from .errors import UserError
 from .runner.plan import BATCH_SIZES, DEFAULTS, MIN_TARGET_CI, QUICK_DEFAULTS
@@ -204,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "most models measured at the batch size)")
     p.add_argument("--precision", metavar="LIST", help="calibrate on this precision's cells")
     p.add_argument("--machine", metavar="NAME", help="calibrate on this machine's cells")
+    p.add_argument("--on-busy", choices=["wait", "measure", "stop"], default="wait",
+                   help="when other processes use the machine while kernels are timed: wait (default) up to 30 s "
+                        "for quiet and time a disturbed window once more, then flag the predictions resting on it; "
+                        "measure: flag only; stop: end (exit status 3), keeping every kernel timed")
     p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
     return parser
 
@@ -362,7 +367,8 @@ def _list(text: str) -> list[str]:
 def cmd_predict(args) -> int:
     predicted = api.open(args.db).predict(args.models, zoo=args.zoo, all=args.all, batch_size=args.batch_size,
                                           input_size=args.input_size, method=args.method, backend=args.backend,
-                                          precision=args.precision, machine=args.machine, progress=not args.json)
+                                          precision=args.precision, machine=args.machine, progress=not args.json,
+                                          on_busy=args.on_busy)
     if args.json:
         _json(predicted.to_dicts())
     else:

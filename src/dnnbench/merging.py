@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
-from .runner import rounds as rounds_
+from .store import rounds as rounds_
 from .setup import Setup, cell_key
 from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, Store, insert_cells
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import UserError
+
 
 def table(headings: list[str], rows: list[list[str]], right: set[int]) -> str:
     """An aligned text table; columns in ``right`` are right-aligned."""
@@ -19,3 +21,15 @@ def table(headings: list[str], rows: list[list[str]], right: set[int]) -> str:
 def natural_key(text: str) -> list:
     """Sort key that orders resnet18 < resnet34 < resnet101 (numbers by value, not as text)."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def names_of(value, what: str) -> list:
+    """A list from a list, or from one string of comma-separated names (as the command line takes)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [n.strip() for n in value.split(",") if n.strip()]
+    try:
+        return list(value)
+    except TypeError:
+        raise UserError(f"{what} must be a name or a list of names, got {value!r}") from None

@@ -95,3 +95,11 @@ def format_seconds(value: float | None) -> str:
             shown = value / scale
             return f"{format_significant(shown)} {unit}" if abs(shown) < 1000 else f"{shown:,.0f} {unit}"
     raise AssertionError("unreachable")
+
+
+def above(value: int, limit: int) -> str:
+    """``value`` bytes against a ``limit`` bytes, with as many digits as it takes to tell them apart."""
+    a, b = format_bytes(value), format_bytes(limit)
+    if a == b:
+        a, b = f"{value:,} bytes", f"{limit:,} bytes"
+    return f"{a}, above --max-memory {b}"

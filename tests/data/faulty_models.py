@@ -194,3 +194,53 @@ def tells_its_environment():
     raise RuntimeError(f"tmp={tempfile.gettempdir()} torch_threads={torch.get_num_threads()} "
                        f"omp={os.environ.get('OMP_NUM_THREADS')} process_threads={threads} "
                        f"cuda_initialized={torch.cuda.is_initialized()}")
+
+
+# ---- hostile files: what the one launcher and worker contract must contain ----------------------
+
+
+def exits_in_constructor():
+    """``exit(0)`` while being built: in the caller's process this would end it, silently."""
+    sys.exit(0)
+
+
+def aborts_in_constructor():
+    os.abort()
+
+
+def _kill_parent(x):
+    import signal
+
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(5)  # the parent-death signal ends us meanwhile
+
+
+def kills_its_parent_at_2():
+    """Kills the process that started the worker: that must never be the sweep."""
+    return _Fault(2, _kill_parent)
+
+
+def _daemon(x):
+    """Double-forks a daemon in a session of its own (outside the worker's process group), leaving its
+    pid in the file named by DNNBENCH_TEST_MARKER."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(os.environ["DNNBENCH_TEST_MARKER"], "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(600)
+        os._exit(0)
+    time.sleep(0.5)
+
+
+def starts_a_daemon_at_1():
+    return _Fault(1, _daemon)
+
+
+def _close_descriptors(x):
+    os.closerange(3, 1024)  # the record pipe among them
+    time.sleep(60)
+
+
+def closes_its_descriptors_at_2():
+    return _Fault(2, _close_descriptors)

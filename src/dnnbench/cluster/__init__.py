@@ -147,7 +147,7 @@ def nodes(wanted: list[str] | None = None) -> list[Node]:
 def check(found: list[Node], say) -> list[Node]:
     """The nodes that measure: one per machine, each with this dnnbench; a UserError naming every node
     that cannot, before anything is measured."""
-    from .. import __version__
+    from .._version import __version__
 
     problems = []
     for n in found:
@@ -252,26 +252,24 @@ class _Writer:
             self.open.discard(key)
 
     def apply(self, machine: str, message: dict) -> None:
-        op, args = message["op"], message["args"]
-        store = self.store
-        if op == "start_run":
-            self.runs[(machine, message["run_id"])] = store.start_run(*args, uid=message["uid"])
-            self.open.add((machine, message["run_id"]))
-        elif op == "finish_run":
-            store.finish_run(self.runs[(machine, message["run_id"])], *args)
-            self.open.discard((machine, message["run_id"]))
-        elif op == "put_cell":
-            cell, rounds = args
-            store.put_cell(self.runs[(machine, message["run_id"])], cell, rounds)
-        elif op == "put_model":
-            store.put_model(*args)
-        elif op == "register_machine":
-            store.register_machine(*args)
-        elif op == "delete_failed":
-            model, input_size, setup = args
-            store.delete_failed(model, input_size, Setup(**setup))
-        else:
+        """Make a node's store write (`node.Forwarding`) here, its run id mapped to this file's."""
+        from ..store import RUN_WRITES, WRITES
+
+        op = message["op"]
+        if op not in WRITES:
             raise ValueError(f"unknown store operation from a node: {op!r}")
+        args = [Setup(**a["setup"]) if isinstance(a, dict) and set(a) == {"setup"} else a for a in message["args"]]
+        kwargs = message.get("kwargs") or {}
+        key = (machine, message.get("run_id"))
+        if op == "start_run":
+            self.runs[key] = self.store.start_run(*args, **kwargs)
+            self.open.add(key)
+            return
+        if op in RUN_WRITES:
+            args = [self.runs[key], *args]
+        getattr(self.store, op)(*args, **kwargs)
+        if op == "finish_run":
+            self.open.discard(key)
 
 
 def _take(message: dict, outcome: NodeOutcome, writer: _Writer, on_line) -> None:

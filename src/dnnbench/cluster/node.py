@@ -1,8 +1,8 @@
 """What runs on each node of a cluster: the probe, and the node's sweep streamed back.
 
-``stream(job)`` is the Ray task pinned to a node. It starts ``python -m dnnbench.cluster.node``, the
-node's sweep in a process of its own (so the sweep has a main thread for its signals, and the Ray
-worker only relays), and yields every JSON line that process writes. That process runs the ordinary
+``stream(job)`` is the Ray task pinned to a node. It starts the node's sweep as a worker of the
+launcher (the node scenario, `run`: a process of its own, so the sweep has a main thread for its
+signals, and the Ray worker only relays), and yields every record that process sends. That process runs the ordinary
 `runner.Sweep` into a private SQLite file seeded with the cells the driver's database already holds for
 this machine, so it plans exactly what a local ``dnnbench run`` would; every write the sweep makes
 there (`Forwarding`) is also sent back, where the driver makes the same write into its database. A
@@ -15,11 +15,7 @@ thing that installed anything.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import uuid
 
@@ -32,7 +28,7 @@ def probe() -> dict:
     import socket
     from importlib import metadata
 
-    from .. import __version__
+    from .._version import __version__
     from ..measure.device import machine_environment
     from ..setup import fingerprint, machine_id
 
@@ -49,70 +45,65 @@ def probe() -> dict:
 
 
 def stream(job: dict):
-    """The Ray task: the node's sweep as a process of its own, its messages yielded as they come. When
-    the task is cancelled (the driver was interrupted) the sweep is interrupted as Ctrl-C would, and its
-    last messages still come back; a sweep that dies is one last message saying how."""
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.cluster.node"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    try:
-        proc.stdin.write(json.dumps(job).encode())
-        proc.stdin.close()
-        for line in proc.stdout:
-            if line.strip():
-                yield json.loads(line)
-        rc = proc.wait()
-        if rc != 0:
-            from ..runner.sweep import describe_exit, log_tail
+    """The Ray task: the node's sweep as a worker of the launcher (the worker contract, the scenario
+    `run`), its messages yielded as they come. When the task is cancelled (the driver was interrupted)
+    the sweep is interrupted as Ctrl-C would, and its last messages still come back; a sweep that dies
+    is one last message saying how."""
+    from ..launch import Job, Launcher
+    from ..worker import NODE
 
-            yield {"kind": "died", "text": f"the sweep on this node ended by {describe_exit(rc)}: "
-                                           f"{log_tail(log) or 'it printed nothing'}"}
-    finally:
-        if proc.poll() is None:  # cancelled: interrupt it as Ctrl-C would, so it records its run as interrupted
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    with Launcher() as launcher:
+        worker = launcher.start(Job(NODE, job))
+        try:
+            for record in worker.records():
+                kind = record.pop("type")
+                if kind not in ("end", "stage"):
+                    yield {"kind": kind, **record}
+            rc = worker.poll()
+            if not worker.finished or worker.status:
+                rc = worker.end()
+                yield {"kind": "died", "text": f"the sweep on this node ended: {worker.exit_words(rc)}"}
+        finally:
+            if worker.poll() is None:  # cancelled: interrupt it as Ctrl-C would, so it records its run as interrupted
+                worker.interrupt(20.0)
+            worker.close()
 
 
-def _forwarding_store(path, emit):
-    from ..store import Store
+def _plain(value):
+    """A store write's argument as JSON (a `Setup` as its fields, marked)."""
+    return {"setup": value.to_dict()} if hasattr(value, "to_dict") and hasattr(value, "runtime") else value
 
-    class Forwarding(Store):
-        """A Store whose every write is also sent to the driver, which makes the same write."""
 
-        def start_run(self, argv, config, environment, uid=None):
-            uid = uid or uuid.uuid4().hex
-            run_id = super().start_run(argv, config, environment, uid)
-            emit({"kind": "store", "op": "start_run", "run_id": run_id, "uid": uid,
-                  "args": [argv, config, environment]})
-            return run_id
+class Forwarding:
+    """Wraps a `Store`: its every write (`store.WRITES`) is made, then also sent to the driver, which
+    makes the same write (`cluster._Writer`); reads pass through."""
 
-        def finish_run(self, run_id, outcome):
-            super().finish_run(run_id, outcome)
-            emit({"kind": "store", "op": "finish_run", "run_id": run_id, "args": [outcome]})
+    def __init__(self, store, emit):
+        self.store, self.emit = store, emit
 
-        def put_cell(self, run_id, cell, rounds=1):
-            stored = super().put_cell(run_id, cell, rounds)
-            emit({"kind": "store", "op": "put_cell", "run_id": run_id, "args": [cell, rounds]})
-            return stored
+    def __getattr__(self, name):
+        from ..store import RUN_WRITES, WRITES
 
-        def put_model(self, figures):
-            super().put_model(figures)
-            emit({"kind": "store", "op": "put_model", "args": [figures]})
+        found = getattr(self.store, name)
+        if name not in WRITES:
+            return found
 
-        def register_machine(self, machine, print_):
-            super().register_machine(machine, print_)
-            emit({"kind": "store", "op": "register_machine", "args": [machine, print_]})
+        def write(*args, **kwargs):
+            if name == "start_run" and len(args) < 4:
+                kwargs.setdefault("uid", uuid.uuid4().hex)  # the run's rounds are named alike in both files
+            result = found(*args, **kwargs)
+            message = {"kind": "store", "op": name, "args": [_plain(a) for a in args], "kwargs": kwargs}
+            if name == "start_run":
+                message["run_id"] = result
+            elif name in RUN_WRITES:
+                message["run_id"], message["args"] = args[0], message["args"][1:]
+            self.emit(message)
+            return result
 
-        def delete_failed(self, model, input_size, setup):
-            deleted = super().delete_failed(model, input_size, setup)
-            emit({"kind": "store", "op": "delete_failed", "args": [model, input_size, setup.to_dict()]})
-            return deleted
+        return write
 
-    return Forwarding(path)
+    def close(self) -> None:
+        self.store.close()
 
 
 class _Lines:
@@ -136,18 +127,18 @@ class _Lines:
         return False
 
 
-def main() -> int:
-    from ..runner.worker import _die_with_parent
+TORCH = False  # the node's process runs a sweep: no operator, and torch only as its workers need it
+INTERRUPTIBLE = True  # a cancelled task interrupts it as Ctrl-C would: its run is recorded as interrupted
 
-    _die_with_parent()  # the Ray worker relaying us died: so do we, and our workers with us
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # a stray print (a library's) goes to the log, not into the messages
+
+def run(job: dict, emit_record) -> int:
+    """The node scenario: the ordinary sweep on this node, every message to the driver a record."""
 
     def emit(message: dict) -> None:
-        out.write(json.dumps(message) + "\n")
+        message = dict(message)
+        emit_record(message.pop("kind"), **message)
 
     try:
-        job = json.load(sys.stdin)
         return _sweep(job, emit)
     except KeyboardInterrupt:
         emit({"kind": "interrupted"})
@@ -160,24 +151,26 @@ def main() -> int:
 
 
 def _sweep(job: dict, emit) -> int:
-    from .. import api
     from ..export import rows
     from ..runner.plan import RunConfig
-    from ..runner.progress import RunPrinter, summary
+    from ..runner.progress import RunPrinter, say_to, summary
+    from ..runner.setups import runnable
     from ..runner.sweep import Sweep
     from ..setup import Setup
-    from ..store import insert_cells
+    from ..store import Store, insert_cells
+    from ..zoo.names import entries as resolve
 
     lines = _Lines(emit)
-    say = api._say_to(lines)
-    entries = api._entries(job["models"], job["zoo"], job["input_size"], job["weights"])
+    say = say_to(lines)
+    entries = resolve(job["models"], job["zoo"], job["input_size"], job["weights"])
     batch_sizes = tuple(job["batch_sizes"])
-    config = RunConfig(batch_sizes=batch_sizes, setups=api._runnable([Setup(**s) for s in job["setups"]], say),
+    config = RunConfig(batch_sizes=batch_sizes, setups=runnable([Setup(**s) for s in job["setups"]], say),
                        **job["knobs"])
     with tempfile.TemporaryDirectory(prefix="dnnbench-node-") as scratch:
-        store = _forwarding_store(os.path.join(scratch, "node.db"), emit)
+        own = Store(os.path.join(scratch, "node.db"))
+        store = Forwarding(own, emit)
         try:
-            store._transaction(lambda db: insert_cells(db, job["cells"]))
+            own._transaction(lambda db: insert_cells(db, job["cells"]))
             printer = RunPrinter(config, lines, progress=job["progress"])
             sweep = Sweep(store, config, argv=job["argv"], on_event=printer.event)
             try:
@@ -194,7 +187,3 @@ def _sweep(job: dict, emit) -> int:
         finally:
             store.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

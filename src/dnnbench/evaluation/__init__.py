@@ -8,19 +8,18 @@ Each result is stored in the database's ``accuracy`` table.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import UserError
+from ..launch import Job, Launcher
 from ..measure.accuracy import wilson
-from ..runner.sweep import describe_exit
 from ..setup import Setup
-from .data import find_images
-from .worker import EVAL_FD_ENV
+from ..worker import ACCURACY
+from ..worker.images import find_images
+
+# no record for this long (imports, then a backend's preparation: minutes on a small machine) is a hang
+SILENCE_LIMIT_S = 1200.0
 
 
 def evaluate(entries, setups: list[Setup], data, *, weights=None, labels=None, batch_size: int = 32,
@@ -36,22 +35,32 @@ def evaluate(entries, setups: list[Setup], data, *, weights=None, labels=None, b
         raise UserError(f"weights file {weights} does not exist (or is not a file): give the path of a "
                         ".safetensors, .pth or .pt file")
     rows = []
-    for entry in entries:
-        spec = {"model": entry.name, "input_size": entry.input_size, "weights": os.fspath(weights) if weights else None,
-                "setups": [[s.backend, s.precision] for s in setups], "device": setups[0].device,
-                "threads": setups[0].threads, "batch_size": batch_size, "workers": workers,
-                "samples": list(images.samples), "classes": list(images.classes),
-                "eval_input_size": eval_input_size, "crop_pct": crop_pct}
-        found = _run_worker(spec, len(images.samples), progress)
-        said = found["setup"]
-        say(f"{entry.name}: classes mapped as {said['mapping']}; preprocessing: resize {said['preprocess']['resize']}, "
-            f"crop {said['preprocess']['crop']} ({said['preprocess']['source']})"
-            + (f"; head resized to the weights: {', '.join(said['heads_resized'])}" if said["heads_resized"] else ""))
-        for result in found["results"]:
-            row = _row(entry, setups[0], images, said, result, machine)
-            if store is not None:
-                store.put_accuracy(row)
-            rows.append(row)
+    with Launcher() as launcher:
+        for entry in entries:
+            rows += _evaluate_one(launcher, entry, setups, images, weights, batch_size, workers, eval_input_size,
+                                  crop_pct, store, machine, progress, say)
+    return rows
+
+
+def _evaluate_one(launcher, entry, setups, images, weights, batch_size, workers, eval_input_size, crop_pct, store,
+                  machine, progress, say) -> list[dict]:
+    """One model's rows, evaluated by its own worker, stored as they come."""
+    rows = []
+    spec = {"model": entry.name, "input_size": entry.input_size, "weights": os.fspath(weights) if weights else None,
+            "setups": [[s.backend, s.precision] for s in setups], "device": setups[0].device,
+            "threads": setups[0].threads, "batch_size": batch_size, "workers": workers,
+            "samples": list(images.samples), "classes": list(images.classes),
+            "eval_input_size": eval_input_size, "crop_pct": crop_pct}
+    found = _run_worker(launcher, spec, len(images.samples), progress)
+    said = found["setup"]
+    say(f"{entry.name}: classes mapped as {said['mapping']}; preprocessing: resize {said['preprocess']['resize']}, "
+        f"crop {said['preprocess']['crop']} ({said['preprocess']['source']})"
+        + (f"; head resized to the weights: {', '.join(said['heads_resized'])}" if said["heads_resized"] else ""))
+    for result in found["results"]:
+        row = _row(entry, setups[0], images, said, result, machine)
+        if store is not None:
+            store.put_accuracy(row)
+        rows.append(row)
     return rows
 
 
@@ -76,47 +85,39 @@ def _pct(part, whole) -> float | None:
     return None if part is None else 100 * part / whole
 
 
-def _run_worker(spec: dict, total: int, progress: bool) -> dict:
+def _run_worker(launcher, spec: dict, total: int, progress: bool) -> dict:
+    """One model evaluated by a fresh worker (its data loader forks processes of its own)."""
     from ..progressbar import bar
 
-    read_fd, write_fd = os.pipe()
-    log = tempfile.TemporaryFile(mode="w+")
-    env = {**os.environ, EVAL_FD_ENV: str(write_fd)}
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "dnnbench.evaluation.worker"], stdin=subprocess.PIPE,
-                                stdout=log, stderr=log, pass_fds=(write_fd,), env=env, text=True)
-    finally:
-        os.close(write_fd)
+    worker = launcher.start(Job(ACCURACY, spec, spec["threads"]))
     found: dict = {"setup": None, "results": [], "error": None}
     shown = bar(total=total, desc=f"eval {spec['model']}", unit="image", enabled=progress, leave=False)
     try:
-        proc.stdin.write(json.dumps(spec))
-        proc.stdin.close()
-        with os.fdopen(read_fd) as records:
-            for line in records:
-                record = json.loads(line)
-                kind = record.pop("kind")
-                if kind == "progress":
-                    shown.update(record["done"] - shown.n)
-                    if record["skipped"]:
-                        shown.set_postfix_str(f"{record['skipped']} unreadable")
-                elif kind == "setup":
-                    found["setup"] = record
-                elif kind == "result":
-                    found["results"].append(record)
-                elif kind == "error":
-                    found["error"] = record["message"]
-        rc = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+        for record in worker.records(idle_limit=SILENCE_LIMIT_S):
+            kind = record.pop("type")
+            if kind == "progress":
+                shown.update(record["done"] - shown.n)
+                if record["skipped"]:
+                    shown.set_postfix_str(f"{record['skipped']} unreadable")
+            elif kind == "setup":
+                found["setup"] = record
+            elif kind == "result":
+                found["results"].append(record)
+            elif kind == "error":
+                found["error"] = record["message"]
+            elif kind == "fatal":
+                found["error"] = f"evaluating {spec['model']} failed: {record['error']}"
+    except TimeoutError as exc:
+        found["error"] = (f"evaluating {spec['model']} stopped: {exc} (a model that hangs, or a backend preparing for "
+                          "longer than that)")
     finally:
+        rc = worker.end()
         shown.close()
-    if found["error"]:
-        raise UserError(found["error"])
-    if rc != 0 or not found["results"]:
-        log.seek(0)
-        tail = " | ".join(line.strip() for line in log.read().strip().splitlines()[-3:])
-        raise UserError(f"evaluating {spec['model']} crashed ({describe_exit(rc)}){': ' + tail if tail else ''}")
+    try:
+        if found["error"]:
+            raise UserError(found["error"])
+        if not worker.finished or not found["results"]:
+            raise UserError(f"evaluating {spec['model']} crashed ({worker.exit_words(rc)})")
+    finally:
+        worker.log.close()
     return found

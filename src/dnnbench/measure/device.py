@@ -103,7 +103,7 @@ def environment(device: str, threads: int) -> dict:
     """The machine and software a run measured on, as plain data stored with the run."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     env = {
         "hostname": platform.node(),

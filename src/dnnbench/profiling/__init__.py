@@ -10,18 +10,13 @@ an interrupted call keeps what it timed.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
-import subprocess
-import sys
-import tempfile
-import threading
+import time
 from importlib import metadata
 
 from ..errors import UserError
-from ..runner.sweep import describe_exit, log_tail
-from .worker import PROFILE_FD_ENV
+from ..launch import IMPORT_LIMIT_S, Job, Launcher
+from ..worker import KERNELS
 
 PROFILE_FORMAT = 1  # raise when the recorder's output changes: stored profiles are then recorded again
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "float32"}
@@ -40,69 +35,54 @@ def versions() -> str:
     return ";".join(found)
 
 
-def _worker(job: dict, records: queue.Queue, index: int = 0) -> None:
-    """Run one profiling worker on ``job``, putting each record on ``records`` (with ``job``: ``index``),
-    then an ``end`` record with the error that ended the worker, or None: always, whatever fails here."""
-    error = None
+# a worker that sends nothing for this long hangs (a model's constructor, a kernel that never returns):
+# building one model on the meta device takes seconds; timing one kernel at most a second, plus the
+# waits for a quiet machine
+SILENCE_LIMIT_S = IMPORT_LIMIT_S + 180.0
+
+
+def _run(jobs: list[dict], on_record, launcher=None) -> list[tuple[int, str]]:
+    """Run the ``jobs`` in parallel workers, calling ``on_record`` for each record (with ``job``: its
+    index) in this thread; returns (job index, error) of the workers that died or hung."""
+    own = launcher is None
+    launcher = launcher or Launcher()
+    started = []
     try:
-        error = _work(job, records, index)
-    except BaseException as exc:  # noqa: BLE001 - the waiting thread must hear of it, whatever it is
-        error = f"the profiling worker could not run: {type(exc).__name__}: {exc}"
+        for job in jobs:
+            started.append(launcher.start(Job(KERNELS, job, int(job.get("threads", 1)))))
+        return _follow(started, on_record)
     finally:
-        records.put({"kind": "end", "error": error, "job": index})
+        for worker in started:
+            worker.end()
+            worker.log.close()
+        if own:
+            launcher.close()
 
 
-def _work(job: dict, records: queue.Queue, index: int) -> str | None:
-    read_fd, write_fd = os.pipe()
-    log = tempfile.TemporaryFile()
-    try:
-        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.profiling.worker"],
-                                stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,), text=True,
-                                env={**os.environ, **_threads(job), PROFILE_FD_ENV: str(write_fd)},
-                                start_new_session=True)
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
-    try:
-        proc.stdin.write(json.dumps(job))
-        proc.stdin.close()
-        with os.fdopen(read_fd) as lines:
-            for line in lines:
-                records.put({**json.loads(line), "job": index})
-        rc = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if rc == 0:
-        return None
-    tail = log_tail(log)  # as the sweep says it: the fatal line and faulthandler's innermost frame
-    return f"the profiling worker died ({describe_exit(rc)}){': ' + tail if tail else ''}"
-
-
-def _threads(job: dict) -> dict:
-    n = str(job.get("threads", 1))
-    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
-
-
-def _run(jobs: list[dict], on_record) -> list[tuple[int, str]]:
-    """Run the ``jobs`` in parallel workers, calling ``on_record`` for each record in this thread;
-    returns (job index, error) of the workers that died."""
-    records: queue.Queue = queue.Queue()
-    threads = [threading.Thread(target=_worker, args=(job, records, i), daemon=True) for i, job in enumerate(jobs)]
-    for t in threads:
-        t.start()
-    errors, ended = [], 0
-    while ended < len(threads):
-        record = records.get()
-        if record["kind"] == "end":
-            ended += 1
-            if record["error"]:
-                errors.append((record["job"], record["error"]))
-        else:
-            on_record(record)
+def _follow(workers: list, on_record) -> list[tuple[int, str]]:
+    errors = []
+    heard = [time.monotonic()] * len(workers)
+    live = set(range(len(workers)))
+    while live:
+        for i in sorted(live):
+            worker = workers[i]
+            exited = worker.poll() is not None
+            got = worker.read(0 if exited else 0.05 / len(live))
+            for record in got:
+                heard[i] = time.monotonic()
+                if record["type"] not in ("end", "stage"):
+                    on_record({**record, "job": i})
+            if worker.closed or (exited and not got):
+                live.discard(i)
+                worker.settle()
+                rc = worker.end()
+                if not worker.finished or worker.status:
+                    errors.append((i, f"the profiling worker died ({worker.exit_words(rc)})"))
+            elif time.monotonic() - heard[i] > SILENCE_LIMIT_S:
+                live.discard(i)
+                worker.end()
+                errors.append((i, f"the profiling worker sent nothing for {SILENCE_LIMIT_S:.0f} s and was stopped "
+                                  "(a model that hangs in its constructor, or a kernel that never returns)"))
     return errors
 
 
@@ -128,12 +108,12 @@ def profiles(wanted: list[tuple[str, int, int]], store=None, progress=None) -> t
     current: dict[int, tuple] = {}  # job index -> the model it is profiling
 
     def on_record(record: dict) -> None:
-        if record["kind"] == "start":
+        if record["type"] == "start":
             current[record["job"]] = next(k for k in missing if k[0] == record["name"] and k[2] == record["batch"]
                                           and (record["input_size"] is None or k[1] == record["input_size"]))
             return
         key = current[record["job"]]
-        if record["kind"] == "profile":
+        if record["type"] == "profile":
             found[key] = record["profile"]
             if writable[0] and not is_user_model(key[0]):
                 try:
@@ -162,13 +142,24 @@ def profiles(wanted: list[tuple[str, int, int]], store=None, progress=None) -> t
     return found, errors
 
 
-def kernel_times(keys: list[str], setup, store=None, progress=None) -> dict[str, dict]:
+def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict | None = None,
+                 busy: dict | None = None, on_wait=None) -> dict[str, dict]:
     """{kernel key: {seconds, calls, contention, error}} on ``setup``'s machine, device, threads and
-    precision: those ``store`` holds, and the rest timed now by one worker holding the measuring lock."""
+    precision: those ``store`` holds that were timed on a quiet machine, and the rest timed now by one
+    worker holding the measuring lock, under the sweep's busy rules (``busy``: ``on_busy``, ``wait_s``,
+    ``retries``; default: wait). ``work`` {key: [MACs, bytes]} lets the worker time again a kernel
+    whose time is impossible for its work; one still impossible is kept out (seconds None, its error
+    says why), so it is estimated from the others and timed again by the next call. A kernel timed while
+    others disturbed the machine is stored with its contention, counts as ``disturbed``, and is timed
+    again by a later call. ``on_wait(text)`` hears of each wait for a quiet machine."""
+    from ..measure.busy import DISTURBED_SHARE
     from ..runner.lock import machine_lock
 
     dtype = DTYPES[setup.precision]
-    timed = store.kernels(setup.machine, setup.device, setup.threads, dtype) if store is not None else {}
+    stored = store.kernels(setup.machine, setup.device, setup.threads, dtype) if store is not None else {}
+    for row in stored.values():
+        row["disturbed"] = (row.get("contention") or 0) > DISTURBED_SHARE
+    timed = {k: r for k, r in stored.items() if not r["disturbed"]}
     missing = [k for k in dict.fromkeys(keys) if k not in timed]
     if progress:
         progress(0, len(missing))
@@ -181,6 +172,7 @@ def kernel_times(keys: list[str], setup, store=None, progress=None) -> dict[str,
     writable = [store is not None and not store.readonly]
     current: list = [None]
     already = len(timed)
+    work = work or {}
 
     def flush() -> None:
         if writable[0] and pending:
@@ -191,19 +183,35 @@ def kernel_times(keys: list[str], setup, store=None, progress=None) -> dict[str,
         pending.clear()
 
     def keep(record: dict) -> None:
+        if record.get("implausible"):  # not its time: estimated now, timed again next time
+            record = {**record, "error": f"timed at {record['seconds']:.3g} s, beyond what its work can take "
+                                         "here: estimated from the other kernels instead", "seconds": None}
+        else:
+            pending.append(record)
         timed[record["key"]] = {k: record.get(k) for k in ("seconds", "calls", "contention", "error")}
-        pending.append(record)
+        timed[record["key"]]["disturbed"] = bool(record.get("disturbed"))
         if len(pending) >= STORE_EVERY:
             flush()
 
     def on_record(record: dict) -> None:
-        if record["kind"] == "start":
+        kind = record["type"]
+        if kind == "start":
             current[0] = record["key"]
-            return
-        keep(record)
-        if progress:
-            progress(len(timed) - already, len(missing))
+        elif kind == "wait" and on_wait:
+            on_wait(f"timing kernels: the machine is busy ({record['load']}); waiting up to "
+                    f"{record['limit_s']:.0f} s for it to be quiet")
+        elif kind == "busy":
+            from ..runner.sweep import MachineBusy
 
+            raise MachineBusy(f"timing kernels: {record['load']}: stopped (--on-busy stop); every kernel timed "
+                              "before is kept. Close them and run the same command again, or use --on-busy wait")
+        elif kind == "kernel":
+            keep(record)
+            if progress:
+                progress(len(timed) - already, len(missing))
+
+    spec = {"dtype": dtype, "busy": {"on_busy": "wait", "wait_s": 30.0, "retries": 1, **(busy or {}),
+                                     "parent": os.getpid()}}
     with machine_lock():
         try:
             while True:  # a kernel that kills its worker is recorded as failed, and the rest timed by another
@@ -211,10 +219,23 @@ def kernel_times(keys: list[str], setup, store=None, progress=None) -> dict[str,
                 if not left:
                     break
                 current[0] = None
-                died = _run([{"time": left, "threads": setup.threads, "dtype": dtype}], on_record)
+                job = {**spec, "time": left, "threads": setup.threads, "work": {k: work[k] for k in left if k in work}}
+                died = _run([job], on_record)
                 if not died:
                     break
                 keep({"key": current[0] or left[0], "seconds": None, "calls": 0, "error": died[0][1]})
         finally:
             flush()
     return timed
+
+
+def busy_share(calls: dict, rows: dict) -> float:
+    """The share of a profile's timed kernel time (``calls`` by key) that was timed while other
+    processes disturbed the machine (``rows``: `kernel_times`'s answer)."""
+    total = busy = 0.0
+    for key, n in calls.items():
+        row = rows.get(key)
+        if row and row.get("seconds"):
+            total += n * row["seconds"]
+            busy += n * row["seconds"] if row.get("disturbed") else 0.0
+    return busy / total if total else 0.0

@@ -174,12 +174,17 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     from ..profiling import DTYPES, versions
     from ..zoo import get, published_accuracy
 
+    from ..measure.busy import DISTURBED_SHARE
+
     profiles = store.profiles(versions(), batch)
-    timed = {k: r["seconds"] for k, r in store.kernels(setup.machine, setup.device, setup.threads,
-                                                       DTYPES[setup.precision]).items() if r["seconds"]}
+    rows = store.kernels(setup.machine, setup.device, setup.threads, DTYPES[setup.precision])
+    # a kernel timed while others disturbed the machine is not used: estimated from the others instead
+    busy = [k for k, r in rows.items() if r["seconds"] and (r.get("contention") or 0) > DISTURBED_SHARE]
+    timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"] and k not in set(busy)}
     found = for_report(models, profiles, timed, batch)
     if found is None:
         return None
+    found["busy_kernels"] = len(busy)
     top1 = {}
     for name, size, _, _ in found["predicted"]:
         try:

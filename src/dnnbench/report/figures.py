@@ -648,6 +648,10 @@ class Drawer:
         chart.finding = (f"Predicted from {PREDICT_METHODS[p['method']]}, each measured model from the other {cal.n - 1}: "
                          f"{within} of {cal.n} within ±10%, median error ±{cal.median_abs_error:.0%}, worst "
                          f"±{max(abs(e) for e in errors):.0%}.")
+        if p.get("busy_kernels"):
+            chart.finding += (f" {p['busy_kernels']} kernel times taken while other processes used the machine were "
+                              "left out (estimated from the other kernels); run `dnnbench predict` again on a quiet "
+                              "machine to time them again.")
         self._save(chart, fig)
 
     def predicted_ball_chart(self):

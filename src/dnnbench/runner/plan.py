@@ -8,20 +8,9 @@ from dataclasses import asdict, dataclass, field, replace
 from ..errors import UserError
 from ..measure.latency import QUICK, TimingPolicy
 from ..setup import Setup
+from ..units import above  # noqa: F401 - the sweep words its memory limit with it
 
-RESULT_FD_ENV = "DNNBENCH_RESULT_FD"  # the pipe a worker writes its records to
 ON_BUSY = ("wait", "measure", "stop")
-IMPORT_LIMIT_S = 120.0  # importing torch and dnnbench on a busy machine: our code, not the model's
-
-
-def above(value: int, limit: int) -> str:
-    """``value`` bytes against a ``limit`` bytes, with as many digits as it takes to tell them apart."""
-    from ..units import format_bytes
-
-    a, b = format_bytes(value), format_bytes(limit)
-    if a == b:
-        a, b = f"{value:,} bytes", f"{limit:,} bytes"
-    return f"{a}, above --max-memory {b}"
 
 
 # Below ±0.1% the interval is narrower than the timer's and the machine's own jitter: the cell would

@@ -7,6 +7,8 @@ Elsewhere (CI, nohup, a pipe): one line per cell, with the same estimate.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import time
 
 from ..measure import busy
@@ -271,3 +273,12 @@ def _ms(value) -> str:
     if value is None:
         return "-"
     return f"{value * 1e3:,.0f}" if value >= 0.1 else f"{value * 1e3:.3g}"
+
+
+def say_to(stream, command: str = "run") -> Callable[[str], None]:
+    """A function that says a line of ``command`` on ``stream``."""
+
+    def say(text: str) -> None:
+        print(f"dnnbench {command}: {text}", file=stream, flush=True)
+
+    return say

@@ -22,14 +22,10 @@ machine's speed then hits every model alike, instead of always the last ones.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
-import select
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,13 +33,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import UserError
+from ..launch import IMPORT_LIMIT_S, Job, Launcher, describe_exit, log_tail  # noqa: F401 - describe_exit, log_tail: re-exported
 from ..measure import memory
 from ..setup import fingerprint, machine_id
 from ..store import Store, StoreWriteError
 from ..units import format_bytes
-from .forkserver import ForkServer, Unavailable
+from ..worker import LATENCY, PROBE
 from .lock import machine_lock
-from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV, ModelJob, RunConfig, above, keys, plan
+from .plan import ModelJob, RunConfig, above, keys, plan
 
 Event = Callable[[str, dict], None]
 
@@ -86,7 +83,10 @@ class SweepResult:
 class Sweep:
     def __init__(self, store: Store, config: RunConfig, argv: list[str] | None = None,
                  on_event: Event | None = None, environment: dict | None = None,
-                 fork_server: bool | ForkServer = True):
+                 launcher: Launcher | None = None, fork: bool = True, idle_power_w: float | None = None):
+        """``launcher``: the one that starts the workers (one started early, so that its server imports
+        torch while the caller plans); by default a launcher of its own, preloaded unless ``fork`` is
+        False (then every worker is a fresh interpreter)."""
         self.store = store
         self.config = config
         self.argv = argv or []
@@ -96,9 +96,14 @@ class Sweep:
         self._futile = 0  # waits for a quiet machine in a row that ended with it still busy
         self._static_done: set[str] = set()
         self._interrupted = lambda: False
-        # start workers from a fork server (False: each a fresh process; a ForkServer: that one, started early)
-        self._fork = bool(fork_server)
-        self._server: ForkServer | None = fork_server if isinstance(fork_server, ForkServer) else None
+        self._own_launcher = launcher is None
+        self.launcher = launcher or Launcher(config.threads, preload=fork, on_note=self._note)
+        self.launcher.on_note = self._note
+        self._idle_w = idle_power_w
+        self._said_lasting = False
+
+    def _note(self, text: str) -> None:
+        self.on_event("note", {"text": text})
 
     # ------------------------------------------------------------------------------------------
 
@@ -130,16 +135,15 @@ class Sweep:
                     "text": f"another dnnbench sweep is measuring on this machine ({holder}); waiting for it to "
                             "finish, then measuring only the cells still missing"}), interrupted):
                 try:
-                    self._fork_server()  # imports while the sweep checks the machine and plans
+                    self.launcher.warm()  # a preloaded server imports while the sweep checks the machine
                     return self._measure(entries, already)
                 finally:
                     self.close()
 
     def close(self) -> None:
-        """End the fork server (it also ends with this process)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """End the launcher's server, where the sweep made its own (it also ends with this process)."""
+        if self._own_launcher:
+            self.launcher.close()
 
     def _measure(self, entries, already: int) -> SweepResult:
         from ..measure import busy
@@ -223,84 +227,26 @@ class Sweep:
         from ..measure.device import machine_environment
 
         config = self.config
-        spec = {"probe": {"device": config.device, "threads": config.threads,
-                          "precisions": sorted({s.precision for s in config.setups})}}
-        log = tempfile.TemporaryFile()
-        read_fd, write_fd = os.pipe()
-        proc = self._start_worker(self._worker_env(tempfile.gettempdir()), log, write_fd, spec)
-        os.close(write_fd)
-        found, buffer = None, b""
-        deadline = time.monotonic() + IMPORT_LIMIT_S + 300
+        spec = {"device": config.device, "threads": config.threads,
+                "precisions": sorted({s.precision for s in config.setups})}
+        found = None
+        worker = self.launcher.start(Job(PROBE, spec, config.threads, preloaded=True))
         try:
-            while found is None and time.monotonic() < deadline:
-                ready, _, _ = select.select([read_fd], [], [], 0.5)
-                chunk = os.read(read_fd, 1 << 20) if ready else b""
-                if ready and not chunk:
-                    break
-                buffer += chunk
-                for line in buffer.split(b"\n")[:-1]:
-                    message = json.loads(line)
-                    if message.get("type") == "environment":
-                        found = message
-                buffer = buffer.rsplit(b"\n", 1)[-1]
+            for record in worker.records(idle_limit=IMPORT_LIMIT_S + 300):
+                if record["type"] == "environment":
+                    found = record
+        except TimeoutError:
+            pass
         finally:
-            _end_group(proc)
-            os.close(read_fd)
+            rc = worker.end()
         if found is None:
-            why = log_tail(log) or "it printed nothing"
-            self.on_event("note", {"text": f"the machine's software and peak FLOP/s could not be read ({why}): the "
-                                           "efficiency figure will be missing"})
+            self.on_event("note", {"text": f"the machine's software and peak FLOP/s could not be read "
+                                           f"({worker.exit_words(rc)}): the efficiency figure will be missing"})
+            worker.log.close()
             return {**machine_environment(config.device), "device": config.device, "threads": config.threads}
+        worker.log.close()
         found.pop("type")
         return found
-
-    # ---- starting workers ----------------------------------------------------------------------
-
-    def _worker_env(self, scratch: str) -> dict:
-        return worker_environment(self.config.threads, scratch)
-
-    def _fork_server(self) -> ForkServer | None:
-        """The running fork server, started on first use; None where it is off or could not start."""
-        if self._fork and self._server is None:
-            try:
-                self._server = ForkServer(worker_environment(self.config.threads))
-            except OSError as exc:
-                self._no_fork_server(str(exc))
-        return self._server
-
-    def _no_fork_server(self, why: str) -> None:
-        self.close()
-        self._fork = False
-        self.on_event("note", {"text": f"workers start as fresh processes, each importing torch itself: the fork "
-                                       f"server is unavailable ({why})"})
-
-    def _start_worker(self, env: dict, log, result_fd: int, spec: dict, fork: bool = True):
-        """A worker for ``spec``: forked from the fork server (ready in milliseconds), else a fresh
-        process (which imports the libraries itself); either way in a process group of its own. A
-        user's model file imports what it likes, maybe not torchvision: its workers start fresh
-        (``fork`` False), or the server's torchvision would count in their memory."""
-        server = self._fork_server() if fork else None
-        if server is not None:
-            stdin_r, stdin_w = os.pipe()
-            try:
-                proc = server.launch(env, stdin_r, log.fileno(), result_fd)
-            except Unavailable as exc:
-                os.close(stdin_w)
-                self._no_fork_server(str(exc))
-            else:
-                _write_spec(stdin_w, spec)
-                return proc
-            finally:
-                os.close(stdin_r)
-        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dnnbench.runner.worker"],
-                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(result_fd,),
-                                env={**env, RESULT_FD_ENV: str(result_fd)}, **_OWN_GROUP)
-        try:
-            proc.stdin.write(json.dumps(spec).encode())
-            proc.stdin.close()
-        except BrokenPipeError:  # it died at once: its exit says why
-            pass
-        return proc
 
     # ------------------------------------------------------------------------------------------
 
@@ -348,6 +294,13 @@ class Sweep:
             self._futile = 0
         elif (cell.get("busy_wait_s") or 0) > 0:
             self._futile += 1
+            if self._futile == 2 and not self._said_lasting:  # said once, with the ways out
+                self._said_lasting = True
+                cores = max(1, self.config.threads - 1)
+                self._note(f"the machine stays busy ({cell.get('contention') or 0:.0%} of the cores taken by other "
+                           "processes): measuring on without waiting, each disturbed cell flagged. Ways out: end the "
+                           "other processes and measure again into a new --db, or measure on the cores they leave "
+                           f"free, as a setup of its own (--threads {cores})")
 
     def _run_worker(self, job: ModelJob, result: SweepResult) -> _Outcome:
         """Run one worker to its end, recording each cell it sends. Its temporary files (the weights
@@ -360,116 +313,128 @@ class Sweep:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _watch_worker(self, job: ModelJob, result: SweepResult, scratch: str) -> _Outcome:
-        config = job.config
-        read_fd, write_fd = os.pipe()
-        log = tempfile.TemporaryFile()
+        """Start the job's worker and watch it to its end: its records stored as they arrive, its
+        memory and time held to their limits, and how it ended said in words."""
+        from ..zoo.registry import is_user_model
+
         self.on_event("worker", {"model": job.model, "batch_sizes": list(job.batch_sizes), "round": self._round})
         oom_before = memory.oom_kills()
         spec = job.spec(static=job.model not in self._static_done, busy=self._busy_spec())
-        from ..zoo.registry import is_user_model
-
-        proc = self._start_worker(self._worker_env(scratch), log, write_fd, spec, fork=not is_user_model(job.model))
-        os.close(write_fd)
-
-        watch = _Watch(config, time.monotonic())
-        done: list[int] = []
-        cold: dict = {}
-        killed: tuple[str, str] | None = None  # (status, message) when the sweep killed the worker
-        buffer = b""
-        peak_seen = 0
+        # a user's model file imports what it likes, maybe not torchvision: a fresh interpreter, or the
+        # server's torchvision would count in its memory
+        worker = self.launcher.start(Job(LATENCY, spec, job.config.threads, scratch,
+                                         preloaded=not is_user_model(job.model)))
+        state = _WorkerState(_Watch(job.config, time.monotonic()))
         try:
-            while True:
-                exited = proc.poll() is not None
-                ready, _, _ = select.select([read_fd], [], [], 0 if exited else 0.02)
-                chunk = os.read(read_fd, 1 << 20) if ready else b""
-                if not chunk and (exited or ready):
-                    break  # end of the pipe, or the worker is gone and said all it will say
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    message = json.loads(line)
-                    kind = message.pop("type")
-                    now = time.monotonic()
-                    if kind == "stage":
-                        watch.stage(message["stage"], now)
-                    elif kind == "static":
-                        self.store.put_model(message)
-                        self._static_done.add(job.model)
-                        self.on_event("static", {"model": job.model, "macs": message.get("macs")})
-                    elif kind == "static_failed":
-                        self._static_done.add(job.model)
-                        self.on_event("note", {"text": f"{job.model}: operations not counted: {message['error']}"})
-                    elif kind == "cold":
-                        cold = message
-                        watch.stage(None, now)
-                    elif kind == "start":
-                        watch.start(message["batch_size"], now)
-                        self.on_event("start", {"model": job.model, "batch_size": message["batch_size"]})
-                    elif kind == "pass":
-                        watch.passed(message["batch_size"], message["seconds"])
-                    elif kind == "wait":
-                        self.on_event("wait", {"model": job.model, **message})
-                    elif kind == "busy":
-                        raise MachineBusy(f"{job.model} batch {message['batch_size']}: {message['load']}: "
-                                          "stopped (--on-busy stop); every cell measured before is kept. Close "
-                                          "them and run the same command again, or use --on-busy wait")
-                    elif kind == "cell":
-                        batch = message.pop("batch_size")
-                        self._count_waits(message)
-                        self._record(job, batch, {**cold, **message}, result)
-                        done.append(batch)
-                        watch.finished()
-                        if message["status"] == "oom":  # the worker stops; larger batches are skipped
-                            proc.wait()
-                            return _Outcome(done, batch, "oom", message["error"], cold)
-                    elif kind == "fatal":
-                        status = "oom" if message.get("oom") else "error"
-                        proc.wait()
-                        what = _STAGES.get(message.get("stage"), "building or loading the model")
-                        return _Outcome(done, None, status, f"{what} failed: {message['error']}", cold)
-                if self._interrupted():
-                    raise KeyboardInterrupt
-                rss = memory.rss_bytes(proc.pid) or 0
-                peak_seen = max(peak_seen, rss)
-                if config.max_memory and rss > config.max_memory:
-                    killed = ("oom", f"resident set reached {above(rss, config.max_memory)}; the worker was stopped")
-                else:
-                    killed = watch.overdue(time.monotonic())
-                if killed:
-                    break
-        except KeyboardInterrupt:
-            _end_group(proc)
-            raise
+            ended = self._follow(job, worker, state, result)
         finally:
-            _end_group(proc)
-            os.close(read_fd)
-        rc = proc.wait()
-        current = watch.current
-        if killed:
-            return _Outcome(done, current, killed[0], killed[1], cold)
-        if rc == 0 and current is None and watch.stage_name is None:
-            return _Outcome(done, None, None, None, cold)
-        printed = log_tail(log)
+            rc = worker.end()
+        try:
+            return ended or self._ending(job, worker, state, rc, oom_before)
+        finally:
+            worker.log.close()
+
+    def _follow(self, job: ModelJob, worker, state: _WorkerState, result: SweepResult) -> _Outcome | None:
+        """Read the worker's records until its channel ends; an outcome where the records or the
+        watchdog decided it (None: its exit decides)."""
+        config = job.config
+        while not worker.closed:
+            exited = worker.poll() is not None
+            messages = worker.read(0 if exited else 0.02)
+            for message in messages:
+                ended = self._on_record(job, message, worker, state, result)
+                if ended is not None:
+                    return ended
+            if exited and not messages:
+                break  # gone, and said all it will say (a descendant may still hold the channel open)
+            if self._interrupted():
+                raise KeyboardInterrupt
+            rss = memory.rss_bytes(worker.pid) or 0
+            state.peak_seen = max(state.peak_seen, rss)
+            if config.max_memory and rss > config.max_memory:
+                state.killed = ("oom", f"resident set reached {above(rss, config.max_memory)}; the worker was stopped")
+            else:
+                state.killed = state.watch.overdue(time.monotonic())
+            if state.killed:
+                return _Outcome(state.done, state.watch.current, *state.killed, state.cold)
+        worker.settle()
+        return None
+
+    def _on_record(self, job: ModelJob, message: dict, worker, state: _WorkerState,
+                   result: SweepResult) -> _Outcome | None:
+        kind = message.pop("type")
+        now, watch = time.monotonic(), state.watch
+        if kind == "stage":
+            watch.stage(message["stage"], now)
+        elif kind == "static":
+            self.store.put_model(message)
+            self._static_done.add(job.model)
+            self.on_event("static", {"model": job.model, "macs": message.get("macs")})
+        elif kind == "static_failed":
+            self._static_done.add(job.model)
+            self.on_event("note", {"text": f"{job.model}: operations not counted: {message['error']}"})
+        elif kind == "cold":
+            state.cold = message
+            watch.stage(None, now)
+        elif kind == "start":
+            watch.start(message["batch_size"], now)
+            self.on_event("start", {"model": job.model, "batch_size": message["batch_size"]})
+        elif kind == "pass":
+            watch.passed(message["batch_size"], message["seconds"])
+        elif kind == "wait":
+            self.on_event("wait", {"model": job.model, **message})
+        elif kind == "busy":
+            raise MachineBusy(f"{job.model} batch {message['batch_size']}: {message['load']}: "
+                              "stopped (--on-busy stop); every cell measured before is kept. Close "
+                              "them and run the same command again, or use --on-busy wait")
+        elif kind == "cell":
+            batch = message.pop("batch_size")
+            self._count_waits(message)
+            self._record(job, batch, {**state.cold, **message}, result)
+            state.done.append(batch)
+            watch.finished()
+            if message["status"] == "oom":  # the worker stops; larger batches are skipped
+                return _Outcome(state.done, batch, "oom", message["error"], state.cold)
+        elif kind == "fatal":
+            status = "oom" if message.get("oom") else "error"
+            what = _STAGES.get(message.get("stage"), "building or loading the model")
+            return _Outcome(state.done, None, status, f"{what} failed: {message['error']}", state.cold)
+        return None
+
+    def _ending(self, job: ModelJob, worker, state: _WorkerState, rc: int, oom_before) -> _Outcome:
+        """The outcome of a worker whose exit decides it: a clean end, or a death in words."""
+        current, watch = state.watch.current, state.watch
+        if worker.finished and current is None and watch.stage_name is None:
+            return _Outcome(state.done, None, None, None, state.cold)
         where = f"during batch size {current}" if current is not None else \
             f"during {_STAGES.get(watch.stage_name, 'its start')}"
+        if worker.parent_died or (rc == 3 and not worker.finished):  # the launcher's words say which
+            return _Outcome(state.done, current, "crashed", f"the worker ended {where}: {worker.exit_words(rc)}",
+                            state.cold)
+        if worker.stopped:  # its channel ended without its end record, and it did not exit by itself
+            return _Outcome(state.done, current, "crashed", f"the worker closed its record channel to dnnbench "
+                            f"{where} without ending (a model that closes descriptors it did not open), and was "
+                            "stopped", state.cold)
         if rc in (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGHUP):
-            status, what = _killed(rc, oom_before, peak_seen, config.max_memory)
+            status, what = _killed(rc, oom_before, state.peak_seen, job.config.max_memory)
         elif rc == 0:
             status, what = "crashed", f"the worker exited (status 0) {where}: the model's code ended the process"
         else:
             status, what = "crashed", f"the worker died ({describe_exit(rc)}) {where}"
+        printed = log_tail(worker.log)
         error = f"{what}; it printed: {printed}" if printed else what
-        return _Outcome(done, current, status, error, cold)  # current None: died before its first cell
+        return _Outcome(state.done, current, status, error, state.cold)  # current None: died before its first cell
 
 
-def worker_environment(threads: int, scratch: str | None = None) -> dict:
-    """A worker's environment: this process's, with the thread variables of the run's thread count
-    and TMPDIR ``scratch`` (the worker's own folder) where given."""
-    n = str(threads)
-    env = dict(os.environ, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n)
-    if scratch is not None:
-        env["TMPDIR"] = scratch
-    return env
+@dataclass
+class _WorkerState:
+    """What the sweep knows of the worker it watches."""
+
+    watch: _Watch
+    done: list[int] = field(default_factory=list)
+    cold: dict = field(default_factory=dict)
+    killed: tuple[str, str] | None = None  # (status, message) when the sweep stopped the worker
+    peak_seen: int = 0
 
 
 def round_order(jobs: list, seed: int, round_no: int) -> list:
@@ -498,13 +463,6 @@ def _ctrl_c_as_a_flag():
         yield lambda: flag[0]
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-# The worker gets a process group of its own (ended whole), but stays in the sweep's session: with
-# the kernel's autogroup scheduling, a new session is a new scheduling group, which shares the CPUs
-# with other sessions' groups rather than thread by thread; against one busy process elsewhere, a
-# 2-thread MobileNet-v2 then ran 27x slower than the same process in the user's own session.
-_OWN_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
 
 
 class _Watch:
@@ -568,53 +526,3 @@ def _killed(rc: int, oom_before: int | None, peak_seen: int, max_memory: int | N
                        "resident")
     return "killed", (f"the worker was killed from outside dnnbench ({name}, at {format_bytes(peak_seen)} resident; "
                       "the kernel recorded no out-of-memory kill); measure it again with --retry-failed")
-
-
-def _write_spec(fd: int, spec: dict) -> None:
-    """The job on the worker's stdin (a worker that died at once leaves a broken pipe: its exit says why)."""
-    data = json.dumps(spec).encode()
-    try:
-        while data:
-            data = data[os.write(fd, data):]
-    except BrokenPipeError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def _end_group(proc) -> None:
-    """Kill the worker's whole process group: a child it forked must not outlive it (it would hold
-    the result pipe open, or keep using the machine)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def describe_exit(rc: int) -> str:
-    """How a process ended, in words: ``signal SIGKILL`` or ``exit status 1``."""
-    if rc < 0:
-        try:
-            return f"signal {signal.Signals(-rc).name}"
-        except ValueError:
-            return f"signal {-rc}"
-    return f"exit status {rc}"
-
-
-def log_tail(log, limit: int = 600) -> str:
-    """What the worker printed, in one line: its last lines before a fatal error, the error, and the
-    innermost frame of faulthandler's traceback (its list of extension modules is left out)."""
-    log.seek(0)
-    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
-    fatal = next((i for i, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
-    if fatal is None:
-        return " | ".join(lines[-8:])[-limit:]
-    before = lines[max(0, fatal - 3):fatal]
-    frame = next((line for line in lines[fatal + 1:] if line.startswith("File ")), None)
-    keep = [*before, lines[fatal]] + ([f"at {frame}"] if frame else [])
-    return " | ".join(keep)[-limit:]

@@ -1,16 +1,8 @@
-"""The worker: one process measures one model at each of its batch sizes, and streams one JSON
-record per line to the sweep through a pipe (file descriptor in ``DNNBENCH_RESULT_FD``), so that
-whatever the model prints cannot corrupt the results.
-
-Started as ``python -m dnnbench.runner.worker`` with the job (``ModelJob.spec()``) on stdin, in a
-process group of its own (the sweep ends the whole group, children included). The sweep sets the
-thread variables in its environment; here denormals are flushed before any other torch call (a
-denormal convolution runs up to ~190x slower on CPU, and the flag is per thread, so it must
-precede the thread pool). The worker dies with the sweep (PR_SET_PDEATHSIG), ignores Ctrl-C (the
-sweep decides), and keeps measuring the next batch size after a Python error in one.
-
-Every line of user code (importing the model's file, its constructor, counting its operations on
-the meta device, its forward pass) runs here, never in the sweep's process.
+"""The latency scenario: one worker measures one model at each of its batch sizes, as the sweep
+asked (``ModelJob.spec()``), streaming its records to the sweep (the worker contract: see the
+package). Every line of user code (importing the model's file, its constructor, counting its
+operations on the meta device, its forward pass) runs here, never in the sweep's process; a Python
+error in one batch size is that cell's, and the next batch size is measured.
 
 Records: ``stage`` (imports, build, static, load, first pass: each is watched by the sweep's
 timeout), ``static`` (the model's static figures), ``cold`` (baseline and loaded memory,
@@ -23,25 +15,12 @@ figures of one batch size), ``fatal`` (the model could not be built or loaded).
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import sys
 import time
 
-from .plan import RESULT_FD_ENV
+from . import ChannelLost, one_line
 
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
-
-
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -54,53 +33,17 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MARKERS)
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"the model called sys.exit({exc.code!r})"
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return " ".join(text.split())[:500]
+TORCH = True  # the contract flushes denormals and sets the threads first
 
 
-def main() -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-    _die_with_parent()
-    if os.getppid() != parent:  # the sweep died before we asked to die with it
-        return 1
-    spec = json.loads(sys.stdin.read())
-    out = os.fdopen(int(os.environ[RESULT_FD_ENV]), "w", buffering=1)
-
-    def emit(kind: str, **fields) -> None:
-        out.write(json.dumps({"type": kind, **fields}) + "\n")
-        out.flush()
-
-    emit("stage", stage="imports")
-    import torch
-
-    torch.set_flush_denormal(True)  # first: before any parallel op creates the thread pool
-    torch.set_num_threads(int((spec.get("probe") or spec["setup"])["threads"]))
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-
-    if "probe" in spec:  # the machine's software and peak FLOP/s, for the run's record
-        from ..measure.device import environment, peak_flops, peak_flops_by_precision
-
-        probe = spec["probe"]
-        env = environment(probe["device"], probe["threads"])
-        peaks = peak_flops_by_precision(probe["device"], probe["threads"], sorted({"fp32", *probe["precisions"]}))
-        env.update(peaks["fp32"] if "peak_flops" in peaks["fp32"] else peak_flops(probe["device"], probe["threads"]))
-        env["peak_by_precision"] = peaks
-        emit("environment", **env)
-        out.close()
-        return 0
+def run(spec: dict, emit) -> int:
+    """Measure one model at each of its batch sizes (see the module's records)."""
     try:
         _measure(spec, emit)
+    except ChannelLost:
+        raise
     except (Exception, SystemExit) as exc:  # the model could not be built or loaded: one line to the sweep
-        emit("fatal", error=_one_line(exc), oom=_is_oom(exc), stage=_stage[0])
-        return 0
-    out.close()
+        emit("fatal", error=one_line(exc), oom=_is_oom(exc), stage=_stage[0])
     return 0
 
 
@@ -174,7 +117,7 @@ def _measure(spec: dict, emit) -> None:
         try:
             emit("static", **static_figures(entry).to_dict())
         except Exception as exc:  # the timed figures do not need them
-            emit("static_failed", error=_one_line(exc))
+            emit("static_failed", error=one_line(exc))
         stage("build")
     memory.memory_mode()  # glibc's initial threshold, fixed: cold start as in a fresh user process
     baseline = memory.rss_bytes()
@@ -276,7 +219,7 @@ def _measure(spec: dict, emit) -> None:
             del x, step
         except (Exception, SystemExit) as exc:
             status = "oom" if _is_oom(exc) else "error"
-            emit("cell", **cell, status=status, error=_one_line(exc), cell_wall_s=time.perf_counter() - started)
+            emit("cell", **cell, status=status, error=one_line(exc), cell_wall_s=time.perf_counter() - started)
             if status == "oom":
                 return
             continue
@@ -292,7 +235,7 @@ def _measure(spec: dict, emit) -> None:
         if joules is not None and result.window_s > 0:
             cell.update(energy_per_image_j=joules / (result.n * batch), power_w=joules / result.window_s)
         if max_memory and peak and peak > max_memory:
-            from .plan import above
+            from ..units import above
 
             cell.update(status="oom", error=f"peak resident set {above(peak, max_memory)}")
             emit("cell", **cell)
@@ -434,5 +377,3 @@ class BusyWatch:
         return best
 
 
-if __name__ == "__main__":
-    sys.exit(main())

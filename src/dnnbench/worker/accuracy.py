@@ -1,30 +1,20 @@
-"""The evaluating process: builds the model, loads the user's weights (never unpickling code),
-prepares it through the backend seam, and counts top-1 and top-5 hits over the images, read by a
-parallel data loader.
-
-Started as ``python -m dnnbench.evaluation.worker`` with the job (JSON) on stdin; it writes one JSON
-record per line to the descriptor named by ``DNNBENCH_EVAL_FD``: ``progress`` (images done and
-skipped), then ``result``, or ``error`` with a one-line message. The model's code runs here only.
+"""The accuracy scenario (`dnnbench eval`): builds the model, loads the user's weights (never
+unpickling code), prepares it through the backend seam, and counts top-1 and top-5 hits over the
+images, read by a parallel data loader. Records: ``setup`` (how classes were mapped, the
+preprocessing), ``progress`` (images done and skipped), a ``result`` per setup, or ``error`` with a
+one-line message. The model's code runs here only.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 
-EVAL_FD_ENV = "DNNBENCH_EVAL_FD"
 REFERENCE = ("eager", "fp32")
+TORCH = True
 
 
-def main() -> int:
-    spec = json.loads(sys.stdin.read())
-    out = os.fdopen(int(os.environ[EVAL_FD_ENV]), "w", buffering=1)
-
-    def emit(kind: str, **data) -> None:
-        out.write(json.dumps({"kind": kind, **data}) + "\n")
-
+def run(spec: dict, emit) -> int:
     from ..errors import UserError
 
     try:
@@ -36,7 +26,8 @@ def main() -> int:
         import traceback
 
         traceback.print_exc()
-        emit("error", message=f"{spec['model']} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        emit("error", message=f"{spec['model']} failed: {type(exc).__name__}: {first}")
         return 1
     return 0
 
@@ -97,7 +88,7 @@ def evaluate(spec: dict, emit) -> None:
     from ..backends.correctness import CALIBRATION_BATCH, CALIBRATION_BATCHES, calibrating_on
     from ..measure.accuracy import topk_hits
     from ..zoo import get
-    from .data import ImageDataset, class_mapping, collate, preprocessing
+    from .images import ImageDataset, class_mapping, collate, preprocessing
 
     torch.set_num_threads(spec["threads"])
     device = spec["device"]
@@ -181,7 +172,3 @@ def _no_images(spec, reasons=()):
     why = f" (e.g. {reasons[0]})" if reasons else ""
     return UserError(f"none of the {len(spec['samples'])} images could be read{why}: give a folder of JPEG or PNG "
                      "images")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

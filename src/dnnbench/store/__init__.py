@@ -20,8 +20,8 @@ import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import UserError
-from .setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
+from ..errors import UserError
+from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
 SCHEMA_VERSION = 7
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
@@ -179,6 +179,12 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+# what a sweep writes, by method: a store that forwards its writes (a cluster node's) wraps these; the
+# ones named in RUN_WRITES take a run id first, which the receiving database maps to its own
+WRITES = ("start_run", "finish_run", "put_cell", "put_model", "register_machine", "delete_failed")
+RUN_WRITES = ("finish_run", "put_cell")
+
+
 class Store:
     """An open dnnbench database. Every write is its own transaction, committed before returning.
 
@@ -237,7 +243,7 @@ class Store:
         """Store one cell's figures from one round; False if they were not needed (another sweep
         stored that cell, or it already has ``rounds`` rounds). A cell already stored with fewer
         rounds gets these figures folded in (``run.rounds.merge``), in one transaction."""
-        from .runner import rounds as rounds_
+        from . import rounds as rounds_
 
         row = {**cell, **Setup.of(cell).to_dict(), "run_id": run_id, "measured_at": cell.get("measured_at") or now()}
         if not row["machine"]:
@@ -311,7 +317,7 @@ class Store:
     def round_counts(self, rounds: int) -> dict[tuple, int]:
         """For every stored cell, the rounds it holds, or ``rounds`` if it needs no more (failed cells,
         cells whose later round failed, and complete ones)."""
-        from .runner.rounds import complete
+        from .rounds import complete
 
         return {cell_key(row): rounds if complete(row, rounds) else int(row["rounds"] or 1) for row in self.cells()}
 

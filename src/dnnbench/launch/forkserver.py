@@ -1,8 +1,12 @@
-"""Workers started without importing the libraries again: a fork server.
+"""The launcher's server: the parent of every worker, and a fork server for sweeps.
 
 A fresh worker imported torch and torchvision (about 5 s on a 2-core machine) before it measured
-anything: minutes of every multi-model sweep. The fork server is one process that imports them
-once; each worker is then forked from it, ready at once.
+anything: minutes of every multi-model sweep. A preloaded server is one process that imports them
+once; each worker is then forked from it, ready at once. A bare server (``preload`` False) imports
+nothing and execs each worker as a fresh interpreter (``python -m dnnbench.worker``). Either way
+the server, not the caller, is every worker's parent, and their child subreaper: a worker's
+descendant that escaped its process group (a daemon in a session of its own) is adopted by the
+server when its own parent dies, and killed when a worker ends.
 
 A forked worker starts as clean as a fresh one: the server only imports, never runs an operator,
 so when it forks it has one thread, no intra-op or inter-op thread pool, no CUDA context and no
@@ -13,8 +17,8 @@ again (below), and runs the worker's ``main``. Its memory figures match a fresh 
 (tests/test_run.py holds them side by side).
 
 Protocol, on a Unix socket pair of datagrams (SOCK_SEQPACKET: one message each, never merged): the
-server says ``{"ready": ...}`` once imported; the sweep sends ``{"env": {...}}`` with three
-descriptors (the job's stdin, the log that takes stdout and stderr, the result pipe); the server
+server says ``{"ready": ...}`` once imported; the launcher sends ``{"env": {...}, "fork": bool}`` with
+three descriptors (the job's stdin, the log that takes stdout and stderr, the record pipe); the server
 answers ``{"pid": N}`` and, when that worker ends, ``{"exit": N, "code": C}`` (C as subprocess's
 returncode: negative for a signal). The server dies with the sweep (PR_SET_PDEATHSIG), and its
 workers with it; it ends when the sweep closes the socket.
@@ -34,15 +38,18 @@ import sys
 import tempfile
 import time
 
-from .plan import IMPORT_LIMIT_S, RESULT_FD_ENV
+from ..worker import RECORD_FD_ENV
+
+IMPORT_LIMIT_S = 120.0  # as launch.IMPORT_LIMIT_S (that module imports this one)
 
 # what every worker of a registry model imports (each resolves its name through torchvision): the
 # server imports nothing more, so a forked worker's memory is a fresh one's. timm, pretrainedmodels
 # and the backends' runtimes are imported by the workers that use them; a user's model file imports
-# only what it imports, so its workers start fresh (see `Sweep._start_worker`).
+# only what it imports, so its workers start fresh (`launch.Job.preloaded` False).
 PRELOAD = ("torch", "torchvision", "dnnbench.zoo.registry", "dnnbench.measure.static", "dnnbench.measure.latency",
-           "dnnbench.measure.memory", "dnnbench.measure.busy", "dnnbench.backends", "dnnbench.runner.worker",
-           "safetensors.torch")
+           "dnnbench.measure.memory", "dnnbench.measure.busy", "dnnbench.backends", "dnnbench.worker.latency",
+           "dnnbench.worker.probe", "safetensors.torch")
+_SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
 _FDS = 3  # stdin, log, result pipe
 _MESSAGE = 1 << 16
 
@@ -65,14 +72,15 @@ def _threads() -> int:
 # ---- the server ----------------------------------------------------------------------------------
 
 
-def serve(sock: socket.socket) -> int:
-    from .worker import _die_with_parent
+def serve(sock: socket.socket, preload: bool = True) -> int:
+    from ..worker import die_with_parent
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle
-    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+    die_with_parent()
+    _prctl(_SUBREAPER, 1)
     t0 = time.perf_counter()
     loaded, missing = [], []
-    for name in PRELOAD:
+    for name in PRELOAD if preload else ():
         try:
             importlib.import_module(name)
             loaded.append(name)
@@ -80,7 +88,7 @@ def serve(sock: socket.socket) -> int:
             missing.append(f"{name}: {exc}")
     resident = _resident_file_pages()
     _send(sock, {"ready": True, "threads": _threads(), "import_s": time.perf_counter() - t0, "missing": missing,
-                 "resident_file_bytes": sum(n for _, n in resident)})
+                 "resident_file_bytes": sum(n for _, n in resident), "preloaded": preload})
     # a child's exit wakes the loop (SIGCHLD through the wakeup descriptor): no polling while a
     # worker measures, so the server takes no CPU from it
     wake_r, wake_w = os.pipe()
@@ -100,7 +108,7 @@ def serve(sock: socket.socket) -> int:
             except OSError:
                 break
             if not data:
-                break  # the sweep closed its end: done
+                break  # the launcher closed its end: done
             pid = _fork(json.loads(data), fds, sock, (wake_r, wake_w), resident)
             for fd in fds:
                 os.close(fd)
@@ -114,9 +122,46 @@ def serve(sock: socket.socket) -> int:
                 break
             if pid == 0:
                 break
-            children.discard(pid)
-            _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+            if pid in children:  # else an adopted orphan, reaped
+                children.discard(pid)
+                _kill_orphans(children)  # before the launcher hears of the end: nothing outlives a worker
+                _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+    _kill_orphans(())  # the launcher is done: every worker and what they left behind
     return 0
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill_orphans(workers) -> None:
+    """Kill every child of this server that is not a running worker, with its process group: a
+    process that a worker's model started and that escaped the worker's group (``setsid``) and came
+    back to the server, its subreaper, when its own parent died."""
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in workers:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me:
+            pid = int(name)
+            for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+                with contextlib.suppress(OSError):
+                    kill()
+    with contextlib.suppress(ChildProcessError):
+        while True:  # reap what is already gone; the rest is reaped by the loop as it goes
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0 or pid in workers:
+                break
 
 
 def _fork(request: dict, fds: list[int], sock: socket.socket, wake: tuple[int, int], resident) -> int:
@@ -132,22 +177,27 @@ def _fork(request: dict, fds: list[int], sock: socket.socket, wake: tuple[int, i
         for fd in wake:
             os.close(fd)
         sock.close()
-        os.setpgid(0, 0)  # a group of its own, ended whole; same session as the sweep (see sweep._OWN_GROUP)
-        stdin_fd, log_fd, result_fd = fds
+        os.setpgid(0, 0)  # a group of its own, ended whole; the caller's session (see the launch module)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stdin_fd, log_fd, record_fd = fds
         os.dup2(stdin_fd, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(stdin_fd)
         os.close(log_fd)
+        env = {**request["env"], RECORD_FD_ENV: str(record_fd)}
+        if not request.get("fork"):  # a fresh interpreter, which imports what its job needs
+            os.set_inheritable(record_fd, True)
+            os.execve(sys.executable, [sys.executable, "-X", "faulthandler", "-m", "dnnbench.worker"], env)
         os.environ.clear()
-        os.environ.update({**request["env"], RESULT_FD_ENV: str(result_fd)})
+        os.environ.update(env)
         tempfile.tempdir = None  # TMPDIR is the job's
         _reseed()
         _map_again(resident)
         import faulthandler
 
         faulthandler.enable()
-        from .worker import main
+        from ..worker import main
 
         code = main()
     except SystemExit as exc:
@@ -226,7 +276,7 @@ def _reseed() -> None:
 
 
 class Unavailable(Exception):
-    """The fork server could not start, or died: workers are spawned as fresh processes instead."""
+    """The server could not start, or died."""
 
 
 class Forked:
@@ -242,6 +292,11 @@ class Forked:
             self.returncode = self.server._exit_code(self.pid, 0)
         return self.returncode
 
+    @property
+    def parent_died(self) -> bool:
+        """Its exit is not known because the server died (and it with it, by PR_SET_PDEATHSIG)."""
+        return self.server.dead is not None and self.returncode is not None and self.pid not in self.server.known
+
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             self.returncode = self.server._exit_code(self.pid, timeout)
@@ -251,13 +306,15 @@ class Forked:
 
 
 class ForkServer:
-    """The sweep's handle on its fork server: started once, forks a worker per `launch`."""
+    """The launcher's handle on its server: started once, starts a worker per `launch`."""
 
-    def __init__(self, env: dict):
+    def __init__(self, env: dict, preload: bool = True):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log = tempfile.TemporaryFile()
         self.exits: dict[int, int] = {}
+        self.known: set[int] = set()  # workers whose exit the server reported
         self.dead: str | None = None
+        self.preloaded = preload
         # numpy's OpenBLAS starts its thread pool when loaded, sized by this variable: one thread
         # means none to start (its pool would be shut down before each fork anyway, by its own fork
         # handler; a worker's numpy then stays single-threaded, which no figure depends on)
@@ -265,9 +322,10 @@ class ForkServer:
         try:
             self.proc = subprocess.Popen(
                 # os._exit: nothing to flush, and tearing down torch's modules would take seconds
-                [sys.executable, "-c", "import os, sys, socket; from dnnbench.runner.forkserver import serve; "
-                                       "code = serve(socket.socket(fileno=int(sys.argv[1]))); sys.stdout.flush(); "
-                                       "sys.stderr.flush(); os._exit(code)", str(theirs.fileno())],
+                [sys.executable, "-c", "import os, sys, socket; from dnnbench.launch.forkserver import serve; "
+                                       "code = serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2] == '1'); "
+                                       "sys.stdout.flush(); sys.stderr.flush(); os._exit(code)",
+                 str(theirs.fileno()), "1" if preload else "0"],
                 stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),
                 env=env)
         finally:
@@ -288,10 +346,12 @@ class ForkServer:
                 raise Unavailable(f"it has {message['threads']} threads after importing, and a fork copies only one")
         return self.ready
 
-    def launch(self, env: dict, stdin_fd: int, log_fd: int, result_fd: int) -> Forked:
+    def launch(self, env: dict, fds: tuple[int, int, int], fork: bool = True) -> Forked:
+        """A worker with ``fds`` (stdin, log, record pipe): forked (``fork``, from a preloaded server)
+        or a fresh interpreter."""
         self.wait_ready()
         try:
-            _send(self.sock, {"env": env}, (stdin_fd, log_fd, result_fd))
+            _send(self.sock, {"env": env, "fork": fork and self.preloaded}, fds)
         except OSError as exc:
             self._died(f"it is gone ({exc})")
             raise Unavailable(self.dead) from exc
@@ -332,6 +392,7 @@ class ForkServer:
         message = json.loads(data)
         if "exit" in message:
             self.exits[message["exit"]] = message["code"]
+            self.known.add(message["exit"])
             return {}
         return message
 
