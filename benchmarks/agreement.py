@@ -27,7 +27,7 @@ MODELS = ["resnet18", "mobilenet_v2", "vgg16"]
 BATCHES = [1, 8]
 
 
-def in_process(rounds: int, threads: int) -> None:
+def in_process(rounds: int, threads: int, models: list[str]) -> None:
     import functools
     import statistics
     import time
@@ -44,7 +44,7 @@ def in_process(rounds: int, threads: int) -> None:
     policy = TimingPolicy(max_seconds=5.0)
     print(f"in one process, {rounds} interleaved rounds per cell, {threads} threads", flush=True)
     summary = []
-    for name in MODELS:
+    for name in models:
         model = get(name).build("cpu")
         for batch in BATCHES:
             x = torch.randn(batch, 3, 224, 224)
@@ -82,31 +82,47 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--inprocess-rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="end to end: dnnbench run --quick (one round, 3 s)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="end to end, beside each forked worker: the same model as a user's file, whose worker "
+                             "is a fresh interpreter")
     args = parser.parse_args()
     if args.inprocess_rounds:
-        in_process(args.inprocess_rounds, args.threads)
+        in_process(args.inprocess_rounds, args.threads, args.models.split(","))
     if not args.rounds:
         return
     print(f"end to end, {args.rounds} rounds: `dnnbench run` against a plain loop in a fresh process", flush=True)
     ratios: dict[tuple, list[float]] = {}
+    models = args.models.split(",")
+    extra = ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    user_file = Path(__file__).parent / "models" / "torchvision_file.py"
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for model in MODELS:
+            for model in models:
                 for batch in BATCHES:
-                    db = Path(tmp) / f"{model}-{batch}-{r}.db"
-                    dnnbench_run(db, [model], str(batch), "--threads", str(args.threads))
-                    ours = cells(db)[0]
-                    base = plain(model, batch, args.threads, "--passes", "20", "--seconds", "3")
-                    theirs = median(base["samples"])
-                    ratio = ours["latency_median_s"] / theirs
-                    ratios.setdefault((model, batch), []).append(ratio)
-                    print(f"round {r + 1} {model:13s} batch {batch}: dnnbench {ours['latency_median_s'] * 1e3:8.2f} ms "
-                          f"(±{ours['ci_rel'] * 100:.1f}%, n={ours['samples']})  plain loop {theirs * 1e3:8.2f} ms "
-                          f"(n={len(base['samples'])})  ratio {ratio:.3f}", flush=True)
-    print("\nmodel          batch  median ratio dnnbench/plain (per round)              within 5%")
-    for (model, batch), values in ratios.items():
+                    ways = [("forked", model)] + ([("fresh", f"{user_file}:{model}")] if args.fresh else [])
+                    got = {}
+                    # the plain loop before the dnnbench runs in even rounds and after them in odd ones: drift
+                    # between minutes hits both sides alike over the rounds
+                    order = ["plain", *ways] if r % 2 == 0 else [*ways, "plain"]
+                    for way in order:
+                        if way == "plain":
+                            got["plain"] = median(plain(model, batch, args.threads, "--passes", "20", "--seconds",
+                                                        "3")["samples"])
+                            continue
+                        db = Path(tmp) / f"{way[0]}-{model}-{batch}-{r}.db"
+                        dnnbench_run(db, [way[1]], str(batch), *extra)
+                        got[way[0]] = cells(db)[0]["latency_median_s"]
+                    for name, _ in ways:
+                        ratio = got[name] / got["plain"]
+                        ratios.setdefault((model, batch, name), []).append(ratio)
+                        print(f"round {r + 1} {model:13s} batch {batch} {name:6s}: dnnbench {got[name] * 1e3:8.2f} ms "
+                              f"plain loop {got['plain'] * 1e3:8.2f} ms  ratio {ratio:.3f}", flush=True)
+    print("\nmodel          batch  worker  median ratio dnnbench/plain (per round)              within 5%")
+    for (model, batch, name), values in ratios.items():
         m = median(values)
-        print(f"{model:13s}  {batch:5d}  {m:.3f}  ({', '.join(f'{v:.3f}' for v in values)})  "
+        print(f"{model:13s}  {batch:5d}  {name:6s}  {m:.3f}  ({', '.join(f'{v:.3f}' for v in values)})  "
               f"{'yes' if abs(m - 1) <= 0.05 else 'NO'}")
 
 

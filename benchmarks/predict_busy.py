@@ -42,11 +42,13 @@ def predict(db: Path, method: str, on_busy: str = "wait") -> tuple[list[dict], f
     return json.loads(out.stdout), time.perf_counter() - start, out.stderr
 
 
-def without_kernels(db: Path, to: Path) -> Path:
+def calibration_only(db: Path, to: Path) -> Path:
+    """A copy of ``db`` holding the calibration's cells only (the targets are held out), no kernel times."""
     shutil.copy(db, to)
     con = sqlite3.connect(to)
     with con:
         con.execute("DELETE FROM kernels")
+        con.execute(f"DELETE FROM cells WHERE model IN ({','.join('?' * len(TARGETS))})", TARGETS)
     con.close()
     return to
 
@@ -72,16 +74,21 @@ def main() -> None:
     disturbed = [c["model"] for c in cells(db) if c.get("disturbed")]
     print(f"measured cells disturbed: {disturbed or 'none'}")
 
+    missing = [m for m in CALIBRATION + TARGETS if m not in measured]
+    if missing:
+        raise SystemExit(f"not measured in {db}: {', '.join(missing)}; run `dnnbench run {' '.join(missing)} "
+                         f"--batch-sizes 1 --quick --retry-failed --db {db}`")
     quiet = {}
     for method in ("ops", "features", "kernels"):
-        rows, took, _ = predict(without_kernels(db, folder / f"quiet-{method}.db"), method)
+        rows, took, _ = predict(calibration_only(db, folder / f"quiet-{method}.db"), method)
         quiet[method] = {r["model"]: r for r in rows}
         print(f"quiet, {method}: {scores(rows, measured)} ({took:.0f} s)", flush=True)
+    print(f"kernel tables kept in {folder} (quiet-kernels.db, busy.db)")
 
     hog = subprocess.Popen([PY, "-c", "while True: pass"])
     try:
         time.sleep(1)
-        rows, took, said = predict(without_kernels(db, folder / "busy.db"), "kernels", args.on_busy)
+        rows, took, said = predict(calibration_only(db, folder / "busy.db"), "kernels", args.on_busy)
     finally:
         hog.kill()
         hog.wait()

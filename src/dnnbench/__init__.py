@@ -9,7 +9,7 @@ See `dnnbench.api` (``help(dnnbench.run)``) for everything public: `models`, `in
 `Setup`, `Results`. The rest of the package is internal.
 """
 
-from ._version import __version__
+from ._version import __version__  # noqa: F401 - dnnbench.__version__
 
 __all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
            "evaluate", "inspect", "merge", "models", "open", "run"]

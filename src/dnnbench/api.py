@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 from .analysis import PREDICT_METHODS
 from .errors import UserError
 from .runner.plan import BATCH_SIZES, RunConfig
-from .setup import Setup
+from .setup import Setup, is_reference
 
 __all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
            "evaluate", "inspect", "merge", "models", "open", "run"]
@@ -170,7 +170,7 @@ def _with_measured(results: list, db) -> list:
 
     with Store(db, create=False) as store:
         latest = {(a["model"], a["input_size"]): a for a in store.accuracies()
-                  if (a["backend"], a["precision"]) == ("eager", "fp32")}
+                  if is_reference(a)}
     out = []
     for r in results:
         a = latest.get((r.name, r.input_size))
@@ -196,12 +196,11 @@ def inspect(models: str | Sequence[str] = (), *, zoo: str | None = None, input_s
     ones (``measured_top1``, ``measured_top5``, ``measured_source``)."""
     if errors not in ("raise", "skip"):
         raise UserError(f"errors must be 'raise' or 'skip', got {errors!r}")
+    from .launch import Launcher
     from .measure.static import static_figures
     from .progressbar import bar
-    from .zoo.registry import is_user_model
-
-    from .launch import Launcher
     from .runner.static import counted_apart
+    from .zoo.registry import is_user_model
 
     entries = _entries(models, zoo, input_size)
     results, failures = [], []
@@ -367,8 +366,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
       need this dnnbench and its model libraries; Ray comes with ``pip install 'dnnbench[cluster]'``.
 
     Ctrl-C (or a notebook's interrupt) stops it with KeyboardInterrupt; every cell measured is kept."""
-    from .runner.progress import RunPrinter, summary
-    from .runner.sweep import Sweep
+    from .runner.sweep import sweep_and_read
     from .store import Store
 
     batch_sizes = _batch_sizes(batch_sizes)
@@ -386,11 +384,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
     if machines:
         raise UserError("machines chooses nodes of a cluster: give the cluster's address too (--cluster HEAD:6379)")
     cores = _cores()
-    for s in asked:
-        if s.threads and s.threads > cores:
-            say(f"warning: {s.threads} threads is more than the {cores} cores this process may use; threads "
-                "above that oversubscribe them, so every pass waits for cores and measures slower")
-            break
+    _warn_oversubscribed(asked, cores, say)
     launcher = _early_launcher(asked[0].threads or cores)  # imports torch while the rest is checked
     temporary = None
     try:
@@ -399,42 +393,43 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
         if db is None:
             temporary = tempfile.mkdtemp(prefix="dnnbench-")
             db = Path(temporary) / "results.db"
-        printer = RunPrinter(config, sys.stderr, progress=progress)
         with Store(db) as store:
-            sweep = Sweep(store, config, argv=argv, on_event=printer.event, launcher=launcher)
             try:
-                result = sweep.run(entries)
+                result, ran, cells = sweep_and_read(store, config, entries, argv, sys.stderr, progress, launcher)
             except KeyboardInterrupt:
-                printer.close()
                 if temporary:
                     temporary = None  # kept: it holds what was measured
                     raise KeyboardInterrupt(f"interrupted; every cell measured so far is kept in {db}: "
                                             f"dnnbench.open({str(db)!r})") from None
                 raise
-            finally:
-                printer.close()
-            from .export import rows
-
-            wanted = {(e.name, e.input_size) for e in entries}
-            setups = set(sweep.config.setups)
-            cells = [c for c in rows(store) if (c["model"], c["input_size"]) in wanted
-                     and Setup.of(c) in setups and c["batch_size"] in batch_sizes]
-        from .export import EXPORT_KEYS
-
-        stored = [m for m in result.measured if m.get("stored")]
-        outcome = RunOutcome(cells=Rows(cells, columns=EXPORT_KEYS),
-                             measured=sum(1 for m in stored if m["status"] == "ok"),
-                             failed=sum(1 for m in stored if m["status"] != "ok"), already=result.already,
-                             run_id=result.run_id, summary=summary(sweep.config, cells, result))
         results = Results(db, _temporary=temporary)
         temporary = None  # the Results owns it now
-        results.last_run = outcome
+        results.last_run = _outcome(result, ran, cells)
         return results
     finally:
         if launcher is not None:
             launcher.close()
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _warn_oversubscribed(setups: list[Setup], cores: int, say) -> None:
+    for s in setups:
+        if s.threads and s.threads > cores:
+            say(f"warning: {s.threads} threads is more than the {cores} cores this process may use; threads "
+                "above that oversubscribe them, so every pass waits for cores and measures slower")
+            return
+
+
+def _outcome(result, ran, cells: list[dict]) -> RunOutcome:
+    """What one sweep measured, as `run` returns it."""
+    from .export import EXPORT_KEYS
+    from .runner.progress import summary
+
+    stored = [m for m in result.measured if m.get("stored")]
+    return RunOutcome(cells=Rows(cells, columns=EXPORT_KEYS), measured=sum(1 for m in stored if m["status"] == "ok"),
+                      failed=sum(1 for m in stored if m["status"] != "ok"), already=result.already,
+                      run_id=result.run_id, summary=summary(ran, cells, result))
 
 
 def _run_on_cluster(address: str, wanted: list[str] | None, models, zoo, input_size, weights, batch_sizes,
@@ -598,9 +593,9 @@ def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = 
     finally:
         if store is not None:
             store.close()
-    reference = {(r["model"]): r["top1"] for r in rows if (r["backend"], r["precision"]) == ("eager", "fp32")}
+    reference = {(r["model"]): r["top1"] for r in rows if is_reference(r)}
     for r in rows:
-        r["top1_drop"] = None if (r["backend"], r["precision"]) == ("eager", "fp32") else r["top1"] - reference[r["model"]]
+        r["top1_drop"] = None if is_reference(r) else r["top1"] - reference[r["model"]]
     return Rows(rows, render=_accuracy_table, columns=ACCURACY_COLUMNS)
 
 

@@ -51,17 +51,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dnnbench", description="Which vision model to deploy on this machine, measured on it.")
     parser.add_argument("--version", action="version", version=f"dnnbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _models_command(sub)
+    _inspect_command(sub)
+    _run_command(sub)
+    _eval_command(sub)
+    _export_command(sub)
+    _merge_command(sub)
+    _report_command(sub)
+    _recommend_command(sub)
+    _predict_command(sub)
+    return parser
 
-    p = sub.add_parser("models", help="list the zoo: name, family, source library, native input size")
-    p.add_argument("--zoo", metavar="NAME", help="only the models of this preset")
+
+def _add_db(p) -> None:
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
+
+
+def _add_json(p) -> None:
     p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
 
+
+def _models_command(sub) -> None:
+    p = sub.add_parser("models", help="list the zoo: name, family, source library, native input size")
+    p.add_argument("--zoo", metavar="NAME", help="only the models of this preset")
+    _add_json(p)
+
+
+def _inspect_command(sub) -> None:
     p = sub.add_parser("inspect", help="params, MACs, FLOPs, file size, input size, published accuracy")
     _model_args(p, required=True)
     p.add_argument("--db", metavar="PATH",
                    help="a database where `dnnbench eval` stored accuracy: the measured top-1 goes beside the published")
-    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+    _add_json(p)
 
+
+def _run_command(sub) -> None:
     p = sub.add_parser("run", help="measure latency, throughput, cold start, memory and energy versus batch size "
                                    "into a resumable SQLite database")
     _model_args(p, required=True)
@@ -84,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", metavar="NAME",
                    help="the name this machine's cells go under in the database (default: its fingerprint, "
                         "e.g. amd-epyc-2c-24g-1f3a: CPU model, cores, memory, GPU)")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
+    _add_db(p)
     p.add_argument("--target-ci", type=_fraction, default=None, metavar="FRACTION",
                    help="stop a cell once the 95%% interval of its median is within this fraction of it "
                         f"(default: {DEFAULTS['target_ci']}; {QUICK_DEFAULTS['target_ci']} with --quick)")
@@ -116,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machines", metavar="LIST",
                    help="with --cluster: only these nodes, by machine name, host name or address, comma-separated")
 
+
+def _eval_command(sub) -> None:
     p = sub.add_parser("eval", help="top-1 and top-5 accuracy on your labelled images, with your weights, in any "
                                     "setup, stored in the database")
     _model_args(p, required=True)
@@ -138,25 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N images, spread over the classes")
     p.add_argument("--workers", type=_positive_int, metavar="N",
                    help="data-loading processes (default: the cores this process may use, at most 4)")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
-    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+    _add_db(p)
+    _add_json(p)
 
+
+def _export_command(sub) -> None:
     p = sub.add_parser("export", help="every measured cell of a database as CSV or JSON")
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="csv (default) or json")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
+    _add_db(p)
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--force", action="store_true",
                    help="write --out even where it is an SQLite database (this one included), destroying it")
 
+
+def _merge_command(sub) -> None:
     p = sub.add_parser("merge", help="merge databases measured on other machines into one (read, never written); "
                                      "merging again adds nothing")
     p.add_argument("sources", nargs="+", metavar="DB", help="the databases to merge")
     p.add_argument("--into", required=True, metavar="PATH", help="the database to merge them into (created if absent)")
     p.add_argument("--json", action="store_true", help="what was merged as a JSON object")
 
+
+def _report_command(sub) -> None:
     p = sub.add_parser("report", help="every figure and finding of the two papers from a database: report.html, "
                                       "PNG/SVG figures, CSV tables")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
+    _add_db(p)
     p.add_argument("--out", default=DEFAULT_REPORT, metavar="DIR", help=f"output folder (default: {DEFAULT_REPORT})")
     p.add_argument("--batch-size", type=_positive_int, metavar="B",
                    help="batch size of the single-batch figures (default: 16, or the measured one nearest to it)")
@@ -167,11 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="write the report's files even over SQLite databases of those names in --out")
 
+
+def _recommend_command(sub) -> None:
     p = sub.add_parser("recommend", help="the models that meet your memory, speed, accuracy and energy limits, "
                                          "most accurate first")
     p.add_argument("models", nargs="*", metavar="MODEL", help="with --measure: the candidates (registry names, aliases, "
                                                             "timm/<name>, path/file.py:function)")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
+    _add_db(p)
     p.add_argument("--max-memory", required=True, metavar="SIZE", help="peak memory limit, e.g. 2GB or 512MiB")
     speed = p.add_mutually_exclusive_group(required=True)
     speed.add_argument("--max-latency", metavar="TIME", help="latency limit of one batch, e.g. 50ms")
@@ -187,14 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "decide the answer: most accurate first, skipping those the prediction rules out")
     p.add_argument("--zoo", metavar="NAME", help="with --measure: a preset's models as candidates")
     p.add_argument("--quick", action="store_true", help="with --measure: measure with run's quick budgets")
-    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
+    _add_json(p)
 
+
+def _predict_command(sub) -> None:
     p = sub.add_parser("predict", help="predict models' latency on a measured setup from their kernels, "
                                        "calibrated on the models measured there")
     p.add_argument("models", nargs="*", metavar="MODEL", help="registry names, aliases, timm/<name>, or path/file.py:function")
     p.add_argument("--zoo", metavar="NAME", help="a preset: canziani2016, culurciello2018, bianco2018, keras, mobile")
     p.add_argument("--all", action="store_true", help="every model of the registry")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"the results database (default: {DEFAULT_DB})")
+    _add_db(p)
     p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="batch size (default 16)")
     p.add_argument("--input-size", type=_positive_int, metavar="PX", help="input side in pixels (default: native)")
     p.add_argument("--method", choices=list(api.PREDICT_METHODS), default="kernels",
@@ -209,8 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when other processes use the machine while kernels are timed: wait (default) up to 30 s "
                         "for quiet and time a disturbed window once more, then flag the predictions resting on it; "
                         "measure: flag only; stop: end (exit status 3), keeping every kernel timed")
-    p.add_argument("--json", action="store_true", help="a JSON list of objects instead of a table")
-    return parser
+    _add_json(p)
 
 
 def _positive_float(text: str) -> float:

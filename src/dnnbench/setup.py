@@ -94,6 +94,22 @@ class Setup:
         return text + (f" on {self.machine}" if machine and self.machine else "")
 
 
+REFERENCE = ("eager", "fp32")  # (backend, precision) every other setup is compared with
+
+
+def is_reference(row: dict) -> bool:
+    """Whether a cell's, an accuracy row's or a setup's fields name the reference runtime, eager fp32."""
+    return (row.get("backend"), row.get("precision")) == REFERENCE
+
+
+def memory_bytes(cell: dict) -> float | None:
+    """A cell's memory figure, the one every limit and figure uses: the device memory NVML saw for the
+    worker (CUDA, context included) where recorded, else the worker's peak resident set. A reading of
+    0 is a reading, not a missing one."""
+    nvml = cell.get("mem_nvml_bytes")
+    return nvml if nvml is not None else cell.get("mem_peak_bytes")
+
+
 def select(setups, text: str) -> list[Setup]:
     """The setups that ``text`` names: comma-separated words, each a field's value (``onnxruntime,int8``,
     ``compile, bf16, channels-last``, ``lab1``, ``2 threads``); a setup is named when it has every word."""

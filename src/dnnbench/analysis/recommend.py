@@ -85,8 +85,9 @@ class At:
 
 
 def _memory(cell: dict) -> float | None:
-    nvml = cell.get("mem_nvml_bytes")
-    return nvml if nvml is not None else cell.get("mem_peak_bytes")
+    from ..setup import memory_bytes
+
+    return memory_bytes(cell)
 
 
 def _lerp(lo: float | None, hi: float | None, t: float) -> float | None:

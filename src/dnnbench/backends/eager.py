@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ..measure.device import sync_function
+from ..measure.device import DTYPE_NAMES, sync_function
 from . import cpu
 from .base import Backend, is_cuda
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {p: getattr(torch, DTYPE_NAMES[p]) for p in ("fp32", "bf16", "fp16")}  # the float precisions
 
 
 def float_support(backend: Backend, precision: str, device: str) -> str | None:

@@ -151,11 +151,10 @@ def run(job: dict, emit_record) -> int:
 
 
 def _sweep(job: dict, emit) -> int:
-    from ..export import rows
     from ..runner.plan import RunConfig
-    from ..runner.progress import RunPrinter, say_to, summary
+    from ..runner.progress import say_to, summary
     from ..runner.setups import runnable
-    from ..runner.sweep import Sweep
+    from ..runner.sweep import sweep_and_read
     from ..setup import Setup
     from ..store import Store, insert_cells
     from ..zoo.names import entries as resolve
@@ -171,19 +170,11 @@ def _sweep(job: dict, emit) -> int:
         store = Forwarding(own, emit)
         try:
             own._transaction(lambda db: insert_cells(db, job["cells"]))
-            printer = RunPrinter(config, lines, progress=job["progress"])
-            sweep = Sweep(store, config, argv=job["argv"], on_event=printer.event)
-            try:
-                result = sweep.run(entries)
-            finally:
-                printer.close()
-            wanted = {(e.name, e.input_size) for e in entries}
-            cells = [c for c in rows(store) if (c["model"], c["input_size"]) in wanted
-                     and Setup.of(c) in set(sweep.config.setups) and c["batch_size"] in batch_sizes]
+            result, ran, cells = sweep_and_read(store, config, entries, job["argv"], lines, job["progress"])
             stored = [m for m in result.measured if m.get("stored")]
             emit({"kind": "done", "measured": sum(1 for m in stored if m["status"] == "ok"),
                   "failed": sum(1 for m in stored if m["status"] != "ok"), "already": result.already,
-                  "summary": summary(sweep.config, cells, dataclasses.replace(result, run_id=None))})
+                  "summary": summary(ran, cells, dataclasses.replace(result, run_id=None))})
         finally:
             store.close()
     return 0

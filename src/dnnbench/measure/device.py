@@ -13,6 +13,10 @@ from pathlib import Path
 from ..errors import UserError
 from . import memory
 
+# each precision's tensor dtype, by torch's name: the one table (int8's values are int8; a backend that
+# runs int8 between float layers, or a kernel of an int8 setup timed in eager, says so where it does)
+DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8"}
+
 
 def check_device(text: str) -> str:
     """``cpu``, ``cuda`` or ``cuda:N``, checked against this machine; a UserError otherwise."""
@@ -185,7 +189,6 @@ def peak_flops(device: str, threads: int, size: int | None = None, repeats: int 
             "peak_flops_method": f"{name} {n}x{n} {str(dtype).replace('torch.', '')}, best of {len(times)}"}
 
 
-PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8"}
 
 
 def peak_flops_by_precision(device: str, threads: int, precisions) -> dict:
@@ -197,7 +200,7 @@ def peak_flops_by_precision(device: str, threads: int, precisions) -> dict:
     out = {}
     for precision in precisions:
         try:
-            out[precision] = peak_flops(device, threads, dtype=getattr(torch, PRECISION_DTYPES[precision]))
+            out[precision] = peak_flops(device, threads, dtype=getattr(torch, DTYPE_NAMES[precision]))
         except (RuntimeError, NotImplementedError, KeyError) as exc:
             out[precision] = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:200]}
     return out

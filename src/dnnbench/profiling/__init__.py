@@ -16,10 +16,13 @@ from importlib import metadata
 
 from ..errors import UserError
 from ..launch import IMPORT_LIMIT_S, Job, Launcher
+from ..measure.device import DTYPE_NAMES
 from ..worker import KERNELS
 
 PROFILE_FORMAT = 1  # raise when the recorder's output changes: stored profiles are then recorded again
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "float32"}
+# eager has no int8 kernels (pt2e int8 runs as int8 only once compiled): an int8 setup's kernels are timed
+# in fp32, and its calibration on int8 cells absorbs the difference
+DTYPES = {**DTYPE_NAMES, "int8": "float32"}
 PARALLEL = 2
 STORE_EVERY = 50  # kernel times stored per transaction
 
@@ -152,81 +155,92 @@ def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict |
     says why), so it is estimated from the others and timed again by the next call. A kernel timed while
     others disturbed the machine is stored with its contention, counts as ``disturbed``, and is timed
     again by a later call. ``on_wait(text)`` hears of each wait for a quiet machine."""
-    from ..measure.busy import DISTURBED_SHARE
     from ..runner.lock import machine_lock
 
     dtype = DTYPES[setup.precision]
-    stored = store.kernels(setup.machine, setup.device, setup.threads, dtype) if store is not None else {}
-    for row in stored.values():
-        row["disturbed"] = (row.get("contention") or 0) > DISTURBED_SHARE
-    timed = {k: r for k, r in stored.items() if not r["disturbed"]}
-    missing = [k for k in dict.fromkeys(keys) if k not in timed]
+    table = _KernelTable(store, setup, dtype, progress, on_wait)
+    missing = [k for k in dict.fromkeys(keys) if k not in table.timed]
+    table.missing = len(missing)
     if progress:
         progress(0, len(missing))
     if not missing:
-        return timed
+        return table.timed
     if setup.device != "cpu":
         raise UserError(f"kernels are timed on the CPU only, not {setup.device}: predict with --method features "
                         "or ops on this setup")
-    pending: list[dict] = []
-    writable = [store is not None and not store.readonly]
-    current: list = [None]
-    already = len(timed)
     work = work or {}
+    spec = {"dtype": dtype, "busy": {"on_busy": "wait", "wait_s": 30.0, "retries": 1, **(busy or {}),
+                                     "parent": os.getpid()}}
+    with machine_lock():
+        try:
+            while True:  # a kernel that kills its worker is recorded as failed, and the rest timed by another
+                left = [k for k in missing if k not in table.timed]
+                if not left:
+                    break
+                table.current = None
+                job = {**spec, "time": left, "threads": setup.threads, "work": {k: work[k] for k in left if k in work}}
+                died = _run([job], table.on_record)
+                if not died:
+                    break
+                table.keep({"key": table.current or left[0], "seconds": None, "calls": 0, "error": died[0][1]})
+        finally:
+            table.flush()
+    return table.timed
 
-    def flush() -> None:
-        if writable[0] and pending:
+
+class _KernelTable:
+    """The kernel times of one setup: those stored on a quiet machine, and the worker's records as they
+    come, stored in batches (an interrupted call keeps what it timed)."""
+
+    def __init__(self, store, setup, dtype: str, progress, on_wait):
+        from ..measure.busy import DISTURBED_SHARE
+
+        self.store, self.setup, self.dtype, self.progress, self.on_wait = store, setup, dtype, progress, on_wait
+        stored = store.kernels(setup.machine, setup.device, setup.threads, dtype) if store is not None else {}
+        for row in stored.values():
+            row["disturbed"] = (row.get("contention") or 0) > DISTURBED_SHARE
+        self.timed = {k: r for k, r in stored.items() if not r["disturbed"]}  # disturbed ones are timed again
+        self.already, self.missing = len(self.timed), 0
+        self.pending: list[dict] = []
+        self.writable = store is not None and not store.readonly
+        self.current: str | None = None  # the kernel being timed: a worker that dies took it down
+
+    def flush(self) -> None:
+        if self.writable and self.pending:
             try:
-                store.put_kernels(setup.machine, setup.device, setup.threads, dtype, pending)
-            except UserError:
-                writable[0] = False
-        pending.clear()
+                self.store.put_kernels(self.setup.machine, self.setup.device, self.setup.threads, self.dtype,
+                                       self.pending)
+            except UserError:  # a full disk or read-only file: the times still serve this call
+                self.writable = False
+        self.pending.clear()
 
-    def keep(record: dict) -> None:
+    def keep(self, record: dict) -> None:
         if record.get("implausible"):  # not its time: estimated now, timed again next time
             record = {**record, "error": f"timed at {record['seconds']:.3g} s, beyond what its work can take "
                                          "here: estimated from the other kernels instead", "seconds": None}
         else:
-            pending.append(record)
-        timed[record["key"]] = {k: record.get(k) for k in ("seconds", "calls", "contention", "error")}
-        timed[record["key"]]["disturbed"] = bool(record.get("disturbed"))
-        if len(pending) >= STORE_EVERY:
-            flush()
+            self.pending.append(record)
+        self.timed[record["key"]] = {**{k: record.get(k) for k in ("seconds", "calls", "contention", "error")},
+                                     "disturbed": bool(record.get("disturbed"))}
+        if len(self.pending) >= STORE_EVERY:
+            self.flush()
 
-    def on_record(record: dict) -> None:
+    def on_record(self, record: dict) -> None:
         kind = record["type"]
         if kind == "start":
-            current[0] = record["key"]
-        elif kind == "wait" and on_wait:
-            on_wait(f"timing kernels: the machine is busy ({record['load']}); waiting up to "
-                    f"{record['limit_s']:.0f} s for it to be quiet")
+            self.current = record["key"]
+        elif kind == "wait" and self.on_wait:
+            self.on_wait(f"timing kernels: the machine is busy ({record['load']}); waiting up to "
+                         f"{record['limit_s']:.0f} s for it to be quiet")
         elif kind == "busy":
             from ..runner.sweep import MachineBusy
 
             raise MachineBusy(f"timing kernels: {record['load']}: stopped (--on-busy stop); every kernel timed "
                               "before is kept. Close them and run the same command again, or use --on-busy wait")
         elif kind == "kernel":
-            keep(record)
-            if progress:
-                progress(len(timed) - already, len(missing))
-
-    spec = {"dtype": dtype, "busy": {"on_busy": "wait", "wait_s": 30.0, "retries": 1, **(busy or {}),
-                                     "parent": os.getpid()}}
-    with machine_lock():
-        try:
-            while True:  # a kernel that kills its worker is recorded as failed, and the rest timed by another
-                left = [k for k in missing if k not in timed]
-                if not left:
-                    break
-                current[0] = None
-                job = {**spec, "time": left, "threads": setup.threads, "work": {k: work[k] for k in left if k in work}}
-                died = _run([job], on_record)
-                if not died:
-                    break
-                keep({"key": current[0] or left[0], "seconds": None, "calls": 0, "error": died[0][1]})
-        finally:
-            flush()
-    return timed
+            self.keep(record)
+            if self.progress:
+                self.progress(len(self.timed) - self.already, self.missing)
 
 
 def busy_share(calls: dict, rows: dict) -> float:

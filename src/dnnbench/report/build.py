@@ -10,7 +10,7 @@ from ..analysis.data import load, peak_flops
 from ..analysis.setups import best_setups, speedups
 from ..errors import UserError
 from ..export import is_sqlite, same_file
-from ..setup import select
+from ..setup import memory_bytes, select
 from ..units import format_bytes, format_seconds, format_significant
 from . import html as page_html
 from .figures import Drawer, best_table, cells_by_model, nice_limits
@@ -119,7 +119,7 @@ def _machines_section(everything, setup, batch: int, out: Path, memory_limits, s
     for m in sorted((m for m in everything if m.setup in setups.values()),
                     key=lambda m: (m.model, names.index(m.setup.machine))):
         cell, first = m.ok.get(batch), m.ok.get(1)
-        memory = (first.get("mem_nvml_bytes") or first.get("mem_peak_bytes")) if first else None
+        memory = memory_bytes(first) if first else None
         r = ratio.get((m.model, m.input_size, m.setup.machine))
         shown = _ratio(r) if r else ("1 (reference)", 1.0) if m.setup.machine == setup.machine and cell else "-"
         rows.append([m.model, m.setup.label(machine=True),
@@ -249,6 +249,111 @@ def _check_no_database_overwritten(out: Path, db, force: bool) -> None:
                             "another --out (or add --force to overwrite it)")
 
 
+def _tables(models, everything, batch: int, predicted, out: Path) -> dict:
+    """The report's tables, each also written as CSV into ``out``: models, best models under limits,
+    predicted against measured, every cell."""
+    def at(m, b, key):
+        cell = m.ok.get(b)
+        return cell.get(key) if cell else None
+
+    model_rows = []
+    for m in models:
+        lat1 = at(m, 1, "latency_median_s")
+        ci1 = at(m, 1, "ci_rel")
+        first = next(iter(m.cells.values()), {})
+        mem1 = memory_bytes(m.ok[1]) if 1 in m.ok else None
+        model_rows.append([
+            m.model, m.family, m.top1, m.top5, m.params and round(m.params / 1e6, 3), m.macs and round(m.macs / 1e9, 4),
+            m.accuracy_density and round(m.accuracy_density, 3),
+            lat1 and round(lat1 * 1e3, 3), ci1 and round(100 * ci1, 2),
+            at(m, batch, "images_per_s") and round(at(m, batch, "images_per_s"), 2),
+            mem1 and round(mem1 / _MIB, 1), first.get("cold_build_s") and round(first["cold_build_s"], 3),
+            first.get("cold_load_s") and round(first["cold_load_s"], 3),
+            first.get("cold_first_s") and round(first["cold_first_s"], 3),
+            at(m, batch, "energy_per_image_j"), m.accuracy_source, m.accuracy, m.top1_published,
+            _paper_top1(m)])
+    model_head = ["model", "family", "top-1 (%)", "top-5 (%)", "params (M)", "G-MACs", "top-1 per M params (%)",
+                  "latency at batch 1 (ms)", "95% CI at batch 1 (±%)", f"images/s at batch {batch}",
+                  "peak memory at batch 1 (MiB)", "build (s)", "load weights (s)", "first pass (s)",
+                  f"energy at batch {batch} (J/image)", "accuracy source", "top-1 is", "published top-1 (%)",
+                  "Bianco 2018 top-1 (%)"]
+    _write_csv(out / "models.csv", model_head, model_rows)
+
+    mem_values = [memory_bytes(m.ok[1]) for m in models if 1 in m.ok]
+    fps_values = [m.ok[1]["images_per_s"] for m in models if 1 in m.ok]
+    memory_limits = [v * _MIB for v in nice_limits([v / _MIB for v in mem_values if v])]  # round in MiB
+    speed_limits = [v for v in nice_limits(fps_values)]
+    best = best_table(models, 1, memory_limits, speed_limits) if memory_limits and speed_limits else []
+    best_rows = [[f"{r['max_memory_bytes'] / _MIB:,.0f}", f"{r['min_images_per_s']:g}",
+                  "; ".join(r["models"]) or "none"] for r in best]
+    best_head = ["memory ≤ (MiB)", "images/s ≥", "the 5 most accurate models that fit, at batch 1"]
+    _write_csv(out / "best_models.csv", best_head, best_rows)
+
+    pred_rows = [[m.model, round(cell["latency_median_s"] / batch * 1e3, 4), round(pred / batch * 1e3, 4),
+                  round(100 * (pred - cell["latency_median_s"]) / cell["latency_median_s"], 1), "measured"]
+                 for m, cell, pred in (predicted or {}).get("measured", [])]
+    pred_rows += [[name, None, round(p.latency_s / batch * 1e3, 4), None,
+                   "predicted" + (f" (extrapolates: {'; '.join(p.extrapolations)})" if p.extrapolations else "")]
+                  for name, _, p, _ in (predicted or {}).get("predicted", [])]
+    pred_head = ["model", f"measured time per image at batch {batch} (ms)", "predicted, leave-one-out (ms)",
+                 "error (%)", "what"]
+    _write_csv(out / "predicted.csv", pred_head, pred_rows)
+
+    from ..export import EXPORT_KEYS
+
+    cell_rows = [[c.get(k) for k in EXPORT_KEYS] for m in everything for c in m.cells.values()]
+    _write_csv(out / "cells.csv", EXPORT_KEYS, cell_rows)
+
+    return {"model_head": model_head, "model_rows": model_rows, "best_head": best_head, "best_rows": best_rows,
+            "pred_head": pred_head, "pred_rows": pred_rows, "memory_limits": memory_limits,
+            "speed_limits": speed_limits}
+
+
+def _intro(models, charts, batch: int) -> tuple[list[str], list[dict]]:
+    """The report's findings in words, and the cells measured on a busy machine."""
+    intro = []
+    costly = [m for m in models if m.macs]
+    if costly:
+        top = max(costly, key=lambda m: m.macs)
+        cell = top.ok.get(batch)
+        extra = (f", {format_seconds(cell['time_per_image_s'])} per image at batch {batch}" if cell else "")
+        mem = top.ok.get(1, {}).get("mem_peak_bytes") if 1 in top.ok else None
+        intro.append(f"{top.model} is the most expensive model: {format_significant(top.macs / 1e9)} G-MACs per "
+                     f"image{extra}" + (f", {format_bytes(mem)} at batch 1" if mem else "") + ".")
+    # the findings once each; which models a figure leaves out is said once, at the end
+    intro += [c.finding.replace(c.omitted, "").replace(c.busy_note, "").strip()
+              for c in charts if c.finding and not c.reason]
+    intro += sorted({c.omitted for c in charts if c.omitted and not c.reason})
+    intro += _accuracy_words(models)
+    intro.append(OPERATIONS_CONVENTION)
+    busy = [c for m in models for c in m.ok.values() if c.get("disturbed")]
+    if busy:
+        names = cells_by_model((c["model"], c["batch_size"]) for c in busy)
+        intro.append(f"{len(busy)} of {sum(len(m.ok) for m in models)} cells were measured while other processes used "
+                     f"the machine: {names}. Their times are likely too slow: they are ringed in red in every figure "
+                     "of times, listed below, and every finding that rests on them says so. Measure them again on a "
+                     "quiet machine to trust those findings.")
+    return intro, busy
+
+
+def _meta(store, models, setup, batch: int, others) -> str:
+    """The line that says what the report shows: models, machine, setup, batch size, rounds."""
+    env = (store.runs()[-1].get("environment") or {}) if store.runs() else {}
+    meta = (f"{len(models)} models measured on {setup.machine} ({env.get('cpu_model') or env.get('gpu') or 'unknown'}: "
+            f"{setup.label()}); batch size for single-batch figures: {batch}; database {store.path}")
+    rounds = sorted({c.get("rounds") or 1 for m in models for c in m.ok.values()})
+    if rounds:
+        meta += (f"; each cell measured in {rounds[0]} worker process{'es' if rounds[0] > 1 else ''}" if len(rounds) == 1
+                 else f"; cells measured in {rounds[0]} to {rounds[-1]} worker processes")
+        meta += (", intervals widened by the spread between them" if rounds[-1] > 1 else
+                 " (intervals cover the noise within one process only: `dnnbench run --rounds 3` adds the spread "
+                 "between processes)")
+    if others:
+        meta += (f"; figures 1 to 13 show {setup.label(machine=True)} (choose another with --setup); other setups "
+                 f"in the database: {'; '.join(o.label(machine=True) for o in others)}")
+    return meta
+
+
 def build_report(store, out: str | Path, batch: int | None = None, limits=None, force: bool = False,
                  setup: str | None = None) -> Path:
     """Write the report of ``store`` into the folder ``out``: report.html, each figure as PNG and SVG,
@@ -274,110 +379,24 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     drawer = Drawer(models, out, batch, peak, limits, everything, predicted)
     charts = drawer.draw_all()
 
-    # -- tables ----------------------------------------------------------------------------------
-    def at(m, b, key):
-        cell = m.ok.get(b)
-        return cell.get(key) if cell else None
-
-    model_rows = []
-    for m in models:
-        lat1 = at(m, 1, "latency_median_s")
-        ci1 = at(m, 1, "ci_rel")
-        first = next(iter(m.cells.values()), {})
-        mem1 = at(m, 1, "mem_nvml_bytes") or at(m, 1, "mem_peak_bytes")
-        model_rows.append([
-            m.model, m.family, m.top1, m.top5, m.params and round(m.params / 1e6, 3), m.macs and round(m.macs / 1e9, 4),
-            m.accuracy_density and round(m.accuracy_density, 3),
-            lat1 and round(lat1 * 1e3, 3), ci1 and round(100 * ci1, 2),
-            at(m, batch, "images_per_s") and round(at(m, batch, "images_per_s"), 2),
-            mem1 and round(mem1 / _MIB, 1), first.get("cold_build_s") and round(first["cold_build_s"], 3),
-            first.get("cold_load_s") and round(first["cold_load_s"], 3),
-            first.get("cold_first_s") and round(first["cold_first_s"], 3),
-            at(m, batch, "energy_per_image_j"), m.accuracy_source, m.accuracy, m.top1_published,
-            _paper_top1(m)])
-    model_head = ["model", "family", "top-1 (%)", "top-5 (%)", "params (M)", "G-MACs", "top-1 per M params (%)",
-                  "latency at batch 1 (ms)", "95% CI at batch 1 (±%)", f"images/s at batch {batch}",
-                  "peak memory at batch 1 (MiB)", "build (s)", "load weights (s)", "first pass (s)",
-                  f"energy at batch {batch} (J/image)", "accuracy source", "top-1 is", "published top-1 (%)",
-                  "Bianco 2018 top-1 (%)"]
-    _write_csv(out / "models.csv", model_head, model_rows)
-
-    mem_values = [m.ok[1].get("mem_nvml_bytes") or m.ok[1].get("mem_peak_bytes") for m in models if 1 in m.ok]
-    fps_values = [m.ok[1]["images_per_s"] for m in models if 1 in m.ok]
-    memory_limits = [v * _MIB for v in nice_limits([v / _MIB for v in mem_values if v])]  # round in MiB
-    speed_limits = [v for v in nice_limits(fps_values)]
-    best = best_table(models, 1, memory_limits, speed_limits) if memory_limits and speed_limits else []
-    best_rows = [[f"{r['max_memory_bytes'] / _MIB:,.0f}", f"{r['min_images_per_s']:g}",
-                  "; ".join(r["models"]) or "none"] for r in best]
-    best_head = ["memory ≤ (MiB)", "images/s ≥", "the 5 most accurate models that fit, at batch 1"]
-    _write_csv(out / "best_models.csv", best_head, best_rows)
-
-    pred_rows = [[m.model, round(cell["latency_median_s"] / batch * 1e3, 4), round(pred / batch * 1e3, 4),
-                  round(100 * (pred - cell["latency_median_s"]) / cell["latency_median_s"], 1), "measured"]
-                 for m, cell, pred in (predicted or {}).get("measured", [])]
-    pred_rows += [[name, None, round(p.latency_s / batch * 1e3, 4), None,
-                   "predicted" + (f" (extrapolates: {'; '.join(p.extrapolations)})" if p.extrapolations else "")]
-                  for name, _, p, _ in (predicted or {}).get("predicted", [])]
-    pred_head = ["model", f"measured time per image at batch {batch} (ms)", "predicted, leave-one-out (ms)",
-                 "error (%)", "what"]
-    _write_csv(out / "predicted.csv", pred_head, pred_rows)
-
-    from ..export import EXPORT_KEYS
-
-    cell_rows = [[c.get(k) for k in EXPORT_KEYS] for m in everything for c in m.cells.values()]
-    _write_csv(out / "cells.csv", EXPORT_KEYS, cell_rows)
-
-    # -- words -----------------------------------------------------------------------------------
-    intro = []
-    costly = [m for m in models if m.macs]
-    if costly:
-        top = max(costly, key=lambda m: m.macs)
-        cell = top.ok.get(batch)
-        extra = (f", {format_seconds(cell['time_per_image_s'])} per image at batch {batch}" if cell else "")
-        mem = top.ok.get(1, {}).get("mem_peak_bytes") if 1 in top.ok else None
-        intro.append(f"{top.model} is the most expensive model: {format_significant(top.macs / 1e9)} G-MACs per "
-                     f"image{extra}" + (f", {format_bytes(mem)} at batch 1" if mem else "") + ".")
-    # the findings once each; which models a figure leaves out is said once, at the end
-    intro += [c.finding.replace(c.omitted, "").replace(c.busy_note, "").strip()
-              for c in charts if c.finding and not c.reason]
-    intro += sorted({c.omitted for c in charts if c.omitted and not c.reason})
-    intro += _accuracy_words(models)
-    intro.append(OPERATIONS_CONVENTION)
-    busy = [c for m in models for c in m.ok.values() if c.get("disturbed")]
-    if busy:
-        names = cells_by_model((c["model"], c["batch_size"]) for c in busy)
-        intro.append(f"{len(busy)} of {sum(len(m.ok) for m in models)} cells were measured while other processes used "
-                     f"the machine: {names}. Their times are likely too slow: they are ringed in red in every figure "
-                     "of times, listed below, and every finding that rests on them says so. Measure them again on a "
-                     "quiet machine to trust those findings.")
-    env = (store.runs()[-1].get("environment") or {}) if store.runs() else {}
-    meta = (f"{len(models)} models measured on {setup.machine} ({env.get('cpu_model') or env.get('gpu') or 'unknown'}: "
-            f"{setup.label()}); batch size for single-batch figures: {batch}; database {store.path}")
-    rounds = sorted({c.get("rounds") or 1 for m in models for c in m.ok.values()})
-    if rounds:
-        meta += (f"; each cell measured in {rounds[0]} worker process{'es' if rounds[0] > 1 else ''}" if len(rounds) == 1
-                 else f"; cells measured in {rounds[0]} to {rounds[-1]} worker processes")
-        meta += (", intervals widened by the spread between them" if rounds[-1] > 1 else
-                 " (intervals cover the noise within one process only: `dnnbench run --rounds 3` adds the spread "
-                 "between processes)")
-    if others:
-        meta += (f"; figures 1 to 13 show {setup.label(machine=True)} (choose another with --setup); other setups "
-                 f"in the database: {'; '.join(o.label(machine=True) for o in others)}")
+    t = _tables(models, everything, batch, predicted, out)
+    intro, busy = _intro(models, charts, batch)
+    meta = _meta(store, models, setup, batch, others)
     setups_html = _setups_section(everything, out) if others else \
         "<p>One setup measured: compare runtimes and precisions with `dnnbench run --backend LIST --precision LIST`.</p>"
     failed = [c for m in models for c in m.cells.values() if c["status"] != "ok"]
     sections = [
-        ("Models", page_html.table(model_head, [[(v, v) for v in r] for r in model_rows], "models")),
+        ("Models", page_html.table(t["model_head"], [[(v, v) for v in r] for r in t["model_rows"]], "models")),
         ("Best models under memory and speed limits (at batch size 1)",
-         page_html.table(best_head, best_rows, "best") if best_rows else
+         page_html.table(t["best_head"], t["best_rows"], "best") if t["best_rows"] else
          "<p class='missing'>Not computed: no model was measured at batch size 1.</p>"),
         (f"Predicted against measured time per image (batch size {batch}"
          + (f", {predicted['method']} method)" if predicted else ")"),
-         page_html.table(pred_head, pred_rows, "predicted") if pred_rows else
+         page_html.table(t["pred_head"], t["pred_rows"], "predicted") if t["pred_rows"] else
          f"<p class='missing'>Not computed: prediction needs at least 4 models measured at batch size {batch}.</p>"),
         ("Setups compared: the fastest setup of each model at each batch size", setups_html),
         (f"Machines compared ({setup.runtime()})",
-         _machines_section(everything, setup, batch, out, memory_limits, speed_limits)),
+         _machines_section(everything, setup, batch, out, t["memory_limits"], t["speed_limits"])),
         ("Cells measured on a busy machine", page_html.table(
             ["model", "batch", "others' share of the cores (%)", "hypervisor steal (%)",
              "other processes on the GPU", "timing attempts", "waited for quiet (s)"],

@@ -22,6 +22,7 @@ from ..analysis.frontier import pareto_front  # noqa: E402
 from ..analysis.recommend import figures_at  # noqa: E402
 from ..analysis.setups import speedups  # noqa: E402
 from ..measure import busy  # noqa: E402
+from ..setup import memory_bytes  # noqa: E402
 from ..units import format_significant  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "savefig.dpi": 110, "font.size": 9,
@@ -308,7 +309,7 @@ class Drawer:
         chart = Chart("memory_vs_batch", "Memory versus batch size, with the fit 'constant, then linear'")
 
         def mem(c):
-            return c.get("mem_nvml_bytes") or c.get("mem_peak_bytes")
+            return memory_bytes(c)
 
         got = self._per_batch(chart, mem, "peak memory (MiB)", False, lambda v: _mib(v), fit_memory=True)
         if got is None:
@@ -461,12 +462,12 @@ class Drawer:
 
     def params_vs_memory(self):
         chart = Chart("params_vs_memory", "Model size (parameters) versus memory footprint at batch size 1")
-        pts = [(m, c) for m, c in self._at(1) if m.params and (c.get("mem_nvml_bytes") or c.get("mem_peak_bytes"))]
+        pts = [(m, c) for m, c in self._at(1) if m.params and memory_bytes(c)]
         if not pts:
             return self._skip(chart, "no model was measured at batch size 1")
         fig, ax = plt.subplots(figsize=(7.5, 5))
         xs = [m.params / 1e6 for m, _ in pts]
-        ys = [(c.get("mem_nvml_bytes") or c["mem_peak_bytes"]) / MIB for _, c in pts]
+        ys = [memory_bytes(c) / MIB for _, c in pts]
         self._scatter(ax, chart, xs, ys, [self._info(m, params=f"{format_significant(m.params / 1e6)} M", memory=f"{y:,.0f} MiB")
                                           for (m, _), y in zip(pts, ys, strict=True)], s=24, zorder=3)
         for (m, _), x, y in zip(pts, xs, ys, strict=True):
@@ -726,8 +727,7 @@ class Drawer:
                 for i, model in enumerate(models):
                     m = by.get((model, setups[name]))
                     cell = m.ok.get(batch) if m else None
-                    value = cell.get("mem_nvml_bytes") or cell.get(key) if cell and what == "memory" else \
-                        cell.get(key) if cell else None
+                    value = (memory_bytes(cell) if what == "memory" else cell.get(key)) if cell else None
                     if not value:
                         continue
                     y = i + (j - (len(names) - 1) / 2) * height

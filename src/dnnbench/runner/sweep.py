@@ -526,3 +526,24 @@ def _killed(rc: int, oom_before: int | None, peak_seen: int, max_memory: int | N
                        "resident")
     return "killed", (f"the worker was killed from outside dnnbench ({name}, at {format_bytes(peak_seen)} resident; "
                       "the kernel recorded no out-of-memory kill); measure it again with --retry-failed")
+
+
+def sweep_and_read(store: Store, config: RunConfig, entries, argv: list[str], stream, progress: bool,
+                   launcher: Launcher | None = None) -> tuple[SweepResult, RunConfig, list[dict]]:
+    """Run a sweep of ``entries`` into ``store`` with its progress on ``stream``: (its result, the config it
+    ran, with the machine named, and the stored cells of what it was asked for, old and new)."""
+    from ..export import rows
+    from ..setup import Setup
+    from .progress import RunPrinter
+
+    printer = RunPrinter(config, stream, progress=progress)
+    sweep = Sweep(store, config, argv=argv, on_event=printer.event, launcher=launcher)
+    try:
+        result = sweep.run(entries)
+    finally:
+        printer.close()
+    wanted = {(e.name, e.input_size) for e in entries}
+    setups = set(sweep.config.setups)
+    cells = [c for c in rows(store) if (c["model"], c["input_size"]) in wanted
+             and Setup.of(c) in setups and c["batch_size"] in config.batch_sizes]
+    return result, sweep.config, cells

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import time
 
-REFERENCE = ("eager", "fp32")
+from ..setup import REFERENCE
+
 TORCH = True
 
 
@@ -85,7 +86,7 @@ def evaluate(spec: dict, emit) -> None:
     import torch
 
     from ..backends import get_backend
-    from ..backends.correctness import CALIBRATION_BATCH, CALIBRATION_BATCHES, calibrating_on
+    from ..backends.correctness import calibrating_on
     from ..measure.accuracy import topk_hits
     from ..zoo import get
     from .images import ImageDataset, class_mapping, collate, preprocessing
@@ -103,20 +104,9 @@ def evaluate(spec: dict, emit) -> None:
     emit("setup", mapping=how, preprocess=pre.to_dict(), weights=weights, heads_resized=resized, outputs=outputs)
 
     data = ImageDataset([(p, mapping[c]) for p, c in spec["samples"]], pre)
-    calibration, calibration_note = [], None
     setups = [REFERENCE] + [tuple(s) for s in spec["setups"] if tuple(s) != REFERENCE]  # eager fp32 beside: the drop, paired
-    if any(p == "int8" for _, p in setups):
-        # images spread evenly over the set (it is in class order): the scales see every kind of input
-        wanted = CALIBRATION_BATCHES * CALIBRATION_BATCH
-        step = max(1, len(data) // (2 * wanted))
-        images = [x for x, _, _ in (data[i] for i in range(0, len(data), step)) if x is not None]
-        images = images[:: max(1, len(images) // wanted)][:wanted]
-        if len(images) < CALIBRATION_BATCH:
-            raise _no_images(spec)
-        calibration = [torch.stack(images[i:i + CALIBRATION_BATCH]) for i in range(0, len(images), CALIBRATION_BATCH)]
-        calibration = [b for b in calibration if len(b) == CALIBRATION_BATCH]
-        calibration_note = (f"int8 scales calibrated on {sum(len(b) for b in calibration)} of the images, spread "
-                            "evenly over the set")
+    calibration, calibration_note = _calibration_images(spec, data) if any(p == "int8" for _, p in setups) else \
+        ([], None)
 
     example = torch.zeros(spec["batch_size"], 3, pre.crop, pre.crop, device=device)
     steps = []
@@ -164,6 +154,25 @@ def evaluate(spec: dict, emit) -> None:
         emit("result", backend=backend, precision=precision, images=seen, top1_hits=h[1], top5_hits=h[5],
              skipped=skipped, skipped_examples=reasons, images_per_s=images / seconds if seconds > 0 else None,
              calibration=calibration_note if precision == "int8" else None)
+
+
+def _calibration_images(spec: dict, data) -> tuple[list, str]:
+    """int8's calibration batches: images spread evenly over the set (it is in class order), so that the
+    scales see every kind of input; and the sentence that says so."""
+    import torch
+
+    from ..backends.correctness import CALIBRATION_BATCH, CALIBRATION_BATCHES
+
+    wanted = CALIBRATION_BATCHES * CALIBRATION_BATCH
+    step = max(1, len(data) // (2 * wanted))
+    images = [x for x, _, _ in (data[i] for i in range(0, len(data), step)) if x is not None]
+    images = images[:: max(1, len(images) // wanted)][:wanted]
+    if len(images) < CALIBRATION_BATCH:
+        raise _no_images(spec)
+    batches = [torch.stack(images[i:i + CALIBRATION_BATCH]) for i in range(0, len(images), CALIBRATION_BATCH)]
+    batches = [b for b in batches if len(b) == CALIBRATION_BATCH]
+    return batches, (f"int8 scales calibrated on {sum(len(b) for b in batches)} of the images, spread evenly over "
+                     "the set")
 
 
 def _no_images(spec, reasons=()):

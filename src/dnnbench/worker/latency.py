@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 
+from ..setup import is_reference
 from . import ChannelLost, one_line
 
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory", "cannot allocate memory")
@@ -65,7 +66,7 @@ def _prepare(model, setup: dict, make_input, batch: int):
     from ..backends import compare_outputs, get_backend
 
     backend = get_backend(setup["backend"])
-    reference_setup = setup["backend"] == "eager" and setup["precision"] == "fp32"
+    reference_setup = is_reference(setup)
     inputs = [make_input(batch) for _ in range(math.ceil(CHECK_IMAGES / batch))]
     reference = None
     if not reference_setup:
@@ -81,11 +82,29 @@ def _prepare(model, setup: dict, make_input, batch: int):
     return prepared.forward, prepared, correctness
 
 
-def _measure(spec: dict, emit) -> None:
-    import functools
+def _timed_load(model, device: str, sync) -> tuple[float, int | None]:
+    """(seconds, peak resident bytes) of loading ``model``'s weights back from a safetensors file, as a
+    user loads one."""
     import tempfile
 
     import safetensors.torch
+
+    from ..measure import memory
+    from ..zoo.weights import load_weights
+
+    with tempfile.TemporaryDirectory(prefix="dnnbench-") as tmp:
+        path = os.path.join(tmp, "weights.safetensors")
+        safetensors.torch.save_model(model, path)
+        memory.release_free_memory()
+        memory.reset_peak()
+        t0 = time.perf_counter()
+        load_weights(model, path, device)
+        sync()
+        return time.perf_counter() - t0, memory.peak_rss_bytes()
+
+
+def _measure(spec: dict, emit) -> None:
+    """Build, load and prepare the model (the cold start, one ``cold`` record), then each batch size."""
     import torch
 
     from ..measure import memory
@@ -94,13 +113,13 @@ def _measure(spec: dict, emit) -> None:
     from ..measure.latency import TimingPolicy
     from ..measure.static import static_figures
     from ..zoo import get
-    from ..zoo.weights import calibrate_norms_, load_weights
+    from ..zoo.weights import calibrate_norms_
 
     def stage(name: str) -> None:
         _stage[0] = name
         emit("stage", stage=name)
 
-    config, setup = spec["config"], spec["setup"]
+    setup = spec["setup"]
     device = setup["device"]
     policy = TimingPolicy(**spec["policy"])
     sync_or_none = sync_function(device)
@@ -132,16 +151,7 @@ def _measure(spec: dict, emit) -> None:
         load_user_weights_(model, read_state_dict(entry.weights_file), entry.weights_file, entry.name)
 
     stage("load")
-    with tempfile.TemporaryDirectory(prefix="dnnbench-") as tmp:
-        path = os.path.join(tmp, "weights.safetensors")
-        safetensors.torch.save_model(model, path)
-        memory.release_free_memory()
-        memory.reset_peak()
-        t0 = time.perf_counter()
-        load_weights(model, path, device)  # as a user loads a safetensors file
-        sync()
-        load_s = time.perf_counter() - t0
-        load_peak = memory.peak_rss_bytes()
+    load_s, load_peak = _timed_load(model, device, sync)
     memory.release_free_memory()
     loaded = memory.rss_bytes()
 
@@ -177,6 +187,23 @@ def _measure(spec: dict, emit) -> None:
          mem_baseline_bytes=baseline, mem_loaded_bytes=loaded, mem_load_peak_bytes=load_peak, **correctness)
     _stage[0] = None
 
+    _measure_batches(spec, emit, forward, make_input, policy, (meter, energy_reason), stage, sync_or_none)
+
+
+def _measure_batches(spec: dict, emit, forward, make_input, policy, energy, stage, sync_or_none) -> None:
+    """Each batch size of the job: a memory phase, then the timed passes under the busy watch; one
+    ``cell`` record each (a Python error is that cell's, and the next batch size is measured)."""
+    import functools
+
+    import torch
+
+    from ..measure import memory
+
+    config, setup = spec["config"], spec["setup"]
+    device = setup["device"]
+    cuda = device.startswith("cuda")
+    sync = sync_or_none or (lambda: None)
+    meter, energy_reason = energy
     watch = BusyWatch(spec.get("busy") or {}, int(setup["threads"]), device, emit)
     max_memory = config.get("max_memory")
     for batch in spec["batch_sizes"]:
