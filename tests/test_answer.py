@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
@@ -22,8 +20,7 @@ def db(tmp_path_factory, synthetic):
     return synthetic.make_db(tmp_path_factory.mktemp("answer") / "a.db")
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "dnnbench", *map(str, args)], capture_output=True, text=True)
+from clitool import cli  # noqa: E402
 
 
 def recommend_json(db, *args):

@@ -18,9 +18,7 @@ from dnnbench.errors import UserError
 TINY = f"{Path(__file__).parent / 'data' / 'faulty_models.py'}:tiny"
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dnnbench", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+from clitool import cli  # noqa: E402
 
 
 def test_import_is_light_and_every_public_name_is_documented():

@@ -7,8 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -18,9 +16,7 @@ from dnnbench.export import write_output
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dnnbench", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+from clitool import cli  # noqa: E402
 
 
 def one_error_line(out) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from dnnbench.runner.sweep import MachineBusy
 from dnnbench.setup import Setup
 from dnnbench.store import Store
 from dnnbench.zoo import get
+from clitool import cli  # noqa: E402
 
 FAULTY = str(Path(__file__).parent / "data" / "faulty_models.py")
 ENV = {"peak_flops": 1.0, "cpu_model": "test"}
@@ -137,9 +137,8 @@ def test_stop_measures_nothing_on_a_busy_machine(tmp_path):
     with spinners(2):
         with pytest.raises(MachineBusy, match="nothing measured"):
             sweep(tmp_path, [], on_busy="stop")
-        out = subprocess.run([sys.executable, "-m", "dnnbench", "run", f"{FAULTY}:tiny", "--input-size", "32",
-                              "--batch-sizes", "1", "--quick", "--db", str(tmp_path / "s.db"), "--on-busy", "stop"],
-                             capture_output=True, text=True)
+        out = cli("run", f"{FAULTY}:tiny", "--input-size", "32",
+                              "--batch-sizes", "1", "--quick", "--db", str(tmp_path / "s.db"), "--on-busy", "stop")
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode == 3 and last.startswith("dnnbench: error: the machine is busy") and "Traceback" not in out.stderr
     with Store(tmp_path / "b.db") as store:

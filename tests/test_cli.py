@@ -13,8 +13,7 @@ KEYS = {"name", "family", "source", "params", "macs", "flops", "file_size", "inp
         "paper_source"}
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "dnnbench", *args], capture_output=True, text=True, timeout=300)
+from clitool import cli as run  # noqa: E402
 
 
 def test_inspect_canziani2016_json():

@@ -3,8 +3,6 @@ machine, told apart by their `dnnbench-machine` labels), one node lost mid-sweep
 
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -44,9 +42,7 @@ def cells(db):
             return []
 
 
-def dnnbench(*args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "dnnbench", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+from clitool import start as dnnbench  # noqa: E402
 
 
 def test_a_node_lost_mid_sweep_loses_only_its_cell_in_progress_and_resumes(cluster, tmp_path):

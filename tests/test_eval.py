@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,9 +22,7 @@ COLOURNET = f"{Path(__file__).parent / 'data' / 'colour_models.py'}:colournet"
 COLOURS = {"blue": (20, 20, 230), "green": (20, 230, 20), "red": (230, 20, 20)}  # sorted: outputs 0, 1, 2
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dnnbench", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+from clitool import cli  # noqa: E402
 
 
 def one_error_line(out) -> str:

@@ -2,14 +2,13 @@
 
 import json
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
 import dnnbench
 from dnnbench.errors import UserError
 from dnnbench.store import Store
+from clitool import cli  # noqa: E402
 
 SIZE = 64  # small inputs: every kernel times in milliseconds
 CALIBRATION = {"squeezenet1_1": 4e-3, "mobilenet_v3_small": 3e-3, "shufflenet_v2_x0_5": 2.5e-3, "resnet18": 9e-3,
@@ -97,9 +96,8 @@ def test_a_model_file_is_profiled_in_a_worker_and_its_crash_is_a_row(tmp_path):
 
 def test_the_command_prints_the_table_and_json(tmp_path):
     db = database(tmp_path / "c.db")
-    out = subprocess.run([sys.executable, "-m", "dnnbench", "predict", "mnasnet0_75", "--db", str(db), "--batch-size",
-                          "1", "--input-size", str(SIZE), "--method", "features", "--json"],
-                         capture_output=True, text=True, check=True)
+    out = cli("predict", "mnasnet0_75", "--db", str(db), "--batch-size",
+                          "1", "--input-size", str(SIZE), "--method", "features", "--json", check=True)
     rows = json.loads(out.stdout)
     assert rows[0]["model"] == "mnasnet0_75" and rows[0]["method"] == "features" and rows[0]["machine"] == "m1"
 

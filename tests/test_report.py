@@ -9,14 +9,13 @@ import json
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
 from dnnbench.errors import UserError
 from dnnbench.report import build_report
 from dnnbench.store import Store
+from clitool import cli  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -310,12 +309,11 @@ def test_a_name_that_opens_a_comment_keeps_the_page_working(browser, tmp_path, s
 def test_real_sweep_to_report_in_the_browser(browser, tmp_path):
     """The whole path: `dnnbench run` on real models, `dnnbench report`, the page in Chromium."""
     db = tmp_path / "real.db"
-    run = subprocess.run([sys.executable, "-m", "dnnbench", "run", "squeezenet1_1", "mobilenet_v3_small", "alexnet",
+    run = cli("run", "squeezenet1_1", "mobilenet_v3_small", "alexnet",
                           "--input-size", "64", "--batch-sizes", "1,2,4", "--quick", "--max-seconds-per-cell", "0.3",
-                          "--db", str(db)], capture_output=True, text=True)
+                          "--db", str(db))
     assert run.returncode == 0, run.stderr
-    out = subprocess.run([sys.executable, "-m", "dnnbench", "report", "--db", str(db), "--out", str(tmp_path / "rep")],
-                         capture_output=True, text=True)
+    out = cli("report", "--db", str(db), "--out", str(tmp_path / "rep"))
     assert out.returncode == 0, out.stderr
     path = tmp_path / "rep" / "report.html"
     assert out.stdout.strip() == str(path)
@@ -324,8 +322,7 @@ def test_real_sweep_to_report_in_the_browser(browser, tmp_path):
     assert page.locator("section.figure").count() == 18
     assert page.locator("#fig-time_vs_batch .point").count() == 9
     page.close()
-    data = json.loads(subprocess.run([sys.executable, "-m", "dnnbench", "export", "--format", "json", "--db", str(db)],
-                                     capture_output=True, text=True).stdout)
+    data = json.loads(cli("export", "--format", "json", "--db", str(db)).stdout)
     assert {r["model"] for r in data} == {"squeezenet1_1", "mobilenet_v3_small", "alexnet"}
 
 

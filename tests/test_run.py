@@ -52,8 +52,7 @@ def _plan(events) -> dict:
     return {k: plan[k] for k in ("cells", "already", "models", "rounds")}
 
 
-def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "dnnbench", *args], capture_output=True, text=True, **kw)
+from clitool import cli as run_cli  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------

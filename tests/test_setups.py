@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from dnnbench.setup import CELL_KEY, Setup, cell_key, machine_id
 from dnnbench.store import (_FIGURES_V1, _FIGURES_V2, _FIGURES_V3, _KEY_V1, APPLICATION_ID, SCHEMA_VERSION, Store,
                             _migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3)
 from dnnbench.zoo import get
+from clitool import cli  # noqa: E402
 
 FAULTY = str(Path(__file__).parent / "data" / "faulty_models.py")
 EPYC = {"cpu_model": "AMD EPYC 9B14 96-Core Processor", "cpu_count": 2, "memory_bytes": 24 * 2**30}
@@ -144,12 +143,11 @@ def test_retry_failed_deletes_only_the_failed_cells_of_the_setup_being_run(tmp_p
 
 def test_run_names_the_machine_and_export_carries_the_setup(tmp_path):
     db = tmp_path / "m.db"
-    run = subprocess.run([sys.executable, "-m", "dnnbench", "run", f"{FAULTY}:tiny", "--input-size", "32",
+    run = cli("run", f"{FAULTY}:tiny", "--input-size", "32",
                           "--batch-sizes", "1", "--quick", "--on-busy", "measure", "--machine", "lab1",
-                          "--db", str(db)], capture_output=True, text=True)
+                          "--db", str(db))
     assert run.returncode == 0, run.stderr
-    out = subprocess.run([sys.executable, "-m", "dnnbench", "export", "--format", "json", "--db", str(db)],
-                         capture_output=True, text=True)
+    out = cli("export", "--format", "json", "--db", str(db))
     (row,) = json.loads(out.stdout)
     assert (row["machine"], row["device"], row["backend"], row["precision"], row["layout"]) == (
         "lab1", "cpu", "eager", "fp32", "nchw")
@@ -174,9 +172,9 @@ def test_every_setup_of_a_run_becomes_its_own_cells_with_its_preparation_and_cor
 
 def test_a_combination_this_device_cannot_run_is_refused_before_anything_is_measured(tmp_path):
     db = tmp_path / "f.db"
-    out = subprocess.run([sys.executable, "-m", "dnnbench", "run", f"{FAULTY}:tiny", "--input-size", "32",
+    out = cli("run", f"{FAULTY}:tiny", "--input-size", "32",
                           "--batch-sizes", "1", "--quick", "--backend", "onnxruntime", "--precision", "fp16",
-                          "--db", str(db)], capture_output=True, text=True)
+                          "--db", str(db))
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "cannot run fp16 on cpu" in out.stderr and "Traceback" not in out.stderr
     assert not db.exists()

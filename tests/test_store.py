@@ -280,18 +280,12 @@ def test_two_processes_create_the_same_new_file(tmp_path):
 
 # -- read-only commands, read-only places, a full disk -----------------------------------------------
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from dnnbench.store import _FIGURES_V1, _FIGURES_V2, _migrate_0_to_1, _migrate_1_to_2  # noqa: E402
 
 
-def dnnbench(*args, user=None, cwd=None):
-    cmd = [sys.executable, "-m", "dnnbench", *args]
-    if user:  # as an ordinary user: root may write anywhere, so read-only files only bind others
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+from clitool import cli as dnnbench  # noqa: E402
 
 
 def schema_2_file(path):
