@@ -21,7 +21,7 @@ LAYERS = [
     {"launch"},  # the one seam that starts processes
     {"runner", "analysis", "export", "merging"},
     {"evaluation", "profiling"},
-    {"cluster", "report"},
+    {"cluster", "report", "deciding"},  # deciding: recommend --measure
     {"api"},
     {"cli"},
     {"__init__", "__main__"},

@@ -434,63 +434,15 @@ def _outcome(result, ran, cells: list[dict]) -> RunOutcome:
 
 def _run_on_cluster(address: str, wanted: list[str] | None, models, zoo, input_size, weights, batch_sizes,
                     asked: list[Setup], knobs: dict, db, progress: bool, argv: list[str], say) -> Results:
-    """`run` across the nodes of a Ray cluster (`cluster`): checked, then one sweep per node, into ``db``."""
+    """`run` across the nodes of a Ray cluster (`cluster.measure`), into ``db``."""
     from . import cluster
-    from .export import EXPORT_KEYS, rows
-    from .store import Store
+    from .export import EXPORT_KEYS
 
-    if any(s.machine for s in asked):
-        raise UserError("across a cluster each node's cells go under its own machine (its Ray label "
-                        f"{cluster.LABEL}, else its fingerprint): leave out --machine")
-    entries = _entries(models, zoo, input_size, weights)  # unknown names refused here, before the cluster
-    names = [_absolute(spec) for spec in _names(models, "models")]  # a node resolves them again, elsewhere
-    if db is None:
-        raise UserError("a cluster's sweep needs a database to stream into: pass db (--db PATH)")
-    cluster.connect(address)
-    found = cluster.check(cluster.nodes(wanted), say)
-    say(f"measuring on {len(found)} machine(s) of the cluster at {address}: "
-        + ", ".join(f"{n.machine} ({n.address})" for n in found))
-    with Store(db) as store:
-        for n in found:  # a name that already names another machine here is refused before measuring
-            store.register_machine(n.machine, n.fingerprint)
-        held = store.cells(with_samples=True)
-
-        def job_for(n) -> dict:
-            return {"models": names, "zoo": zoo, "input_size": input_size,
-                    "weights": str(Path(weights).resolve()) if weights else None, "batch_sizes": list(batch_sizes),
-                    "setups": [s.on(n.machine).to_dict() for s in asked], "knobs": knobs, "argv": argv,
-                    "progress": progress, "cells": [c for c in held if c["machine"] == n.machine]}
-
-        def line(text: str) -> None:
-            print(text, file=sys.stderr, flush=True)
-
-        try:
-            outcomes = cluster.sweep(store, found, job_for, line)
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"interrupted; every cell the machines sent is kept in {db}; the same call "
-                                    "again resumes each machine") from None
-        wanted_models = {(e.name, e.input_size) for e in entries}
-        on = {n.machine for n in found}
-        cells = [c for c in rows(store) if (c["model"], c["input_size"]) in wanted_models and c["machine"] in on
-                 and c["batch_size"] in batch_sizes]
-    lost = [f"{o.machine}: {o.state}: {o.error}" for o in outcomes.values() if o.state != "complete"]
-    parts = [f"{o.machine}:\n{o.summary}" for o in outcomes.values() if o.state == "complete"]
-    parts += [f"{text}; the same command again resumes it where it stopped" for text in lost]
-    outcome = RunOutcome(cells=Rows(cells, columns=EXPORT_KEYS), measured=sum(o.measured for o in outcomes.values()),
-                         failed=sum(o.failed for o in outcomes.values()),
-                         already=sum(o.already for o in outcomes.values()), run_id=None,
-                         summary="\n\n".join(parts), lost=lost)
+    found = cluster.measure(address, wanted, models, zoo, input_size, weights, batch_sizes, asked, knobs, db,
+                            progress, argv, say)
     results = Results(db)
-    results.last_run = outcome
+    results.last_run = RunOutcome(cells=Rows(found.pop("cells"), columns=EXPORT_KEYS), run_id=None, **found)
     return results
-
-
-def _absolute(spec: str) -> str:
-    """A model file's path made absolute (``path/file.py:function``): the nodes' processes start elsewhere."""
-    path, colon, function = spec.rpartition(":")
-    if colon and path.endswith(".py") and Path(path).exists():
-        return f"{Path(path).resolve()}:{function}"
-    return spec
 
 
 def _cores() -> int:
@@ -770,11 +722,10 @@ class Results:
     def _measure_to_decide(self, limits, models, zoo, backend, precision, quick: bool, progress: bool):
         """Measure the candidates that decide the answer (`analysis.search.decide`): (the steps, the
         setup measured, the candidates' names)."""
-        from .analysis import predictor, search
-        from .analysis.recommend import recommend
+        from .deciding import measure_to_decide
         from .measure.device import machine_environment
         from .setup import machine_id
-        from .zoo import get, preset, published_accuracy
+        from .zoo import get, preset
 
         names = list(dict.fromkeys(_names(models, "models") + (preset(zoo) if zoo else [])))
         if not names:
@@ -786,56 +737,16 @@ class Results:
                 raise UserError(f"recommend --measure measures in one setup: give one {field}, not {', '.join(chosen)}")
             if chosen:
                 one[field] = chosen[0]
-        setup = Setup(**one).resolved().on(machine_id(machine_environment("cpu")))
-        entries = {n: get(n) for n in names}
-        names = [e.name for e in entries.values()]
-        batch = limits.batch_size
-        max_latency = limits.max_latency if limits.max_latency is not None else batch / limits.min_fps
+        entries = [get(n) for n in names]
+        setup = _runnable([Setup(**one)], _say_to(sys.stderr, "recommend"))[0]
+        setup = setup.on(setup.machine or machine_id(machine_environment("cpu")))
 
-        def measured_here() -> dict:
-            try:
-                return {m.model: m for m in self._measured() if m.setup == setup and batch in m.ok}
-            except UserError:  # no measurement in the database yet
-                return {}
+        def open_store(writable: bool):
+            return self._writable() if writable else self._store()
 
-        def passes(name: str) -> bool | None:
-            m = measured_here().get(name)
-            if m is None:
-                return None
-            return bool(recommend([m], limits)[0])
-
-        def measure_many(names: list[str]) -> list[bool]:
-            run(names, setup=setup, batch_sizes=[batch], db=self.path, quick=quick, progress=progress,
-                argv=["recommend", "--measure", *names])
-            return [bool(passes(name)) for name in names]
-
-        from .profiling import profiles
-
-        with self._writable() as store:
-            got, _ = profiles([(e.name, e.input_size, batch) for e in entries.values()], store)
-        candidates = []
-        for e in entries.values():
-            accuracy = published_accuracy(e)
-            profile = got.get((e.name, e.input_size, batch))
-            candidates.append(search.Candidate(e.name, accuracy.top1 if accuracy else None,
-                                               profile.get("weights_bytes") if profile else None,
-                                               predictor.features(profile)["macs"] if profile else None))
-
-        def predict(name: str):
-            if len(measured_here()) < predictor.MIN_POINTS:
-                return None
-            found = self.predict([name], batch_size=batch, backend=setup.backend, precision=setup.precision,
-                                 machine=setup.machine, progress=False)
-            row = found[0]
-            if "problem" in row or row.get("busy"):  # a prediction taken on a busy machine decides nothing
-                return None
-            return row["latency_s"], row["low_s"], row["high_s"]
-
-        answer, steps = search.decide(candidates, max_latency=max_latency, max_memory=limits.max_memory,
-                                      predict=predict, measure=lambda name: measure_many([name])[0], measured=passes,
-                                      calibrated=lambda: len(measured_here()), min_calibration=predictor.MIN_POINTS,
-                                      measure_many=measure_many)
-        return steps, setup, set(names)
+        steps = measure_to_decide(self.path, limits, entries, setup, quick, progress, open_store,
+                                  say=_say_to(sys.stderr, "recommend"))
+        return steps, setup, {e.name for e in entries}
 
     def _only(self, found: list, **wanted) -> list:
         """The measured models whose setups have the ``wanted`` field values; UserError naming what was
@@ -874,8 +785,6 @@ class Results:
         only) or ``stop``; a prediction resting on kernels timed on a busy machine says so (``busy``)."""
         from .analysis import predictor
         from .runner.plan import ON_BUSY
-        from .measure.profile import replayable
-        from .profiling import kernel_times, profiles
         from .zoo import all_names, get, preset
 
         if method not in predictor.METHODS:
@@ -896,28 +805,12 @@ class Results:
                             f"{batch_size} in one setup, and {self.path} has {len(calibrating)}; run "
                             f"`dnnbench run MODEL... --batch-sizes {batch_size} --db {self.path}` first"
                             + (f" (batch sizes measured: {', '.join(map(str, enough))})" if enough else ""))
-        wanted = [(m.model, m.input_size, batch_size) for m in calibrating] + \
-                 [(e.name, e.input_size, batch_size) for e in entries]
+        from .profiling import predict
+
         with self._writable() as store:
-            with _steps("profile", "model", progress) as step:
-                got, failed = profiles(wanted, store, progress=step)
-            timed = None
-            if method == "kernels":
-                timing = calibrating + (named if time_targets is not False else [])
-                profiled = [got[k] for k in (_key(m, batch_size) for m in timing) if k in got]
-                keys = [k for p in profiled for k in p["calls"] if replayable(k)]
-                work = {k: [spec[1], spec[3]] for p in profiled for k, spec in p["specs"].items()}
-                with _steps("time kernels", "kernel", progress) as step:
-                    rows = kernel_times(keys, setup, store, progress=step, work=work, busy={"on_busy": on_busy},
-                                        on_wait=_say_to(sys.stderr, "predict"))
-                timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
-        try:
-            result = predictor.predict_models(calibrating, got, failed, timed, batch_size, method,
-                                              [(e.name, e.input_size) for e in entries])
-        except ValueError as exc:
-            raise UserError(f"cannot calibrate on the models measured at batch size {batch_size}: {exc}") from exc
-        if timed is not None:
-            _mark_busy(result["rows"], calibrating, got, rows, batch_size)
+            result = predict(store, calibrating, entries, named, setup, batch_size, method,
+                             time_targets is not False, on_busy, steps=lambda what, unit: _steps(what, unit, progress),
+                             say=_say_to(sys.stderr, "predict"))
         return Predictions(result, setup, batch_size, method)
 
     @contextlib.contextmanager
@@ -956,30 +849,6 @@ def _steps(what: str, unit: str, enabled: bool):
         yield step
     finally:
         shown.close()
-
-
-BUSY_SHARE = 0.02  # of a prediction's kernel time, timed while others disturbed the machine: it says so
-
-
-def _mark_busy(rows: list[dict], calibrating: list, profiles: dict, kernels: dict, batch: int) -> None:
-    """Each prediction's ``busy_share`` (its own kernels' time taken on a busy machine) and ``busy``: its
-    kernels, or the calibration's, rest more than BUSY_SHARE on such times."""
-    from .profiling import busy_share
-
-    shares = [busy_share(profiles[k]["calls"], kernels) for m in calibrating
-              if (k := (m.model, m.input_size, batch)) in profiles]
-    calibration = max(shares, default=0.0)
-    for row in rows:
-        profile = profiles.get((row["model"], row["input_size"], batch))
-        if profile is None or "problem" in row:
-            continue
-        row["busy_share"] = busy_share(profile["calls"], kernels)
-        row["busy"] = row["busy_share"] > BUSY_SHARE or calibration > BUSY_SHARE
-
-
-def _key(m, batch: int):
-    """(name, input size, batch) of a measured model or a registry entry."""
-    return (getattr(m, "model", None) or m.name, m.input_size, batch)
 
 
 def open(path: str | os.PathLike = DEFAULT_DB) -> Results:  # noqa: A001 - dnnbench.open, as sqlite3.connect

@@ -298,3 +298,59 @@ def _first_line(exc: BaseException) -> str:
 
 
 __all__ = ["LABEL", "Node", "NodeOutcome", "check", "connect", "nodes", "sweep"]
+
+
+def measure(address: str, wanted: list[str] | None, models, zoo, input_size, weights, batch_sizes,
+            asked: list[Setup], knobs: dict, db, progress: bool, argv: list[str], say) -> dict:
+    """`dnnbench run --cluster`: the nodes checked, then one sweep per node, each streamed into ``db``;
+    what it measured: ``cells`` (the stored cells asked for, on the machines measured), ``measured``,
+    ``failed``, ``already`` (counts over the machines), ``summary`` (each machine's), ``lost`` (machines
+    that did not complete, in words)."""
+    import sys
+    from pathlib import Path
+
+    from ..export import rows
+    from ..store import Store
+    from ..text import names_of
+    from ..zoo.names import absolute, entries as resolve
+
+    if any(s.machine for s in asked):
+        raise UserError("across a cluster each node's cells go under its own machine (its Ray label "
+                        f"{LABEL}, else its fingerprint): leave out --machine")
+    entries = resolve(models, zoo, input_size, weights)  # unknown names refused here, before the cluster
+    names = [absolute(spec) for spec in names_of(models, "models")]  # a node resolves them again, elsewhere
+    if db is None:
+        raise UserError("a cluster's sweep needs a database to stream into: pass db (--db PATH)")
+    connect(address)
+    found = check(nodes(wanted), say)
+    say(f"measuring on {len(found)} machine(s) of the cluster at {address}: "
+        + ", ".join(f"{n.machine} ({n.address})" for n in found))
+    with Store(db) as store:
+        for n in found:  # a name that already names another machine here is refused before measuring
+            store.register_machine(n.machine, n.fingerprint)
+        held = store.cells(with_samples=True)
+
+        def job_for(n) -> dict:
+            return {"models": names, "zoo": zoo, "input_size": input_size,
+                    "weights": str(Path(weights).resolve()) if weights else None, "batch_sizes": list(batch_sizes),
+                    "setups": [s.on(n.machine).to_dict() for s in asked], "knobs": knobs, "argv": argv,
+                    "progress": progress, "cells": [c for c in held if c["machine"] == n.machine]}
+
+        def line(text: str) -> None:
+            print(text, file=sys.stderr, flush=True)
+
+        try:
+            outcomes = sweep(store, found, job_for, line)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"interrupted; every cell the machines sent is kept in {db}; the same call "
+                                    "again resumes each machine") from None
+        wanted_models = {(e.name, e.input_size) for e in entries}
+        on = {n.machine for n in found}
+        cells = [c for c in rows(store) if (c["model"], c["input_size"]) in wanted_models and c["machine"] in on
+                 and c["batch_size"] in batch_sizes]
+    lost = [f"{o.machine}: {o.state}: {o.error}" for o in outcomes.values() if o.state != "complete"]
+    parts = [f"{o.machine}:\n{o.summary}" for o in outcomes.values() if o.state == "complete"]
+    parts += [f"{text}; the same command again resumes it where it stopped" for text in lost]
+    return {"cells": cells, "measured": sum(o.measured for o in outcomes.values()),
+            "failed": sum(o.failed for o in outcomes.values()), "already": sum(o.already for o in outcomes.values()),
+            "summary": "\n\n".join(parts), "lost": lost}

@@ -10,6 +10,7 @@ an interrupted call keeps what it timed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from importlib import metadata
@@ -241,6 +242,63 @@ class _KernelTable:
             self.keep(record)
             if self.progress:
                 self.progress(len(self.timed) - self.already, self.missing)
+
+
+def predict(store, calibrating: list, entries: list, named: list, setup, batch: int, method: str,
+            time_named: bool = True, on_busy: str = "wait", steps=None, say=None) -> dict:
+    """`dnnbench predict`: profile the ``calibrating`` models (measured in ``setup`` at ``batch``) and the
+    ``entries``; with the kernels method, time the kernels of the calibration and of ``named`` (where
+    ``time_named``) under the busy rules; calibrate and predict (`analysis.predictor.predict_models`),
+    each row with ``busy`` where its kernels or the calibration's were timed on a busy machine.
+    ``steps(what, unit)`` gives a progress context; ``say`` hears of waits. UserError when the
+    calibration cannot be made."""
+    from ..analysis import predictor
+    from ..measure.profile import replayable
+
+    steps = steps or (lambda what, unit: contextlib.nullcontext(None))
+    wanted = [_key(m, batch) for m in calibrating] + [_key(e, batch) for e in entries]
+    with steps("profile", "model") as step:
+        got, failed = profiles(wanted, store, progress=step)
+    timed = rows = None
+    if method == "kernels":
+        timing = calibrating + (named if time_named else [])
+        profiled = [got[k] for k in (_key(m, batch) for m in timing) if k in got]
+        keys = [k for p in profiled for k in p["calls"] if replayable(k)]
+        work = {k: [spec[1], spec[3]] for p in profiled for k, spec in p["specs"].items()}
+        with steps("time kernels", "kernel") as step:
+            rows = kernel_times(keys, setup, store, progress=step, work=work, busy={"on_busy": on_busy},
+                                on_wait=say)
+        timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
+    try:
+        result = predictor.predict_models(calibrating, got, failed, timed, batch, method,
+                                          [(e.name, e.input_size) for e in entries])
+    except ValueError as exc:
+        raise UserError(f"cannot calibrate on the models measured at batch size {batch}: {exc}") from exc
+    if rows is not None:
+        _mark_busy(result["rows"], calibrating, got, rows, batch)
+    return result
+
+
+BUSY_SHARE = 0.02  # of a prediction's kernel time, timed while others disturbed the machine: it says so
+
+
+def _mark_busy(rows: list[dict], calibrating: list, profiles: dict, kernels: dict, batch: int) -> None:
+    """Each prediction's ``busy_share`` (its own kernels' time taken on a busy machine) and ``busy``: its
+    kernels, or the calibration's, rest more than BUSY_SHARE on such times."""
+    shares = [busy_share(profiles[k]["calls"], kernels) for m in calibrating
+              if (k := (m.model, m.input_size, batch)) in profiles]
+    calibration = max(shares, default=0.0)
+    for row in rows:
+        profile = profiles.get((row["model"], row["input_size"], batch))
+        if profile is None or "problem" in row:
+            continue
+        row["busy_share"] = busy_share(profile["calls"], kernels)
+        row["busy"] = row["busy_share"] > BUSY_SHARE or calibration > BUSY_SHARE
+
+
+def _key(m, batch: int):
+    """(name, input size, batch) of a measured model or a registry entry."""
+    return (getattr(m, "model", None) or m.name, m.input_size, batch)
 
 
 def busy_share(calls: dict, rows: dict) -> float:
