@@ -101,8 +101,9 @@ def test_every_worker_of_a_launcher_has_the_server_as_parent_and_its_own_group()
         assert ppid == launcher.server().proc.pid != os.getpid()
         assert group == worker.pid and session == os.getsid(0)  # its own group, the caller's session
         records = list(worker.records(idle_limit=120))
-        assert worker.end() == 0
+        worker.end()
         worker.log.close()
+        assert worker.finished and worker.status == 0
     assert [r["type"] for r in records][-2:] == ["static", "end"]
 
 

@@ -421,10 +421,13 @@ def _job(store, entry, batches, fork_server: bool):
     return result.measured
 
 
-def test_a_forked_worker_measures_memory_as_a_fresh_process_does(tmp_path):
-    """The memory-order test, fork against spawn: the same job in a worker forked from the server and
-    in a fresh process, each after the other, gives the same memory figures."""
-    entry = get("resnet18", 112)
+@pytest.mark.parametrize("name", ["resnet18", str(Path(__file__).parent / "data" / "user_models.py") + ":convnet"],
+                         ids=["registry", "user file"])
+def test_a_forked_worker_measures_memory_as_a_fresh_process_does(tmp_path, name):
+    """The memory-order test, fork against spawn: the same job in a worker forked from its server (with
+    torchvision for a registry model, without for a user's file) and in a fresh process, each after the
+    other, gives the same memory figures."""
+    entry = get(name, 112)
     with Store(tmp_path / "t.db") as store:
         figures = {}
         for fork in (True, False, True):
@@ -455,9 +458,10 @@ def test_a_worker_runs_with_the_job_environment_however_it_starts(tmp_path, fork
     job = ModelJob(entry.name, entry.input_size, cfg.setups[0].on("m1"), (1,), cfg)
     scratch = tempfile.mkdtemp(prefix="dnnbench-worker-", dir=tmp_path)
     with Launcher(2, preload=fork) as launcher:
-        worker = launcher.start(Job(LATENCY, job.spec(static=False, busy={}), 2, scratch, preloaded=True))
+        worker = launcher.start(Job(LATENCY, job.spec(static=False, busy={}), 2, scratch, preload="torch"))
         records = list(worker.records(idle_limit=120))
-        assert worker.end() == 0 and worker.finished
+        worker.end()  # spared its teardown: it said its end
+        assert worker.finished and worker.status == 0
         assert type(worker.proc).__name__ == "Forked"  # either way a child of the launcher's server
     (fatal,) = [r for r in records if r["type"] == "fatal"]
     told = dict(re.findall(r"(\w+)=(\S+)", fatal["error"]))
@@ -474,7 +478,8 @@ def test_the_fork_server_imports_once_and_forks_from_one_thread():
     server = ForkServer(dict(os.environ))
     try:
         ready = server.wait_ready()
-        assert ready["threads"] == 1 and ready["missing"] == [] and ready["import_s"] > 0 and ready["preloaded"]
+        assert ready["threads"] == 1 and ready["missing"] == [] and ready["import_s"] > 0
+        assert ready["preloaded"] == "models"
     finally:
         server.close()
 
@@ -483,7 +488,7 @@ def test_a_fork_server_that_dies_is_replaced_by_fresh_processes_and_loses_no_cel
     events = []
     with Store(tmp_path / "t.db") as store:
         sweep_ = Sweep(store, config(), on_event=lambda k, d: events.append((k, d)), environment=ENV)
-        server = sweep_.launcher.server()
+        server = sweep_.launcher.server("models")
         server.wait_ready()
         server.proc.kill()  # as if the kernel's OOM killer took it
         server.proc.wait()
@@ -495,21 +500,21 @@ def test_a_fork_server_that_dies_is_replaced_by_fresh_processes_and_loses_no_cel
     assert len(result.measured) == 2
 
 
-def test_a_user_model_file_gets_a_fresh_process_and_a_registry_model_a_forked_one(tmp_path):
-    """A user's file may not import torchvision, which the fork server has loaded."""
+def test_a_user_model_file_forks_from_a_server_without_torchvision_and_a_registry_model_from_one_with_it(tmp_path):
+    """A user's file may not import torchvision: the models' server's would count in its memory."""
     starts = []
     with Store(tmp_path / "t.db") as store:
         sweep_ = Sweep(store, config(batch_sizes=(1,)), environment=ENV)
         original = sweep_.launcher.start
 
         def start(job):
-            starts.append(job.preloaded)
+            starts.append(job.preload)
             return original(job)
 
         sweep_.launcher.start = start
         sweep_.run([model("tiny"), get("resnet18", 64)])
         assert {c["status"] for c in store.cells()} == {"ok"}
-    assert sorted(starts) == [False, True]
+    assert sorted(starts) == ["models", "torch"]
 
 
 def test_the_run_records_the_software_and_the_peak_of_each_precision_measured_by_a_worker(tmp_path):

@@ -16,10 +16,10 @@ One policy for all of them, the sweep's:
   records as JSON lines ``{"type": ...}`` on a pipe of its own, ``end`` last; whatever it prints
   goes to a log, whose tail (`log_tail`) says why it died, in the words of `describe_exit`.
 
-A job whose libraries the server has imported (``preloaded``: a registry model in a sweep) is forked
-from the server, ready in milliseconds; any other (a user's model file, which may not import
-torchvision; an evaluation, whose data loader forks processes of its own) is a fresh interpreter
-exec'd by the server. `InlineLauncher` runs a scenario in this process, for tests of its logic.
+A job that names a preloaded server (``preload``: ``models`` for a registry model in a sweep, ``torch``
+for a user's model file, which may not import torchvision) is forked from it, ready in milliseconds;
+any other (an evaluation, whose data loader forks processes of its own; a profile; kernel timing) is
+a fresh interpreter exec'd by the bare server. `InlineLauncher` runs a scenario in this process, for tests of its logic.
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ END_GRACE_S = 5.0  # a worker whose channel closed without its end record: time 
 @dataclass(frozen=True)
 class Job:
     """What a worker does (``scenario``: a module of `dnnbench.worker`, with its ``spec``), with how
-    many threads, and where its temporary files go (None: the default folder). ``preloaded``: it may
-    be forked from the server's imported libraries."""
+    many threads, and where its temporary files go (None: the default folder). ``preload``: the
+    libraries of the server it may be forked from (``models``, ``torch``; None: a fresh interpreter)."""
 
     scenario: str
     spec: dict = field(default_factory=dict)
     threads: int = 1
     scratch: str | None = None
-    preloaded: bool = False
+    preload: str | None = None
 
     def payload(self) -> bytes:
         return json.dumps({"scenario": self.scenario, "spec": self.spec, "threads": self.threads}).encode()
@@ -211,41 +211,45 @@ class Worker:
 
 
 class Launcher:
-    """Starts every job through one server (`forkserver.ForkServer`): ``preload`` imports torch and the
-    measuring code into it, for sweeps; without, it is a bare process that only execs fresh workers.
-    A server that dies (killed by a model, or the OOM killer) is replaced at the next start, and
-    ``on_note`` hears of it once."""
+    """Starts every job through a server (`forkserver.ForkServer`): one per preload a job names, where
+    ``preload`` allows forking (for sweeps), and a bare one that execs fresh interpreters. A preloaded
+    server that cannot start or dies is replaced by fresh interpreters for its jobs, and ``on_note``
+    hears of it once; a bare server that dies is replaced at the next start."""
 
     def __init__(self, threads: int = 1, preload: bool = False, on_note=None):
         self.threads, self.preload = threads, preload
         self.on_note = on_note or (lambda text: None)
-        self._server = None
-        self._forking = preload  # False once the preloaded server failed: later jobs are exec'd fresh
+        self._servers: dict = {}  # preload (None: bare) -> ForkServer
+        self._broken: set[str] = set()  # preloads whose server failed: their jobs start fresh
 
-    def server(self):
-        """The running server, started on first use (a preloaded one is still importing: its first
-        `launch` waits for it)."""
+    def server(self, preload: str | None = None):
+        """The running server of ``preload``, started on first use (a preloaded one is still importing:
+        its first `launch` waits for it)."""
         from .forkserver import ForkServer
 
-        if self._server is not None and self._server.dead is not None:
-            self._server.close()
-            self._server = None
-        if self._server is None:
+        found = self._servers.get(preload)
+        if found is not None and found.dead is not None:
+            found.close()
+            found = None
+        if found is None:
             try:
-                self._server = ForkServer(worker_environment(self.threads), preload=self._forking)
+                found = self._servers[preload] = ForkServer(worker_environment(self.threads), preload=preload)
             except OSError as exc:
-                if not self._forking:
+                if preload is None:
                     raise
-                self._fall_back(str(exc))
-                return self.server()
-        return self._server
+                self._fall_back(preload, str(exc))
+                return self.server(None)
+        return found
 
-    def _fall_back(self, why: str) -> None:
-        """The preloaded server failed: later workers are fresh interpreters, started by a bare server."""
-        self._forking = False
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+    def _kind(self, job: Job) -> str | None:
+        return job.preload if self.preload and job.preload not in self._broken else None
+
+    def _fall_back(self, preload: str, why: str) -> None:
+        """A preloaded server failed: its jobs start as fresh interpreters from now on."""
+        self._broken.add(preload)
+        found = self._servers.pop(preload, None)
+        if found is not None:
+            found.close()
         self.on_note(f"workers start as fresh processes, each importing torch itself: the fork server is "
                      f"unavailable ({why})")
 
@@ -258,15 +262,16 @@ class Launcher:
         env = {**worker_environment(job.threads, job.scratch), RECORD_FD_ENV: str(write_fd)}
         try:
             for attempt in (1, 2, 3):
-                server = self.server()
+                kind = self._kind(job)
+                server = self.server(kind)
                 try:
-                    proc = server.launch(env, (stdin_r, log.fileno(), write_fd), fork=job.preloaded)
+                    proc = server.launch(env, (stdin_r, log.fileno(), write_fd), fork=kind is not None)
                     break
                 except Unavailable as exc:
                     if attempt == 3:
                         raise OSError(f"dnnbench's launcher could not start a worker: {exc}") from exc
-                    if server.preloaded:
-                        self._fall_back(str(exc))
+                    if kind is not None:
+                        self._fall_back(kind, str(exc))
         except BaseException:
             for fd in (read_fd, stdin_w):
                 os.close(fd)
@@ -278,17 +283,19 @@ class Launcher:
         _write_all(stdin_w, job.payload())
         return Worker(proc, read_fd, log, job.scratch)
 
-    def warm(self) -> None:
-        """Start the server now (a preloaded one imports while the caller does other work)."""
+    def warm(self, preload: str | None = "models") -> None:
+        """Start a server now (a preloaded one imports while the caller does other work)."""
         from .forkserver import Unavailable
 
+        if preload is not None and not self.preload:
+            return
         with contextlib.suppress(OSError, Unavailable):
-            self.server()
+            self.server(preload)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        for found in self._servers.values():
+            found.close()
+        self._servers.clear()
 
     def __enter__(self):
         return self

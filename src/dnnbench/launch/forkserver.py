@@ -2,8 +2,11 @@
 
 A fresh worker imported torch and torchvision (about 5 s on a 2-core machine) before it measured
 anything: minutes of every multi-model sweep. A preloaded server is one process that imports them
-once; each worker is then forked from it, ready at once. A bare server (``preload`` False) imports
-nothing and execs each worker as a fresh interpreter (``python -m dnnbench.worker``). Either way
+once; each worker is then forked from it, ready at once: ``models`` imports torch, torchvision and
+the measuring code (a registry model's worker), ``torch`` the same without torchvision (a user's model
+file, which may not import it: the server's torchvision would count in its memory). A bare server
+(``preload`` None) imports nothing and execs each worker as a fresh interpreter (``python -m
+dnnbench.worker``). Either way
 the server, not the caller, is every worker's parent, and their child subreaper: a worker's
 descendant that escaped its process group (a daemon in a session of its own) is adopted by the
 server when its own parent dies, and killed when a worker ends.
@@ -49,6 +52,7 @@ IMPORT_LIMIT_S = 120.0  # as launch.IMPORT_LIMIT_S (that module imports this one
 PRELOAD = ("torch", "torchvision", "dnnbench.zoo.registry", "dnnbench.measure.static", "dnnbench.measure.latency",
            "dnnbench.measure.memory", "dnnbench.measure.busy", "dnnbench.backends", "dnnbench.worker.latency",
            "dnnbench.worker.probe", "safetensors.torch")
+PRELOADS = {"models": PRELOAD, "torch": tuple(name for name in PRELOAD if name != "torchvision")}
 _SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
 _FDS = 3  # stdin, log, result pipe
 _MESSAGE = 1 << 16
@@ -72,7 +76,7 @@ def _threads() -> int:
 # ---- the server ----------------------------------------------------------------------------------
 
 
-def serve(sock: socket.socket, preload: bool = True) -> int:
+def serve(sock: socket.socket, preload: str | None = "models") -> int:
     from ..worker import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
@@ -80,7 +84,7 @@ def serve(sock: socket.socket, preload: bool = True) -> int:
     _prctl(_SUBREAPER, 1)
     t0 = time.perf_counter()
     loaded, missing = [], []
-    for name in PRELOAD if preload else ():
+    for name in PRELOADS[preload] if preload else ():
         try:
             importlib.import_module(name)
             loaded.append(name)
@@ -308,7 +312,7 @@ class Forked:
 class ForkServer:
     """The launcher's handle on its server: started once, starts a worker per `launch`."""
 
-    def __init__(self, env: dict, preload: bool = True):
+    def __init__(self, env: dict, preload: str | None = "models"):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.log = tempfile.TemporaryFile()
         self.exits: dict[int, int] = {}
@@ -323,9 +327,9 @@ class ForkServer:
             self.proc = subprocess.Popen(
                 # os._exit: nothing to flush, and tearing down torch's modules would take seconds
                 [sys.executable, "-c", "import os, sys, socket; from dnnbench.launch.forkserver import serve; "
-                                       "code = serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2] == '1'); "
+                                       "code = serve(socket.socket(fileno=int(sys.argv[1])), sys.argv[2] or None); "
                                        "sys.stdout.flush(); sys.stderr.flush(); os._exit(code)",
-                 str(theirs.fileno()), "1" if preload else "0"],
+                 str(theirs.fileno()), preload or ""],
                 stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),),
                 env=env)
         finally:

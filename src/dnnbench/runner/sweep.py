@@ -101,6 +101,7 @@ class Sweep:
         self.launcher.on_note = self._note
         self._idle_w = idle_power_w
         self._said_lasting = False
+        self._preloads = ["models"]  # the servers the sweep's workers fork from (`_preload`)
 
     def _note(self, text: str) -> None:
         self.on_event("note", {"text": text})
@@ -135,7 +136,9 @@ class Sweep:
                     "text": f"another dnnbench sweep is measuring on this machine ({holder}); waiting for it to "
                             "finish, then measuring only the cells still missing"}), interrupted):
                 try:
-                    self.launcher.warm()  # a preloaded server imports while the sweep checks the machine
+                    self._preloads = sorted({_preload(e.name) for e in entries})
+                    for preload in self._preloads:  # a server imports while the sweep checks the machine
+                        self.launcher.warm(preload)
                     return self._measure(entries, already)
                 finally:
                     self.close()
@@ -230,7 +233,7 @@ class Sweep:
         spec = {"device": config.device, "threads": config.threads,
                 "precisions": sorted({s.precision for s in config.setups})}
         found = None
-        worker = self.launcher.start(Job(PROBE, spec, config.threads, preloaded=True))
+        worker = self.launcher.start(Job(PROBE, spec, config.threads, preload=self._preloads[0]))
         try:
             for record in worker.records(idle_limit=IMPORT_LIMIT_S + 300):
                 if record["type"] == "environment":
@@ -315,15 +318,12 @@ class Sweep:
     def _watch_worker(self, job: ModelJob, result: SweepResult, scratch: str) -> _Outcome:
         """Start the job's worker and watch it to its end: its records stored as they arrive, its
         memory and time held to their limits, and how it ended said in words."""
-        from ..zoo.registry import is_user_model
-
         self.on_event("worker", {"model": job.model, "batch_sizes": list(job.batch_sizes), "round": self._round})
         oom_before = memory.oom_kills()
         spec = job.spec(static=job.model not in self._static_done, busy=self._busy_spec())
-        # a user's model file imports what it likes, maybe not torchvision: a fresh interpreter, or the
-        # server's torchvision would count in its memory
-        worker = self.launcher.start(Job(LATENCY, spec, job.config.threads, scratch,
-                                         preloaded=not is_user_model(job.model)))
+        # a user's model file imports what it likes, maybe not torchvision: forked from the server without
+        # it, or the server's torchvision would count in its memory
+        worker = self.launcher.start(Job(LATENCY, spec, job.config.threads, scratch, preload=_preload(job.model)))
         state = _WorkerState(_Watch(job.config, time.monotonic()))
         try:
             ended = self._follow(job, worker, state, result)
@@ -435,6 +435,14 @@ class _WorkerState:
     cold: dict = field(default_factory=dict)
     killed: tuple[str, str] | None = None  # (status, message) when the sweep stopped the worker
     peak_seen: int = 0
+
+
+def _preload(model: str) -> str:
+    """The server a model's worker forks from: a user's model file imports what it likes, maybe not
+    torchvision, so its server has not imported it (its torchvision would count in the worker's memory)."""
+    from ..zoo.registry import is_user_model
+
+    return "torch" if is_user_model(model) else "models"
 
 
 def round_order(jobs: list, seed: int, round_no: int) -> list:
