@@ -189,3 +189,44 @@ def test_another_process_on_the_gpu_flags_the_cell_and_is_timed_again(monkeypatc
     # the host's own steal during this test is real and varies: judge the GPU part alone
     assert busy.cause({**fields, "contention": 0.0, "steal": 0.0}) == "1 other process used the GPU"
 
+
+
+# ---- kernel timing (predict) under the same rules ------------------------------------------------
+
+
+def _kernel_keys(n: int = 12) -> list[str]:
+    from dnnbench.launch import InlineLauncher, Job
+    from dnnbench.measure.profile import replayable
+    from dnnbench.worker import KERNELS
+
+    worker = InlineLauncher().start(Job(KERNELS, {"profile": [{"name": "squeezenet1_1", "input_size": 64, "batch": 1}]}))
+    (profile,) = [r["profile"] for r in worker.records() if r["type"] == "profile"]
+    return [k for k in profile["calls"] if replayable(k)][:n]
+
+
+def test_kernels_timed_on_a_busy_machine_are_flagged_and_timed_again_once_it_is_quiet(tmp_path):
+    from dnnbench.profiling import busy_share, kernel_times
+
+    keys = _kernel_keys()
+    setup = Setup(threads=2).resolved().on("m1")
+    with Store(tmp_path / "k.db") as store:
+        with spinners(2):
+            busy = kernel_times(keys, setup, store, busy={"on_busy": "measure"})
+        assert all(busy[k]["disturbed"] and busy[k]["contention"] > 0.05 for k in keys)
+        assert busy_share(dict.fromkeys(keys, 1), busy) == 1.0  # a prediction on them says BUSY
+        reused = kernel_times(keys, setup, store, busy={"on_busy": "measure"})  # measure: kept, still flagged
+        assert all(reused[k]["disturbed"] for k in keys)
+        quiet = kernel_times(keys, setup, store, busy={"on_busy": "wait"})  # wait: timed again, the load gone
+        assert all(quiet[k]["contention"] < busy[k]["contention"] for k in keys)
+        assert busy_share(dict.fromkeys(keys, 1), quiet) < 1.0
+
+
+def test_a_kernel_time_impossible_for_its_work_is_recognised():
+    from dnnbench.worker.kernels import CALL_FLOOR_S, IMPLAUSIBLE, implausible
+
+    speed = (1e11, 2e10)  # FLOP/s, bytes/s
+    work = [10_000_000, 640_000]  # the 1x1 convolution of the issue: 10 M MACs, 0.64 MB
+    need = max(2 * work[0] / speed[0], work[1] / speed[1])
+    assert not implausible(CALL_FLOOR_S + IMPLAUSIBLE * need * 0.99, work, speed)
+    assert implausible(0.032, work, speed)  # 32 ms: 160x its need on this machine
+    assert not implausible(None, work, speed) and not implausible(1.0, None, speed)

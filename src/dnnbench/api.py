@@ -692,7 +692,7 @@ class Results:
                   max_energy: float | None = None, backend: str | Sequence[str] | None = None,
                   precision: str | Sequence[str] | None = None, machine: str | Sequence[str] | None = None,
                   models: str | Sequence[str] = (), zoo: str | None = None, measure: bool = False,
-                  quick: bool = False, progress: bool = True) -> Recommendation:
+                  quick: bool = False, progress: bool = True, on_busy: str = "wait") -> Recommendation:
         """The measured (model, setup) pairs that meet every limit, most accurate first, then those that
         fail with the limits they break: a `Recommendation`. Limits at ``batch_size``: ``max_memory``
         (``"1GB"`` or bytes), one of ``max_latency`` (of one batch: ``"50ms"`` or seconds) and
@@ -701,15 +701,16 @@ class Results:
 
         ``measure``: answer among the candidates ``models`` and ``zoo`` on this machine (in ``backend``
         and ``precision``, default eager fp32), measuring only the ones that decide the answer (see
-        `analysis.search`); ``quick`` measures them with `run`'s quick budgets. The answer's ``steps``
-        say which were measured and why."""
+        `analysis.search`); ``quick`` measures them with `run`'s quick budgets; ``on_busy`` is `run`'s and
+        `predict`'s, for its cells and kernels. The answer's ``steps`` say which were measured and why."""
         from .analysis.recommend import Limits, recommend
 
         limits = Limits(max_memory=_size(max_memory, "max_memory"), max_latency=_seconds(max_latency, "max_latency"),
                         min_fps=min_fps, batch_size=batch_size, min_top1=min_top1, max_energy=max_energy)
         steps = None
         if measure:
-            steps, setup, names = self._measure_to_decide(limits, models, zoo, backend, precision, quick, progress)
+            steps, setup, names = self._measure_to_decide(limits, models, zoo, backend, precision, quick, progress,
+                                                          on_busy)
             found = [m for m in self._measured() if m.setup == setup and m.model in names]
         else:
             if models or zoo:
@@ -719,7 +720,8 @@ class Results:
         passing, failing = recommend(found, limits)
         return Recommendation(passing, failing, limits, steps)
 
-    def _measure_to_decide(self, limits, models, zoo, backend, precision, quick: bool, progress: bool):
+    def _measure_to_decide(self, limits, models, zoo, backend, precision, quick: bool, progress: bool,
+                           on_busy: str = "wait"):
         """Measure the candidates that decide the answer (`analysis.search.decide`): (the steps, the
         setup measured, the candidates' names)."""
         from .deciding import measure_to_decide
@@ -745,7 +747,7 @@ class Results:
             return self._writable() if writable else self._store()
 
         steps = measure_to_decide(self.path, limits, entries, setup, quick, progress, open_store,
-                                  say=_say_to(sys.stderr, "recommend"))
+                                  say=_say_to(sys.stderr, "recommend"), on_busy=on_busy)
         return steps, setup, {e.name for e in entries}
 
     def _only(self, found: list, **wanted) -> list:

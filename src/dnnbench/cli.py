@@ -221,6 +221,9 @@ def _recommend_command(sub) -> None:
                         "decide the answer: most accurate first, skipping those the prediction rules out")
     p.add_argument("--zoo", metavar="NAME", help="with --measure: a preset's models as candidates")
     p.add_argument("--quick", action="store_true", help="with --measure: measure with run's quick budgets")
+    p.add_argument("--on-busy", choices=["wait", "measure", "stop"], default="wait",
+                   help="with --measure: what to do when other processes use the machine, as run's and predict's "
+                        "--on-busy (default: wait)")
     _add_json(p)
 
 
@@ -384,7 +387,8 @@ def cmd_recommend(args) -> int:
         max_latency=_option("--max-latency", _duration, args.max_latency), min_fps=args.min_fps,
         batch_size=args.batch_size, min_top1=args.min_top1, max_energy=args.max_energy,
         **{k: _option(f"--{k}", _list, getattr(args, k)) for k in ("backend", "precision", "machine")},
-        models=args.models, zoo=args.zoo, measure=args.measure, quick=args.quick, progress=not args.json)
+        models=args.models, zoo=args.zoo, measure=args.measure, quick=args.quick, progress=not args.json,
+        on_busy=args.on_busy)
     if args.json:
         _json(answer.to_dicts())
     else:

@@ -10,7 +10,7 @@ from .errors import UserError
 
 
 def measure_to_decide(path, limits, entries: list, setup, quick: bool, progress: bool, open_store,
-                      say=None) -> list:
+                      say=None, on_busy: str = "wait") -> list:
     """Measure, in ``setup``, the candidates (``entries``) that decide the answer to ``limits``: the
     steps taken (`analysis.search.Step`). ``open_store(writable)`` opens the database at ``path``."""
     from .analysis import predictor, search
@@ -37,7 +37,7 @@ def measure_to_decide(path, limits, entries: list, setup, quick: bool, progress:
 
     def measure_many(names: list[str]) -> list[bool]:
         chosen = [e for e in entries if e.name in names]
-        config = RunConfig(batch_sizes=(batch,), setups=(setup,), quick=quick)
+        config = RunConfig(batch_sizes=(batch,), setups=(setup,), quick=quick, on_busy=on_busy)
         with open_store(True) as store:
             sweep_and_read(store, config, chosen, ["recommend", "--measure", *names], sys.stderr, progress)
         return [bool(passes(name)) for name in names]
@@ -58,7 +58,7 @@ def measure_to_decide(path, limits, entries: list, setup, quick: bool, progress:
             return None
         entry = next(e for e in entries if e.name == name)
         with open_store(True) as store:
-            result = predict(store, calibrating, [entry], [entry], setup, batch, "kernels", say=say)
+            result = predict(store, calibrating, [entry], [entry], setup, batch, "kernels", on_busy=on_busy, say=say)
         row = result["rows"][0]
         if "problem" in row or row.get("busy"):  # a prediction taken on a busy machine decides nothing
             return None

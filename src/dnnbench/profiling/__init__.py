@@ -43,6 +43,9 @@ def versions() -> str:
 # building one model on the meta device takes seconds; timing one kernel at most a second, plus the
 # waits for a quiet machine
 SILENCE_LIMIT_S = IMPORT_LIMIT_S + 180.0
+# waits for a quiet machine in a row that ended with it still busy, over this process's kernel workers:
+# a load that lasts is waited for twice, then measured and flagged (as a sweep does across its workers)
+_FUTILE = [0]
 
 
 def _run(jobs: list[dict], on_record, launcher=None) -> list[tuple[int, str]]:
@@ -155,11 +158,15 @@ def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict |
     whose time is impossible for its work; one still impossible is kept out (seconds None, its error
     says why), so it is estimated from the others and timed again by the next call. A kernel timed while
     others disturbed the machine is stored with its contention, counts as ``disturbed``, and is timed
-    again by a later call. ``on_wait(text)`` hears of each wait for a quiet machine."""
+    again by a later call that waits for quiet (``on_busy`` wait). ``on_wait(text)`` hears of each wait
+    for a quiet machine."""
     from ..runner.lock import machine_lock
 
     dtype = DTYPES[setup.precision]
-    table = _KernelTable(store, setup, dtype, progress, on_wait)
+    # a kernel stored from a busy machine is timed again where the caller waits for quiet (wait), and
+    # used as it is, flagged, where it only records the load (measure, stop)
+    retime = (busy or {}).get("on_busy", "wait") == "wait"
+    table = _KernelTable(store, setup, dtype, progress, on_wait, retime)
     missing = [k for k in dict.fromkeys(keys) if k not in table.timed]
     table.missing = len(missing)
     if progress:
@@ -171,7 +178,7 @@ def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict |
                         "or ops on this setup")
     work = work or {}
     spec = {"dtype": dtype, "busy": {"on_busy": "wait", "wait_s": 30.0, "retries": 1, **(busy or {}),
-                                     "parent": os.getpid()}}
+                                     "parent": os.getpid(), "futile": _FUTILE[0]}}
     with machine_lock():
         try:
             while True:  # a kernel that kills its worker is recorded as failed, and the rest timed by another
@@ -193,14 +200,14 @@ class _KernelTable:
     """The kernel times of one setup: those stored on a quiet machine, and the worker's records as they
     come, stored in batches (an interrupted call keeps what it timed)."""
 
-    def __init__(self, store, setup, dtype: str, progress, on_wait):
+    def __init__(self, store, setup, dtype: str, progress, on_wait, retime: bool = True):
         from ..measure.busy import DISTURBED_SHARE
 
         self.store, self.setup, self.dtype, self.progress, self.on_wait = store, setup, dtype, progress, on_wait
         stored = store.kernels(setup.machine, setup.device, setup.threads, dtype) if store is not None else {}
         for row in stored.values():
             row["disturbed"] = (row.get("contention") or 0) > DISTURBED_SHARE
-        self.timed = {k: r for k, r in stored.items() if not r["disturbed"]}  # disturbed ones are timed again
+        self.timed = {k: r for k, r in stored.items() if not (retime and r["disturbed"])}
         self.already, self.missing = len(self.timed), 0
         self.pending: list[dict] = []
         self.writable = store is not None and not store.readonly
@@ -238,6 +245,8 @@ class _KernelTable:
 
             raise MachineBusy(f"timing kernels: {record['load']}: stopped (--on-busy stop); every kernel timed "
                               "before is kept. Close them and run the same command again, or use --on-busy wait")
+        elif kind == "futile":
+            _FUTILE[0] = record["count"]
         elif kind == "kernel":
             self.keep(record)
             if self.progress:

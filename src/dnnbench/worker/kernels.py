@@ -88,7 +88,8 @@ class _Quiet:
         self.retries = int(spec.get("retries", 1)) if self.mode == "wait" else 0
         self.threads, self.emit = threads, emit
         self.own = tuple(p for p in (os.getpid(), os.getppid(), spec.get("parent")) if p)
-        self.check_next, self.futile = True, 0
+        # waits in vain so far, counted across the caller's kernel workers (as a sweep counts across its own)
+        self.check_next, self.futile = True, int(spec.get("futile", 0))
 
     def busy_now(self, seconds: float):
         from ..measure import busy
@@ -179,6 +180,7 @@ def _time(spec: dict, emit) -> None:
                         seconds, calls, error = again
                 emit("kernel", key=key, seconds=seconds, calls=calls, contention=excess, disturbed=disturbed,
                      implausible=implausible(seconds, work.get(key), speed), timed=timed, error=error)
+            emit("futile", count=quiet.futile)  # the caller carries it to its next kernel worker
 
 
 def run(spec: dict, emit) -> int:
