@@ -366,9 +366,6 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
       need this dnnbench and its model libraries; Ray comes with ``pip install 'dnnbench[cluster]'``.
 
     Ctrl-C (or a notebook's interrupt) stops it with KeyboardInterrupt; every cell measured is kept."""
-    from .runner.sweep import sweep_and_read
-    from .store import Store
-
     batch_sizes = _batch_sizes(batch_sizes)
     max_memory = _size(max_memory, "max_memory")
     timeout = _seconds(timeout, "timeout")
@@ -383,6 +380,15 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
                                input_size, weights, batch_sizes, asked, knobs, db, progress, argv, say)
     if machines:
         raise UserError("machines chooses nodes of a cluster: give the cluster's address too (--cluster HEAD:6379)")
+    return _run_here(models, zoo, input_size, weights, batch_sizes, asked, knobs, db, progress, argv, say)
+
+
+def _run_here(models, zoo, input_size, weights, batch_sizes, asked: list[Setup], knobs: dict, db, progress: bool,
+              argv: list[str], say) -> Results:
+    """`run` on this machine: one sweep into ``db`` (None: a temporary file that the `Results` owns)."""
+    from .runner.sweep import sweep_and_read
+    from .store import Store
+
     cores = _cores()
     _warn_oversubscribed(asked, cores, say)
     launcher = _early_launcher(asked[0].threads or cores)  # imports torch while the rest is checked

@@ -82,6 +82,18 @@ def _prepare(model, setup: dict, make_input, batch: int):
     return prepared.forward, prepared, correctness
 
 
+def _static(entry, emit, stage) -> None:
+    """The model's static figures (operations counted on the meta device), for the sweep to store."""
+    from ..measure.static import static_figures
+
+    stage("static")
+    try:
+        emit("static", **static_figures(entry).to_dict())
+    except Exception as exc:  # the timed figures do not need them
+        emit("static_failed", error=one_line(exc))
+    stage("build")
+
+
 def _timed_load(model, device: str, sync) -> tuple[float, int | None]:
     """(seconds, peak resident bytes) of loading ``model``'s weights back from a safetensors file, as a
     user loads one."""
@@ -111,7 +123,6 @@ def _measure(spec: dict, emit) -> None:
     from ..measure.device import sync_function
     from ..measure.energy import open_meter
     from ..measure.latency import TimingPolicy
-    from ..measure.static import static_figures
     from ..zoo import get
     from ..zoo.weights import calibrate_norms_
 
@@ -132,12 +143,7 @@ def _measure(spec: dict, emit) -> None:
     # imports the model's library (or the user's file) only
     entry = get(spec.get("base") or spec["model"], spec["input_size"], spec.get("weights_file"))
     if spec.get("static"):
-        stage("static")
-        try:
-            emit("static", **static_figures(entry).to_dict())
-        except Exception as exc:  # the timed figures do not need them
-            emit("static_failed", error=one_line(exc))
-        stage("build")
+        _static(entry, emit, stage)
     memory.memory_mode()  # glibc's initial threshold, fixed: cold start as in a fresh user process
     baseline = memory.rss_bytes()
 
