@@ -34,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from ..worker import RECORD_FD_ENV
+from ..worker import CHANNEL_LOST, RECORD_FD_ENV
 
 IMPORT_LIMIT_S = 120.0  # importing torch and dnnbench on a busy machine: our code, not the model's
 END_GRACE_S = 5.0  # a worker whose channel closed without its end record: time to exit before it is stopped
@@ -172,10 +172,8 @@ class Worker:
         outlive it), close the channel, and return the exit code."""
         if self.proc.poll() is None:
             self.stopped = not self.finished  # a worker that said its end is only spared its teardown
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)  # what it forked, even after it exited
+            os.killpg(self.pid, signal.SIGKILL)  # the worker, and what it forked even after it exited
         rc = None
         with contextlib.suppress(subprocess.TimeoutExpired):
             rc = self.proc.wait(timeout=10)
@@ -193,12 +191,17 @@ class Worker:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
 
+    @property
+    def channel_lost(self) -> bool:
+        """It exited saying its record channel was closed under it (by the model)."""
+        return self.proc.poll() == CHANNEL_LOST and not self.finished
+
     def exit_words(self, rc: int) -> str:
         """Why it ended, for an error message: its exit, and what it printed."""
         if self.parent_died:
             what = (f"its parent process (dnnbench's launcher) was killed while it ran ({describe_exit(rc)}); "
                     "a model that kills its parent process does this")
-        elif rc == 3 and not self.finished:
+        elif rc == CHANNEL_LOST and not self.finished:
             what = "it closed its record channel to dnnbench (a model that closes descriptors it did not open)"
         else:
             what = describe_exit(rc)
@@ -362,7 +365,7 @@ class InlineLauncher:
         records.append({"type": "end", "status": code})
         return InlineWorker(records, code)
 
-    def warm(self) -> None:
+    def warm(self, preload: str | None = "models") -> None:
         pass
 
     def close(self) -> None:

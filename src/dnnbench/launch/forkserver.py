@@ -118,15 +118,15 @@ def serve(sock: socket.socket, preload: str | None = "models") -> int:
                 os.close(fd)
             children.add(pid)
             _send(sock, {"pid": pid})
-        while children:
+        while True:  # every child that ended: a worker (said to the launcher) or an adopted orphan (reaped)
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
+            except ChildProcessError:  # no child at all
                 children.clear()
                 break
             if pid == 0:
                 break
-            if pid in children:  # else an adopted orphan, reaped
+            if pid in children:
                 children.discard(pid)
                 _kill_orphans(children)  # before the launcher hears of the end: nothing outlives a worker
                 _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
@@ -161,11 +161,8 @@ def _kill_orphans(workers) -> None:
             for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
                 with contextlib.suppress(OSError):
                     kill()
-    with contextlib.suppress(ChildProcessError):
-        while True:  # reap what is already gone; the rest is reaped by the loop as it goes
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0 or pid in workers:
-                break
+    # no waitpid here: it could reap a worker that ended meanwhile, whose exit the launcher must hear;
+    # the serving loop reaps the orphans (their SIGCHLD wakes it)
 
 
 def _fork(request: dict, fds: list[int], sock: socket.socket, wake: tuple[int, int], resident) -> int:

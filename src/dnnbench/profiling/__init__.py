@@ -48,22 +48,18 @@ SILENCE_LIMIT_S = IMPORT_LIMIT_S + 180.0
 _FUTILE = [0]
 
 
-def _run(jobs: list[dict], on_record, launcher=None) -> list[tuple[int, str]]:
+def _run(jobs: list[dict], on_record) -> list[tuple[int, str]]:
     """Run the ``jobs`` in parallel workers, calling ``on_record`` for each record (with ``job``: its
     index) in this thread; returns (job index, error) of the workers that died or hung."""
-    own = launcher is None
-    launcher = launcher or Launcher()
     started = []
-    try:
-        for job in jobs:
-            started.append(launcher.start(Job(KERNELS, job, int(job.get("threads", 1)))))
-        return _follow(started, on_record)
-    finally:
-        for worker in started:
-            worker.end()
-            worker.log.close()
-        if own:
-            launcher.close()
+    with Launcher() as launcher:
+        try:
+            for job in jobs:
+                started.append(launcher.start(Job(KERNELS, job, int(job.get("threads", 1)))))
+            return _follow(started, on_record)
+        finally:
+            for worker in started:
+                worker.close()
 
 
 def _follow(workers: list, on_record) -> list[tuple[int, str]]:

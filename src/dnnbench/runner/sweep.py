@@ -408,7 +408,7 @@ class Sweep:
             return _Outcome(state.done, None, None, None, state.cold)
         where = f"during batch size {current}" if current is not None else \
             f"during {_STAGES.get(watch.stage_name, 'its start')}"
-        if worker.parent_died or (rc == 3 and not worker.finished):  # the launcher's words say which
+        if worker.parent_died or worker.channel_lost:  # the launcher's words say which
             return _Outcome(state.done, current, "crashed", f"the worker ended {where}: {worker.exit_words(rc)}",
                             state.cold)
         if worker.stopped:  # its channel ended without its end record, and it did not exit by itself

@@ -37,7 +37,7 @@ LATENCY, PROBE, ACCURACY, KERNELS, STATIC = (f"{PACKAGE}.{name}" for name in
                                              ("latency", "probe", "accuracy", "kernels", "static"))
 NODE = "dnnbench.cluster.node"  # above the runner: it runs a sweep, so it is named, never imported, here
 SCENARIOS = (LATENCY, PROBE, ACCURACY, KERNELS, STATIC, NODE)
-_CHANNEL_LOST = 3  # the exit status of a worker whose record channel was closed under it
+CHANNEL_LOST = 3  # the exit status of a worker whose record channel was closed under it
 
 
 def die_with_parent() -> None:
@@ -120,6 +120,6 @@ def main() -> int:
     except ChannelLost as exc:
         print(f"dnnbench worker: its record channel was closed under it ({exc}); the model closed a "
               "descriptor it did not open", file=sys.stderr, flush=True)
-        return _CHANNEL_LOST
+        return CHANNEL_LOST
     channel.close()
     return int(status)

@@ -19,7 +19,6 @@ first busy sample (a ``busy`` record). A kernel whose time is impossible for its
 
 from __future__ import annotations
 
-import os
 import time
 
 TORCH = True
@@ -79,65 +78,44 @@ def implausible(seconds: float | None, work, speed: tuple[float, float]) -> bool
     return seconds > CALL_FLOOR_S + IMPLAUSIBLE * need
 
 
-class _Quiet:
-    """The sweep's busy rules over windows of kernels (see the module)."""
+def _watch(spec: dict, threads: int, emit):
+    """The sweep's own busy watch (`latency.BusyWatch`), over windows of kernels instead of cells; the
+    caller (``parent``) counts as ours, as a sweep does."""
+    from .latency import BusyWatch
 
-    def __init__(self, spec: dict, threads: int, emit):
-        self.mode = spec.get("on_busy", "wait")
-        self.wait_s = float(spec.get("wait_s", 30.0))
-        self.retries = int(spec.get("retries", 1)) if self.mode == "wait" else 0
-        self.threads, self.emit = threads, emit
-        self.own = tuple(p for p in (os.getpid(), os.getppid(), spec.get("parent")) if p)
-        # waits in vain so far, counted across the caller's kernel workers (as a sweep counts across its own)
-        self.check_next, self.futile = True, int(spec.get("futile", 0))
+    return BusyWatch({"on_busy": "wait", "wait_s": 30.0, "retries": 1, **spec, "sweep": spec.get("parent")},
+                     threads, "cpu", emit)
 
-    def busy_now(self, seconds: float):
-        from ..measure import busy
 
-        load = busy.sample(seconds, self.own)
-        return load, load is not None and load.disturbed(self.threads)
-
-    def before_window(self) -> bool:
-        """Wait for quiet as the mode says; False when the scenario must stop (``stop``)."""
-        if not self.check_next:
-            return True
-        load, busy_now = self.busy_now(0.3)
-        if not busy_now:
-            self.futile = 0
-            return True
-        if self.mode == "stop":
-            self.emit("busy", load=load.describe())
-            return False
-        if self.mode != "wait" or self.futile >= 2 or self.wait_s <= 0:
-            return True
-        self.emit("wait", load=load.describe(), limit_s=self.wait_s)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < self.wait_s:
-            if not self.busy_now(1.0)[1]:
-                self.futile = 0
-                return True
-        self.futile += 1
+def _quiet_enough(watch) -> bool:
+    """Before a window: wait for quiet as the mode says (after a disturbed window, or at the first);
+    False when the scenario must stop (``stop``)."""
+    if not watch.check_next:
         return True
+    _, quiet = watch.wait_for_quiet(restart=False)
+    return quiet or watch.mode != "stop"
 
-    def window(self, keys: list, one) -> tuple[dict, object]:
-        """({key: (seconds, calls, error)}, load) of the attempt least disturbed."""
-        from ..measure import busy
 
-        best, attempts = None, 0
-        while True:
-            attempts += 1
-            window = busy.Window(self.own)
-            results = {key: one(key) for key in keys}
-            load = window.end()
-            excess = load.excess(self.threads) if load else 0.0
-            if best is None or excess < best[2]:
-                best = (results, load, excess)
-            disturbed = load is not None and load.disturbed(self.threads)
-            self.check_next = disturbed
-            if not disturbed or attempts > self.retries or self.futile >= 2:
-                return best[0], best[1]
-            if not self.before_window():
-                return best[0], best[1]
+def _timed_window(watch, keys: list, one) -> tuple[dict, object]:
+    """({key: (seconds, calls, error)}, load) of the least disturbed attempt at timing ``keys``: a
+    disturbed window is timed again, as a disturbed cell is (``retries``, two waits in vain at most)."""
+    from ..measure import busy
+
+    best = None
+    for attempt in range(1 + watch.retries):
+        window = busy.Window(watch.own)
+        results = {key: one(key) for key in keys}
+        load = window.end()
+        excess = load.excess(watch.cores) if load else 0.0
+        if best is None or excess < best[2]:
+            best = (results, load, excess)
+        watch.check_next = load is not None and load.disturbed(watch.cores)
+        if not watch.check_next:
+            watch.futile = 0
+            break
+        if watch.futile >= 2 or attempt == watch.retries or not _quiet_enough(watch):
+            break
+    return best[0], best[1]
 
 
 def _time(spec: dict, emit) -> None:
@@ -148,7 +126,7 @@ def _time(spec: dict, emit) -> None:
 
     dtype, threads = getattr(torch, spec.get("dtype", "float32")), torch.get_num_threads()
     work = spec.get("work") or {}
-    quiet = _Quiet(spec.get("busy") or {}, threads, emit)
+    watch = _watch(spec.get("busy") or {}, threads, emit)
 
     def one(key: str) -> tuple:
         emit("start", key=key)
@@ -161,26 +139,26 @@ def _time(spec: dict, emit) -> None:
         speed = _machine_speed(threads)
         pending = list(spec["time"])
         while pending:
-            if not quiet.before_window():
+            if not _quiet_enough(watch):
                 return
             keys, start = [], time.monotonic()
             while pending and (not keys or time.monotonic() - start < GROUP_S):
                 keys.append(pending.pop(0))
-            results, load = quiet.window(keys, one)
+            results, load = _timed_window(watch, keys, one)
             excess = load.excess(threads) if load else None
             disturbed = bool(load is not None and load.disturbed(threads))
             for key, (seconds, calls, error) in results.items():
                 timed = 1
                 if implausible(seconds, work.get(key), speed):  # a preemption inside its few calls
-                    quiet.check_next = True
-                    quiet.before_window()
+                    watch.check_next = True
+                    _quiet_enough(watch)
                     again = one(key)
                     timed += 1
                     if again[0] is not None and again[0] < seconds:
                         seconds, calls, error = again
                 emit("kernel", key=key, seconds=seconds, calls=calls, contention=excess, disturbed=disturbed,
                      implausible=implausible(seconds, work.get(key), speed), timed=timed, error=error)
-            emit("futile", count=quiet.futile)  # the caller carries it to its next kernel worker
+            emit("futile", count=watch.futile)  # the caller carries it to its next kernel worker
 
 
 def run(spec: dict, emit) -> int:

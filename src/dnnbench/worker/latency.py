@@ -351,18 +351,20 @@ class BusyWatch:
             parts.append(f"{gpu[0]} other process{'es' if gpu[0] > 1 else ''} used the GPU")
         return ", ".join(parts) or "others used the machine"
 
-    def _wait_for_quiet(self, batch: int) -> tuple[float, bool]:
-        """Seconds waited, and whether the machine is quiet now."""
+    def wait_for_quiet(self, restart: bool = True, **where) -> tuple[float, bool]:
+        """Seconds waited, and whether the machine is quiet now. The ``wait`` and ``busy`` records carry
+        ``where`` (the batch size, say); ``restart``: a ``start`` record after a wait, from which the
+        sweep counts the cell's limit again."""
         load, gpu, busy_now = self._load_now(0.3)
         if not busy_now:
             self.futile = 0
             return 0.0, True
         if self.mode == "stop":
-            self.emit("busy", batch_size=batch, load=self._describe(load, gpu))
+            self.emit("busy", **where, load=self._describe(load, gpu))
             return 0.0, False
         if self.mode != "wait" or self.futile >= 2 or self.wait_s <= 0:
             return 0.0, False
-        self.emit("wait", batch_size=batch, load=self._describe(load, gpu), limit_s=self.wait_s)
+        self.emit("wait", **where, load=self._describe(load, gpu), limit_s=self.wait_s)
         t0 = time.monotonic()
         quiet = False
         while time.monotonic() - t0 < self.wait_s:
@@ -371,7 +373,8 @@ class BusyWatch:
                 break
         waited = time.monotonic() - t0
         self.futile = 0 if quiet else self.futile + 1
-        self.emit("start", batch_size=batch)  # the cell's limit counts from here
+        if restart:
+            self.emit("start", **where)  # the cell's limit counts from here
         return waited, quiet
 
     def time_cell(self, batch, step, policy, sync, prior, meter, before_timing=None) -> Timing | None:
@@ -382,7 +385,7 @@ class BusyWatch:
         best, waited, attempts = None, 0.0, 0
         while True:
             if self.check_next:
-                w, quiet = self._wait_for_quiet(batch)
+                w, quiet = self.wait_for_quiet(batch_size=batch)
                 waited += w
                 if not quiet and self.mode == "stop":
                     return None
