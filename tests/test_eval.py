@@ -108,6 +108,8 @@ def test_eval_reports_exactly_the_independently_counted_accuracy_in_two_setups(d
     assert "your own classes, by sorted name" in out.stderr and "4 (1000 -> 3 outputs)" in out.stderr
     stored = dnnbench.open(tmp_path / "e.db").accuracy
     assert [(r["backend"], r["top1_hits"]) for r in stored] == [("eager", hits), ("onnxruntime", hits)]
+    # a head resized to the file's classes is another model: named as `run --weights` names its cells
+    assert {r["model"] for r in stored} == {f"{COLOURNET} [colour.safetensors]"}
 
 
 def test_int8_is_evaluated_on_calibration_from_the_images_and_a_pth_state_dict_loads(dataset):
@@ -241,6 +243,24 @@ def test_measured_accuracy_replaces_the_published_one_and_int8_never_borrows_fp3
                                                                    "dnnbench eval"]
     assert rows[("resnet18", "onnxruntime", "fp32")]["top1_source"] == "measured"
     assert "Top-1 measured by dnnbench eval" in str(answer) and "published 69.80%, -1.80" in str(answer)
+
+
+def test_a_resized_heads_accuracy_is_never_the_imagenet_models_top1(tmp_path, synthetic):
+    from dnnbench.analysis.data import load
+    from dnnbench.store import Store
+
+    db = synthetic.make_db(tmp_path / "s.db")
+    with Store(db) as store:  # as an older version stored it: under the ImageNet model's own name
+        store.put_accuracy({"model": "resnet18", "input_size": 224, "machine": "m1", "device": "cpu",
+                            "backend": "eager", "precision": "fp32", "threads": 2, "layout": "nchw",
+                            "weights": "/w/r18_2cls.safetensors", "data": "/data", "images": 10, "top1_hits": 5,
+                            "top1": 50.0, "top1_low": 23.7, "top1_high": 76.3, "skipped": 0,
+                            "mapping": "your own classes", "heads_resized": ["fc (1000 -> 2 outputs)"]})
+        models = load(store)
+    resnet18 = next(m for m in models if m.model == "resnet18" and m.setup.precision == "fp32")
+    assert (resnet18.top1, resnet18.accuracy) == (69.8, "published")
+    assert [r["model"] for r in dnnbench.open(db).accuracy] == ["resnet18 [r18_2cls.safetensors]"]
+    assert "50.00%" not in str(dnnbench.open(db).recommend(max_memory="2GB", max_latency="1s"))
 
 
 def test_wordnet_folders_map_to_imagenet_outputs_and_inspect_shows_the_measured_top1(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..launch import Job, Launcher
-from ..measure.accuracy import wilson
+from ..measure.accuracy import evaluated_model, wilson
 from ..setup import Setup
 from ..worker import ACCURACY
 from ..worker.images import find_images
@@ -70,7 +70,8 @@ def _row(entry, setup: Setup, images, said: dict, result: dict, machine: str | N
     # with 5 classes or fewer every image is in the top five: no figure
     five = result["top5_hits"] if said["outputs"] > 5 else None
     top5 = wilson(five, n) if five is not None else (None, None)
-    return {"model": entry.name, "input_size": entry.input_size, "machine": machine or "unknown",
+    return {"model": evaluated_model(entry.name, said["weights"], said["heads_resized"]),
+            "input_size": entry.input_size, "machine": machine or "unknown",
             "device": setup.device, "backend": result["backend"], "precision": result["precision"],
             "threads": setup.threads, "layout": setup.layout, "weights": said["weights"], "data": images.root,
             "images": n, "top1_hits": result["top1_hits"], "top5_hits": five,

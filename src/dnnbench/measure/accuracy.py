@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 
@@ -25,3 +26,12 @@ def topk_hits(logits, labels, ks=(1, 5)) -> dict[int, int]:
     ranked = logits.float().topk(min(max(ks), logits.shape[1]), dim=1).indices
     found = ranked == labels.view(-1, 1)
     return {k: int(found[:, :k].any(dim=1).sum()) for k in ks}
+
+
+def evaluated_model(model: str, weights: str | None, heads_resized) -> str:
+    """The name an evaluation's accuracy is stored and read under. Weights whose classifier head had to
+    be resized are a model retrained on other classes: its accuracy is named ``MODEL [FILE]``, as
+    `run --weights FILE` names its cells, and never read as the ImageNet model's top-1."""
+    if not heads_resized or not weights or model.endswith("]"):
+        return model
+    return f"{model} [{os.path.basename(weights)}]"

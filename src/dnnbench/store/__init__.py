@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import UserError
+from ..measure.accuracy import evaluated_model
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
 SCHEMA_VERSION = 7
@@ -362,6 +363,8 @@ class Store:
         for row in rows:
             for c in _ACCURACY_JSON:
                 row[c] = json.loads(row[c]) if row.get(c) else None
+            # older versions stored a resized head's accuracy under the ImageNet model's own name
+            row["model"] = evaluated_model(row["model"], row["weights"], row["heads_resized"])
         return rows
 
     def _has(self, table: str) -> bool:
