@@ -163,3 +163,28 @@ def test_an_old_database_merges_once(tmp_path):
         assert store.runs()[0]["uid"] == old_uid
     again = api.merge([a], into)
     assert again.cells["same"] == 1 and again.runs == 0
+
+
+def test_a_database_merged_mid_sweep_and_again_when_done_takes_the_later_rounds(tmp_path):
+    """Both rounds of one sweep carry its run: the copy taken between them is an earlier version."""
+    source, partial, into = tmp_path / "board.db", tmp_path / "board-midway.db", tmp_path / "all.db"
+    with Store(source) as store:
+        store.register_machine("laptop", FP)
+        run = store.start_run(["run"], {}, {"cpu_model": "test CPU"})
+        store.put_cell(run, cell("x", 1, 0.010), rounds=2)
+        with sqlite3.connect(partial) as copy:  # as a board's database is brought back mid-sweep
+            store.db.backup(copy)
+        store.put_cell(run, cell("x", 1, 0.012), rounds=2)
+        store.finish_run(run, "complete")
+    assert api.merge([partial], into).cells["added"] == 1
+    again = api.merge([source], into)
+    assert again.cells["updated"] == 1 and again.cells["same"] == 0
+    [x] = by_key(into).values()
+    assert x["rounds"] == 2 and x["round_medians"] == [0.010, 0.012]
+    assert api.merge([partial], into).cells["same"] == 1  # the earlier copy again: nothing to do
+
+
+def test_a_cell_of_an_older_database_names_its_run_once_for_all_its_rounds():
+    done = {**cell("x", 1, 0.01), "rounds": 2, "round_runs": ["r1"]}
+    midway = {**cell("x", 1, 0.01), "rounds": 1, "round_runs": ["r1"]}
+    assert decide(midway, done)[0] == "updated" and decide(done, midway)[0] == "same"

@@ -3,7 +3,8 @@
 Every source is read, never written; the target takes each source in one transaction, so an
 interrupt or a full disk leaves it as it was before that source. A cell is kept apart by its setup
 (the machine is part of it), and two versions of one cell are told apart by the runs whose rounds
-they hold (``round_runs``, schema 7):
+they hold (``round_runs``, schema 7: a run named once per round, so the rounds are compared as
+multisets and a copy taken between one run's rounds is an earlier version of the same cell):
 
 - the target lacks the cell: it is added;
 - the source's rounds are all in the target's: nothing to do (so merging twice adds nothing);
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +71,10 @@ def decide(target: dict | None, source: dict) -> tuple[str, dict | None]:
     the row to store (None: leave the target's)."""
     if target is None:
         return "added", source
-    mine, theirs = target.get("round_runs"), source.get("round_runs")
+    mine, theirs = rounds_.round_runs(target), rounds_.round_runs(source)
     if mine is not None and theirs is not None:
-        mine, theirs = set(mine), set(theirs)
+        # as multisets: one run's two rounds are two entries, so a copy taken between them is a subset
+        mine, theirs = Counter(mine), Counter(theirs)
         if theirs <= mine:
             return "same", None
         if mine <= theirs:
@@ -154,7 +157,7 @@ def _absorb(db: sqlite3.Connection, target: Store, reader: Store, report: Merged
         if row is not None:
             insert_cells(db, [row])
             stored[key] = row
-    _absorb_accuracy(db, reader, report)
+    _absorb_accuracy(db, target, reader, report)
     if reader._has("profiles"):
         for row in reader.db.execute("SELECT * FROM profiles"):
             db.execute("INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)", row)
@@ -183,14 +186,18 @@ def _models_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(r[1], r[2]) for r in db.execute("PRAGMA table_info(models)")]
 
 
-def _absorb_accuracy(db: sqlite3.Connection, reader: Store, report: Merged) -> None:
+def _absorb_accuracy(db: sqlite3.Connection, target: Store, reader: Store, report: Merged) -> None:
     names = [c for c, _ in ACCURACY_COLUMNS]
-    held = {tuple(r) for r in db.execute(f"SELECT {', '.join(names)} FROM accuracy")}
+
+    def values(row: dict) -> tuple:
+        return tuple(json.dumps(row.get(c)) if c in _ACCURACY_JSON else row.get(c) for c in names)
+
+    held = {values(r) for r in target.accuracies()}  # both read alike (an old resized head's row renamed)
     for row in reader.accuracies():
-        values = tuple(json.dumps(row.get(c)) if c in _ACCURACY_JSON else row.get(c) for c in names)
-        if values not in held:
-            db.execute(f"INSERT INTO accuracy ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
-            held.add(values)
+        found = values(row)
+        if found not in held:
+            db.execute(f"INSERT INTO accuracy ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", found)
+            held.add(found)
             report.evaluations += 1
 
 

@@ -97,9 +97,24 @@ def pool(stored: dict, new: dict) -> dict:
 
 
 def _joined(stored: dict, new: dict) -> list[str] | None:
-    """The runs whose rounds the two hold together; None where either's are unknown (stored before schema 7)."""
-    a, b = stored.get("round_runs"), new.get("round_runs")
-    return None if a is None or b is None else list(a) + [r for r in b if r not in a]
+    """The runs of the two's rounds together, one entry per round (a run that measured two rounds is
+    named twice: a copy taken between them holds one); None where either's are unknown (stored
+    before schema 7)."""
+    a, b = round_runs(stored), round_runs(new)
+    return None if a is None or b is None else a + b
+
+
+def round_runs(cell: dict) -> list[str] | None:
+    """The run of each round ``cell`` holds (or of each round that failed after them), None where unknown.
+    Databases written before a run was named once per round name it once however many rounds it
+    measured; such a list of one run is counted out to the cell's rounds."""
+    runs = cell.get("round_runs")
+    if runs is None:
+        return None
+    runs = list(runs)
+    if len(set(runs)) == 1 and len(runs) < rounds_of(cell):
+        runs = runs * rounds_of(cell)
+    return runs
 
 
 def _joules(cell: dict, batch: int) -> float | None:
