@@ -206,17 +206,41 @@ def test_bad_data_and_weights_are_one_clear_line(tmp_path, dataset, make, messag
     assert __import__("re").search(message, line), line
 
 
-def test_a_labels_file_and_a_limit_spread_over_the_classes(tmp_path, dataset):
+def decompression_bomb(path: Path) -> None:
+    """A 57-byte PNG whose header claims 20000 x 20000 pixels (no pixel data follows)."""
+    import struct
+    import zlib
+
+    header = b"IHDR" + struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + header + struct.pack(">I", zlib.crc32(header))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_a_spreadsheets_labels_file_a_bomb_among_the_images_and_a_limit_spread_over_the_classes(tmp_path, dataset):
     data = tmp_path / "flat"
     data.mkdir()
-    rows = ["file,label"]
+    decompression_bomb(data / "bomb.png")
+    rows = ["file,label", "bomb.png,blue"]
     for name, rgb in COLOURS.items():
         for i in range(3):
             Image.new("RGB", (20, 20), rgb).save(data / f"{name}{i}.png")
             rows.append(f"{name}{i}.png,{name}")
-    (data / "labels.csv").write_text("\n".join(rows) + "\n")
-    found = dnnbench.evaluate(COLOURNET, data, weights=dataset / "colour.safetensors", limit=4, progress=False)
-    assert found[0]["images"] == 4 and found[0]["top1_hits"] == 4
+    (data / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8-sig")  # as a spreadsheet saves it
+    found = dnnbench.evaluate(COLOURNET, data, weights=dataset / "colour.safetensors", limit=5, progress=False)
+    assert (found[0]["images"], found[0]["top1_hits"], found[0]["skipped"]) == (4, 4, 1)
+    assert "bomb.png" in found[0]["skipped_examples"][0] and "decompression bomb" in found[0]["skipped_examples"][0]
+
+
+@pytest.mark.parametrize("entry", ["../outside.png", "/etc/hostname", "sub/../../outside.png"])
+def test_a_labels_file_names_only_images_inside_the_data_folder(tmp_path, entry):
+    from dnnbench.worker.images import find_images
+
+    data = tmp_path / "flat"
+    data.mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    (data / "labels.csv").write_text(f"file,label\n{entry},x\n")
+    with pytest.raises(UserError, match=f"row 1: '{entry}' is outside --data .*: list each image by its path inside"):
+        find_images(data)
 
 
 def test_measured_accuracy_replaces_the_published_one_and_int8_never_borrows_fp32s(tmp_path, synthetic):

@@ -65,7 +65,7 @@ def _from_folders(root: Path) -> list[tuple[str, str]]:
 
 def _from_labels_file(root: Path, path: Path) -> list[tuple[str, str]]:
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
             rows = [r for r in csv.reader(f) if r and any(x.strip() for x in r)]
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"labels file {path} cannot be read: {exc}") from None
@@ -75,8 +75,19 @@ def _from_labels_file(root: Path, path: Path) -> list[tuple[str, str]]:
     for number, row in enumerate(rows, 1):
         if len(row) < 2 or not row[0].strip() or not row[1].strip():
             raise UserError(f"labels file {path}, row {number}: expected 'file,label', got {','.join(row)!r}")
-        samples.append((str(root / row[0].strip()), row[1].strip()))
+        samples.append((_inside(root, row[0].strip(), path, number), row[1].strip()))
     return samples
+
+
+def _inside(root: Path, name: str, path: Path, number: int) -> str:
+    """``name`` (a labels file's entry) as a path under ``root``; refused if it leads outside (an
+    absolute path or ``..``): the data evaluated is the folder named, nothing else on the disk.
+    Checked on the words, not the links: a data folder of symbolic links is fine."""
+    joined = os.path.normpath(os.path.join(root, name))
+    if os.path.isabs(name) or os.path.commonpath([joined, os.path.normpath(root)]) != os.path.normpath(root):
+        raise UserError(f"labels file {path}, row {number}: {name!r} is outside --data {root}: list each image by "
+                        "its path inside the data folder (e.g. cats/001.jpg)")
+    return joined
 
 
 def _spread(samples: list, limit: int) -> list:
@@ -236,8 +247,10 @@ class ImageDataset:
         try:
             with Image.open(path) as image:
                 image = image.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-            return None, label, f"{os.path.basename(path)}: {str(exc).splitlines()[0][:120]}"
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            # a decompression bomb (a small file whose header claims billions of pixels) is one bad image
+            first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            return None, label, f"{os.path.basename(path)}: {first}"
         x = F.pil_to_tensor(image)
         x = F.resize(x, [self.pre.resize], interpolation=InterpolationMode(self.pre.interpolation), antialias=True)
         x = F.center_crop(x, [self.pre.crop])
