@@ -26,6 +26,14 @@ def test_every_command_has_help_and_is_documented(command, capsys):
     assert f"dnnbench {command}" in (ROOT / "README.md").read_text()
 
 
+def test_the_readme_says_every_exit_status_as_the_command_line_means_it():
+    from dnnbench.cli import EXIT_STATUSES
+
+    text = (ROOT / "README.md").read_text()
+    for status, (word, meaning) in EXIT_STATUSES.items():
+        assert f"| {status} | {word} | {meaning} |" in text
+
+
 def test_every_line_of_the_readme_python_section_runs(tmp_path, monkeypatch, capsys):
     """The README's Python blocks, in order, in one namespace, as a user pastes them into a notebook:
     real models measured (quick), a real report written."""

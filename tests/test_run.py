@@ -5,6 +5,7 @@ SIGKILL of the sweep, Ctrl-C, two sweeps on one file). No test asserts a time.""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -324,9 +325,12 @@ def test_two_sweeps_measure_one_after_the_other_and_split_the_cells(tmp_path):
              for models in (("slow", "tiny"), ("tiny", "slow"))]
     errs = []
     for p in procs:
-        _, err = p.communicate(timeout=300)
+        out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
         errs.append(err)
+        # each sweep accounts for the 6 cells of its table: those it measured, and those the other did
+        counts = re.search(r"(\d+) cells measured now, (\d+) failed, (\d+) complete cells taken", out)
+        assert sum(int(n) for n in counts.groups()) == 6, out
     rows = _rows(db)
     assert len(rows) == 6 and len({(m, b) for m, b, _, _ in rows}) == 6
     assert sum("another dnnbench sweep is measuring on this machine" in e for e in errs) == 1
@@ -335,6 +339,13 @@ def test_two_sweeps_measure_one_after_the_other_and_split_the_cells(tmp_path):
         runs = con.execute("SELECT started_at, finished_at, outcome FROM runs ORDER BY started_at").fetchall()
     # the machine measured one thing at a time: the second run began measuring after the first ended
     assert [r[2] for r in runs] == ["complete", "complete"] and runs[1][0] >= runs[0][1]
+
+
+def test_a_run_that_measured_nothing_says_so_in_its_exit_status(tmp_path):
+    out = subprocess.run(_cli_run(tmp_path / "m.db", "tiny", batch="1", extra=("--max-memory", "1MB")),
+                         capture_output=True, text=True)
+    assert _rows(tmp_path / "m.db")[0][2] == "oom"
+    assert out.returncode == 4 and "dnnbench: no cell asked for was measured" in out.stderr, out.stderr
 
 
 def test_ctrl_c_while_waiting_for_the_machine(tmp_path):

@@ -1,6 +1,7 @@
 """The command line: argument declarations, and wiring to the library. No measurement logic here.
 
 User errors (unknown model, bad option) print one line and exit with status 2, never a traceback.
+The exit statuses, one table for every command (README "Exit statuses"): `EXIT_STATUSES`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,20 @@ from .runner.plan import BATCH_SIZES, DEFAULTS, MIN_TARGET_CI, QUICK_DEFAULTS
 from .setup import Setup
 
 INTERRUPTED = 130  # 128 + SIGINT, the shells' status of a command stopped by Ctrl-C
+NOTHING_MEASURED = 4
+EXIT_STATUSES = {  # status: (in a word, what it means)
+    0: ("done", "every cell asked for is in the database; a cell that ran out of memory or time is a result (its "
+                "limit), listed as such"),
+    1: ("a model failed", "a model crashed or raised (run: cells crashed or error, or a cluster's machine lost; "
+                          "predict: a model that could not be predicted); every other result is kept"),
+    2: ("bad input", "the one line printed names the problem and the fix; nothing was measured"),
+    3: ("machine busy", "the machine was busy and --on-busy stop ended the work; everything measured before is kept"),
+    NOTHING_MEASURED: ("nothing measured", "run: no cell asked for was measured, every one ran out of memory or "
+                                           "time: raise --max-memory or --timeout, or give smaller batch sizes"),
+    INTERRUPTED: ("interrupted", "Ctrl-C or SIGTERM; everything measured before is kept, and the same command "
+                                 "again resumes"),
+    141: ("output closed", "the reader of the output went away (`dnnbench models | head -1`)"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +63,9 @@ def _model_args(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="dnnbench", description="Which vision model to deploy on this machine, measured on it.")
+    parser = _Parser(prog="dnnbench", description="Which vision model to deploy on this machine, measured on it.",
+                     epilog="exit statuses: " + ", ".join(f"{k} {word}" for k, (word, _) in EXIT_STATUSES.items())
+                     + " (README: Exit statuses)")
     parser.add_argument("--version", action="version", version=f"dnnbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _models_command(sub)
@@ -329,7 +346,12 @@ def cmd_run(args) -> int:
               "Run the same command again to measure the rest.", file=sys.stderr)
         return INTERRUPTED
     print(results.last_run)
-    return 1 if results.last_run.broken or results.last_run.lost else 0
+    if results.last_run.broken or results.last_run.lost:
+        return 1
+    if not any(c["status"] == "ok" for c in results.last_run.cells):
+        print(f"dnnbench: {EXIT_STATUSES[NOTHING_MEASURED][1].removeprefix('run: ')}", file=sys.stderr)
+        return NOTHING_MEASURED
+    return 0
 
 
 def cmd_eval(args) -> int:

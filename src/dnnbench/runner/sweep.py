@@ -139,9 +139,21 @@ class Sweep:
                     self._preloads = sorted({_preload(e.name) for e in entries})
                     for preload in self._preloads:  # a server imports while the sweep checks the machine
                         self.launcher.warm(preload)
-                    return self._measure(entries, already)
+                    result = self._measure(entries, already)
                 finally:
                     self.close()
+            # counted again at the end: another sweep on this file may have measured cells meanwhile
+            # (while this one waited for the machine, or between its jobs)
+            result.already = self._taken_from_store(wanted, result)
+            return result
+
+    def _taken_from_store(self, wanted: list[tuple], result: SweepResult) -> int:
+        """The cells asked for that are complete in the store and hold no round this sweep measured."""
+        from ..setup import cell_key
+
+        mine = {cell_key(m) for m in result.measured if m.get("stored")}
+        counts = self.store.round_counts(self.config.rounds)
+        return sum(1 for k in wanted if counts.get(k, 0) >= self.config.rounds and k not in mine)
 
     def close(self) -> None:
         """End the launcher's server, where the sweep made its own (it also ends with this process)."""
