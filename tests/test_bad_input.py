@@ -187,6 +187,40 @@ def test_a_failed_write_leaves_the_old_file_and_no_half_file(tmp_path, monkeypat
     assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["cells.csv"]
 
 
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_report_that_meets_a_full_disk_leaves_the_previous_one_whole(db, tmp_path, monkeypatch):
+    import dnnbench
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    dnnbench.open(db).report(out)
+    (out / "ops_vs_power.svg").write_text("<svg/>")  # as an older report that could draw it left it
+    before = _files(out)
+    saved = Figure.savefig
+    calls = []
+
+    def fills_the_disk(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 16:  # some figures written, not all
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return saved(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", fills_the_disk)
+    with pytest.raises(UserError, match=f"cannot write the report into {out}: No space left on device"):
+        dnnbench.open(db).report(out, batch_size=1)  # figures that differ from those there
+    assert _files(out) == before  # nothing new beside the old page, and no partial folder
+    monkeypatch.undo()
+    dnnbench.open(db).report(out)
+    after = _files(out)
+    assert "ops_vs_power.svg" not in after and after["notes.txt"] == b"mine"  # the stale figure went, not mine
+    assert set(after) == set(before) - {"ops_vs_power.svg"}
+
+
 def test_report_onto_a_file(db, tmp_path):
     (tmp_path / "taken").write_text("x")
     line = one_error_line(cli("report", "--db", db, "--out", tmp_path / "taken"))

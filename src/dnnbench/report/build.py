@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -376,6 +379,36 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     peak = peak_flops(store, setup)
 
     predicted = _predictions(store, models, setup, batch)
+    # written into a folder of its own inside ``out``, then moved in whole: a write that fails (a full
+    # disk) leaves ``out`` as it was, never a new figure beside an old page
+    staging = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
+    try:
+        charts = _write(store, staging, models, everything, others, setup, batch, peak, limits, predicted)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _publish(staging, out, {f"{c.key}.{ext}" for c in charts for ext in ("png", "svg")} | set(REPORT_TABLES))
+    return out / "report.html"
+
+
+REPORT_TABLES = ("models.csv", "best_models.csv", "predicted.csv", "cells.csv", "setups.csv", "machines.csv")
+
+
+def _publish(staging: Path, out: Path, names: set[str]) -> None:
+    """The report written in ``staging`` moved into ``out``, replacing the previous one's files; those of
+    its ``names`` (every file a report of these charts may write) that this one did not write go (a
+    figure it could not draw, a table of setups no longer measured). Nothing else in ``out`` is touched."""
+    written = {p.name for p in staging.iterdir()}
+    stale = [p for p in out.iterdir() if p.name in names and p.name not in written and p.is_file()]
+    for name in sorted(written, key=lambda n: n == "report.html"):  # the page last: it names a whole report
+        os.replace(staging / name, out / name)  # a rename within one file system: needs no space
+    for path in stale:
+        path.unlink()
+    staging.rmdir()
+
+
+def _write(store, out: Path, models, everything, others, setup, batch: int, peak, limits, predicted) -> list:
+    """Every file of the report, into ``out``; the charts drawn."""
     drawer = Drawer(models, out, batch, peak, limits, everything, predicted)
     charts = drawer.draw_all()
 
@@ -409,6 +442,5 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
                                              "failed") if failed else "<p>None.</p>"),
     ]
     text = page_html.page("dnnbench report", intro, charts, sections, meta)
-    path = out / "report.html"
-    path.write_text(text, encoding="utf-8")
-    return path
+    (out / "report.html").write_text(text, encoding="utf-8")
+    return charts
