@@ -85,12 +85,35 @@ def test_recommend_refuses_an_infinite_speed_floor(db):
 def test_more_threads_than_cores_is_a_warning(foreign_db):
     from dnnbench.measure.device import default_threads
 
-    out = cli("run", "resnet18", "--threads", "1000", "--db", foreign_db)
+    threads = default_threads() + 1
+    out = cli("run", "resnet18", "--threads", str(threads), "--db", foreign_db)
     warning, error = out.stderr.splitlines()
-    assert warning == (f"dnnbench run: warning: 1000 threads is more than the {default_threads()} cores this process "
-                       "may use; threads above that oversubscribe them, so every pass waits for cores and measures "
-                       "slower")
+    assert warning == (f"dnnbench run: warning: {threads} threads is more than the {default_threads()} cores this "
+                       "process may use; threads above that oversubscribe them, so every pass waits for cores and "
+                       "measures slower")
     assert error.startswith("dnnbench: error: ") and "not a dnnbench database" in error
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "resnet18", "--threads", "10000"], r"10000 threads on \d+ cores: give at most \d+ \(--threads N"),
+    (["eval", "resnet18", "--data", ".", "--threads", "10000"], r"10000 threads on \d+ cores: give at most"),
+    (["eval", "resnet18", "--data", ".", "--workers", "10000"], r"10000 data-loading workers on \d+ cores: give at "
+                                                                r"most \d+ \(--workers N"),
+    (["run", "resnet18", "--batch-sizes", "99999999999999999999"], "batch size 99999999999999999999 is above 65536"),
+    (["eval", "resnet18", "--data", ".", "--batch-size", "99999999999999999999"], "batch size 9+ is above 65536"),
+])
+def test_what_the_machine_cannot_do_is_refused_before_anything_starts(tmp_path, args, message):
+    import re
+
+    assert re.search(message, one_error_line(cli(*args, "--db", tmp_path / "r.db")))
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_the_api_refuses_a_batch_size_beyond_any_machine(tmp_path):
+    import dnnbench
+
+    with pytest.raises(UserError, match="batch size 100000000000000000000 is above 65536"):
+        dnnbench.run("resnet18", batch_sizes=[10**20], db=tmp_path / "r.db")
 
 
 def test_threads_within_the_cores_are_not_warned_about(foreign_db):

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Sequence
 
 from .analysis import PREDICT_METHODS
 from .errors import UserError
-from .runner.plan import BATCH_SIZES, RunConfig
+from .runner.plan import BATCH_SIZES, MAX_BATCH, RunConfig
 from .setup import Setup, is_reference
 
 __all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
@@ -390,12 +390,12 @@ def _run_here(models, zoo, input_size, weights, batch_sizes, asked: list[Setup],
     from .store import Store
 
     cores = _cores()
-    _warn_oversubscribed(asked, cores, say)
     launcher = _early_launcher(asked[0].threads or cores)  # imports torch while the rest is checked
     temporary = None
     try:
         entries = _entries(models, zoo, input_size, weights)
         config = RunConfig(batch_sizes=batch_sizes, setups=_runnable(asked, say), **knobs)
+        _warn_oversubscribed(asked, cores, say)
         if db is None:
             temporary = tempfile.mkdtemp(prefix="dnnbench-")
             db = Path(temporary) / "results.db"
@@ -533,6 +533,11 @@ def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = 
                                  or not 0 < crop_pct <= 1):
         raise UserError(f"crop_pct is the centre crop over the resized side, from above 0 to 1, e.g. 0.875; got "
                         f"{crop_pct!r}")
+    if workers is not None and workers > 4 * _cores():
+        raise UserError(f"{workers} data-loading workers on {_cores()} cores: give at most {4 * _cores()} "
+                        "(--workers N; the default is one per core, at most 4)")
+    if batch_size > MAX_BATCH:
+        raise UserError(f"batch size {batch_size} is above {MAX_BATCH}: give a smaller --batch-size")
     say = _say_to(sys.stderr, "eval")
     asked = _asked_setups(setup, backend, precision, device, threads, False, machine)
     entries = _entries(models, zoo, input_size)

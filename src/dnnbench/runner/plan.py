@@ -21,6 +21,7 @@ MIN_TARGET_CI = 0.001
 DEFAULTS = {"target_ci": 0.02, "max_seconds_per_cell": 20.0, "rounds": 3}
 QUICK_DEFAULTS = {"target_ci": QUICK.target_ci, "max_seconds_per_cell": QUICK.max_seconds, "rounds": 1}
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+MAX_BATCH = 65536
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class RunConfig:
                             "separately")
         if not self.batch_sizes or not all(_whole(b) for b in self.batch_sizes):
             raise UserError(f"batch sizes must be whole numbers of at least 1, got {list(self.batch_sizes)}")
+        if max(self.batch_sizes) > MAX_BATCH:
+            raise UserError(f"batch size {max(self.batch_sizes)} is above {MAX_BATCH} (a batch of {MAX_BATCH} "
+                            "224-pixel images is 39 GB of input): give smaller --batch-sizes")
         if not _whole(self.rounds):
             raise UserError(f"rounds must be a whole number of at least 1, got {self.rounds!r}")
         if self.on_busy not in ON_BUSY:

@@ -41,6 +41,7 @@ def runnable(setups: list[Setup], say: Callable[[str], None]) -> tuple[Setup, ..
     from ..backends import check_combination, get_backend
     from ..measure.device import check_device
 
+    _check_threads(setups)
     devices = {s.device: check_device(s.device) for s in setups}
     for backend in dict.fromkeys(s.backend for s in setups):
         get_backend(backend)  # unknown or not installed: the one-line error with the install command
@@ -60,3 +61,18 @@ def runnable(setups: list[Setup], say: Callable[[str], None]) -> tuple[Setup, ..
     for reason in refused:
         say(f"left out: {reason}")
     return tuple(dict.fromkeys(kept))
+
+
+OVERSUBSCRIBED = 4  # threads per core beyond which a setup only measures the scheduler
+
+
+def _check_threads(setups: list[Setup]) -> None:
+    """Refuses a thread count this machine cannot run: above `OVERSUBSCRIBED` per core this process may
+    use, every pass waits for cores (10000 threads made a squeezenet pass take 4.5 s)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for s in setups:
+        if s.threads and s.threads > OVERSUBSCRIBED * cores:
+            raise UserError(f"{s.threads} threads on {cores} cores: give at most {OVERSUBSCRIBED * cores} "
+                            f"(--threads N; the default is one per core)")
