@@ -273,3 +273,36 @@ def test_report_into_a_read_only_folder(db, tmp_path):
     line = one_error_line(cli("report", "--db", db, "--out", folder / "rep"))
     assert line == (f"dnnbench: error: cannot write the report into {folder / 'rep'}: Permission denied; "
                     "choose another --out")
+
+
+# -- the Python API: a wrongly typed argument is a UserError naming it, before anything runs -------------
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d, t: d.recommend(max_memory=None, max_latency="1s"), "max_memory is required"),
+    (lambda d, t: d.report(123), "out must be a file or folder path"),
+    (lambda d, t: d.report(t / "r", force="yes"), "force must be True or False"),
+    (lambda d, t: d.export("csv", out=123), "out must be a file or folder path"),
+    (lambda d, t: d.predict(5), "models must be a name or a list of names, got 5"),
+    (lambda d, t: d.predict(["resnet18", 5]), "models must be names \\(text\\), got 5"),
+    (lambda d, t: __import__("dnnbench").run([None], db=t / "r.db"), "models must be names \\(text\\), got None"),
+    (lambda d, t: __import__("dnnbench").open(None), "path must be a file or folder path"),
+    (lambda d, t: __import__("dnnbench").open(123), "path must be a file or folder path"),
+    (lambda d, t: __import__("dnnbench").run("resnet18", db=123), "db must be a file or folder path"),
+    (lambda d, t: __import__("dnnbench").merge([d.path], into=None), "into must be a file or folder path"),
+    (lambda d, t: __import__("dnnbench").merge(5, into=t / "m.db"), "sources must be a database path or a list"),
+    (lambda d, t: __import__("dnnbench").Setup(precision="int4"), "unknown precision 'int4': use one of fp32"),
+    (lambda d, t: __import__("dnnbench").Setup(device=3), "device must be cpu, cuda or cuda:N, got 3"),
+    (lambda d, t: __import__("dnnbench").run("resnet18", precision=["fp32", None], db=t / "r.db"),
+     "precision must be names \\(text\\), got None"),
+    (lambda d, t: __import__("dnnbench").run("resnet18", quick="yes", db=t / "r.db"), "quick must be True or False"),
+    (lambda d, t: __import__("dnnbench").run("resnet18", timeout="10", db=t / "r.db"), "timeout: duration '10' has no "
+                                                                                       "unit"),
+    (lambda d, t: __import__("dnnbench").evaluate("resnet18", 123), "data must be a file or folder path"),
+])
+def test_a_wrongly_typed_argument_is_a_user_error(db, tmp_path, call, message):
+    import dnnbench
+
+    with pytest.raises(UserError, match=message):
+        call(dnnbench.open(db), tmp_path)
+    assert not (tmp_path / "r.db").exists() and not (tmp_path / "m.db").exists()

@@ -220,3 +220,10 @@ def test_each_setup_is_held_against_eager_fp32_and_the_wrong_one_is_never_best(s
     assert fast.runner_up.runtime() == "onnxruntime fp32" and fast.clear and fast.candidates == 3  # bf16 left out
     alone = best[("vgg16", 1)]
     assert alone.setup == alone.setup.baseline() and alone.runner_up is None and alone.candidates == 1
+
+
+def test_a_setup_stored_by_a_later_version_reads_though_this_one_cannot_run_it():
+    from dnnbench.setup import Setup
+
+    stored = Setup.of({"machine": "board", "device": "cpu", "backend": "executorch", "precision": "int4", "threads": 4})
+    assert (stored.backend, stored.precision) == ("executorch", "int4")

@@ -196,6 +196,8 @@ def inspect(models: str | Sequence[str] = (), *, zoo: str | None = None, input_s
     ones (``measured_top1``, ``measured_top5``, ``measured_source``)."""
     if errors not in ("raise", "skip"):
         raise UserError(f"errors must be 'raise' or 'skip', got {errors!r}")
+    _flags(progress=progress)
+    db = _path(db, "db", optional=True)
     from .launch import Launcher
     from .measure.static import static_figures
     from .progressbar import bar
@@ -251,6 +253,22 @@ def _quantity(value, name: str, parse, numbers: tuple, expected: str):
         except UserError as exc:
             raise UserError(f"{name}: {exc}") from None
     raise UserError(f"{name} must be {expected}, got {value!r}")
+
+
+def _path(value, name: str, optional: bool = False) -> Path | None:
+    """``value`` as a path (text or a path-like object); None only where ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)) and str(os.fspath(value)).strip():
+        return Path(value)
+    raise UserError(f"{name} must be a file or folder path (text or pathlib.Path), got {value!r}")
+
+
+def _flags(**flags) -> None:
+    """Refuses a yes/no option that is not True or False (``quick="yes"`` ran a full sweep once)."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise UserError(f"{name} must be True or False, got {value!r}")
 
 
 def _batch_sizes(value) -> tuple[int, ...]:
@@ -366,6 +384,8 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
       need this dnnbench and its model libraries; Ray comes with ``pip install 'dnnbench[cluster]'``.
 
     Ctrl-C (or a notebook's interrupt) stops it with KeyboardInterrupt; every cell measured is kept."""
+    _flags(quick=quick, retry_failed=retry_failed, progress=progress, channels_last=channels_last)
+    db, weights = _path(db, "db", optional=True), _path(weights, "weights", optional=True)
     batch_sizes = _batch_sizes(batch_sizes)
     max_memory = _size(max_memory, "max_memory")
     timeout = _seconds(timeout, "timeout")
@@ -526,6 +546,9 @@ def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = 
 
     if data is None:
         raise UserError("no data given: give the folder of labelled images (data=..., --data DIR)")
+    _flags(progress=progress)
+    data, weights = _path(data, "data"), _path(weights, "weights", optional=True)
+    labels, db = _path(labels, "labels", optional=True), _path(db, "db", optional=True)
     for name, value in (("batch_size", batch_size), ("limit", limit), ("workers", workers)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -571,7 +594,13 @@ def merge(sources: str | os.PathLike | Sequence[str | os.PathLike], into: str | 
     later. Returns what it did (``str()``: in words; ``to_dict()``)."""
     from .merging import merge as merge_
 
-    return merge_([sources] if isinstance(sources, (str, os.PathLike)) else list(sources), into)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    try:
+        sources = list(sources)
+    except TypeError:
+        raise UserError(f"sources must be a database path or a list of them, got {sources!r}") from None
+    return merge_([_path(s, "each source") for s in sources], _path(into, "into"))
 
 
 def _machine_name(setup: Setup, store) -> str:
@@ -596,7 +625,7 @@ class Results:
     `open`)."""
 
     def __init__(self, path: str | os.PathLike, *, _temporary: str | None = None):
-        self.path = Path(path)
+        self.path = _path(path, "the database path")
         self.last_run: RunOutcome | None = None
         self._temporary = _temporary
         self._cleanup = weakref.finalize(self, shutil.rmtree, _temporary, True) if _temporary else None
@@ -670,6 +699,8 @@ class Results:
 
         if format not in ("csv", "json"):
             raise UserError(f"format must be 'csv' or 'json', got {format!r}")
+        _flags(force=force)
+        out = _path(out, "out", optional=True)
         if out is not None:
             check_output(str(out), self.path, force)
         with self._store() as store:
@@ -689,6 +720,8 @@ class Results:
         from .analysis.recommend import Limits
         from .report import build_report
 
+        _flags(force=force)
+        out = _path(out, "out")
         latency = _seconds(max_latency, "max_latency")
         limits = Limits(max_memory=10**15, max_latency=latency) if latency is not None else None
         with self._store() as store:
@@ -716,6 +749,9 @@ class Results:
         `predict`'s, for its cells and kernels. The answer's ``steps`` say which were measured and why."""
         from .analysis.recommend import Limits, recommend
 
+        if max_memory is None:
+            raise UserError("max_memory is required: the memory the model may use, e.g. '2GB'")
+        _flags(measure=measure, quick=quick, progress=progress)
         limits = Limits(max_memory=_size(max_memory, "max_memory"), max_latency=_seconds(max_latency, "max_latency"),
                         min_fps=min_fps, batch_size=batch_size, min_top1=min_top1, max_energy=max_energy)
         steps = None
@@ -804,6 +840,9 @@ class Results:
             raise UserError(f"unknown method {method!r}: choose one of {', '.join(predictor.METHODS)}")
         if on_busy not in ON_BUSY:
             raise UserError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {on_busy!r}")
+        _flags(all=all, progress=progress)
+        if time_targets is not None:
+            _flags(time_targets=time_targets)
         asked = list(_names(models, "models")) + (preset(zoo) if zoo else [])
         named = [get(n, input_size) for n in dict.fromkeys(asked)]
         rest = [n for n in dict.fromkeys(all_names() if all else []) if n not in {e.name for e in named}]
@@ -869,6 +908,7 @@ def open(path: str | os.PathLike = DEFAULT_DB) -> Results:  # noqa: A001 - dnnbe
     or one that is not a dnnbench database, raises `UserError`."""
     from .store import Store
 
+    path = _path(path, "path")
     with Store(path, create=False):  # refuses what is not a dnnbench database, now rather than later
         pass
     return Results(path)

@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from .errors import UserError
 
 LAYOUTS = ("nchw", "channels_last")
+BACKENDS = ("eager", "compile", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True, order=True)
@@ -42,8 +45,13 @@ class Setup:
     FIELDS = ("machine", "device", "backend", "precision", "threads", "layout")
 
     def __post_init__(self):
-        if self.layout not in LAYOUTS:
-            raise UserError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        for name, choices in (("backend", BACKENDS), ("precision", PRECISIONS), ("layout", LAYOUTS)):
+            if getattr(self, name) not in choices:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(choices)}")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise UserError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if self.machine is not None and (not isinstance(self.machine, str) or not self.machine.strip()):
+            raise UserError(f"machine must be a name (text), got {self.machine!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise UserError(f"threads must be a whole number of at least 1, got {self.threads!r}")
@@ -53,7 +61,10 @@ class Setup:
         """The setup of a stored row (a cell, or a run's config); absent fields take their defaults (a
         row from before threads were recorded ran one thread)."""
         defaults = {**{f.name: f.default for f in fields(cls)}, "threads": 1}
-        return cls(**{k: row[k] if row.get(k) is not None else defaults[k] for k in cls.FIELDS})
+        setup = object.__new__(cls)  # as stored, unchecked: a database merged from a later version may
+        for k in cls.FIELDS:         # hold a backend or precision this one does not know
+            object.__setattr__(setup, k, row[k] if row.get(k) is not None else defaults[k])
+        return setup
 
     def resolved(self) -> Setup:
         """This setup with ``threads`` None replaced by the cores this process may use."""

@@ -30,6 +30,10 @@ def names_of(value, what: str) -> list:
     if isinstance(value, str):
         return [n.strip() for n in value.split(",") if n.strip()]
     try:
-        return list(value)
+        names = list(value)
     except TypeError:
         raise UserError(f"{what} must be a name or a list of names, got {value!r}") from None
+    wrong = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if wrong:
+        raise UserError(f"{what} must be names (text), got {wrong[0]!r} in {names!r}")
+    return [n.strip() for n in names]

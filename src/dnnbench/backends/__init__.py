@@ -15,10 +15,9 @@ from __future__ import annotations
 import importlib
 
 from ..errors import UserError
-from .base import PRECISIONS, Backend, Prepared, check_names
+from ..setup import BACKENDS, PRECISIONS
+from .base import Backend, Prepared, check_names
 from .correctness import calibration_inputs, compare_outputs
-
-BACKENDS = ("eager", "compile", "onnxruntime", "openvino")
 _CLASSES = {"eager": "Eager", "compile": "Compile", "onnxruntime": "OnnxRuntime", "openvino": "OpenVino"}
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Prepared", "get_backend", "check_combination",

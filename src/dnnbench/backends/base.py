@@ -11,8 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
-
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+from ..setup import PRECISIONS
 
 
 def require(module: str, extra: str):
