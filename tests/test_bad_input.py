@@ -197,6 +197,20 @@ def test_export_replaces_a_file_whole_and_keeps_its_permissions(db, tmp_path):
     assert os.listdir(tmp_path) == ["cells.csv"]  # no temporary file left
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["export"], ["export", "--format", "json"], ["models"], ["models", "--json"],
+                                  ["inspect", "squeezenet1_1", "--json"]])
+def test_output_onto_a_full_device_is_one_line(db, args, monkeypatch, capsys):
+    from dnnbench.cli import main
+
+    with open("/dev/full", "w") as full:
+        monkeypatch.setattr("sys.stdout", full)
+        status = main([*args, *(["--db", str(db)] if args[0] == "export" else [])])
+    assert status == 2
+    assert capsys.readouterr().err == ("dnnbench: error: cannot write the output: No space left on device; free some "
+                                       "space or write it elsewhere (--out FILE where the command has it)\n")
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_half_file(tmp_path, monkeypatch):
     target = tmp_path / "cells.csv"
     target.write_text("old\n")

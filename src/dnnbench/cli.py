@@ -7,6 +7,7 @@ The exit statuses, one table for every command (README "Exit statuses"): `EXIT_S
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -29,7 +30,8 @@ EXIT_STATUSES = {  # status: (in a word, what it means)
                 "limit), listed as such"),
     1: ("a model failed", "a model crashed or raised (run: cells crashed or error, or a cluster's machine lost; "
                           "predict: a model that could not be predicted); every other result is kept"),
-    2: ("bad input", "the one line printed names the problem and the fix; nothing was measured"),
+    2: ("bad input", "the one line printed names the problem and the fix (a bad option or file, a full disk "
+                     "for the output); what was measured before is kept"),
     3: ("machine busy", "the machine was busy and --on-busy stop ended the work; everything measured before is kept"),
     NOTHING_MEASURED: ("nothing measured", "run: no cell asked for was measured, every one ran out of memory or "
                                            "time: raise --max-memory or --timeout, or give smaller batch sizes"),
@@ -470,6 +472,9 @@ class _Interrupts:
             sys.unraisablehook = lambda u: None if issubclass(u.exc_type, KeyboardInterrupt) else hook(u)
 
 
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
 def _stdout_gone() -> int:
     # The reader of a pipe left (`dnnbench models | head -1`): what is unread stays unread. Point
     # stdout at devnull so that the interpreter's final flush does not fail again.
@@ -489,6 +494,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status
         except BrokenPipeError:
             return _stdout_gone()
+        except OSError as exc:
+            if exc.filename is not None or exc.errno not in _CANNOT_WRITE:
+                raise
+            # the output itself could not be written (`> /dev/full`, a full disk, a quota)
+            _stdout_gone()
+            print(f"dnnbench: error: cannot write the output: {exc.strerror}; free some space or write it "
+                  "elsewhere (--out FILE where the command has it)", file=sys.stderr)
+            return 2
         except UserError as exc:
             print(f"dnnbench: error: {exc}", file=sys.stderr)
             return exc.status
