@@ -320,3 +320,46 @@ def test_a_wrongly_typed_argument_is_a_user_error(db, tmp_path, call, message):
     with pytest.raises(UserError, match=message):
         call(dnnbench.open(db), tmp_path)
     assert not (tmp_path / "r.db").exists() and not (tmp_path / "m.db").exists()
+
+
+# -- names from databases others measured ------------------------------------------------------------
+
+
+def _rename_machine(db, tmp_path, name):
+    """A copy of ``db`` whose second machine is called ``name`` (as a database measured elsewhere may be)."""
+    import sqlite3
+
+    copy = tmp_path / "named.db"
+    shutil.copy(db, copy)
+    with sqlite3.connect(copy) as con:
+        con.execute("UPDATE cells SET machine = ? WHERE machine = 'edge'", (name,))
+    return copy
+
+
+def test_a_name_that_starts_as_a_formula_stays_text_in_every_csv(tmp_path, synthetic):
+    import csv
+
+    import dnnbench
+
+    evil = "=HYPERLINK(\"http://x\",\"y\")"
+    db = _rename_machine(synthetic.make_db(tmp_path / "a.db", edge=True), tmp_path, evil)
+    exported = list(csv.DictReader(dnnbench.open(db).export("csv").splitlines()))
+    assert {r["machine"] for r in exported} == {"m1", "'" + evil}
+    dnnbench.open(db).report(tmp_path / "rep")
+    for table in ("cells.csv", "machines.csv"):
+        text = (tmp_path / "rep" / table).read_text()
+        assert "'" + evil.replace('"', '""') in text and ",=HYPERLINK" not in text and "\n=" not in text, table
+
+
+def test_a_machine_name_is_bounded_where_given_and_where_shown(tmp_path, synthetic):
+    import dnnbench
+
+    line = one_error_line(cli("run", "resnet18", "--machine", "m" * 10000, "--db", tmp_path / "r.db"))
+    assert "is not a name a figure or a heading can show: give at most 64 printable characters" in line
+    db = _rename_machine(synthetic.make_db(tmp_path / "a.db", edge=True), tmp_path, "n" * 10000)
+    answer = str(dnnbench.open(db).recommend(max_memory="4GB", max_latency="10s"))
+    assert "n" * 41 not in answer and "== on nnnn" in answer
+    dnnbench.open(db).report(tmp_path / "rep")
+    for figure in ("machines.svg", "machine_ratio.svg"):
+        legend = (tmp_path / "rep" / figure).read_text()
+        assert "n" * 41 not in legend and "nnnn…nnnn" in legend, figure

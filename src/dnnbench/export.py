@@ -10,6 +10,7 @@ import stat
 import tempfile
 
 from .errors import UserError
+from .text import spreadsheet_cell
 from .store import Store
 
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
@@ -45,7 +46,8 @@ def export(store: Store, fmt: str) -> str:
     writer = csv.DictWriter(out, fieldnames=EXPORT_KEYS, lineterminator="\n")
     writer.writeheader()
     for row in data:
-        writer.writerow({k: "" if v is None else json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
+        writer.writerow({k: "" if v is None else json.dumps(v) if isinstance(v, list) else spreadsheet_cell(v)
+                         for k, v in row.items()})
     return out.getvalue()
 
 

@@ -18,10 +18,12 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import UserError
+from .text import short_name
 
 LAYOUTS = ("nchw", "channels_last")
 BACKENDS = ("eager", "compile", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+MACHINE_NAME = 64  # characters at most
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
@@ -52,9 +54,21 @@ class Setup:
             raise UserError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.machine is not None and (not isinstance(self.machine, str) or not self.machine.strip()):
             raise UserError(f"machine must be a name (text), got {self.machine!r}")
+
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise UserError(f"threads must be a whole number of at least 1, got {self.threads!r}")
+
+    def check_name(self) -> Setup:
+        """This setup, its machine name checked as one given by the user (a name read from a database
+        measured elsewhere is shown shortened instead, `text.short_name`)."""
+        name = self.machine
+        if name is not None and len(name) > MACHINE_NAME:
+            raise UserError(f"machine name {name[:MACHINE_NAME]!r}... is not a name a figure or a heading can show: "
+                            f"give at most {MACHINE_NAME} printable characters")
+        if name is not None and not name.isprintable():
+            raise UserError(f"machine name {name!r} holds a control character: give printable characters")
+        return self
 
     @classmethod
     def of(cls, row: dict) -> Setup:
@@ -102,7 +116,7 @@ class Setup:
         text = f"{self.device}, {self.backend}, {self.precision}, {self.threads} thread{'s' if self.threads > 1 else ''}"
         if self.layout != "nchw":
             text += ", channels-last"
-        return text + (f" on {self.machine}" if machine and self.machine else "")
+        return text + (f" on {short_name(self.machine)}" if machine and self.machine else "")
 
 
 REFERENCE = ("eager", "fp32")  # (backend, precision) every other setup is compared with

@@ -37,3 +37,29 @@ def names_of(value, what: str) -> list:
     if wrong:
         raise UserError(f"{what} must be names (text), got {wrong[0]!r} in {names!r}")
     return [n.strip() for n in names]
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value):
+    """A CSV field that a spreadsheet shows as the text it is: text starting as a formula does
+    (``=``, ``+``, ``-``, ``@``, a tab or carriage return) gets a leading apostrophe, as OWASP advises
+    against CSV injection. Names come from databases others measured (a machine called ``=HYPERLINK(...)``);
+    numbers are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+NAME_SHOWN = 40  # characters of a name a figure's legend or a heading shows
+
+
+def short_name(name, limit: int = NAME_SHOWN) -> str:
+    """``name`` as a legend or a heading shows it: at most ``limit`` characters, the middle elided
+    (a machine name comes from databases others measured, and may be any length)."""
+    name = str(name)
+    if len(name) <= limit:
+        return name
+    keep = limit - 1
+    return name[:keep - keep // 3] + "…" + name[len(name) - keep // 3:]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..text import short_name
 from ..units import format_significant
 from .data import Measured, wrong_results
 
@@ -390,7 +391,7 @@ def render_per_machine(passing: list[Verdict], failing: list[Verdict], limits: L
     for machine in machines:
         mine = [[v for v in vs if v.model.setup.machine == machine] for vs in (passing, failing)]
         best = mine[0][0].model.model if mine[0] else "none"
-        parts.append(f"\n== on {machine}: {best} ==\n" + render(*mine, limits))
+        parts.append(f"\n== on {short_name(machine)}: {best} ==\n" + render(*mine, limits))
     return "\n".join(parts)
 
 

@@ -14,6 +14,7 @@ from ..analysis.setups import best_setups, speedups
 from ..errors import UserError
 from ..export import is_sqlite, same_file
 from ..setup import memory_bytes, select
+from ..text import spreadsheet_cell
 from ..units import format_bytes, format_seconds, format_significant
 from . import html as page_html
 from .figures import Drawer, best_table, cells_by_model, nice_limits
@@ -221,7 +222,7 @@ def _write_csv(path: Path, headings: list[str], rows: list[list]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(headings)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
+        writer.writerows([["" if v is None else spreadsheet_cell(v) for v in row] for row in rows])
 
 
 _MIB = 1024**2

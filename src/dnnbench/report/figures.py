@@ -23,6 +23,7 @@ from ..analysis.recommend import figures_at  # noqa: E402
 from ..analysis.setups import speedups  # noqa: E402
 from ..measure import busy  # noqa: E402
 from ..setup import memory_bytes  # noqa: E402
+from ..text import short_name  # noqa: E402
 from ..units import format_significant  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "savefig.dpi": 110, "font.size": 9,
@@ -738,7 +739,7 @@ class Drawer:
                     low, high = (cell.get("latency_ci_low_s"), cell.get("latency_ci_high_s")) if what == "latency" \
                         else (None, None)
                     errs.append((value - low, high - value) if low and high else (0, 0))
-                ax.barh(ys, xs, height=height * 0.9, color=colors[name], label=name)
+                ax.barh(ys, xs, height=height * 0.9, color=colors[name], label=short_name(name))
                 if what == "latency" and ys:
                     ax.errorbar(xs, ys, xerr=[[e[0] * scale for e in errs], [e[1] * scale for e in errs]], fmt="none",
                                 ecolor="k", elinewidth=0.6, capsize=1.2)
@@ -788,7 +789,7 @@ class Drawer:
                           [{"model": r.model, "machine": f"{name} over {setup.machine}",
                             "time ratio": f"{r.ratio.value:.2f}x (95% interval {r.ratio.low:.2f}x to {r.ratio.high:.2f}x)",
                             "G-MACs": format_significant(r.macs / 1e9)} for r in mine],
-                          cells=[r.cell for r in mine], s=22, color=color, label=name, zorder=3)
+                          cells=[r.cell for r in mine], s=22, color=color, label=short_name(name), zorder=3)
             for x, r in zip(xs, mine, strict=True):
                 _label(ax, x, r.ratio.value, r.model)
         ax.axhline(1, color="k", lw=0.8)

@@ -21,7 +21,7 @@ def asked(setup, backend, precision, device, threads, channels_last: bool, machi
         setups = [setup] if isinstance(setup, Setup) else list(setup)
         if not setups or not all(isinstance(s, Setup) for s in setups):
             raise UserError(f"setup must be a dnnbench.Setup or a list of them, got {setup!r}")
-        return setups
+        return [s.check_name() for s in setups]
     base = Setup()
     backends, precisions = names_of(backend, "backend"), names_of(precision, "precision")
     for name, value, names in (("backend", backend, backends), ("precision", precision, precisions)):
@@ -30,7 +30,7 @@ def asked(setup, backend, precision, device, threads, channels_last: bool, machi
     backends, precisions = backends or [base.backend], precisions or [base.precision]
     layout = "channels_last" if channels_last else base.layout
     return [Setup(machine=machine, device=device or base.device, backend=b, precision=p, threads=threads,
-                  layout=layout)
+                  layout=layout).check_name()
             for b in dict.fromkeys(backends) for p in dict.fromkeys(precisions)]
 
 
