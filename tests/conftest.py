@@ -1,3 +1,4 @@
+import fcntl
 import os
 import warnings
 
@@ -22,10 +23,17 @@ NEEDS = {
 }
 
 
+# Tests that need the machine to themselves: they make loads and check that they are seen and
+# outlasted, or run with the default --on-busy wait (the README's lines, as a user pastes them)
+ALONE = {"test_busy.py": None, "test_docs.py": {"test_every_line_of_the_readme_python_section_runs"}}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         for name in NEEDS.get(item.path.name, ()):
             item.add_marker(name)
+        if item.path.name in ALONE and (ALONE[item.path.name] is None or item.name in ALONE[item.path.name]):
+            item.add_marker("alone")
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker("browser")
         if item.path.name == "test_ops.py" and "torchvision" in item.name:  # every torchvision model
@@ -128,3 +136,27 @@ class SyntheticSweep:
 @pytest.fixture(scope="session")
 def synthetic() -> SyntheticSweep:
     return SyntheticSweep()
+
+
+@pytest.fixture(autouse=True)
+def _the_machine_to_itself_when_asked(request):
+    """With the suite spread over processes (`pytest -n 2`), an ``alone`` test runs while no other
+    test does, and the others wait meanwhile: a readers-writer lock on a file the processes of one
+    run share. The turnstile lets a waiting ``alone`` test in before the next of the others."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing else runs beside a test
+        yield
+        return
+    base = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"dnnbench-tests-{run}")
+    alone = request.node.get_closest_marker("alone") is not None
+    with open(base + ".turnstile", "a") as turnstile, open(base + ".machine", "a") as machine:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(machine, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(machine, fcntl.LOCK_UN)
+            if alone:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
