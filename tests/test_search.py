@@ -123,3 +123,13 @@ def test_the_calibration_models_are_measured_in_one_sweep_when_it_can():
                            min_calibration=4, measure_many=measure_many)
     assert len(sweeps[0]) == 4 and answer == brute_force(candidates, truth)
     assert [s.name for s in steps[:4]] == sweeps[0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_asked_again_after_an_interrupt_every_candidate_is_accounted_for(seed):
+    candidates, truth = zoo(n=12, seed=seed)
+    bench = Bench(truth)
+    bench.done = [c.name for c in candidates[::2]]  # measured by an earlier call that was interrupted
+    answer, steps = run(candidates, bench)
+    assert sorted(s.name for s in steps) == sorted(c.name for c in candidates)
+    assert answer == brute_force(candidates, truth)

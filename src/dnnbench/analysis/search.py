@@ -113,7 +113,9 @@ def decide(candidates: list[Candidate], *, max_latency: float, max_memory: float
     if answer is not None:
         rank = next(i for i, c in enumerate(ordered) if c.name == answer)
         for c in ordered[rank + 1:]:
-            if c.name not in done:
+            if c.name in done:  # measured before this call (an earlier, interrupted one): still accounted for
+                steps.append(Step(c.name, "measured", "already measured", done[c.name]))
+            else:
                 steps.append(Step(c.name, "left", "less accurate than the answer, which is measured"))
     return answer, steps
 
