@@ -7,7 +7,12 @@ import torch
 
 warnings.filterwarnings("ignore")
 # sweeps started by the tests take a lock of their own, not the machine's (a user's sweep must not block them)
-os.environ.setdefault("DNNBENCH_LOCK", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"dnnbench-tests-{os.getpid()}.lock"))
+# (one per process of the suite: `pytest -n 2` starts its processes with the first one's environment)
+_LOCK = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"dnnbench-tests-{os.getpid()}.lock")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["DNNBENCH_LOCK"] = _LOCK
+else:
+    os.environ.setdefault("DNNBENCH_LOCK", _LOCK)
 torch.set_num_threads(2)
 
 

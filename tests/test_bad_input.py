@@ -306,7 +306,7 @@ def test_report_into_a_read_only_folder(db, tmp_path):
     (lambda d, t: __import__("dnnbench").merge([d.path], into=None), "into must be a file or folder path"),
     (lambda d, t: __import__("dnnbench").merge(5, into=t / "m.db"), "sources must be a database path or a list"),
     (lambda d, t: __import__("dnnbench").Setup(precision="int4"), "unknown precision 'int4': use one of fp32"),
-    (lambda d, t: __import__("dnnbench").Setup(device=3), "device must be cpu, cuda or cuda:N, got 3"),
+    (lambda d, t: __import__("dnnbench").Setup(device=3), "unknown device 3: use cpu, cuda or cuda:N"),
     (lambda d, t: __import__("dnnbench").run("resnet18", precision=["fp32", None], db=t / "r.db"),
      "precision must be names \\(text\\), got None"),
     (lambda d, t: __import__("dnnbench").run("resnet18", quick="yes", db=t / "r.db"), "quick must be True or False"),

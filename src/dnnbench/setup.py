@@ -51,7 +51,7 @@ class Setup:
             if getattr(self, name) not in choices:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(choices)}")
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
-            raise UserError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+            raise UserError(f"unknown device {self.device!r}: use cpu, cuda or cuda:N")
         if self.machine is not None and (not isinstance(self.machine, str) or not self.machine.strip()):
             raise UserError(f"machine must be a name (text), got {self.machine!r}")
 
