@@ -37,6 +37,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         for name in NEEDS.get(item.path.name, ()):
             item.add_marker(name)
+        if item.path.name == "test_cluster.py":  # one local Ray cluster: its tests in one process
+            item.add_marker(pytest.mark.xdist_group("cluster"))
         if item.path.name in ALONE and (ALONE[item.path.name] is None or item.name in ALONE[item.path.name]):
             item.add_marker("alone")
         if "browser" in getattr(item, "fixturenames", ()):

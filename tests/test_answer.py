@@ -82,7 +82,7 @@ def test_energy_limit_without_energy_measured(db, synthetic):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--max-memory", "1GB"], "one of the arguments --max-latency --min-fps is required"),
+    (["--max-memory", "1GB"], "give a speed limit: --max-latency TIME or --min-fps N"),
     (["--max-memory", "1GB", "--max-latency", "5ms", "--min-fps", "3"], "not allowed with argument"),
     (["--max-memory", "lots", "--min-fps", "3"], "cannot read memory size 'lots'"),
     (["--max-memory", "1GB", "--max-latency", "fast"], "cannot read duration 'fast'"),

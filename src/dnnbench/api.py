@@ -35,8 +35,8 @@ from .errors import UserError
 from .runner.plan import BATCH_SIZES, MAX_BATCH, RunConfig
 from .setup import Setup, is_reference
 
-__all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Setup", "UserError",
-           "evaluate", "inspect", "merge", "models", "open", "run"]
+__all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Served", "Setup", "UserError",
+           "evaluate", "inspect", "merge", "models", "open", "run", "serve"]
 
 DEFAULT_DB = "dnnbench.db"
 DEFAULT_REPORT = "dnnbench-report"
@@ -585,6 +585,107 @@ def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = 
     return Rows(rows, render=_accuracy_table, columns=ACCURACY_COLUMNS)
 
 
+class Served(Rows):
+    """What `serve` measured: one dict per point (a rate served: ``qps`` offered, ``achieved_qps``,
+    ``p50_s``/``p90_s``/``p99_s``, the percentile's 95% bounds ``q_low_s``/``q_high_s``, ``verdict``
+    against the limit, ``load_cpu_s`` of the load generator, ``disturbed``), and ``peaks``: per
+    model, setup and policy, the highest rate shown to meet the limit. ``str()``: both as tables."""
+
+    def __init__(self, points: list, peaks: list, q: float, limit_s: float):
+        super().__init__(points, render=lambda rows: _served_table(rows, peaks, q, limit_s))
+        self.peaks = Rows([p.to_dict() for p in peaks])
+
+
+def _served_table(points: list, peaks: list, q: float, limit_s: float) -> str:
+    from .analysis.serving import load_share
+    from .text import table
+    from .units import format_rate
+
+    pct = f"p{100 * q:g}"
+    rows = [[p["model"], f"{p['backend']} {p['precision']}", f"{p['max_batch']}/{p['max_wait_s'] * 1e3:g}ms/"
+             f"{p['instances']}", format_rate(p.get("qps")), format_rate(p.get("achieved_qps")),
+             str(p.get("requests") or "-"),
+             _ms_or_dash(p.get("p50_s")), _ms_or_dash(p.get("q_high_s")), p.get("verdict") or p["status"],
+             f"{100 * load_share(p):.1f}" if p.get("wall_s") else "-",
+             "busy" if p.get("disturbed") else ("quiet" if p.get("disturbed") is not None else "-")]
+            for p in points]
+    text = table(["model", "setup", "batch/wait/inst", "offered/s", "served/s", "requests", "p50 (ms)",
+                  f"{pct} bound (ms)", "verdict", "load gen (% core)", "load"], rows,
+                 right={3, 4, 5, 6, 7, 9})
+    lines = [text, f"Peak: the highest rate whose {pct} has its 95% upper bound under {limit_s * 1e3:.3g} ms "
+                   "(a rate is never credited on a point estimate); batch/wait/inst: the batching policy."]
+    for p in peaks:
+        s = p.served
+        where = f"{s.model} ({s.setup.runtime()}, {s.policy_words()})"
+        if p.qps is None:
+            lines.append(f"  {where}: no rate measured met the limit")
+        else:
+            lines.append(f"  {where}: {format_rate(p.qps)} requests/s" + (f" (and not {format_rate(p.next_failed)})"
+                                                                            if p.next_failed
+                                                                  else "") + (" [machine busy]" if p.disturbed else ""))
+    return "\n".join(lines)
+
+
+def _ms_or_dash(seconds) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.3g}"
+
+
+def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: float | str | None = None,
+          p90: float | str | None = None, qps: float | Sequence[float] | None = None,
+          max_batch: int | Sequence[int] = 1, max_wait: float | str = 0.0, instances: int | Sequence[int] = 1,
+          setup: Setup | Sequence[Setup] | None = None, backend: str | Sequence[str] | None = None,
+          precision: str | Sequence[str] | None = None, device: str | None = None, threads: int | None = None,
+          machine: str | None = None, input_size: int | None = None, weights: str | os.PathLike | None = None,
+          db: str | os.PathLike | None = None, max_seconds_per_point: float = 10.0, on_busy: str = "wait",
+          progress: bool = True, argv: Sequence[str] | None = None) -> Served:
+    """Serve each model under Poisson arrivals (MLPerf's Server scenario) on this machine and find the
+    highest rate (requests per second) whose tail latency stays under the limit: ``p99`` (or ``p90``),
+    ``"50ms"`` or seconds, met when the percentile's distribution-free 95% upper bound is under it.
+    ``qps``: measure these rates instead of searching. The batching policy: ``max_batch`` (requests
+    batched together, padded to a prepared batch size), ``max_wait`` (how long the oldest request may
+    wait for a batch to fill) and ``instances`` (copies of the model serving one queue); a list of
+    ``max_batch`` or ``instances`` measures each. Setups as for `run`. Each point runs until its
+    percentile is decided, at most ``max_seconds_per_point``. ``db``: stored there (None: a temporary
+    file). Returns `Served`."""
+    from .measure.serving import Policy
+    from .runner.serving import ServeConfig, serve_sweep
+
+    _flags(progress=progress)
+    if (p99 is None) == (p90 is None):
+        raise UserError("give the tail limit: p99 (or p90), e.g. p99='50ms'")
+    q, limit = (0.99, _seconds(p99, "p99")) if p99 is not None else (0.90, _seconds(p90, "p90"))
+    wait = _seconds(max_wait, "max_wait")
+    rates = None if qps is None else tuple(float(r) for r in (qps if isinstance(qps, (list, tuple)) else [qps]))
+    batches = list(max_batch) if isinstance(max_batch, (list, tuple)) else [max_batch]
+    copies = list(instances) if isinstance(instances, (list, tuple)) else [instances]
+    for name, values in (("max_batch", batches), ("instances", copies)):
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_BATCH for v in values):
+            raise UserError(f"{name} must be whole numbers from 1 to {MAX_BATCH}, got {values!r}")
+    if wait is None or wait < 0:
+        raise UserError(f"max_wait must be zero or more, e.g. '5ms', got {max_wait!r}")
+    db, weights = _path(db, "db", optional=True), _path(weights, "weights", optional=True)
+    say = _say_to(sys.stderr, "run")
+    asked = _asked_setups(setup, backend, precision, device, threads, False, machine)
+    config = ServeConfig(setups=tuple(_runnable(asked, say)), policies=tuple(Policy(b, float(wait), n) for b in batches
+                                                                              for n in copies),
+                         percentile=q, limit_s=limit, qps=rates, max_seconds_per_point=float(max_seconds_per_point),
+                         on_busy=on_busy)
+    entries = _entries(models, zoo, input_size, weights)
+    temporary = tempfile.mkdtemp(prefix="dnnbench-") if db is None else None
+    try:
+        from .analysis.serving import peak, group
+        from .store import Store
+
+        with Store(db or Path(temporary) / "results.db") as store:
+            points = serve_sweep(store, config, entries,
+                                 list(argv) if argv is not None else ["(python)", "dnnbench.serve"],
+                                 say if progress else (lambda text: None))
+        return Served(points, [peak(s, q, limit) for s in group(points)], q, limit)
+    finally:
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
 def merge(sources: str | os.PathLike | Sequence[str | os.PathLike], into: str | os.PathLike):
     """Merge databases measured apart (``dnnbench run`` on an edge board, an air-gapped host) into ``into``
     (created if absent), reading the sources and never writing them. Cells stay apart by setup (the
@@ -767,6 +868,34 @@ class Results:
         passing, failing = recommend(found, limits)
         return Recommendation(passing, failing, limits, steps)
 
+    def recommend_serving(self, qps: float, *, p99: float | str | None = None, p90: float | str | None = None,
+                          max_memory: int | str | None = None, backend: str | Sequence[str] | None = None,
+                          precision: str | Sequence[str] | None = None,
+                          machine: str | Sequence[str] | None = None) -> ServingAnswer:
+        """The answer to a load: ``qps`` requests a second (Poisson) with ``p99`` (or ``p90``) under a
+        limit (``"50ms"`` or seconds) and, optionally, serving within ``max_memory``: each (model, setup,
+        batching policy) that `serve` measured here, those that meet it first, most accurate first, with
+        the rate it sustains (its ``margin`` over ``qps``) and what it breaks. Per machine in a fleet."""
+        from .analysis.serving import answer
+
+        if (p99 is None) == (p90 is None):
+            raise UserError("give the tail limit of the load: p99 (or p90), e.g. p99='50ms'")
+        if isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps > 0:
+            raise UserError(f"qps must be requests per second above zero, got {qps!r}")
+        q, limit = (0.99, _seconds(p99, "p99")) if p99 is not None else (0.90, _seconds(p90, "p90"))
+        memory = _size(max_memory, "max_memory")
+        with self._store() as store:
+            points = store.serving()
+            top1 = {(m["model"], m["input_size"]): m.get("top1") for m in store.models()}
+        if not points:
+            raise UserError(f"{self.path} holds no measurement under load: run `dnnbench run MODEL --scenario server "
+                            f"--p99 {limit * 1e3:g}ms --db {self.path}` first")
+        wanted = {"backend": _names(backend, "backend") if backend else None,
+                  "precision": _names(precision, "precision") if precision else None,
+                  "machine": _names(machine, "machine") if machine else None}
+        points = [p for p in points if all(v is None or p[k] in v for k, v in wanted.items())]
+        return ServingAnswer(answer(points, top1, float(qps), q, limit, memory), float(qps), q, limit)
+
     def _measure_to_decide(self, limits, models, zoo, backend, precision, quick: bool, progress: bool,
                            on_busy: str = "wait"):
         """Measure the candidates that decide the answer (`analysis.search.decide`): (the steps, the
@@ -926,6 +1055,42 @@ def _steps_words(steps: list | None) -> str:
         result = "" if s.passes is None else (": meets every limit" if s.passes else ": breaks a limit")
         lines.append(f"  {s.name}: {s.action}, {s.why}{result}")
     return "\n".join(lines)
+
+
+class ServingAnswer(Rows):
+    """The answer of `Results.recommend_serving`: one dict per (model, setup, batching policy), those that
+    meet the load first (most accurate first), with ``passes``, ``peak_qps`` (the highest rate shown to
+    meet the tail limit), ``margin`` (that over the load), ``top1`` and ``broken``. ``best``: the first
+    that passes, or None."""
+
+    def __init__(self, verdicts: list, qps: float, q: float, limit_s: float):
+        rows = [{**v.peak.to_dict(), "passes": v.ok, "top1": v.top1, "broken": v.broken,
+                 "margin": (v.peak.qps / qps - 1) if v.peak.qps else None} for v in verdicts]
+        super().__init__(rows, render=lambda found: _serving_answer_table(found, qps, q, limit_s))
+
+    @property
+    def best(self) -> dict | None:
+        return next((r for r in self if r["passes"]), None)
+
+
+def _serving_answer_table(rows: list, qps: float, q: float, limit_s: float) -> str:
+    from .text import table
+    from .units import format_rate
+
+    body = [[r["model"], f"{r['backend']} {r['precision']}",
+             f"batch {r['max_batch']}, wait {r['max_wait_s'] * 1e3:g} ms, {r['instances']} inst.",
+             f"{r['top1']:.2f}" if r.get("top1") is not None else "-",
+             format_rate(r.get("peak_qps")),
+             f"{100 * r['margin']:+.0f}%" if r.get("margin") is not None else "-",
+             "yes" if r["passes"] else "no: " + "; ".join(r["broken"])] for r in rows]
+    head = f"A load of {qps:g} requests/s (Poisson) with p{100 * q:g} under {limit_s * 1e3:.3g} ms"
+    best = next((r for r in rows if r["passes"]), None)
+    words = (f"Answer: {best['model']} in {best['backend']} {best['precision']}, batch {best['max_batch']}, "
+             f"{best['instances']} instance(s): it sustains {format_rate(best['peak_qps'])} requests/s "
+             f"({100 * best['margin']:+.0f}%)" + (" [measured on a busy machine]" if best.get("disturbed") else "")
+             if best else "Answer: none of the models measured under load meets it")
+    return "\n".join([head, table(["model", "setup", "policy", "top-1 (%)", "peak (req/s)", "margin", "meets it"],
+                                   body, right={3, 4, 5}), words])
 
 
 class Recommendation(Rows):

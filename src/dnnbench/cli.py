@@ -152,6 +152,27 @@ def _run_command(sub) -> None:
                         "(up to 30 s) and time a disturbed cell once more, then flag it; measure: flag only; "
                         "stop: end the sweep (exit status 3), keeping every cell measured")
 
+    serving = p.add_argument_group(
+        "serving under load (--scenario server)",
+        "requests arrive as a Poisson process (MLPerf's Server scenario); each model, setup and batching policy "
+        "gets the highest rate whose tail latency has its 95%% upper bound under the limit, or the rates of --qps")
+    serving.add_argument("--scenario", choices=["single-stream", "server"], default="single-stream",
+                         help="single-stream (default): one batch at a time, the papers' figures; server: under load")
+    tail = serving.add_mutually_exclusive_group()
+    tail.add_argument("--p99", metavar="TIME", help="the limit of the 99th percentile of latency, e.g. 50ms")
+    tail.add_argument("--p90", metavar="TIME", help="the limit of the 90th percentile of latency")
+    serving.add_argument("--qps", metavar="LIST", help="measure these rates (requests per second, comma-separated) "
+                                                       "instead of searching the highest")
+    serving.add_argument("--max-batch", metavar="LIST", default="1",
+                         help="requests batched together, comma-separated to compare policies (default 1)")
+    serving.add_argument("--max-wait", metavar="TIME", default="0ms",
+                         help="how long the oldest request may wait for its batch to fill (default 0ms)")
+    serving.add_argument("--instances", metavar="LIST", default="1",
+                         help="copies of the model serving one queue, comma-separated to compare (default 1)")
+    serving.add_argument("--max-seconds-per-point", type=_positive_float, default=10.0, metavar="S",
+                         help="the longest one rate is served; it stops sooner once its percentile is decided "
+                              "(default 10)")
+
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="measure on every node of this Ray cluster (HEAD:6379, or auto), each on its own hardware, "
                         "streaming into --db here; a node's cells go under its Ray label dnnbench-machine, else its "
@@ -225,10 +246,15 @@ def _recommend_command(sub) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL", help="with --measure: the candidates (registry names, aliases, "
                                                             "timm/<name>, path/file.py:function)")
     _add_db(p)
-    p.add_argument("--max-memory", required=True, metavar="SIZE", help="peak memory limit, e.g. 2GB or 512MiB")
-    speed = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--max-memory", metavar="SIZE", help="peak memory limit, e.g. 2GB or 512MiB (with --qps: optional)")
+    speed = p.add_mutually_exclusive_group()
     speed.add_argument("--max-latency", metavar="TIME", help="latency limit of one batch, e.g. 50ms")
     speed.add_argument("--min-fps", type=_positive_float, metavar="N", help="throughput floor in images per second")
+    speed.add_argument("--p99", metavar="TIME", help="with --qps: the limit of the 99th percentile of latency")
+    speed.add_argument("--p90", metavar="TIME", help="with --qps: the limit of the 90th percentile of latency")
+    p.add_argument("--qps", type=_positive_float, metavar="N",
+                   help="a load of N requests per second (Poisson): the answer among what `run --scenario server` "
+                        "measured, with its setup and batching policy; needs --p99 or --p90")
     p.add_argument("--batch-size", type=_positive_int, default=1, metavar="B", help="the batch size you will run (default 1)")
     p.add_argument("--min-top1", type=_positive_float, metavar="P", help="top-1 accuracy floor in percent")
     p.add_argument("--max-energy", type=_positive_float, metavar="J", help="energy limit in joules per image")
@@ -330,9 +356,58 @@ def cmd_inspect(args) -> int:
     return 1 if found.failures else 0
 
 
+_SINGLE_STREAM_ONLY = ("batch_sizes", "target_ci", "max_seconds_per_cell", "max_memory", "timeout", "rounds", "quick",
+                       "retry_failed", "cluster", "machines", "channels_last")
+_SERVER_ONLY = {"p99": None, "p90": None, "qps": None, "max_batch": "1", "max_wait": "0ms", "instances": "1"}
+
+
+def _whole_numbers(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in _list(text)]
+    except ValueError:
+        raise UserError(f"expected whole numbers separated by commas, got {text!r}") from None
+    return values
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        return [float(v) for v in _list(text)]
+    except ValueError:
+        raise UserError(f"expected requests per second separated by commas, got {text!r}") from None
+
+
+def cmd_serve(args) -> int:
+    given = [f"--{name.replace('_', '-')}" for name in _SINGLE_STREAM_ONLY if getattr(args, name) not in (None, False)]
+    if given:
+        raise UserError(f"{', '.join(given)} belong to the single-stream scenario: leave them out with --scenario "
+                        "server")
+    try:
+        served = api.serve(args.models, zoo=args.zoo, p99=args.p99, p90=args.p90,
+                           qps=_option("--qps", _rates, args.qps),
+                           max_batch=_option("--max-batch", _whole_numbers, args.max_batch), max_wait=args.max_wait,
+                           instances=_option("--instances", _whole_numbers, args.instances),
+                           backend=_option("--backend", _list, args.backend),
+                           precision=_option("--precision", _list, args.precision), device=args.device,
+                           threads=args.threads, machine=args.machine, input_size=args.input_size,
+                           weights=args.weights, db=args.db, max_seconds_per_point=args.max_seconds_per_point,
+                           on_busy=args.on_busy, argv=sys.argv[1:])
+    except KeyboardInterrupt:
+        print(f"dnnbench: interrupted; every point measured so far is kept in {args.db}", file=sys.stderr)
+        return INTERRUPTED
+    print(served)
+    if any(p["status"] != "ok" for p in served):
+        return 1
+    return 0 if any(p["status"] == "ok" for p in served) else NOTHING_MEASURED
+
+
 def cmd_run(args) -> int:
     from .units import parse_size
 
+    if args.scenario == "server":
+        return cmd_serve(args)
+    given = [f"--{name.replace('_', '-')}" for name, default in _SERVER_ONLY.items() if getattr(args, name) != default]
+    if given:
+        raise UserError(f"{', '.join(given)} belong to the server scenario: add --scenario server")
     try:
         results = api.run(
             args.models, zoo=args.zoo, input_size=args.input_size, batch_sizes=args.batch_sizes,
@@ -405,6 +480,21 @@ def _duration(text: str) -> float:
 def cmd_recommend(args) -> int:
     from .units import parse_size
 
+    if args.qps is not None or args.p99 or args.p90:
+        if args.qps is None or not (args.p99 or args.p90):
+            raise UserError("a load is --qps N with its tail limit --p99 TIME (or --p90 TIME)")
+        answer = api.open(args.db).recommend_serving(
+            args.qps, p99=args.p99, p90=args.p90, max_memory=_option("--max-memory", parse_size, args.max_memory),
+            **{k: _option(f"--{k}", _list, getattr(args, k)) for k in ("backend", "precision", "machine")})
+        if args.json:
+            _json(answer.to_dicts())
+        else:
+            print(answer)
+        return 0
+    if args.max_memory is None:
+        raise UserError("give the memory limit: --max-memory SIZE, e.g. 2GB")
+    if args.max_latency is None and args.min_fps is None:
+        raise UserError("give a speed limit: --max-latency TIME or --min-fps N (or a load: --qps N --p99 TIME)")
     results = api.Results(args.db) if args.measure else api.open(args.db)  # --measure may start the database
     answer = results.recommend(
         max_memory=_option("--max-memory", parse_size, args.max_memory),

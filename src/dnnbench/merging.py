@@ -31,7 +31,7 @@ from pathlib import Path
 from .errors import UserError
 from .store import rounds as rounds_
 from .setup import Setup, cell_key
-from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, Store, insert_cells
+from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, SERVING_COLUMNS, Store, insert_cells
 
 ACTIONS = ("added", "same", "updated", "pooled", "conflict")
 
@@ -47,18 +47,20 @@ class Merged:
     runs: int = 0
     models: int = 0
     evaluations: int = 0
+    points: int = 0
     conflicts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"into": self.into, "sources": self.sources, "cells": self.cells, "runs": self.runs,
-                "models": self.models, "evaluations": self.evaluations, "conflicts": self.conflicts}
+                "models": self.models, "evaluations": self.evaluations, "points": self.points,
+                "conflicts": self.conflicts}
 
     def __str__(self) -> str:
         c = self.cells
         text = (f"merged {len(self.sources)} database(s) into {self.into}: {c['added']} cell(s) added, "
                 f"{c['pooled']} pooled with rounds of the same cell, {c['updated']} replaced by a later version, "
                 f"{c['same']} already there, {c['conflict']} conflict(s); {self.runs} run(s), {self.models} "
-                f"model(s), {self.evaluations} evaluation(s) added")
+                f"model(s), {self.evaluations} evaluation(s), {self.points} point(s) under load added")
         if self.conflicts:
             shown = self.conflicts[:10]
             text += "\nconflicts (the version kept: measured over failed, then more rounds, then later):\n  " + \
@@ -158,6 +160,7 @@ def _absorb(db: sqlite3.Connection, target: Store, reader: Store, report: Merged
             insert_cells(db, [row])
             stored[key] = row
     _absorb_accuracy(db, target, reader, report)
+    _absorb_serving(target, reader, run_ids, report)
     if reader._has("profiles"):
         for row in reader.db.execute("SELECT * FROM profiles"):
             db.execute("INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)", row)
@@ -199,6 +202,19 @@ def _absorb_accuracy(db: sqlite3.Connection, target: Store, reader: Store, repor
             db.execute(f"INSERT INTO accuracy ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", found)
             held.add(found)
             report.evaluations += 1
+
+
+def _absorb_serving(target: Store, reader: Store, run_ids: dict[int, int], report: Merged) -> None:
+    """The server scenario's points the target lacks (a point is added once however often it is merged)."""
+    def key(row: dict) -> tuple:
+        return tuple(json.dumps(row.get(c)) for c, _ in SERVING_COLUMNS if c != "run_id")
+
+    held = {key(r) for r in target.serving()}
+    for row in reader.serving():
+        if key(row) not in held:
+            target.put_serving_in_transaction({**row, "run_id": run_ids.get(row.get("run_id"))})
+            held.add(key(row))
+            report.points += 1
 
 
 def _conflict_words(target: dict, source: dict, kept_source: bool) -> str:

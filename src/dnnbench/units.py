@@ -103,3 +103,10 @@ def above(value: int, limit: int) -> str:
     if a == b:
         a, b = f"{value:,} bytes", f"{limit:,} bytes"
     return f"{a}, above --max-memory {b}"
+
+
+def format_rate(per_second: float | None) -> str:
+    """Requests (or images) per second as people read them: ``37.5``, ``1,250``."""
+    if per_second is None:
+        return "-"
+    return f"{per_second:,.0f}" if per_second >= 1000 else f"{per_second:.3g}"

@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..measure.accuracy import evaluated_model
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -172,8 +172,37 @@ def _old_uid(started: str, argv: str | None, environment: str | None) -> str:
     return "old-" + hashlib.sha1(json.dumps([started, argv, environment]).encode()).hexdigest()[:20]
 
 
+# schema 8: the server scenario's points (`dnnbench run --scenario server`): one row per rate served,
+# under a batching policy, with the percentile's 95% bounds; a peak at any limit is read from them
+SERVING_COLUMNS = [
+    ("run_id", "INTEGER"), ("model", "TEXT NOT NULL"), ("input_size", "INTEGER NOT NULL"),
+    ("machine", "TEXT NOT NULL"), ("device", "TEXT NOT NULL"), ("backend", "TEXT NOT NULL"),
+    ("precision", "TEXT NOT NULL"), ("threads", "INTEGER NOT NULL"), ("layout", "TEXT NOT NULL"),
+    ("max_batch", "INTEGER NOT NULL"), ("max_wait_s", "REAL NOT NULL"), ("instances", "INTEGER NOT NULL"),
+    ("status", "TEXT NOT NULL"), ("error", "TEXT"), ("qps", "REAL"), ("achieved_qps", "REAL"),
+    ("requests", "INTEGER"), ("served", "INTEGER"), ("wall_s", "REAL"), ("p50_s", "REAL"), ("p90_s", "REAL"),
+    ("p99_s", "REAL"), ("q", "REAL"), ("q_low_s", "REAL"), ("q_high_s", "REAL"), ("limit_s", "REAL"),
+    ("verdict", "TEXT"), ("overloaded", "INTEGER"), ("load_cpu_s", "REAL"), ("busy_wait_s", "REAL"),
+    ("contention", "REAL"), ("disturbed", "INTEGER"), ("mem_peak_bytes", "INTEGER"), ("service_s", "TEXT"),
+    ("measured_at", "TEXT NOT NULL"),
+]
+
+
+def _serving_insert(row: dict) -> tuple[str, list]:
+    row = {**row, "measured_at": row.get("measured_at") or now()}
+    names = [c for c, _ in SERVING_COLUMNS]
+    values = [json.dumps(row.get(c)) if c == "service_s" else row.get(c) for c in names]
+    return f"INSERT INTO serving ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values
+
+
+def _migrate_7_to_8(db: sqlite3.Connection) -> None:
+    columns = ", ".join(f"{c} {t}" for c, t in SERVING_COLUMNS)
+    db.execute(f"CREATE TABLE serving (id INTEGER PRIMARY KEY, {columns})")
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
-              4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7}  # from version n to n + 1
+              4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
+              7: _migrate_7_to_8}  # from version n to n + 1
 
 
 def now() -> str:
@@ -352,6 +381,27 @@ class Store:
         names = [c for c, _ in ACCURACY_COLUMNS]
         values = [json.dumps(row.get(c)) if c in _ACCURACY_JSON else row.get(c) for c in names]
         self._write(f"INSERT INTO accuracy ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+
+    def put_serving(self, row: dict) -> None:
+        """Store one point of the server scenario (`SERVING_COLUMNS`; ``measured_at`` now if absent)."""
+        self._write(*_serving_insert(row))
+
+    def put_serving_in_transaction(self, row: dict) -> None:
+        """`put_serving` inside a transaction the caller holds (`merge`)."""
+        self.db.execute(*_serving_insert(row))
+
+    def serving(self) -> list[dict]:
+        """Every point of the server scenario stored, oldest first (none before schema 8)."""
+        if not self._has("serving"):
+            return []
+        cur = self.db.execute("SELECT * FROM serving ORDER BY id")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        for row in rows:
+            row["service_s"] = json.loads(row["service_s"]) if row.get("service_s") else None
+            row["overloaded"] = None if row["overloaded"] is None else bool(row["overloaded"])
+            row["disturbed"] = None if row["disturbed"] is None else bool(row["disturbed"])
+        return rows
 
     def accuracies(self) -> list[dict]:
         """Every evaluation stored, oldest first (none in a file older than schema 5)."""

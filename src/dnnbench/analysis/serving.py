@@ -1,0 +1,115 @@
+"""What the server scenario's points say: the highest rate each (model, setup, policy) sustains with
+its tail under a limit, and the answer to "N requests a second, p99 under T, in M of memory: which
+model, setup and policy?" (`recommend --qps`).
+
+A point passes a limit only when its percentile's 95% upper bound is under it: a rate is never
+credited on a point estimate. The peak is the highest passing rate measured; where a higher rate
+was measured and did not pass, the peak lies between the two (``next_failed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..setup import Setup
+from ..units import format_rate
+
+
+@dataclass
+class Served:
+    """One model in one setup and batching policy, with its points."""
+
+    model: str
+    input_size: int
+    setup: Setup
+    max_batch: int
+    max_wait_s: float
+    instances: int
+    points: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+    def policy_words(self) -> str:
+        from ..measure.serving import Policy
+
+        return Policy(self.max_batch, self.max_wait_s, self.instances).words()
+
+
+def group(rows: list[dict]) -> list[Served]:
+    out: dict[tuple, Served] = {}
+    for r in rows:
+        setup = Setup.of(r)
+        key = (r["model"], r["input_size"], setup, r["max_batch"], r["max_wait_s"], r["instances"])
+        served = out.setdefault(key, Served(*key))
+        (served.points if r["status"] == "ok" else served.errors).append(r)
+    return list(out.values())
+
+
+def passes(point: dict, q: float, limit_s: float) -> bool:
+    """Whether ``point`` shows its ``q``-percentile under ``limit_s``: measured for that percentile, its
+    upper bound under the limit, and never overloaded."""
+    return (point.get("q") is not None and abs(point["q"] - q) < 1e-9 and point.get("q_high_s") is not None
+            and point["q_high_s"] <= limit_s and not point.get("overloaded"))
+
+
+@dataclass
+class Peak:
+    served: Served
+    qps: float | None  # the highest rate shown to pass, requests per second
+    point: dict | None
+    next_failed: float | None  # the lowest higher rate measured that did not pass
+    disturbed: bool
+
+    def to_dict(self) -> dict:
+        s = self.served
+        return {"model": s.model, "input_size": s.input_size, **s.setup.to_dict(), "max_batch": s.max_batch,
+                "max_wait_s": s.max_wait_s, "instances": s.instances, "peak_qps": self.qps,
+                "next_failed_qps": self.next_failed, "q_high_s": self.point["q_high_s"] if self.point else None,
+                "mem_peak_bytes": self.point.get("mem_peak_bytes") if self.point else None,
+                "load_cpu_share": load_share(self.point) if self.point else None, "disturbed": self.disturbed}
+
+
+def load_share(point: dict) -> float | None:
+    """The load generator's CPU time over the point's wall time (a share of one core)."""
+    if not point.get("wall_s"):
+        return None
+    return (point.get("load_cpu_s") or 0.0) / point["wall_s"]
+
+
+def peak(served: Served, q: float, limit_s: float) -> Peak:
+    ok = [p for p in served.points if passes(p, q, limit_s)]
+    best = max(ok, key=lambda p: p["qps"]) if ok else None
+    rate = best["qps"] if best else None
+    above = [p["qps"] for p in served.points if not passes(p, q, limit_s) and (rate is None or p["qps"] > rate)]
+    return Peak(served, rate, best, min(above) if above else None, bool(best and best.get("disturbed")))
+
+
+def peaks(rows: list[dict], q: float, limit_s: float) -> list[Peak]:
+    return [peak(s, q, limit_s) for s in group(rows)]
+
+
+@dataclass
+class ServingVerdict:
+    peak: Peak
+    top1: float | None
+    broken: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken
+
+
+def answer(rows: list[dict], top1: dict, qps: float, q: float, limit_s: float, max_memory: float | None) -> list:
+    """Each (model, setup, policy) against the load: a `ServingVerdict` per one, those that meet it
+    first, most accurate first (then the largest margin of rate). ``top1``: {(model, input size): %}."""
+    out = []
+    for p in peaks(rows, q, limit_s):
+        broken = []
+        if p.qps is None:
+            broken.append(f"no rate measured met p{100 * q:g} <= {limit_s * 1e3:.3g} ms")
+        elif p.qps < qps:
+            broken.append(f"sustains {format_rate(p.qps)} requests/s, not {qps:g}")
+        memory = p.point.get("mem_peak_bytes") if p.point else None
+        if max_memory is not None and memory is not None and memory > max_memory:
+            broken.append(f"serving takes {memory / 2**20:.0f} MiB, above {max_memory / 2**20:.0f} MiB")
+        out.append(ServingVerdict(p, top1.get((p.served.model, p.served.input_size)), broken))
+    return sorted(out, key=lambda v: (not v.ok, -(v.top1 if v.top1 is not None else -1), -(v.peak.qps or 0)))

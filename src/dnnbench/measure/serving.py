@@ -1,0 +1,181 @@
+"""Serving under load: requests that arrive on their own schedule, batched by a policy, and the
+highest rate a model sustains with its tail latency under a limit (MLPerf's Server scenario).
+
+Pure logic over numbers and a clock, so each part is tested on its own (nothing here imports torch):
+
+- ``arrivals``: a Poisson schedule (independent exponential gaps at a rate, seeded), as LoadGen's
+  Server scenario issues queries;
+- ``quantile_bounds``: a distribution-free 95% interval of a percentile from order statistics (the
+  number of samples below the true q-quantile is Binomial(n, q)), as MLPerf's early stopping bounds
+  its tail: an upper bound of p99 exists from 299 samples on, of p90 from 29;
+- ``Policy`` and ``serve``: the batching policy (an instance takes the oldest waiting requests when
+  ``max_batch`` of them wait or the oldest has waited ``max_wait_s``) on a fake clock with given
+  service times, the reference the real server in ``worker/serving.py`` follows;
+- ``capacity``: the highest rate the measured batch latencies can sustain, where the peak search starts;
+- ``verdict``: whether a point's tail is shown under the limit, shown over it, or not decided yet.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+CONFIDENCE = 0.95
+
+
+def arrivals(qps: float, n: int, seed: int) -> list[float]:
+    """``n`` arrival times (seconds from the start) of a Poisson process of rate ``qps``."""
+    if not qps > 0:
+        raise ValueError(f"a rate of arrivals must be above zero, got {qps}")
+    rng = random.Random(seed)
+    t, out = 0.0, []
+    for _ in range(n):
+        t += rng.expovariate(qps)
+        out.append(t)
+    return out
+
+
+# ---- tail bounds ---------------------------------------------------------------------------------
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) <= k), summed in log space over the terms that matter (n up to millions)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    mean, sd = n * p, math.sqrt(n * p * (1 - p)) or 1.0
+    start = max(0, int(mean - 40 * sd) - 1)
+    if k < start:
+        return 0.0
+    log_p, log_q, head = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    return min(1.0, sum(math.exp(head - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+                        for i in range(start, k + 1)))
+
+
+def upper_rank(n: int, q: float, confidence: float = CONFIDENCE) -> int | None:
+    """The 1-based rank k whose order statistic x_(k) is at or above the true ``q``-quantile with
+    probability ``confidence``: the smallest k with P(Binomial(n, q) <= k - 1) >= confidence;
+    None where even the largest sample is not enough (too few samples)."""
+    lo, hi = 1, n
+    if n < 1 or _binom_cdf(n - 1, n, q) < confidence:
+        return None
+    while lo < hi:  # the cdf grows with k: bisect
+        mid = (lo + hi) // 2
+        if _binom_cdf(mid - 1, n, q) >= confidence:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def lower_rank(n: int, q: float, confidence: float = CONFIDENCE) -> int | None:
+    """The rank j whose x_(j) is at or below the true ``q``-quantile with probability ``confidence``:
+    the largest j with P(Binomial(n, q) >= j) >= confidence; None where none is."""
+    if n < 1 or 1 - _binom_cdf(0, n, q) < confidence:
+        return None
+    lo, hi = 1, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if 1 - _binom_cdf(mid - 1, n, q) >= confidence:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def quantile_bounds(sorted_values: list[float], q: float,
+                    confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
+    """(lower, upper) bounds of the ``q``-quantile (a fraction, 0.99 for p99), each holding with
+    probability ``confidence`` whatever the distribution; None where the samples are too few."""
+    n = len(sorted_values)
+    up, low = upper_rank(n, q, confidence), lower_rank(n, q, confidence)
+    return (sorted_values[low - 1] if low else None), (sorted_values[up - 1] if up else None)
+
+
+def samples_for_a_bound(q: float, confidence: float = CONFIDENCE) -> int:
+    """How many samples an upper bound of the ``q``-quantile needs at least (p99: 299, p90: 29)."""
+    return math.ceil(math.log(1 - confidence) / math.log(q))
+
+
+# ---- the batching policy -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a server batches: an instance that is free takes the oldest waiting requests, up to
+    ``max_batch``, once ``max_batch`` of them wait or the oldest has waited ``max_wait_s``;
+    ``instances`` copies of the model serve the one queue."""
+
+    max_batch: int = 1
+    max_wait_s: float = 0.0
+    instances: int = 1
+
+    def __post_init__(self):
+        if not (isinstance(self.max_batch, int) and self.max_batch >= 1):
+            raise ValueError(f"max_batch must be a whole number of at least 1, got {self.max_batch!r}")
+        if not self.max_wait_s >= 0:
+            raise ValueError(f"max_wait_s must be zero or more seconds, got {self.max_wait_s!r}")
+        if not (isinstance(self.instances, int) and self.instances >= 1):
+            raise ValueError(f"instances must be a whole number of at least 1, got {self.instances!r}")
+
+    def words(self) -> str:
+        batching = ("no batching" if self.max_batch == 1 else
+                    f"batches of up to {self.max_batch}, waiting at most {self.max_wait_s * 1e3:.3g} ms")
+        return f"{batching}, {self.instances} instance{'s' if self.instances > 1 else ''}"
+
+
+def dispatch_time(arrived: list[float], head: int, free_at: float, policy: Policy) -> float:
+    """When an instance free from ``free_at`` starts the batch whose oldest request is ``arrived[head]``:
+    once the batch is full or the oldest has waited ``max_wait_s``, not before the instance is free."""
+    oldest = arrived[head]
+    full = head + policy.max_batch - 1
+    full_at = arrived[full] if full < len(arrived) else math.inf
+    return max(free_at, oldest, min(oldest + policy.max_wait_s, full_at))
+
+
+def serve(arrived: list[float], service_s, policy: Policy) -> list[float]:
+    """Each request's latency (completion minus arrival, seconds) under ``policy``, for requests
+    arriving at ``arrived`` (sorted) and a batch of b taking ``service_s(b)`` seconds."""
+    import heapq
+
+    free = [0.0] * policy.instances
+    latency = [0.0] * len(arrived)
+    head = 0
+    while head < len(arrived):
+        free_at = heapq.heappop(free)
+        start = dispatch_time(arrived, head, free_at, policy)
+        end = head
+        while end < len(arrived) and end - head < policy.max_batch and arrived[end] <= start:
+            end += 1
+        done = start + service_s(end - head)
+        for i in range(head, end):
+            latency[i] = done - arrived[i]
+        heapq.heappush(free, done)
+        head = end
+    return latency
+
+
+def capacity(batch_latency: dict[int, float], policy: Policy) -> float | None:
+    """The highest rate (requests per second) the batch latencies measured one batch at a time
+    (``{batch size: seconds}``) can sustain under ``policy``: the best images per second of a batch
+    it may take, times the instances (an upper estimate: instances share the cores). None without
+    a usable batch size."""
+    rates = [b / t for b, t in batch_latency.items() if b <= policy.max_batch and t and t > 0]
+    return max(rates) * policy.instances if rates else None
+
+
+# ---- a point's verdict ---------------------------------------------------------------------------
+
+
+def verdict(latencies: list[float], q: float, limit_s: float, confidence: float = CONFIDENCE) -> str:
+    """``pass`` when the ``q``-quantile's upper bound is under ``limit_s``, ``fail`` when its lower
+    bound is over it, else ``open`` (more requests would decide)."""
+    ordered = sorted(latencies)
+    low, high = quantile_bounds(ordered, q, confidence)
+    if high is not None and high <= limit_s:
+        return "pass"
+    if low is not None and low > limit_s:
+        return "fail"
+    return "open"

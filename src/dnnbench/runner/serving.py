@@ -1,0 +1,151 @@
+"""The server scenario's driver (`dnnbench run --scenario server`): each model, in each setup and
+batching policy, served by a worker of its own (``worker/serving.py``) under the machine's measuring
+lock, each point stored the moment it is measured. What a point is and how a peak is read from the
+points: ``measure.serving`` and ``analysis.serving``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import UserError
+from ..launch import Job, Launcher
+from ..measure.serving import Policy
+from ..setup import Setup, fingerprint, machine_id
+from ..units import format_rate
+from ..worker import SERVING
+
+SILENCE_LIMIT_S = 1200.0  # no record for this long (a backend preparing, or a hang): the worker is stopped
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What a server sweep measures: ``setups`` (one device and thread count), ``policies``, the tail
+    ``percentile`` (a fraction: 0.99) and its ``limit_s``; ``qps``: the rates to measure, or None to
+    search the peak; ``max_seconds_per_point``; ``on_busy`` as the sweep's."""
+
+    setups: tuple
+    policies: tuple
+    percentile: float = 0.99
+    limit_s: float = 0.1
+    qps: tuple | None = None
+    max_seconds_per_point: float = 10.0
+    on_busy: str = "wait"
+
+    def __post_init__(self):
+        from .plan import ON_BUSY
+
+        if not 0.5 <= self.percentile < 1:
+            raise UserError(f"the percentile must be from 50 to below 100, got {100 * self.percentile:g}")
+        if not self.limit_s > 0:
+            raise UserError(f"the latency limit must be above zero, got {self.limit_s!r} s")
+        if self.qps is not None and not all(isinstance(q, (int, float)) and q > 0 for q in self.qps):
+            raise UserError(f"rates must be requests per second above zero, got {list(self.qps)}")
+        if not self.max_seconds_per_point > 0:
+            raise UserError(f"max_seconds_per_point must be above zero, got {self.max_seconds_per_point!r}")
+        if self.on_busy not in ON_BUSY:
+            raise UserError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {self.on_busy!r}")
+
+
+def serve_sweep(store, config: ServeConfig, entries, argv: list[str], say, launcher: Launcher | None = None) -> list[dict]:
+    """Serve each model of ``entries`` in each setup and policy of ``config``; every point stored in
+    ``store`` and returned (a model that fails is one row with its ``status`` and ``error``)."""
+    from ..measure.device import machine_environment
+    from .lock import machine_lock
+    from .sweep import _preload
+
+    env = machine_environment(config.setups[0].device)
+    machine = config.setups[0].machine or machine_id(env)
+    store.register_machine(machine, fingerprint(env))
+    setups = [s.on(machine) for s in config.setups]
+    run_id = store.start_run(argv, {"scenario": "server", **_config_dict(config, setups)}, env)
+    rows: list[dict] = []
+    own = launcher is None
+    launcher = launcher or Launcher(setups[0].threads)
+    outcome = "complete"
+    try:
+        with machine_lock(lambda holder: say(f"another dnnbench sweep is measuring on this machine ({holder}); "
+                                             "waiting for it to finish")):
+            for entry in entries:
+                for setup in setups:
+                    for policy in config.policies:
+                        rows += _serve_one(store, launcher, run_id, entry, setup, policy, config, say,
+                                           _preload(entry.name))
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
+    finally:
+        store.finish_run(run_id, outcome)
+        if own:
+            launcher.close()
+    return rows
+
+
+def _config_dict(config: ServeConfig, setups: list[Setup]) -> dict:
+    return {"setups": [s.to_dict() for s in setups], "policies": [asdict(p) for p in config.policies],
+            "percentile": config.percentile, "limit_s": config.limit_s,
+            "qps": list(config.qps) if config.qps else None,
+            "max_seconds_per_point": config.max_seconds_per_point, "on_busy": config.on_busy}
+
+
+def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, config: ServeConfig, say,
+               preload: str) -> list[dict]:
+    """One model in one setup and policy: its worker's points, stored as they come."""
+    base = {"run_id": run_id, "model": entry.name, "input_size": entry.input_size, **setup.to_dict(),
+            "max_batch": policy.max_batch, "max_wait_s": policy.max_wait_s, "instances": policy.instances}
+    spec = {"model": entry.name, "base": entry.base, "weights_file": entry.weights_file,
+            "input_size": entry.input_size, "setup": setup.to_dict(), "policy": asdict(policy),
+            "percentile": config.percentile, "limit_s": config.limit_s,
+            "qps": list(config.qps) if config.qps else None, "max_seconds_per_point": config.max_seconds_per_point,
+            "busy": {"on_busy": config.on_busy, "wait_s": 30.0 if config.on_busy == "wait" else 0.0,
+                     "sweep": __import__("os").getpid()}}
+    label = f"{entry.name} ({setup.runtime()}, {policy.words()})"
+    say(f"serving {label}: {'the rates asked' if config.qps else 'searching the highest rate'} with p"
+        f"{100 * config.percentile:g} under {config.limit_s * 1e3:.3g} ms")
+    worker = launcher.start(Job(SERVING, spec, setup.threads, preload=preload))
+    rows, service, error = [], None, None
+    try:
+        for record in worker.records(idle_limit=SILENCE_LIMIT_S):
+            kind = record.pop("type")
+            if kind == "service":
+                service = record["seconds"]
+            elif kind == "point":
+                row = {**base, **{k: record.get(k) for k in record}, "status": "ok", "service_s": service}
+                store.put_serving(row)
+                rows.append(row)
+                say(f"  {format_rate(record['qps'])} requests/s: p{100 * config.percentile:g} "
+                    f"{_ms(record.get('q_low_s'))} to {_ms(record.get('q_high_s'))} (95% bounds), {record['verdict']}"
+                    + (", overloaded" if record.get("overloaded") else "")
+                    + (", machine busy" if record.get("disturbed") else ""))
+            elif kind == "peak":
+                say(f"  peak: {_peak_words(record, config)}")
+            elif kind in ("fatal", "busy"):
+                error = record.get("error") or "the machine was busy (--on-busy stop)"
+    except TimeoutError as exc:
+        error = f"stopped: {exc}"
+    finally:
+        rc = worker.end()
+        worker.log.close()
+    if error is None and not worker.finished:
+        error = f"the worker {worker.exit_words(rc)}"
+    if error is not None:
+        row = {**base, "status": "error", "error": error, "service_s": service}
+        store.put_serving(row)
+        rows.append(row)
+        say(f"  {label}: {error}")
+    return rows
+
+
+def _ms(seconds) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.3g} ms"
+
+
+def _peak_words(record: dict, config: ServeConfig) -> str:
+    if record.get("passed") is None:
+        return "no rate tried met the limit"
+    text = f"{format_rate(record['passed'])} requests/s met it"
+    if record.get("failed") is not None:
+        text += f", {format_rate(record['failed'])} did not"
+    return text + f" ({record['points']} points)"
+
+
+__all__ = ["ServeConfig", "serve_sweep"]

@@ -1,0 +1,278 @@
+"""The server scenario: one worker serves one model in one setup under Poisson arrivals, batched by a
+policy (``measure.serving.Policy``), and finds the highest rate whose tail latency stays under the
+limit (or measures the rates it is given).
+
+A load thread issues requests at the scheduled times of a Poisson process; each instance (a thread
+with the prepared model; instances share the model and the cores) takes the oldest waiting requests
+when the batch is full or the oldest has waited the policy's longest wait, and runs them padded to
+the nearest batch size prepared (as a server with static shapes does). A request's latency runs
+from its scheduled arrival to the end of its batch, so a load thread that falls behind never hides
+queueing. The load thread's CPU time is measured and reported.
+
+Each point (a rate) runs only until its tail is decided (``measure.serving.verdict``: the 95% bound
+of the percentile on one side of the limit), or a backlog shows it cannot keep up, or its time is
+spent. The search starts from the capacity the batch latencies measured here predict, and bisects.
+
+Records: ``stage``, ``service`` (each prepared batch size's latency, seconds), ``point`` (one rate's
+figures), ``wait``/``start`` (waiting for a quiet machine), ``peak`` (the search's answer),
+``fatal`` (the model could not be built or prepared).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+
+from . import ChannelLost, one_line
+
+TORCH = True
+RESOLUTION = 0.05  # the search stops when the peak is known to within this fraction
+MAX_POINTS = 8
+MIN_POINT_S = 1.0  # a point runs at least this long (and for the requests a bound needs)
+BACKLOG_LIMITS = 20  # waiting longer than this many latency limits: the rate cannot be kept up
+
+
+def run(spec: dict, emit) -> int:
+    try:
+        _serve(spec, emit)
+    except ChannelLost:
+        raise
+    except (Exception, SystemExit) as exc:
+        emit("fatal", error=one_line(exc))
+    return 0
+
+
+def batch_sizes(max_batch: int) -> list[int]:
+    """The batch sizes prepared: powers of two up to ``max_batch``, and ``max_batch``."""
+    sizes = {1, max_batch}
+    b = 2
+    while b < max_batch:
+        sizes.add(b)
+        b *= 2
+    return sorted(sizes)
+
+
+def _serve(spec: dict, emit) -> None:
+    import torch
+
+    from ..measure.serving import Policy, capacity
+    from ..zoo import get
+    from ..zoo.weights import calibrate_norms_
+    from .latency import BusyWatch, _prepare
+
+    setup, policy = spec["setup"], Policy(**spec["policy"])
+    emit("stage", stage="build")
+    entry = get(spec.get("base") or spec["model"], spec["input_size"], spec.get("weights_file"))
+    model = entry.build("cpu").to(setup["device"])
+    if entry.weights_file:
+        from ..zoo.weights import load_user_weights_, read_state_dict
+
+        load_user_weights_(model, read_state_dict(entry.weights_file), entry.weights_file, entry.name)
+    generator = torch.Generator().manual_seed(0)
+
+    def make_input(batch: int):
+        return torch.randn(batch, 3, entry.input_size, entry.input_size, generator=generator).to(setup["device"])
+
+    emit("stage", stage="prepare")
+    if not entry.weights_file:
+        calibrate_norms_(model, make_input(2))
+    sizes = batch_sizes(policy.max_batch)
+    forwards, inputs = {}, {}
+    for b in sizes:
+        forwards[b], _, _ = _prepare(model, setup, make_input, b)
+        inputs[b] = make_input(b)
+    del model
+    emit("stage", stage="service")
+    service = {b: _service_time(forwards[b], inputs[b]) for b in sizes}
+    emit("service", seconds={str(b): s for b, s in service.items()})
+    watch = BusyWatch(spec.get("busy") or {}, int(setup["threads"]), setup["device"], emit)
+    server = Server(forwards, inputs, policy)
+    q, limit = float(spec["percentile"]), float(spec["limit_s"])
+    seed = int(spec.get("seed", 0))
+
+    def point(qps: float, k: int) -> dict:
+        return _point(server, watch, qps, q, limit, float(spec["max_seconds_per_point"]), seed + k, emit)
+
+    if spec.get("qps"):
+        for k, qps in enumerate(spec["qps"]):
+            point(float(qps), k)
+        return
+    start = capacity(service, policy)
+    emit("peak", **search(point, start, resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS))))
+
+
+def _service_time(forward, x, passes: int = 5) -> float:
+    """The median of a few passes after two warm-up passes: where the search starts, not a figure."""
+    import torch
+
+    with torch.inference_mode():
+        for _ in range(2):
+            forward(x)
+        times = []
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            forward(x)
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def search(point, start: float | None, resolution: float = RESOLUTION, max_points: int = MAX_POINTS) -> dict:
+    """The highest rate that passes, by bisection between one that passes and one that does not,
+    from ``start`` (the predicted capacity); ``point(qps, k)`` measures one rate and returns its
+    record (``verdict``). Returns ``passed`` (the highest rate that passed, or None), ``failed``
+    (the lowest that did not, or None) and ``points``."""
+    passed, failed, k = None, None, 0
+    qps = 0.85 * start if start else 1.0
+    while k < max_points:
+        found = point(qps, k)
+        k += 1
+        if found["verdict"] == "pass":
+            passed = qps if passed is None else max(passed, qps)
+        else:
+            failed = qps if failed is None else min(failed, qps)
+        if passed is not None and failed is not None and (failed - passed) / failed <= resolution:
+            break
+        if failed is None:
+            qps = qps * 1.5  # capacity under-estimated: look higher
+        elif passed is None:
+            qps = qps / 2 if failed == qps else (failed / 2)
+            if qps < 0.05:  # not even one request per 20 s: nothing passes
+                break
+        else:
+            qps = (passed + failed) / 2
+    return {"passed": passed, "failed": failed, "points": k}
+
+
+class Server:
+    """The model's instances serving one queue under a policy, for one rate at a time."""
+
+    def __init__(self, forwards: dict, inputs: dict, policy):
+        self.forwards, self.inputs, self.policy = forwards, inputs, policy
+        self.sizes = sorted(forwards)
+
+    def padded(self, n: int) -> int:
+        return next(b for b in self.sizes if b >= n)
+
+    def run(self, schedule: list[float], stop_when, max_seconds: float) -> dict:
+        """Serve requests arriving at ``schedule`` (seconds from now) until ``stop_when(latencies,
+        waiting_since)`` says so or ``max_seconds`` pass; returns the latencies of the requests served,
+        the scheduled times of those still waiting, the load thread's CPU seconds and the wall time."""
+        import torch
+
+        cond = threading.Condition()
+        queue: deque = deque()  # scheduled arrival times (perf_counter), oldest first
+        done: list[float] = []
+        state = {"stop": False, "load_cpu": 0.0, "issued": 0}
+        t0 = time.perf_counter() + 0.01
+
+        def load() -> None:
+            cpu0 = time.thread_time()
+            for offset in schedule:
+                at = t0 + offset
+                while True:
+                    now = time.perf_counter()
+                    if state["stop"] or now >= at:
+                        break
+                    time.sleep(min(at - now, 0.05))
+                if state["stop"]:
+                    break
+                with cond:
+                    queue.append(at)
+                    state["issued"] += 1
+                    cond.notify()
+            state["load_cpu"] = time.thread_time() - cpu0
+
+        def instance() -> None:
+            policy = self.policy
+            with torch.inference_mode():
+                while True:
+                    with cond:
+                        while not state["stop"]:
+                            if queue:
+                                due = min(queue[0] + policy.max_wait_s,
+                                          math.inf if len(queue) < policy.max_batch else 0.0)
+                                wait = due - time.perf_counter()
+                                if wait <= 0:
+                                    break
+                                cond.wait(wait)
+                            else:
+                                cond.wait(0.05)
+                        if state["stop"]:
+                            return
+                        batch = [queue.popleft() for _ in range(min(policy.max_batch, len(queue)))]
+                    size = self.padded(len(batch))
+                    self.forwards[size](self.inputs[size])
+                    end = time.perf_counter()
+                    with cond:
+                        done.extend(end - at for at in batch)
+
+        threads = [threading.Thread(target=instance, daemon=True) for _ in range(self.policy.instances)]
+        loader = threading.Thread(target=load, daemon=True)
+        for t in [*threads, loader]:
+            t.start()
+        deadline = t0 + max_seconds
+        while True:
+            time.sleep(0.1)
+            now = time.perf_counter()
+            with cond:
+                latencies, oldest = list(done), (queue[0] if queue else None)
+            if now >= deadline or stop_when(latencies, None if oldest is None else now - oldest) \
+                    or (not loader.is_alive() and oldest is None and len(latencies) >= state["issued"]):
+                break
+        with cond:
+            state["stop"] = True
+            cond.notify_all()
+        loader.join()
+        for t in threads:
+            t.join()
+        end = time.perf_counter()
+        with cond:
+            waiting = [end - at for at in queue]
+        return {"latencies": list(done), "waiting": waiting, "load_cpu_s": state["load_cpu"],
+                "wall_s": end - t0, "issued": state["issued"]}
+
+
+def _point(server: Server, watch, qps: float, q: float, limit: float, max_seconds: float, seed: int, emit) -> dict:
+    """One rate served until its tail is decided; its record, emitted."""
+    from ..measure import busy, memory
+    from ..measure.latency import median, percentile
+    from ..measure.serving import arrivals, quantile_bounds, samples_for_a_bound, verdict
+
+    need = samples_for_a_bound(q)
+    waited, _ = watch.wait_for_quiet(restart=False, qps=qps)
+    n = int(qps * max_seconds * 1.5) + need + 10
+    schedule = arrivals(qps, n, seed)
+
+    def decided(latencies: list[float], backlog: float | None) -> bool:
+        if backlog is not None and backlog > BACKLOG_LIMITS * limit:
+            return True  # requests wait far beyond the limit: the rate cannot be kept up
+        if len(latencies) < need or (latencies and len(latencies) / qps < MIN_POINT_S):
+            return False
+        return verdict(latencies, q, limit) != "open"
+
+    memory.reset_peak()
+    window = busy.Window(watch.own)
+    served = server.run(schedule, decided, max_seconds)
+    load = window.end()
+    # requests still waiting when the point ended took at least that long: counted so, never dropped
+    latencies = sorted(served["latencies"] + served["waiting"])
+    low, high = quantile_bounds(latencies, q) if latencies else (None, None)
+    backlog = bool(served["waiting"]) and max(served["waiting"]) > BACKLOG_LIMITS * limit
+    found = verdict(latencies, q, limit) if latencies else "open"
+    if backlog:
+        found = "fail"
+    record = {
+        "qps": qps, "requests": len(latencies), "served": len(served["latencies"]), "wall_s": served["wall_s"],
+        "achieved_qps": len(served["latencies"]) / served["wall_s"] if served["wall_s"] > 0 else None,
+        "p50_s": median(latencies) if latencies else None,
+        "p90_s": percentile(latencies, 90) if len(latencies) >= 10 else None,
+        "p99_s": percentile(latencies, 99) if len(latencies) >= 100 else None,
+        "q": q, "q_low_s": low, "q_high_s": high, "limit_s": limit, "verdict": found, "overloaded": backlog,
+        "load_cpu_s": served["load_cpu_s"], "busy_wait_s": waited, "mem_peak_bytes": memory.peak_rss_bytes(),
+        "contention": load.excess(watch.cores) if load else None,
+        "disturbed": load.disturbed(watch.cores) if load else None,
+    }
+    emit("point", **record)
+    return record

@@ -1,0 +1,225 @@
+"""Serving under load: the arrival schedule's statistics, the coverage of the tail bounds on
+synthetic samples, the batching policy on a fake clock (against queueing theory), the peak search on
+a fake server, `recommend --qps` on a synthetic database, and one real server run of a tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sqlite3
+import statistics
+
+import pytest
+
+import dnnbench
+from dnnbench.analysis.serving import answer, peaks
+from dnnbench.errors import UserError
+from dnnbench.measure.serving import (Policy, arrivals, capacity, lower_rank, quantile_bounds, samples_for_a_bound,
+                                      serve, upper_rank, verdict)
+from dnnbench.store import Store
+from dnnbench.worker.serving import batch_sizes, search
+
+from clitool import cli  # noqa: E402
+
+TINY = f"{__import__('pathlib').Path(__file__).parent / 'data' / 'faulty_models.py'}:tiny"
+
+
+# -- the schedule ------------------------------------------------------------------------------------
+
+
+def test_arrivals_are_a_poisson_process_at_the_rate():
+    times = arrivals(50.0, 20000, seed=1)
+    gaps = [b - a for a, b in zip([0.0, *times], times)]
+    assert statistics.fmean(gaps) == pytest.approx(1 / 50, rel=0.03)
+    assert statistics.stdev(gaps) / statistics.fmean(gaps) == pytest.approx(1.0, rel=0.05)  # exponential: CV 1
+    counts = [0] * int(times[-1])  # requests per second: Poisson, variance = mean
+    for t in times:
+        if int(t) < len(counts):
+            counts[int(t)] += 1
+    assert statistics.fmean(counts) == pytest.approx(50, rel=0.03)
+    assert statistics.variance(counts) / statistics.fmean(counts) == pytest.approx(1.0, abs=0.25)
+    assert arrivals(50.0, 10, seed=1) == times[:10] and arrivals(50.0, 10, seed=2) != times[:10]
+
+
+# -- tail bounds -------------------------------------------------------------------------------------
+
+
+def test_a_bound_needs_the_samples_mlperf_counts():
+    assert samples_for_a_bound(0.99) == 299 and samples_for_a_bound(0.90) == 29
+    assert upper_rank(298, 0.99) is None and upper_rank(299, 0.99) == 299 and upper_rank(29, 0.9) == 29
+    assert quantile_bounds(sorted(range(100)), 0.99) == (None, None) or quantile_bounds(sorted(range(100)), 0.99)[1] is None
+
+
+@pytest.mark.parametrize("q, n", [(0.99, 400), (0.99, 3000), (0.90, 60)])
+def test_the_bounds_cover_the_true_percentile_at_least_as_often_as_they_promise(q, n):
+    rng = random.Random(7)
+    true = -math.log(1 - q)  # the q-quantile of Exp(1)
+    trials, upper_ok, lower_ok = 1500, 0, 0
+    for _ in range(trials):
+        low, high = quantile_bounds(sorted(rng.expovariate(1.0) for _ in range(n)), q)
+        upper_ok += high >= true
+        lower_ok += low is None or low <= true
+    # each promises 95%; 1500 trials put a true 95% at 93.8% or more with 99.9% probability
+    assert upper_ok / trials >= 0.938 and lower_ok / trials >= 0.938
+    assert lower_rank(n, q) < upper_rank(n, q)
+
+
+def test_a_verdict_is_only_given_on_a_bound():
+    ok = [0.010] * 400
+    assert verdict(ok, 0.99, 0.020) == "pass"
+    assert verdict([0.030] * 400, 0.99, 0.020) == "fail"
+    assert verdict([0.010] * 50, 0.99, 0.020) == "open"  # too few requests for a p99 bound
+    assert verdict([0.010] * 396 + [0.5] * 4, 0.99, 0.020) == "open"  # the bound reaches the slow ones
+
+
+# -- the batching policy on a fake clock --------------------------------------------------------------
+
+
+def test_a_batch_goes_when_full_or_when_its_oldest_has_waited_enough():
+    policy = Policy(max_batch=4, max_wait_s=0.010)
+    latency = serve([0.0, 0.001, 0.002, 0.003, 0.100], lambda b: 0.020, policy)
+    assert latency[:4] == pytest.approx([0.023, 0.022, 0.021, 0.020])  # full at 3 ms
+    assert latency[4] == pytest.approx(0.030)  # alone: waited 10 ms, then 20 ms of service
+    assert serve([0.0, 0.001], lambda b: 0.020, Policy())[1] == pytest.approx(0.039)  # queued behind the first
+
+
+def test_two_instances_serve_one_queue_side_by_side():
+    latency = serve([0.0, 0.0, 0.0], lambda b: 0.010, Policy(instances=2))
+    assert latency == pytest.approx([0.010, 0.010, 0.020])
+
+
+@pytest.mark.parametrize("load", [0.3, 0.7])
+def test_one_server_matches_queueing_theory(load):
+    """M/D/1: Poisson arrivals, a fixed service time: mean latency 1/mu + rho / (2 mu (1 - rho))."""
+    service = 0.010
+    times = arrivals(load / service, 100_000, seed=3)
+    mean = statistics.fmean(serve(times, lambda b: service, Policy()))
+    assert mean == pytest.approx(service + load * service / (2 * (1 - load)), rel=0.03)
+
+
+def test_capacity_is_the_best_batch_rate_the_policy_allows():
+    measured = {1: 0.010, 2: 0.015, 4: 0.024, 8: 0.050}
+    assert capacity(measured, Policy(max_batch=1)) == pytest.approx(100)
+    assert capacity(measured, Policy(max_batch=4, instances=2)) == pytest.approx(2 * 4 / 0.024)
+    assert batch_sizes(6) == [1, 2, 4, 6] and batch_sizes(1) == [1]
+
+
+# -- the peak search on a fake server ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start", [20.0, 37.0, 80.0, 400.0])
+def test_the_search_brackets_the_peak_to_its_resolution(start):
+    peak, asked = 37.3, []
+
+    def point(qps, k):
+        asked.append(qps)
+        return {"verdict": "pass" if qps <= peak else "fail"}
+
+    found = search(point, start, resolution=0.05, max_points=12)
+    assert found["passed"] <= peak < found["failed"]
+    assert (found["failed"] - found["passed"]) / found["failed"] <= 0.05
+    assert found["points"] == len(asked) <= 12
+
+
+# -- the analysis and recommend --qps ------------------------------------------------------------------
+
+
+def point(model, qps, high, max_batch=1, **extra):
+    return {"run_id": 1, "model": model, "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager",
+            "precision": "fp32", "threads": 2, "layout": "nchw", "max_batch": max_batch, "max_wait_s": 0.005,
+            "instances": 1, "status": "ok", "qps": qps, "achieved_qps": qps, "requests": 500, "served": 500,
+            "wall_s": 10.0, "p50_s": high / 3, "q": 0.99, "q_low_s": high / 2, "q_high_s": high, "limit_s": 0.05,
+            "verdict": "pass" if high <= 0.05 else "fail", "overloaded": False, "load_cpu_s": 0.05,
+            "disturbed": False, "mem_peak_bytes": 5 * 10**8, **extra}
+
+
+POINTS = [point("resnet50", 8, 0.040), point("resnet50", 12, 0.048), point("resnet50", 14, 0.090),
+          point("resnet18", 30, 0.020), point("resnet18", 45, 0.045), point("resnet18", 50, 0.200),
+          point("resnet18", 60, 0.030, max_batch=4), point("resnet18", 70, 0.080, max_batch=4)]
+
+
+def test_the_peak_is_the_highest_rate_whose_bound_meets_the_limit():
+    found = {(p.served.model, p.served.max_batch): p for p in peaks(POINTS, 0.99, 0.050)}
+    assert found[("resnet50", 1)].qps == 12 and found[("resnet50", 1)].next_failed == 14
+    assert found[("resnet18", 1)].qps == 45 and found[("resnet18", 4)].qps == 60
+    assert {(p.served.model, p.served.max_batch): p.qps for p in peaks(POINTS, 0.99, 0.025)} == {
+        ("resnet50", 1): None, ("resnet18", 1): 30, ("resnet18", 4): None}
+    assert all(p.qps is None for p in peaks(POINTS, 0.90, 0.050))  # measured for p99: no p90 claim
+
+
+def test_the_answer_to_a_load_is_the_most_accurate_that_sustains_it():
+    top1 = {("resnet50", 224): 76.1, ("resnet18", 224): 69.8}
+    verdicts = answer(POINTS, top1, 10.0, 0.99, 0.050, None)
+    assert (verdicts[0].peak.served.model, verdicts[0].ok) == ("resnet50", True)
+    verdicts = answer(POINTS, top1, 40.0, 0.99, 0.050, None)
+    assert [(v.peak.served.model, v.peak.served.max_batch) for v in verdicts if v.ok] == [("resnet18", 4), ("resnet18", 1)]
+    assert "sustains 12 requests/s, not 40" in verdicts[-1].broken[0]
+    assert not any(v.ok for v in answer(POINTS, top1, 10.0, 0.99, 0.050, 10**8))  # 477 MiB of memory each
+
+
+@pytest.mark.process
+def test_recommend_qps_answers_from_the_database(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "s.db")
+    with Store(db) as store:
+        for p in POINTS:
+            store.put_serving(p)
+    out = cli("recommend", "--db", db, "--qps", "40", "--p99", "50ms", "--max-memory", "2GB")
+    assert out.returncode == 0, out.stderr
+    assert "A load of 40 requests/s (Poisson) with p99 under 50 ms" in out.stdout
+    assert "Answer: resnet18 in eager fp32, batch 4, 1 instance(s): it sustains 60 requests/s (+50%)" in out.stdout
+    rows = json.loads(cli("recommend", "--db", db, "--qps", "40", "--p99", "50ms", "--max-memory", "2GB",
+                          "--json").stdout)
+    assert [r["passes"] for r in rows] == [True, True, False] and rows[0]["margin"] == pytest.approx(0.5)
+    line = cli("recommend", "--db", db, "--qps", "40", "--max-memory", "2GB").stderr
+    assert "a load is --qps N with its tail limit --p99 TIME" in line
+
+
+def test_a_database_without_points_under_load_says_how_to_measure_them(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "s.db")
+    with pytest.raises(UserError, match="holds no measurement under load: run `dnnbench run MODEL --scenario server"):
+        dnnbench.open(db).recommend_serving(10, p99="50ms")
+
+
+@pytest.mark.process
+def test_single_stream_and_server_options_do_not_mix(tmp_path):
+    out = cli("run", "resnet18", "--qps", "10", "--db", tmp_path / "a.db")
+    assert out.returncode == 2 and "--qps belong to the server scenario: add --scenario server" in out.stderr
+    out = cli("run", "resnet18", "--scenario", "server", "--p99", "50ms", "--rounds", "2", "--db", tmp_path / "a.db")
+    assert out.returncode == 2 and "--rounds belong to the single-stream scenario" in out.stderr
+    out = cli("run", "resnet18", "--scenario", "server", "--db", tmp_path / "a.db")
+    assert out.returncode == 2 and "give the tail limit: p99 (or p90)" in out.stderr
+
+
+# -- one real server run -----------------------------------------------------------------------------
+
+
+@pytest.mark.process
+def test_a_tiny_model_served_at_two_rates(tmp_path):
+    db = tmp_path / "serve.db"
+    out = cli("run", TINY, "--scenario", "server", "--input-size", "32", "--threads", "1", "--p90", "250ms",
+              "--qps", "20,40", "--max-batch", "4", "--max-wait", "2ms", "--max-seconds-per-point", "3",
+              "--on-busy", "measure", "--db", db)
+    assert out.returncode == 0, out.stderr
+    with sqlite3.connect(db) as con:
+        con.row_factory = sqlite3.Row
+        rows = [dict(r) for r in con.execute("SELECT * FROM serving ORDER BY qps")]
+    assert [r["qps"] for r in rows] == [20, 40] and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert r["verdict"] == "pass" and r["requests"] >= 29 and r["q_high_s"] <= 0.25
+        assert r["achieved_qps"] == pytest.approx(r["qps"], rel=0.5)  # a Poisson process over a few seconds
+        assert 0 <= r["load_cpu_s"] / r["wall_s"] < 0.5 and r["max_batch"] == 4
+        assert json.loads(r["service_s"]).keys() == {"1", "2", "4"}
+    assert "Peak: the highest rate whose p90" in out.stdout
+
+
+def test_points_under_load_merge_once(tmp_path, synthetic):
+    source, into = synthetic.make_db(tmp_path / "board.db"), tmp_path / "all.db"
+    with Store(source) as store:
+        for p in POINTS[:3]:
+            store.put_serving(p)
+    assert dnnbench.merge([source], into).points == 3
+    again = dnnbench.merge([source], into)
+    assert again.points == 0 and "0 point(s) under load added" in str(again)
+    with Store(into, create=False) as store:
+        assert sorted(p["qps"] for p in store.serving()) == [8, 12, 14]
