@@ -197,7 +197,7 @@ def _serving_insert(row: dict) -> tuple[str, list]:
 
 def _migrate_7_to_8(db: sqlite3.Connection) -> None:
     columns = ", ".join(f"{c} {t}" for c, t in SERVING_COLUMNS)
-    db.execute(f"CREATE TABLE serving (id INTEGER PRIMARY KEY, {columns})")
+    db.execute(f"CREATE TABLE IF NOT EXISTS serving (id INTEGER PRIMARY KEY, {columns})")
 
 
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
