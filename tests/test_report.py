@@ -36,10 +36,10 @@ def test_every_figure_is_drawn_or_explained(report):
     for key in ("power_vs_batch", "ops_vs_power"):  # no energy counter in this database
         assert not (out / f"{key}.png").exists()
         assert f'id="fig-{key}"' in page
-    assert page.count("Not drawn:") == 6 and "no RAPL energy counter: test" in page
+    assert page.count("Not drawn:") == 7 and "no RAPL energy counter: test" in page
     assert page.count("one machine in the database: measure others with `dnnbench run --cluster") == 2
     assert "no model was measured both in eager fp32 and in another setup" in page  # one setup: no speed-up
-    assert page.count('<section class="figure"') == 18
+    assert page.count('<section class="figure"') == 19
     # offline: nothing to fetch (XML namespace names are identifiers, never fetched)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", page)
 
@@ -112,7 +112,7 @@ def test_energy_figures_when_a_counter_was_read(tmp_path, synthetic):
         path = build_report(store, tmp_path / "out")
     assert (tmp_path / "out" / "power_vs_batch.svg").exists() and (tmp_path / "out" / "ops_vs_power.svg").exists()
     page = path.read_text()
-    assert page.count("Not drawn:") == 4 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
+    assert page.count("Not drawn:") == 5 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
 
 
 def test_setups_are_compared_and_the_figures_show_the_chosen_one(tmp_path, synthetic):
@@ -264,7 +264,7 @@ def open_page(browser, path):
 def test_page_in_a_real_browser(browser, report, synthetic):
     page, problems, dialogs = open_page(browser, report)
     assert problems == []
-    assert page.locator("section.figure").count() == 18
+    assert page.locator("section.figure").count() == 19
     assert page.locator("section.figure svg").count() == 12
     # every drawn figure has hoverable points, each naming its model
     for key in ("ball_chart", "ops_vs_time", "memory_vs_batch", "pareto", "efficiency"):
@@ -319,7 +319,7 @@ def test_real_sweep_to_report_in_the_browser(browser, tmp_path):
     assert out.stdout.strip() == str(path)
     page, problems, _ = open_page(browser, path)
     assert problems == []
-    assert page.locator("section.figure").count() == 18
+    assert page.locator("section.figure").count() == 19
     assert page.locator("#fig-time_vs_batch .point").count() == 9
     page.close()
     data = json.loads(cli("export", "--format", "json", "--db", str(db)).stdout)

@@ -223,3 +223,13 @@ def test_points_under_load_merge_once(tmp_path, synthetic):
     assert again.points == 0 and "0 point(s) under load added" in str(again)
     with Store(into, create=False) as store:
         assert sorted(p["qps"] for p in store.serving()) == [8, 12, 14]
+
+
+def test_the_report_draws_the_points_under_load(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "s.db")
+    with Store(db) as store:
+        for p in POINTS:
+            store.put_serving(p)
+    page = dnnbench.open(db).report(tmp_path / "rep").read_text()
+    assert (tmp_path / "rep" / "under_load.svg").exists() and 'id="fig-under_load"' in page
+    assert "resnet18 (eager fp32, batch 4, 1 inst.) sustains the most: 60 requests/s with p99 under 50 ms" in page

@@ -410,7 +410,8 @@ def _publish(staging: Path, out: Path, names: set[str]) -> None:
 
 def _write(store, out: Path, models, everything, others, setup, batch: int, peak, limits, predicted) -> list:
     """Every file of the report, into ``out``; the charts drawn."""
-    drawer = Drawer(models, out, batch, peak, limits, everything, predicted)
+    serving = [p for p in store.serving() if p["machine"] == setup.machine]
+    drawer = Drawer(models, out, batch, peak, limits, everything, predicted, serving)
     charts = drawer.draw_all()
 
     t = _tables(models, everything, batch, predicted, out)

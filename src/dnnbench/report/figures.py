@@ -24,7 +24,7 @@ from ..analysis.setups import speedups  # noqa: E402
 from ..measure import busy  # noqa: E402
 from ..setup import memory_bytes  # noqa: E402
 from ..text import short_name  # noqa: E402
-from ..units import format_significant  # noqa: E402
+from ..units import format_rate, format_significant  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "savefig.dpi": 110, "font.size": 9,
                      "axes.grid": True, "grid.alpha": 0.3, "svg.hashsalt": "dnnbench"})
@@ -44,6 +44,12 @@ class Chart:
 
 
 MIB = 2**20  # memory is shown in binary units, as everywhere in dnnbench
+
+
+def _as_cell(served, point: dict) -> dict:
+    """A point under load as the busy rings read a cell: its model, its rate for a batch, its load."""
+    return {"model": served.model, "batch_size": f"{format_rate(point['qps'])}/s", "disturbed": point.get("disturbed"),
+            "contention": point.get("contention")}
 
 
 def cells_by_model(cells) -> str:
@@ -115,8 +121,9 @@ class Drawer:
     speed-up of every setup in ``everything`` (all the database's models and setups) over eager fp32."""
 
     def __init__(self, models, out: Path, batch: int, peak_flops: float | None, limits=None, everything=None,
-                 predicted=None):
+                 predicted=None, serving=None):
         self.models = models
+        self.serving = serving or []  # the server scenario's points (`Store.serving`)
         self.predicted = predicted  # analysis.predictor.for_report(), with "top1" by predicted model
         self.everything = everything if everything is not None else models
         self.out = out
@@ -202,9 +209,55 @@ class Drawer:
         for draw in (self.ball_chart, self.top1_bars, self.time_vs_batch, self.power_vs_batch, self.memory_vs_batch,
                      self.ops_vs_time, self.ops_vs_power, self.top1_vs_fps, self.top1_vs_ops, self.density_bars,
                      self.params_vs_memory, self.pareto, self.efficiency, self.speedup, self.predicted_vs_measured,
-                     self.predicted_ball_chart, self.machines_side_by_side, self.machine_ratios):
+                     self.predicted_ball_chart, self.machines_side_by_side, self.machine_ratios, self.under_load):
             draw()
         return self.charts
+
+    def under_load(self):
+        """The server scenario: each (model, setup, policy)'s tail latency bound against the offered rate,
+        the limit it was searched at, and its peak."""
+        from ..analysis.serving import group, peak
+
+        chart = Chart("under_load", "Tail latency under load: the percentile's 95% upper bound against the rate "
+                                    "of Poisson arrivals")
+        measured = [s for s in group(self.serving) if s.points]
+        if not measured:
+            return self._skip(chart, "nothing was measured under load: `dnnbench run MODEL --scenario server --p99 "
+                                     "100ms` serves a model under Poisson arrivals and finds its peak rate")
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        limits, found = set(), []
+        for i, served in enumerate(sorted(measured, key=lambda s: (s.model, s.setup.runtime(), s.max_batch))):
+            pts = sorted((p for p in served.points if p.get("q_high_s")), key=lambda p: p["qps"])
+            if not pts:
+                continue
+            q, limit = pts[0]["q"], pts[0]["limit_s"]
+            limits.add((q, limit))
+            name = f"{served.model} ({served.setup.runtime()}, batch {served.max_batch}, {served.instances} inst.)"
+            color = plt.cm.tab10(i % 10)
+            ax.plot([p["qps"] for p in pts], [p["q_high_s"] * 1e3 for p in pts], "-", color=color, lw=1, alpha=0.6)
+            self._scatter(ax, chart, [p["qps"] for p in pts], [p["q_high_s"] * 1e3 for p in pts],
+                          [{"model": name, "rate": f"{format_rate(p['qps'])} requests/s",
+                            f"p{100 * q:g} bound": f"{p['q_high_s'] * 1e3:.3g} ms", "verdict": p["verdict"]}
+                           for p in pts], cells=[_as_cell(served, p) for p in pts], s=20, color=color, label=name,
+                          zorder=3)
+            best = peak(served, q, limit)
+            if best.qps is not None:
+                found.append((best.qps, name, q, limit))
+        for q, limit in sorted(limits):
+            ax.axhline(limit * 1e3, color="k", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("offered rate (requests per second, Poisson, log scale)")
+        ax.set_ylabel("percentile's 95% upper bound (ms, log scale)")
+        ax.legend(fontsize=7, loc="upper left")
+        if found:
+            top = max(found)
+            chart.finding = (f"{top[1]} sustains the most: {format_rate(top[0])} requests/s with p{100 * top[2]:g} "
+                             f"under {top[3] * 1e3:.3g} ms (its 95% upper bound). "
+                             + "; ".join(f"{n}: {format_rate(r)}/s" for r, n, _, _ in sorted(found, reverse=True)[1:6]))
+        else:
+            chart.finding = "No rate measured met its limit."
+        self._save(chart, fig)
 
     def ball_chart(self):
         chart = Chart("ball_chart", "Top-1 accuracy versus operations; blob area proportional to parameters")

@@ -1,0 +1,144 @@
+"""dnnbench's peak rate under a p99 limit against MLPerf LoadGen's Server scenario, on this machine.
+
+For each model (eager fp32, the threads given, no batching): `dnnbench.serve` searches the highest
+rate whose p99 has its 95% upper bound under the limit, timed; then LoadGen (``pip install
+mlcommons-loadgen``) serves the same model in this process, one request at a time from one FIFO
+queue, at rates around dnnbench's peak (below, at and above it), each for ``--loadgen-seconds``
+(MLPerf's rule is 600 s; 300 s is the issue's reference), and says which are VALID (p99 under the
+limit). The reference peak lies between the highest VALID rate and the lowest INVALID one.
+
+    .venv/bin/python benchmarks/serving_peak.py --models squeezenet1_1,resnet18,resnet50 --p99 100ms
+        [--threads 2] [--loadgen-seconds 300] [--ratios 0.9,1.0,1.1]
+
+Run it on a quiet machine: both sides take the cores. Prints one table and writes serving_peak.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+
+
+def dnnbench_peak(model: str, limit: str, threads: int) -> dict:
+    import dnnbench
+
+    t0 = time.perf_counter()
+    served = dnnbench.serve(model, p99=limit, threads=threads, on_busy="measure", progress=False)
+    wall = time.perf_counter() - t0
+    [peak] = served.peaks
+    points = [p for p in served if p["status"] == "ok"]
+    load = sum(p["load_cpu_s"] or 0 for p in points) / sum(p["wall_s"] for p in points)
+    return {"peak_qps": peak["peak_qps"], "next_failed_qps": peak["next_failed_qps"], "search_s": wall,
+            "points": len(points), "load_gen_core_share": load,
+            "busy_points": sum(bool(p["disturbed"]) for p in points)}
+
+
+class FifoServer:
+    """LoadGen's system under test: one instance serving one FIFO queue, a request at a time."""
+
+    def __init__(self, model: str, threads: int):
+        import torch
+
+        from dnnbench.zoo import get
+        from dnnbench.zoo.weights import calibrate_norms_
+
+        torch.set_num_threads(threads)
+        entry = get(model)
+        self.model = entry.build("cpu").eval()
+        self.x = torch.randn(1, 3, entry.input_size, entry.input_size)
+        calibrate_norms_(self.model, torch.randn(2, 3, entry.input_size, entry.input_size))
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import mlperf_loadgen as lg
+        import torch
+
+        with torch.inference_mode():
+            while True:
+                sample = self.queue.get()
+                if sample is None:
+                    return
+                self.model(self.x)
+                lg.QuerySamplesComplete([lg.QuerySampleResponse(sample.id, 0, 0)])
+
+    def issue(self, samples) -> None:
+        for s in samples:
+            self.queue.put(s)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+
+def loadgen_point(server: FifoServer, qps: float, limit_s: float, seconds: float) -> dict:
+    import mlperf_loadgen as lg
+
+    settings = lg.TestSettings()
+    settings.scenario = lg.TestScenario.Server
+    settings.mode = lg.TestMode.PerformanceOnly
+    settings.server_target_qps = qps
+    settings.server_target_latency_ns = int(limit_s * 1e9)
+    settings.server_target_latency_percentile = 0.99
+    settings.min_duration_ms = int(seconds * 1000)
+    settings.max_duration_ms = int(seconds * 1000 * 1.5)
+    settings.min_query_count = 1
+    sut = lg.ConstructSUT(server.issue, lambda: None)
+    qsl = lg.ConstructQSL(1024, 1024, lambda s: None, lambda s: None)
+    with tempfile.TemporaryDirectory() as out:
+        log = lg.LogOutputSettings()
+        log.outdir = out
+        log_settings = lg.LogSettings()
+        log_settings.log_output = log
+        lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
+        summary = open(os.path.join(out, "mlperf_log_summary.txt")).read()
+    lg.DestroyQSL(qsl)
+    lg.DestroySUT(sut)
+    p99 = re.search(r"99.00 percentile latency \(ns\)\s*:\s*(\d+)", summary)
+    done = re.search(r"Completed samples per second\s*:\s*([\d.]+)", summary)
+    return {"qps": qps, "valid": "Result is : VALID" in summary, "p99_s": int(p99.group(1)) / 1e9 if p99 else None,
+            "completed_qps": float(done.group(1)) if done else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="squeezenet1_1,resnet18,resnet50")
+    parser.add_argument("--p99", default="100ms")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--loadgen-seconds", type=float, default=300.0)
+    parser.add_argument("--ratios", default="0.9,1.0,1.1", help="LoadGen rates as multiples of dnnbench's peak")
+    args = parser.parse_args()
+    from dnnbench.units import parse_duration
+
+    limit = parse_duration(args.p99)
+    rows = []
+    for model in args.models.split(","):
+        ours = dnnbench_peak(model, args.p99, args.threads)
+        server = FifoServer(model, args.threads)
+        try:
+            ref = [loadgen_point(server, ours["peak_qps"] * float(r), limit, args.loadgen_seconds)
+                   for r in args.ratios.split(",")] if ours["peak_qps"] else []
+        finally:
+            server.close()
+        valid = [p["qps"] for p in ref if p["valid"]]
+        invalid = [p["qps"] for p in ref if not p["valid"] and (not valid or p["qps"] > max(valid))]
+        rows.append({"model": model, **ours, "loadgen": ref, "loadgen_peak_between": [max(valid) if valid else None,
+                                                                                      min(invalid) if invalid else None]})
+        r = rows[-1]
+        print(f"{model}: dnnbench {r['peak_qps']:.3g} req/s in {r['search_s']:.0f} s ({r['points']} points, load "
+              f"generator {100 * r['load_gen_core_share']:.2f}% of a core, {r['busy_points']} busy); LoadGen "
+              + ", ".join(f"{p['qps']:.3g}: {'VALID' if p['valid'] else 'INVALID'} (p99 {1e3 * (p['p99_s'] or 0):.1f} ms)"
+                          for p in ref), flush=True)
+    with open("serving_peak.json", "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
