@@ -105,6 +105,21 @@ def test_capacity_is_the_best_batch_rate_the_policy_allows():
     assert batch_sizes(6) == [1, 2, 4, 6] and batch_sizes(1) == [1]
 
 
+def test_the_queueing_model_predicts_a_peak_below_capacity_that_grows_with_the_limit_and_with_batching():
+    from dnnbench.measure.serving import predicted_peak
+
+    rng = random.Random(0)
+    service = {b: [0.004 + 0.006 * b ** 0.5 * rng.uniform(0.95, 1.1) for _ in range(30)] for b in (1, 2, 4)}
+    one = Policy()
+    tight, loose = predicted_peak(service, one, 0.99, 0.030), predicted_peak(service, one, 0.99, 0.100)
+    assert 0 < tight < loose <= capacity({1: 0.010}, one) * 1.01
+    assert predicted_peak(service, Policy(max_batch=4, max_wait_s=0.005), 0.99, 0.100) > 1.5 * loose
+    # on fresh schedules, 10% below the predicted peak meets the limit and 10% above does not
+    for factor, meets in ((0.9, True), (1.1, False)):
+        latency = sorted(serve(arrivals(factor * loose, 20000, seed=9), lambda b: rng.choice(service[1]), one))
+        assert (latency[int(0.99 * len(latency))] <= 0.100) is meets, factor
+
+
 # -- the peak search on a fake server ----------------------------------------------------------------
 
 

@@ -166,6 +166,35 @@ def capacity(batch_latency: dict[int, float], policy: Policy) -> float | None:
     return max(rates) * policy.instances if rates else None
 
 
+def predicted_peak(service: dict[int, list[float]], policy: Policy, q: float, limit_s: float,
+                   requests: int = 10000, seed: int = 0) -> float | None:
+    """The highest rate whose simulated ``q``-percentile stays under ``limit_s``: ``serve`` on a fake
+    clock, each batch taking a service time drawn from those measured for the batch size it is
+    padded to (``service``: {batch size: seconds of passes}). Where the real search starts; None
+    where no batch size was measured."""
+    sizes = sorted(b for b, times in service.items() if times)
+    top = capacity({b: sorted(service[b])[len(service[b]) // 2] for b in sizes}, policy)
+    if not top:
+        return None
+    rng = random.Random(seed)
+
+    def service_s(n: int) -> float:
+        padded = next((b for b in sizes if b >= n), sizes[-1])
+        return rng.choice(service[padded])
+
+    def meets(rate: float) -> bool:
+        latency = sorted(serve(arrivals(rate, requests, seed), service_s, policy))
+        return latency[min(len(latency) - 1, int(q * len(latency)))] <= limit_s
+
+    low, high = 0.0, top
+    if meets(high):
+        return high
+    for _ in range(14):
+        mid = (low + high) / 2
+        low, high = (mid, high) if meets(mid) else (low, mid)
+    return low or None
+
+
 # ---- a point's verdict ---------------------------------------------------------------------------
 
 

@@ -57,7 +57,7 @@ def batch_sizes(max_batch: int) -> list[int]:
 def _serve(spec: dict, emit) -> None:
     import torch
 
-    from ..measure.serving import Policy, capacity
+    from ..measure.serving import Policy, capacity, predicted_peak, samples_for_a_bound
     from ..zoo import get
     from ..zoo.weights import calibrate_norms_
     from .latency import BusyWatch, _prepare
@@ -85,46 +85,56 @@ def _serve(spec: dict, emit) -> None:
         inputs[b] = make_input(b)
     del model
     emit("stage", stage="service")
-    service = {b: _service_time(forwards[b], inputs[b]) for b in sizes}
-    emit("service", seconds={str(b): s for b, s in service.items()})
+    service = {b: _service_times(forwards[b], inputs[b]) for b in sizes}
+    median = {b: sorted(t)[len(t) // 2] for b, t in service.items()}
+    emit("service", seconds={str(b): s for b, s in median.items()})
     watch = BusyWatch(spec.get("busy") or {}, int(setup["threads"]), setup["device"], emit)
     server = Server(forwards, inputs, policy)
     q, limit = float(spec["percentile"]), float(spec["limit_s"])
     seed = int(spec.get("seed", 0))
 
+    need = samples_for_a_bound(q)
+
     def point(qps: float, k: int) -> dict:
-        return _point(server, watch, qps, q, limit, float(spec["max_seconds_per_point"]), seed + k, emit)
+        # long enough for the requests a bound needs, however low the rate
+        seconds = max(float(spec["max_seconds_per_point"]), 1.3 * need / qps + 1.0)
+        return _point(server, watch, qps, q, limit, seconds, seed + k, emit)
 
     if spec.get("qps"):
         for k, qps in enumerate(spec["qps"]):
             point(float(qps), k)
         return
-    start = capacity(service, policy)
-    emit("peak", **search(point, start, resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS))))
+    predicted = predicted_peak(service, policy, q, limit)
+    emit("predicted", qps=predicted, capacity=capacity(median, policy))
+    emit("peak", **search(point, predicted, resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS))))
 
 
-def _service_time(forward, x, passes: int = 5) -> float:
-    """The median of a few passes after two warm-up passes: where the search starts, not a figure."""
+def _service_times(forward, x, budget_s: float = 2.0) -> list[float]:
+    """The times of passes at one batch size after two warm-up passes (7 to 40 of them, about
+    ``budget_s``): the service times the queueing model draws from, not a figure of the cell."""
     import torch
 
     with torch.inference_mode():
+        t0 = time.perf_counter()
         for _ in range(2):
             forward(x)
+        passes = max(7, min(40, int(budget_s / max((time.perf_counter() - t0) / 2, 1e-6))))
         times = []
         for _ in range(passes):
             t0 = time.perf_counter()
             forward(x)
             times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    return times
 
 
 def search(point, start: float | None, resolution: float = RESOLUTION, max_points: int = MAX_POINTS) -> dict:
     """The highest rate that passes, by bisection between one that passes and one that does not,
-    from ``start`` (the predicted capacity); ``point(qps, k)`` measures one rate and returns its
-    record (``verdict``). Returns ``passed`` (the highest rate that passed, or None), ``failed``
-    (the lowest that did not, or None) and ``points``."""
+    from ``start`` (the peak the queueing model predicts): the first rate just under it, then one
+    step of 6%, then doubling (or halving) until the verdict turns, then bisection. ``point(qps, k)`` measures one rate and
+    returns its record (``verdict``). Returns ``passed`` (the highest rate that passed, or None),
+    ``failed`` (the lowest that did not, or None) and ``points``."""
     passed, failed, k = None, None, 0
-    qps = 0.85 * start if start else 1.0
+    qps, step = (0.97 * start, 1.06) if start else (1.0, 2.0)
     while k < max_points:
         found = point(qps, k)
         k += 1
@@ -135,13 +145,14 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
         if passed is not None and failed is not None and (failed - passed) / failed <= resolution:
             break
         if failed is None:
-            qps = qps * 1.5  # capacity under-estimated: look higher
+            qps *= step  # the prediction was low: a step up, then doubling
         elif passed is None:
-            qps = qps / 2 if failed == qps else (failed / 2)
+            qps /= step
             if qps < 0.05:  # not even one request per 20 s: nothing passes
                 break
         else:
             qps = (passed + failed) / 2
+        step = 2.0
     return {"passed": passed, "failed": failed, "points": k}
 
 
