@@ -103,8 +103,10 @@ def loadgen_point(server: FifoServer, qps: float, limit_s: float, seconds: float
     lg.DestroySUT(sut)
     p99 = re.search(r"99.00 percentile latency \(ns\)\s*:\s*(\d+)", summary)
     done = re.search(r"Completed samples per second\s*:\s*([\d.]+)", summary)
+    checks = dict(re.findall(r"^\s*(Min duration satisfied|Min queries satisfied|Early stopping satisfied|"
+                             r"Performance constraints satisfied)\s*:\s*(\w+)", summary, re.M))
     return {"qps": qps, "valid": "Result is : VALID" in summary, "p99_s": int(p99.group(1)) / 1e9 if p99 else None,
-            "completed_qps": float(done.group(1)) if done else None}
+            "completed_qps": float(done.group(1)) if done else None, "checks": checks}
 
 
 def main() -> None:
@@ -134,7 +136,8 @@ def main() -> None:
         r = rows[-1]
         print(f"{model}: dnnbench {r['peak_qps']:.3g} req/s in {r['search_s']:.0f} s ({r['points']} points, load "
               f"generator {100 * r['load_gen_core_share']:.2f}% of a core, {r['busy_points']} busy); LoadGen "
-              + ", ".join(f"{p['qps']:.3g}: {'VALID' if p['valid'] else 'INVALID'} (p99 {1e3 * (p['p99_s'] or 0):.1f} ms)"
+              + ", ".join(f"{p['qps']:.3g}: {'VALID' if p['valid'] else 'INVALID'} (p99 {1e3 * (p['p99_s'] or 0):.1f} ms"
+                          + "".join(f"; {k}: {v}" for k, v in p["checks"].items() if v != "Yes") + ")"
                           for p in ref), flush=True)
     with open("serving_peak.json", "w") as f:
         json.dump(rows, f, indent=1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -654,7 +655,8 @@ def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: floa
     if (p99 is None) == (p90 is None):
         raise UserError("give the tail limit: p99 (or p90), e.g. p99='50ms'")
     q, limit = (0.99, _seconds(p99, "p99")) if p99 is not None else (0.90, _seconds(p90, "p90"))
-    wait = _seconds(max_wait, "max_wait")
+    zero = isinstance(max_wait, str) and re.fullmatch(r"\s*0*\.?0*\s*(us|ms|s|min)?\s*", max_wait)
+    wait = 0.0 if zero else _seconds(max_wait, "max_wait")  # no waiting: a unit-less zero is still zero
     rates = None if qps is None else tuple(float(r) for r in (qps if isinstance(qps, (list, tuple)) else [qps]))
     batches = list(max_batch) if isinstance(max_batch, (list, tuple)) else [max_batch]
     copies = list(instances) if isinstance(instances, (list, tuple)) else [instances]

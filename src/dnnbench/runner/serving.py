@@ -144,7 +144,7 @@ def _peak_words(record: dict, config: ServeConfig) -> str:
         return "no rate tried met the limit"
     text = f"{format_rate(record['passed'])} requests/s met it"
     if record.get("failed") is not None:
-        text += f", {format_rate(record['failed'])} did not"
+        text += f", {format_rate(record['failed'])} was not shown to"
     return text + f" ({record['points']} points)"
 
 
