@@ -40,7 +40,9 @@ def dnnbench_peak(model: str, limit: str, threads: int) -> dict:
 
 
 class FifoServer:
-    """LoadGen's system under test: one instance serving one FIFO queue, a request at a time."""
+    """LoadGen's system under test: one instance serving one FIFO queue, a request at a time, its passes
+    run in the main thread (as dnnbench's first instance: a pass from another Python thread runs slower
+    on CPU) while LoadGen's test runs in a thread of its own."""
 
     def __init__(self, model: str, threads: int):
         import torch
@@ -54,18 +56,17 @@ class FifoServer:
         self.x = torch.randn(1, 3, entry.input_size, entry.input_size)
         calibrate_norms_(self.model, torch.randn(2, 3, entry.input_size, entry.input_size))
         self.queue: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
 
-    def _serve(self) -> None:
+    def serve_until_done(self, test: threading.Thread) -> None:
         import mlperf_loadgen as lg
         import torch
 
         with torch.inference_mode():
-            while True:
-                sample = self.queue.get()
-                if sample is None:
-                    return
+            while test.is_alive() or not self.queue.empty():
+                try:
+                    sample = self.queue.get(timeout=0.05)
+                except queue.Empty:
+                    continue
                 self.model(self.x)
                 lg.QuerySamplesComplete([lg.QuerySampleResponse(sample.id, 0, 0)])
 
@@ -74,8 +75,7 @@ class FifoServer:
             self.queue.put(s)
 
     def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+        pass
 
 
 def loadgen_point(server: FifoServer, qps: float, limit_s: float, seconds: float) -> dict:
@@ -97,7 +97,10 @@ def loadgen_point(server: FifoServer, qps: float, limit_s: float, seconds: float
         log.outdir = out
         log_settings = lg.LogSettings()
         log_settings.log_output = log
-        lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
+        test = threading.Thread(target=lg.StartTestWithLogSettings, args=(sut, qsl, settings, log_settings))
+        test.start()
+        server.serve_until_done(test)
+        test.join()
         summary = open(os.path.join(out, "mlperf_log_summary.txt")).read()
     lg.DestroyQSL(qsl)
     lg.DestroySUT(sut)
