@@ -248,3 +248,11 @@ def test_the_report_draws_the_points_under_load(tmp_path, synthetic):
     page = dnnbench.open(db).report(tmp_path / "rep").read_text()
     assert (tmp_path / "rep" / "under_load.svg").exists() and 'id="fig-under_load"' in page
     assert "resnet18 (eager fp32, batch 4, 1 inst.) sustains the most: 60 requests/s with p99 under 50 ms" in page
+
+
+@pytest.mark.process
+def test_a_limit_below_one_pass_is_said_at_once(tmp_path):
+    out = cli("run", TINY, "--scenario", "server", "--input-size", "32", "--threads", "1", "--p99", "1us",
+              "--on-busy", "measure", "--db", tmp_path / "s.db")
+    assert out.returncode == 4, out.stderr  # nothing measured
+    assert "no rate can meet the limit: one pass takes" in out.stderr and "above the limit of 0.001 ms" in out.stderr

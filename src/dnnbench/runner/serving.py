@@ -140,6 +140,8 @@ def _ms(seconds) -> str:
 
 
 def _peak_words(record: dict, config: ServeConfig) -> str:
+    if record.get("reason"):
+        return f"no rate can meet the limit: {record['reason']}"
     if record.get("passed") is None:
         return "no rate tried met the limit"
     text = f"{format_rate(record['passed'])} requests/s met it"
