@@ -5,6 +5,7 @@ points: ``measure.serving`` and ``analysis.serving``."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 from ..errors import UserError
@@ -97,7 +98,7 @@ def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, con
             "percentile": config.percentile, "limit_s": config.limit_s,
             "qps": list(config.qps) if config.qps else None, "max_seconds_per_point": config.max_seconds_per_point,
             "busy": {"on_busy": config.on_busy, "wait_s": 30.0 if config.on_busy == "wait" else 0.0,
-                     "sweep": __import__("os").getpid()}}
+                     "sweep": os.getpid()}}
     label = f"{entry.name} ({setup.runtime()}, {policy.words()})"
     say(f"serving {label}: {'the rates asked' if config.qps else 'searching the highest rate'} with p"
         f"{100 * config.percentile:g} under {config.limit_s * 1e3:.3g} ms")

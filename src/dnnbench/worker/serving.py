@@ -283,7 +283,8 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
         if len(latencies) < MIN_FAIL or len(latencies) / qps < MIN_POINT_S:
             return False
         # a fail is shown by a few requests (the lower bound over the limit); a pass needs its bound's
-        return verdict(latencies, q, limit) == "fail" or (len(latencies) >= need and verdict(latencies, q, limit) == "pass")
+        found = verdict(latencies, q, limit)
+        return found == "fail" or (found == "pass" and len(latencies) >= need)
 
     memory.reset_peak()
     window = busy.Window(watch.own)
