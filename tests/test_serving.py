@@ -15,8 +15,7 @@ import pytest
 import dnnbench
 from dnnbench.analysis.serving import answer, peaks
 from dnnbench.errors import UserError
-from dnnbench.measure.serving import (Policy, arrivals, capacity, lower_rank, quantile_bounds, samples_for_a_bound,
-                                      serve, upper_rank, verdict)
+from dnnbench.measure.serving import Policy, arrivals, capacity, serve, verdict
 from dnnbench.store import Store
 from dnnbench.worker.serving import batch_sizes, search
 
@@ -40,29 +39,6 @@ def test_arrivals_are_a_poisson_process_at_the_rate():
     assert statistics.fmean(counts) == pytest.approx(50, rel=0.03)
     assert statistics.variance(counts) / statistics.fmean(counts) == pytest.approx(1.0, abs=0.25)
     assert arrivals(50.0, 10, seed=1) == times[:10] and arrivals(50.0, 10, seed=2) != times[:10]
-
-
-# -- tail bounds -------------------------------------------------------------------------------------
-
-
-def test_a_bound_needs_the_samples_mlperf_counts():
-    assert samples_for_a_bound(0.99) == 299 and samples_for_a_bound(0.90) == 29
-    assert upper_rank(298, 0.99) is None and upper_rank(299, 0.99) == 299 and upper_rank(29, 0.9) == 29
-    assert quantile_bounds(sorted(range(100)), 0.99) == (None, None) or quantile_bounds(sorted(range(100)), 0.99)[1] is None
-
-
-@pytest.mark.parametrize("q, n", [(0.99, 400), (0.99, 3000), (0.90, 60)])
-def test_the_bounds_cover_the_true_percentile_at_least_as_often_as_they_promise(q, n):
-    rng = random.Random(7)
-    true = -math.log(1 - q)  # the q-quantile of Exp(1)
-    trials, upper_ok, lower_ok = 1500, 0, 0
-    for _ in range(trials):
-        low, high = quantile_bounds(sorted(rng.expovariate(1.0) for _ in range(n)), q)
-        upper_ok += high >= true
-        lower_ok += low is None or low <= true
-    # each promises 95%; 1500 trials put a true 95% at 93.8% or more with 99.9% probability
-    assert upper_ok / trials >= 0.938 and lower_ok / trials >= 0.938
-    assert lower_rank(n, q) < upper_rank(n, q)
 
 
 def test_a_verdict_is_only_given_on_a_bound():

@@ -8,8 +8,9 @@ Statistics:
 - the median of the per-pass wall times, and its 95% confidence interval from order statistics
   (distribution-free: the number of samples below the true median is Binomial(n, 1/2)); it exists
   from 6 samples on;
-- p90 from 10 samples and p99 from 100 samples on; with fewer, they would only be the largest value
-  seen, so they are absent (None);
+- p90 from 10 samples and p99 from 100 samples on (with fewer, they would only be the largest value
+  seen, so they are absent), each with its distribution-free 95% upper bound from 29 and 299 samples
+  on (``measure/tails.py``);
 - over several rounds (separate worker processes at different times, ``dnnbench run --rounds``):
   the median of all samples, and an interval that also covers how much the rounds' medians differ
   (``rounds_interval``): within one process the samples share one memory layout, one thread
@@ -23,6 +24,8 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+from .tails import percentile, tail_figures  # noqa: F401  (percentile: read from here by callers)
 
 Clock = Callable[[], float]
 
@@ -85,6 +88,8 @@ class LatencyResult:
     ci_high: float | None
     p90: float | None
     p99: float | None
+    p90_high: float | None  # the 95% upper bound of p90 (None below 29 samples)
+    p99_high: float | None  # of p99 (None below 299 samples)
     stop_reason: str
     window_s: float  # wall time from the start of the first timed pass to the end of the last
 
@@ -114,15 +119,6 @@ def median(sorted_values: list[float]) -> float:
         raise ValueError("median of no values")
     mid = n // 2
     return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between order statistics (numpy's default), q in [0, 100]."""
-    n = len(sorted_values)
-    pos = (n - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def _median_rank(n: int, confidence: float) -> int:
@@ -229,12 +225,12 @@ def timing_interval(samples: list[float], ordered: list[float] | None = None) ->
 def summarize(samples: list[float], stop_reason: str, window_s: float) -> LatencyResult:
     ordered = sorted(samples)
     ci = timing_interval(samples, ordered)
-    n = len(ordered)
+    tails = tail_figures(ordered)
     return LatencyResult(
         samples=list(samples), median=median(ordered),
         ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None,
-        p90=percentile(ordered, 90) if n >= 10 else None,
-        p99=percentile(ordered, 99) if n >= 100 else None,
+        p90=tails["latency_p90_s"], p99=tails["latency_p99_s"],
+        p90_high=tails["latency_p90_high_s"], p99_high=tails["latency_p99_high_s"],
         stop_reason=stop_reason, window_s=window_s)
 
 

@@ -5,9 +5,7 @@ Pure logic over numbers and a clock, so each part is tested on its own (nothing 
 
 - ``arrivals``: a Poisson schedule (independent exponential gaps at a rate, seeded), as LoadGen's
   Server scenario issues queries;
-- ``quantile_bounds``: a distribution-free 95% interval of a percentile from order statistics (the
-  number of samples below the true q-quantile is Binomial(n, q)), as MLPerf's early stopping bounds
-  its tail: an upper bound of p99 exists from 299 samples on, of p90 from 29;
+- the tail's bounds come from ``measure/tails.py`` (order statistics, as MLPerf's early stopping);
 - ``Policy`` and ``serve``: the batching policy (an instance takes the oldest waiting requests when
   ``max_batch`` of them wait or the oldest has waited ``max_wait_s``) on a fake clock with given
   service times, the reference the real server in ``worker/serving.py`` follows;
@@ -21,7 +19,7 @@ import math
 import random
 from dataclasses import dataclass
 
-CONFIDENCE = 0.95
+from .tails import CONFIDENCE, quantile_bounds, samples_for_a_bound  # noqa: F401  (the server's tail)
 
 
 def arrivals(qps: float, n: int, seed: int) -> list[float]:
@@ -34,69 +32,6 @@ def arrivals(qps: float, n: int, seed: int) -> list[float]:
         t += rng.expovariate(qps)
         out.append(t)
     return out
-
-
-# ---- tail bounds ---------------------------------------------------------------------------------
-
-
-def _binom_cdf(k: int, n: int, p: float) -> float:
-    """P(Binomial(n, p) <= k), summed in log space over the terms that matter (n up to millions)."""
-    if k < 0:
-        return 0.0
-    if k >= n:
-        return 1.0
-    mean, sd = n * p, math.sqrt(n * p * (1 - p)) or 1.0
-    start = max(0, int(mean - 40 * sd) - 1)
-    if k < start:
-        return 0.0
-    log_p, log_q, head = math.log(p), math.log1p(-p), math.lgamma(n + 1)
-    return min(1.0, sum(math.exp(head - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
-                        for i in range(start, k + 1)))
-
-
-def upper_rank(n: int, q: float, confidence: float = CONFIDENCE) -> int | None:
-    """The 1-based rank k whose order statistic x_(k) is at or above the true ``q``-quantile with
-    probability ``confidence``: the smallest k with P(Binomial(n, q) <= k - 1) >= confidence;
-    None where even the largest sample is not enough (too few samples)."""
-    lo, hi = 1, n
-    if n < 1 or _binom_cdf(n - 1, n, q) < confidence:
-        return None
-    while lo < hi:  # the cdf grows with k: bisect
-        mid = (lo + hi) // 2
-        if _binom_cdf(mid - 1, n, q) >= confidence:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def lower_rank(n: int, q: float, confidence: float = CONFIDENCE) -> int | None:
-    """The rank j whose x_(j) is at or below the true ``q``-quantile with probability ``confidence``:
-    the largest j with P(Binomial(n, q) >= j) >= confidence; None where none is."""
-    if n < 1 or 1 - _binom_cdf(0, n, q) < confidence:
-        return None
-    lo, hi = 1, n
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if 1 - _binom_cdf(mid - 1, n, q) >= confidence:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def quantile_bounds(sorted_values: list[float], q: float,
-                    confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
-    """(lower, upper) bounds of the ``q``-quantile (a fraction, 0.99 for p99), each holding with
-    probability ``confidence`` whatever the distribution; None where the samples are too few."""
-    n = len(sorted_values)
-    up, low = upper_rank(n, q, confidence), lower_rank(n, q, confidence)
-    return (sorted_values[low - 1] if low else None), (sorted_values[up - 1] if up else None)
-
-
-def samples_for_a_bound(q: float, confidence: float = CONFIDENCE) -> int:
-    """How many samples an upper bound of the ``q``-quantile needs at least (p99: 299, p90: 29)."""
-    return math.ceil(math.log(1 - confidence) / math.log(q))
 
 
 # ---- the batching policy -------------------------------------------------------------------------

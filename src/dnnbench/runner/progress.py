@@ -190,14 +190,14 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
     """The table of a run's cells (``rows``) and what it did (``result``: a `SweepResult`), in words."""
     several = len({Setup.of(r) for r in rows}) > 1  # then each row says its backend and precision
     headings = ["model", *(["setup"] if several else []), "batch", "status", "median (ms)", "95% CI (±%)",
-                "p90 (ms)", "time/image (ms)", "images/s", "peak RSS", "samples", "rounds", "stop", "load"]
+                "p90 ≤ bound (ms)", "time/image (ms)", "images/s", "peak RSS", "samples", "rounds", "stop", "load"]
     body = []
     rows = sorted(rows, key=lambda r: (natural_key(r["model"]), Setup.of(r).runtime(), r["batch_size"]))
     for r in rows:
         ok = r["status"] == "ok"
         body.append([
             r["model"], *([Setup.of(r).runtime()] if several else []), str(r["batch_size"]),
-            r["status"], _ms(r["latency_median_s"]), _ci(r) if ok else "-", _ms(r["latency_p90_s"]),
+            r["status"], _ms(r["latency_median_s"]), _ci(r) if ok else "-", _tail(r, 90),
             _ms(r["time_per_image_s"]), f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-",
             format_bytes(r.get("mem_peak_bytes")), str(r["samples"] or "-"), str(r.get("rounds") or "-"),
             r.get("stop_reason") or "-", _load(r)])
@@ -210,7 +210,8 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
                  f"from the database{f' (run {result.run_id})' if result.run_id is not None else ''}. "
                  "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
                  "interval of the median, widened by how much the rounds' medians differ; stop: converged "
-                 "(target reached in every round) or time_cap (budget spent); load: busy when other "
+                 "(target reached in every round) or time_cap (budget spent); p90 ≤ bound: the 90th percentile of "
+                 "the passes and its 95% upper bound (few: under 29 passes, too few for a bound); load: busy when other "
                  "processes used more than 5% of the cores the timed passes needed.")
     disturbed = [r for r in rows if r["status"] == "ok" and r.get("disturbed")]
     if disturbed:
@@ -267,6 +268,14 @@ def _clock(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _tail(r: dict, p: int) -> str:
+    """A percentile with its 95% upper bound, or said to have too few samples for one."""
+    value, high = r.get(f"latency_p{p}_s"), r.get(f"latency_p{p}_high_s")
+    if value is None:
+        return "-"
+    return f"{_ms(value)} ≤ {_ms(high)}" if high is not None else f"{_ms(value)} (few)"
 
 
 def _ms(value) -> str:

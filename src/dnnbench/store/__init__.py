@@ -22,9 +22,10 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..measure.accuracy import evaluated_model
+from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -58,7 +59,10 @@ _FIGURES_V4 = [("cold_prepare_s", "REAL"), ("max_rel_error", "REAL"), ("top1_agr
 # schema 7: which runs took the rounds a cell pools (their runs' ``uid``), so that merging databases
 # (`dnnbench merge`) can tell a round it already holds from a new one; null for cells stored before
 _FIGURES_V7 = [("round_runs", "TEXT")]
-FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4 + _FIGURES_V7
+# schema 9: the 95% upper bound of p90 and of p99 (distribution-free, measure/tails.py): no tail figure
+# without its bound or, where the bound is null, too few samples for one
+_FIGURES_V9 = [("latency_p90_high_s", "REAL"), ("latency_p99_high_s", "REAL")]
+FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4 + _FIGURES_V7 + _FIGURES_V9
 _JSON_COLUMNS = ("latency_samples", "round_medians", "round_runs")
 CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
 
@@ -200,9 +204,22 @@ def _migrate_7_to_8(db: sqlite3.Connection) -> None:
     db.execute(f"CREATE TABLE IF NOT EXISTS serving (id INTEGER PRIMARY KEY, {columns})")
 
 
+def _migrate_8_to_9(db: sqlite3.Connection) -> None:
+    for column, sql_type in _FIGURES_V9:
+        db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+    rows = db.execute("SELECT id, latency_samples FROM cells WHERE latency_samples IS NOT NULL").fetchall()
+    for cell_id, samples in rows:  # the bounds of the samples each cell holds
+        try:
+            tails = tail_figures(sorted(float(x) for x in json.loads(samples)))
+        except (ValueError, TypeError):  # samples not readable as numbers: no bound rather than a wrong one
+            continue
+        db.execute("UPDATE cells SET latency_p90_high_s = ?, latency_p99_high_s = ? WHERE id = ?",
+                   (tails["latency_p90_high_s"], tails["latency_p99_high_s"], cell_id))
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
-              7: _migrate_7_to_8}  # from version n to n + 1
+              7: _migrate_7_to_8, 8: _migrate_8_to_9}  # from version n to n + 1
 
 
 def now() -> str:

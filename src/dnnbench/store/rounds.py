@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 
-from ..measure.latency import median, percentile, rounds_interval
+from ..measure.latency import median, rounds_interval
+from ..measure.tails import tail_figures
 
 _SUMMED = ("warmup_n", "warmup_s", "timed_s", "window_s", "cell_wall_s", "busy_attempts", "busy_wait_s")
 # the largest over rounds: memory peaks, and the load of others (one disturbed round skews the pooled samples)
@@ -73,8 +74,7 @@ def pool(stored: dict, new: dict) -> dict:
     out = {**stored, **{key: new.get(key) for key in ("run_id", "measured_at") if new.get(key) is not None}}
     out.update(
         latency_samples=old_samples + new_samples, samples=len(pooled), latency_median_s=mid,
-        latency_p90_s=percentile(pooled, 90) if len(pooled) >= 10 else None,
-        latency_p99_s=percentile(pooled, 99) if len(pooled) >= 100 else None,
+        **tail_figures(pooled),
         latency_ci_low_s=low, latency_ci_high_s=high,
         ci_rel=max(mid - low, high - mid) / mid if low is not None and mid > 0 else None,
         images_per_s=batch / mid, time_per_image_s=mid / batch,

@@ -260,6 +260,7 @@ def _measure_batches(spec: dict, emit, forward, make_input, policy, energy, stag
         cell.update(
             status="ok", error=None,
             latency_median_s=result.median, latency_p90_s=result.p90, latency_p99_s=result.p99,
+            latency_p90_high_s=result.p90_high, latency_p99_high_s=result.p99_high,
             latency_ci_low_s=result.ci_low, latency_ci_high_s=result.ci_high, samples=result.n,
             images_per_s=batch / result.median, time_per_image_s=result.median / batch,
             mem_peak_bytes=peak, stop_reason=result.stop_reason, ci_rel=result.ci_rel,
