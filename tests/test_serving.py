@@ -5,7 +5,6 @@ a fake server, `recommend --qps` on a synthetic database, and one real server ru
 from __future__ import annotations
 
 import json
-import math
 import random
 import sqlite3
 import statistics
@@ -232,3 +231,43 @@ def test_a_limit_below_one_pass_is_said_at_once(tmp_path):
               "--on-busy", "measure", "--db", tmp_path / "s.db")
     assert out.returncode == 4, out.stderr  # nothing measured
     assert "no rate can meet the limit: one pass takes" in out.stderr and "above the limit of 0.001 ms" in out.stderr
+
+
+# -- MLPerf's four scenarios from one database --------------------------------------------------------
+
+
+def test_the_four_scenarios_are_read_from_the_cells_and_the_points(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "s.db")
+    samples = [0.01 + i * 1e-5 for i in range(300)]
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE cells SET latency_p99_s = ?, latency_p99_high_s = ?, samples = 300 "
+                    "WHERE model = 'resnet18' AND batch_size = 8", (samples[296], samples[-1]))
+    con.close()
+    with Store(db) as store:
+        for p in POINTS:
+            store.put_serving(p)
+    rows = {r.model: r for r in dnnbench.open(db).scenarios}
+    r18, r50, vgg = rows["resnet18"], rows["resnet50"], rows["vgg16"]
+    assert r18.offline["batch_size"] == 32  # the synthetic sweep is fastest per image at its largest batch
+    assert r18.offline["low"] < r18.offline["images_per_s"] < r18.offline["high"]
+    assert r18.multi_stream["p99_high_s"] == samples[-1] and r50.multi_stream["p99_high_s"] is None
+    assert r18.server["peak_qps"] == 60 and "batches of up to 4" in r18.server["policy"]
+    assert r50.server["peak_qps"] == 12 and vgg.server is None
+    text = str(dnnbench.open(db).scenarios)
+    assert "too few passes (20) for p99" in text and "setup" not in text.splitlines()[0] and "60 req/s at p99 ≤ 50 ms" in text
+    assert "multi_stream_p99_high_s" in dnnbench.open(db).scenarios.to_dicts()[0]
+
+
+@pytest.mark.process
+def test_the_multi_stream_scenario_takes_the_passes_that_bound_its_p99(tmp_path):
+    db = tmp_path / "m.db"
+    out = cli("run", TINY, "--scenario", "multi-stream", "--input-size", "32", "--threads", "1", "--quick",
+              "--rounds", "2", "--on-busy", "measure", "--db", db)
+    assert out.returncode == 0, out.stderr
+    (cell,) = dnnbench.open(db).cells
+    assert cell["batch_size"] == 8 and cell["samples"] >= 299 and cell["latency_p99_high_s"] >= cell["latency_p99_s"]
+    assert "multi-stream p99, 8 a query" in out.stdout and "single-stream: not measured" in out.stdout
+    out = cli("run", TINY, "--scenario", "multi-stream", "--batch-sizes", "4", "--db", db)
+    assert out.returncode == 2 and "issues queries of 8 images: leave out --batch-sizes 4" in out.stderr
+    out = cli("scenarios", "--db", db, "--json")
+    assert json.loads(out.stdout)[0]["multi_stream_samples"] >= 299

@@ -29,7 +29,7 @@ import tempfile
 import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .analysis import PREDICT_METHODS
 from .errors import UserError
@@ -68,6 +68,10 @@ class Rows(list):
             raise UserError("to_pandas() needs pandas, which is not installed: pip install 'dnnbench[pandas]' "
                             "(or use to_dicts())") from None
         return pandas.DataFrame(self.to_dicts(), columns=self._columns)
+
+    def where(self, keep: Callable[[Any], bool]) -> Rows:
+        """The rows ``keep`` keeps, shown as these are."""
+        return Rows((item for item in self if keep(item)), render=self._render, columns=self._columns)
 
     def __str__(self) -> str:
         if self._render is not None:
@@ -345,7 +349,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
         timeout: float | str | None = None, rounds: int | None = None, retry_failed: bool = False,
         on_busy: str = "wait", weights: str | os.PathLike | None = None, progress: bool = True,
         cluster: str | None = None, machines: str | Sequence[str] | None = None,
-        argv: Sequence[str] | None = None) -> Results:
+        min_samples: int | None = None, argv: Sequence[str] | None = None) -> Results:
     """Measure each model at each batch size in each setup on this machine: latency (median, p90, p99 and
     the 95% interval of the median, seconds), images per second, cold start (seconds), memory (bytes)
     and, where a counter is readable, energy (joules per image) and power (watts). Returns the `Results`
@@ -368,7 +372,8 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
       missing); None: a temporary file, deleted with the returned `Results` (see ``Results.path``).
     - ``quick``: a coarse answer fast (±5% target, 3 s per cell, one round). ``target_ci`` (fraction
       of the median, default 0.02), ``max_seconds_per_cell`` (default 20), ``rounds`` (default 3:
-      fresh worker processes, minutes apart) override it.
+      fresh worker processes, minutes apart) override it. ``min_samples``: passes each cell takes at
+      least over its rounds (299 bound a p99: MLPerf's multi-stream scenario is batch 8 with it).
     - ``max_memory``: a worker whose resident set passes this (``"4GB"`` or bytes) records ``oom``;
       ``timeout``: a hard limit per cell (``"5min"`` or seconds; default: one that follows the model).
     - ``weights``: measure with these weights (a ``.safetensors`` or ``.pth``/``.pt`` state dict, read
@@ -393,7 +398,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
     say = _say_to(sys.stderr)
     asked = _asked_setups(setup, backend, precision, device, threads, channels_last, machine)
     knobs = dict(target_ci=target_ci, max_seconds_per_cell=max_seconds_per_cell, max_memory=max_memory, quick=quick,
-                 timeout_s=timeout, retry_failed=retry_failed, rounds=rounds, on_busy=on_busy)
+                 timeout_s=timeout, retry_failed=retry_failed, rounds=rounds, on_busy=on_busy, min_samples=min_samples)
     RunConfig(batch_sizes=batch_sizes, setups=tuple(asked), **knobs)  # bad values refused before anything starts
     argv = list(argv) if argv is not None else ["(python)", "dnnbench.run"]
     if cluster is not None:
@@ -765,6 +770,20 @@ class Results:
 
         with self._store() as store:
             return Rows(rows(store), columns=EXPORT_KEYS)
+
+    @property
+    def scenarios(self) -> Rows:
+        """MLPerf Inference's four scenarios per model and setup, from what is stored: single-stream (the
+        batch-1 cell's p90 and its 95% upper bound), multi-stream (the batch-8 cell's p99 and its bound),
+        offline (the best images per second over the batch sizes, with its interval and batch) and
+        server (the highest rate `serve` showed under its tail limit). One dict each, the scenario's
+        name before each figure (``multi_stream_p99_high_s``); None where that scenario was not measured."""
+        from .analysis.data import load
+        from .analysis.scenarios import render, scenarios
+
+        with self._store() as store:
+            found = scenarios(load(store), store.serving())
+        return Rows(found, render=render)
 
     @property
     def accuracy(self) -> Rows:

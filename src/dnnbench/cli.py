@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_command(sub)
     _merge_command(sub)
     _report_command(sub)
+    _scenarios_command(sub)
     _recommend_command(sub)
     _predict_command(sub)
     return parser
@@ -156,8 +157,10 @@ def _run_command(sub) -> None:
         "serving under load (--scenario server)",
         "requests arrive as a Poisson process (MLPerf's Server scenario); each model, setup and batching policy "
         "gets the highest rate whose tail latency has its 95%% upper bound under the limit, or the rates of --qps")
-    serving.add_argument("--scenario", choices=["single-stream", "server"], default="single-stream",
-                         help="single-stream (default): one batch at a time, the papers' figures; server: under load")
+    serving.add_argument("--scenario", choices=SCENARIOS, default="single-stream",
+                         help="single-stream (default): one batch at a time, the papers' figures; offline: the same "
+                              "sweep, answered as the best throughput; multi-stream: queries of 8 images one at a "
+                              f"time, {MULTI_STREAM_PASSES} passes at least to bound their p99; server: under load")
     tail = serving.add_mutually_exclusive_group()
     tail.add_argument("--p99", metavar="TIME", help="the limit of the 99th percentile of latency, e.g. 50ms")
     tail.add_argument("--p90", metavar="TIME", help="the limit of the 90th percentile of latency")
@@ -223,6 +226,13 @@ def _merge_command(sub) -> None:
     p.add_argument("sources", nargs="+", metavar="DB", help="the databases to merge")
     p.add_argument("--into", required=True, metavar="PATH", help="the database to merge them into (created if absent)")
     p.add_argument("--json", action="store_true", help="what was merged as a JSON object")
+
+
+def _scenarios_command(sub) -> None:
+    p = sub.add_parser("scenarios", help="MLPerf's four scenarios per model and setup from a database: "
+                                         "single-stream p90, multi-stream p99, offline throughput, server peak")
+    _add_db(p)
+    _add_json(p)
 
 
 def _report_command(sub) -> None:
@@ -400,6 +410,19 @@ def cmd_serve(args) -> int:
     return 0 if any(p["status"] == "ok" for p in served) else NOTHING_MEASURED
 
 
+SCENARIOS = ["single-stream", "offline", "multi-stream", "server"]
+MULTI_STREAM_PASSES = 299  # the fewest passes that bound a p99 (measure/tails.py)
+
+
+def _multi_stream_batch(given: str | None) -> str:
+    from .analysis.scenarios import MULTI_STREAM_SAMPLES
+
+    if given not in (None, str(MULTI_STREAM_SAMPLES)):
+        raise UserError(f"the multi-stream scenario issues queries of {MULTI_STREAM_SAMPLES} images: leave out "
+                        f"--batch-sizes {given}")
+    return str(MULTI_STREAM_SAMPLES)
+
+
 def cmd_run(args) -> int:
     from .units import parse_size
 
@@ -408,9 +431,12 @@ def cmd_run(args) -> int:
     given = [f"--{name.replace('_', '-')}" for name, default in _SERVER_ONLY.items() if getattr(args, name) != default]
     if given:
         raise UserError(f"{', '.join(given)} belong to the server scenario: add --scenario server")
+    multi = args.scenario == "multi-stream"
+    batch_sizes = _multi_stream_batch(args.batch_sizes) if multi else args.batch_sizes
     try:
         results = api.run(
-            args.models, zoo=args.zoo, input_size=args.input_size, batch_sizes=args.batch_sizes,
+            args.models, zoo=args.zoo, input_size=args.input_size, batch_sizes=batch_sizes,
+            min_samples=MULTI_STREAM_PASSES if multi else None,
             backend=_option("--backend", _list, args.backend), precision=_option("--precision", _list, args.precision),
             device=args.device, threads=args.threads,
             channels_last=args.channels_last, machine=args.machine, db=args.db, quick=args.quick,
@@ -423,6 +449,9 @@ def cmd_run(args) -> int:
               "Run the same command again to measure the rest.", file=sys.stderr)
         return INTERRUPTED
     print(results.last_run)
+    if args.scenario != "single-stream":
+        print()
+        print(_scenarios_of(results, {c["model"] for c in results.last_run.cells}))
     if results.last_run.broken or results.last_run.lost:
         return 1
     if not any(c["status"] == "ok" for c in results.last_run.cells):
@@ -461,6 +490,20 @@ def cmd_merge(args) -> int:
     else:
         print(merged)
     return 0
+
+
+def cmd_scenarios(args) -> int:
+    rows = api.open(args.db).scenarios
+    if args.json:
+        _json(rows.to_dicts())
+    else:
+        print(rows)
+    return 0
+
+
+def _scenarios_of(results, models: set) -> str:
+    """The scenarios table of ``models`` alone."""
+    return str(results.scenarios.where(lambda r: r.model in models))
 
 
 def cmd_report(args) -> int:
@@ -530,7 +573,7 @@ def cmd_predict(args) -> int:
 
 
 COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "eval": cmd_eval, "export": cmd_export,
-            "merge": cmd_merge, "report": cmd_report, "recommend": cmd_recommend, "predict": cmd_predict}
+            "merge": cmd_merge, "report": cmd_report, "scenarios": cmd_scenarios, "recommend": cmd_recommend, "predict": cmd_predict}
 
 
 class _Interrupts:

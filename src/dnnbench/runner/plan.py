@@ -3,6 +3,7 @@ to workers."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import UserError
@@ -50,6 +51,9 @@ class RunConfig:
     on_busy: str = "wait"  # wait | measure | stop: what to do when other processes use the machine
     busy_wait_s: float = 30.0  # the longest wait for a quiet machine before one cell
     busy_retries: int = 1  # how often a cell whose timed passes were disturbed is timed again (wait only)
+    # passes a cell takes at least, over all its rounds (None: the 6 an interval needs); the multi-stream
+    # scenario asks 299, the fewest that bound a p99
+    min_samples: int | None = None
 
     def __post_init__(self):
         for name, value in (QUICK_DEFAULTS if self.quick else DEFAULTS).items():
@@ -81,6 +85,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and not _number(value):
                 raise UserError(f"{name} must be a number of seconds above zero, got {value!r}")
+        if self.min_samples is not None and not _whole(self.min_samples):
+            raise UserError(f"min_samples must be a whole number of passes of at least 1, got {self.min_samples!r}")
         if self.max_memory is not None and not _whole(self.max_memory):
             raise UserError(f"max_memory must be a whole number of bytes above zero (or a size such as '4GB'), "
                             f"got {self.max_memory!r}")
@@ -101,7 +107,8 @@ class RunConfig:
     def policy(self) -> TimingPolicy:
         """The timing policy of one round of a cell."""
         base = QUICK if self.quick else TimingPolicy()
-        return TimingPolicy(**{**asdict(base), "target_ci": self.target_ci,
+        least = max(base.min_samples, math.ceil((self.min_samples or 0) / self.rounds))
+        return TimingPolicy(**{**asdict(base), "target_ci": self.target_ci, "min_samples": least,
                                "max_seconds": self.max_seconds_per_cell / self.rounds})
 
     @property
