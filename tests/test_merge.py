@@ -154,6 +154,7 @@ def test_an_old_database_merges_once(tmp_path):
     db.execute("ALTER TABLE runs DROP COLUMN uid")
     for column in ("round_runs", "latency_p90_high_s", "latency_p99_high_s"):  # schema 7 and 9's
         db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
+    db.execute("DROP TABLE serving")  # schema 8's
     db.execute("PRAGMA user_version = 6")
     db.commit()
     db.close()

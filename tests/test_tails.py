@@ -89,6 +89,7 @@ def test_a_schema_8_database_gains_the_bounds_of_the_samples_it_holds(tmp_path):
     db.execute("UPDATE cells SET latency_samples = ?", (json.dumps(samples),))
     for column in ("latency_p90_high_s", "latency_p99_high_s"):
         db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
+    db.execute("ALTER TABLE serving DROP COLUMN load_apart")
     db.execute("PRAGMA user_version = 8")
     db.close()
     with Store(path) as store:

@@ -594,7 +594,8 @@ def evaluate(models: str | Sequence[str] = (), data: str | os.PathLike | None = 
 class Served(Rows):
     """What `serve` measured: one dict per point (a rate served: ``qps`` offered, ``achieved_qps``,
     ``p50_s``/``p90_s``/``p99_s``, the percentile's 95% bounds ``q_low_s``/``q_high_s``, ``verdict``
-    against the limit, ``load_cpu_s`` of the load generator, ``disturbed``), and ``peaks``: per
+    against the limit, ``load_cpu_s`` of the load generator and ``load_apart``: whether it had a core of
+    its own, ``disturbed``), and ``peaks``: per
     model, setup and policy, the highest rate shown to meet the limit. ``str()``: both as tables."""
 
     def __init__(self, points: list, peaks: list, q: float, limit_s: float):
@@ -612,14 +613,17 @@ def _served_table(points: list, peaks: list, q: float, limit_s: float) -> str:
              f"{p['instances']}", format_rate(p.get("qps")), format_rate(p.get("achieved_qps")),
              str(p.get("requests") or "-"),
              _ms_or_dash(p.get("p50_s")), _ms_or_dash(p.get("q_high_s")), p.get("verdict") or p["status"],
-             f"{100 * load_share(p):.1f}" if p.get("wall_s") else "-",
+             (f"{100 * load_share(p):.1f}" + ("" if p.get("load_apart") is None else
+                                                (" own" if p["load_apart"] else " shared"))) if p.get("wall_s") else "-",
              "busy" if p.get("disturbed") else ("quiet" if p.get("disturbed") is not None else "-")]
             for p in points]
     text = table(["model", "setup", "batch/wait/inst", "offered/s", "served/s", "requests", "p50 (ms)",
                   f"{pct} bound (ms)", "verdict", "load gen (% core)", "load"], rows,
                  right={3, 4, 5, 6, 7, 9})
     lines = [text, f"Peak: the highest rate whose {pct} has its 95% upper bound under {limit_s * 1e3:.3g} ms "
-                   "(a rate is never credited on a point estimate); batch/wait/inst: the batching policy."]
+                   "(a rate is never credited on a point estimate); batch/wait/inst: the batching policy; load gen: "
+                   "the load generator's CPU time over the point's, on a core of its own (own) or, with no core "
+                   "to spare beside the model's threads, sharing them (shared)."]
     for p in peaks:
         s = p.served
         where = f"{s.model} ({s.setup.runtime()}, {s.policy_words()})"
@@ -1082,7 +1086,7 @@ class ServingAnswer(Rows):
     """The answer of `Results.recommend_serving`: one dict per (model, setup, batching policy), those that
     meet the load first (most accurate first), with ``passes``, ``peak_qps`` (the highest rate shown to
     meet the tail limit), ``margin`` (that over the load), ``top1`` and ``broken``. ``best``: the first
-    that passes, or None."""
+    that passes, or None; in a fleet's database, ``best_per_machine`` and ``str()`` answer per machine."""
 
     def __init__(self, verdicts: list, qps: float, q: float, limit_s: float):
         rows = [{**v.peak.to_dict(), "passes": v.ok, "top1": v.top1, "broken": v.broken,
@@ -1093,8 +1097,31 @@ class ServingAnswer(Rows):
     def best(self) -> dict | None:
         return next((r for r in self if r["passes"]), None)
 
+    @property
+    def best_per_machine(self) -> dict[str, dict | None]:
+        """Each machine's most accurate (model, setup, policy) that meets the load, or None there."""
+        out: dict[str, dict | None] = {}
+        for r in self:
+            out.setdefault(r["machine"], None)
+            if r["passes"] and out[r["machine"]] is None:
+                out[r["machine"]] = r
+        return out
+
 
 def _serving_answer_table(rows: list, qps: float, q: float, limit_s: float) -> str:
+    """The answer in words: one table and answer, or one per machine where the rows span several (a
+    fleet's merged database: each machine serves the load on its own)."""
+    head = f"A load of {qps:g} requests/s (Poisson) with p{100 * q:g} under {limit_s * 1e3:.3g} ms"
+    machines = list(dict.fromkeys(r["machine"] for r in rows))
+    if len(machines) <= 1:
+        return "\n".join([head, *_serving_answer_of(rows)])
+    parts = [head + f", answered for each of {len(machines)} machines:"]
+    for machine in machines:
+        parts += ["", f"On {machine}:", *_serving_answer_of([r for r in rows if r["machine"] == machine])]
+    return "\n".join(parts)
+
+
+def _serving_answer_of(rows: list) -> list[str]:
     from .text import table
     from .units import format_rate
 
@@ -1104,14 +1131,13 @@ def _serving_answer_table(rows: list, qps: float, q: float, limit_s: float) -> s
              format_rate(r.get("peak_qps")),
              f"{100 * r['margin']:+.0f}%" if r.get("margin") is not None else "-",
              "yes" if r["passes"] else "no: " + "; ".join(r["broken"])] for r in rows]
-    head = f"A load of {qps:g} requests/s (Poisson) with p{100 * q:g} under {limit_s * 1e3:.3g} ms"
     best = next((r for r in rows if r["passes"]), None)
     words = (f"Answer: {best['model']} in {best['backend']} {best['precision']}, batch {best['max_batch']}, "
              f"{best['instances']} instance(s): it sustains {format_rate(best['peak_qps'])} requests/s "
              f"({100 * best['margin']:+.0f}%)" + (" [measured on a busy machine]" if best.get("disturbed") else "")
              if best else "Answer: none of the models measured under load meets it")
-    return "\n".join([head, table(["model", "setup", "policy", "top-1 (%)", "peak (req/s)", "margin", "meets it"],
-                                   body, right={3, 4, 5}), words])
+    return [table(["model", "setup", "policy", "top-1 (%)", "peak (req/s)", "margin", "meets it"],
+                  body, right={3, 4, 5}), words]
 
 
 class Recommendation(Rows):

@@ -65,7 +65,8 @@ class Peak:
                 "max_wait_s": s.max_wait_s, "instances": s.instances, "peak_qps": self.qps,
                 "next_failed_qps": self.next_failed, "q_high_s": self.point["q_high_s"] if self.point else None,
                 "mem_peak_bytes": self.point.get("mem_peak_bytes") if self.point else None,
-                "load_cpu_share": load_share(self.point) if self.point else None, "disturbed": self.disturbed}
+                "load_cpu_share": load_share(self.point) if self.point else None,
+                "load_apart": self.point.get("load_apart") if self.point else None, "disturbed": self.disturbed}
 
 
 def load_share(point: dict) -> float | None:

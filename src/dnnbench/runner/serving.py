@@ -98,19 +98,22 @@ def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, con
             "percentile": config.percentile, "limit_s": config.limit_s,
             "qps": list(config.qps) if config.qps else None, "max_seconds_per_point": config.max_seconds_per_point,
             "busy": {"on_busy": config.on_busy, "wait_s": 30.0 if config.on_busy == "wait" else 0.0,
-                     "sweep": os.getpid()}}
+                     "retries": 1, "sweep": os.getpid()}}
     label = f"{entry.name} ({setup.runtime()}, {policy.words()})"
     say(f"serving {label}: {'the rates asked' if config.qps else 'searching the highest rate'} with p"
         f"{100 * config.percentile:g} under {config.limit_s * 1e3:.3g} ms")
     worker = launcher.start(Job(SERVING, spec, setup.threads, preload=preload))
-    rows, service, error = [], None, None
+    rows, service, error, apart = [], None, None, None
     try:
         for record in worker.records(idle_limit=SILENCE_LIMIT_S):
             kind = record.pop("type")
             if kind == "service":
                 service = record["seconds"]
+            elif kind == "placement":
+                apart = record["load_apart"]
             elif kind == "point":
-                row = {**base, **{k: record.get(k) for k in record}, "status": "ok", "service_s": service}
+                row = {**base, **{k: record.get(k) for k in record}, "status": "ok", "service_s": service,
+                       "load_apart": apart}
                 store.put_serving(row)
                 rows.append(row)
                 say(f"  {format_rate(record['qps'])} requests/s: p{100 * config.percentile:g} "
@@ -119,6 +122,11 @@ def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, con
                     + (", machine busy" if record.get("disturbed") else ""))
             elif kind == "peak":
                 say(f"  peak: {_peak_words(record, config)}")
+            elif kind == "wait":
+                say(f"  waiting up to {record['limit_s']:.0f} s for a quiet machine: {record['load']}")
+            elif kind == "again":
+                say(f"  {format_rate(record['qps'])} requests/s: other processes took "
+                    f"{100 * (record.get('contention') or 0):.0f}% of the cores it needed; served again")
             elif kind in ("fatal", "busy"):
                 error = record.get("error") or "the machine was busy (--on-busy stop)"
     except TimeoutError as exc:

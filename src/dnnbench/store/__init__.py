@@ -178,7 +178,7 @@ def _old_uid(started: str, argv: str | None, environment: str | None) -> str:
 
 # schema 8: the server scenario's points (`dnnbench run --scenario server`): one row per rate served,
 # under a batching policy, with the percentile's 95% bounds; a peak at any limit is read from them
-SERVING_COLUMNS = [
+_SERVING_V8 = [
     ("run_id", "INTEGER"), ("model", "TEXT NOT NULL"), ("input_size", "INTEGER NOT NULL"),
     ("machine", "TEXT NOT NULL"), ("device", "TEXT NOT NULL"), ("backend", "TEXT NOT NULL"),
     ("precision", "TEXT NOT NULL"), ("threads", "INTEGER NOT NULL"), ("layout", "TEXT NOT NULL"),
@@ -190,6 +190,9 @@ SERVING_COLUMNS = [
     ("contention", "REAL"), ("disturbed", "INTEGER"), ("mem_peak_bytes", "INTEGER"), ("service_s", "TEXT"),
     ("measured_at", "TEXT NOT NULL"),
 ]
+# schema 9: whether the load generator ran on a core of its own (null: not known, stored before)
+_SERVING_V9 = [("load_apart", "INTEGER")]
+SERVING_COLUMNS = _SERVING_V8 + _SERVING_V9
 
 
 def _serving_insert(row: dict) -> tuple[str, list]:
@@ -200,13 +203,15 @@ def _serving_insert(row: dict) -> tuple[str, list]:
 
 
 def _migrate_7_to_8(db: sqlite3.Connection) -> None:
-    columns = ", ".join(f"{c} {t}" for c, t in SERVING_COLUMNS)
+    columns = ", ".join(f"{c} {t}" for c, t in _SERVING_V8)
     db.execute(f"CREATE TABLE IF NOT EXISTS serving (id INTEGER PRIMARY KEY, {columns})")
 
 
 def _migrate_8_to_9(db: sqlite3.Connection) -> None:
     for column, sql_type in _FIGURES_V9:
         db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+    for column, sql_type in _SERVING_V9:
+        db.execute(f"ALTER TABLE serving ADD COLUMN {column} {sql_type}")
     rows = db.execute("SELECT id, latency_samples FROM cells WHERE latency_samples IS NOT NULL").fetchall()
     for cell_id, samples in rows:  # the bounds of the samples each cell holds
         try:
@@ -418,6 +423,7 @@ class Store:
             row["service_s"] = json.loads(row["service_s"]) if row.get("service_s") else None
             row["overloaded"] = None if row["overloaded"] is None else bool(row["overloaded"])
             row["disturbed"] = None if row["disturbed"] is None else bool(row["disturbed"])
+            row["load_apart"] = None if row.get("load_apart") is None else bool(row["load_apart"])
         return rows
 
     def accuracies(self) -> list[dict]:

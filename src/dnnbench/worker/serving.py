@@ -14,8 +14,9 @@ Each point (a rate) runs only until its tail is decided (``measure.serving.verdi
 of the percentile on one side of the limit), or a backlog shows it cannot keep up, or its time is
 spent. The search starts from the capacity the batch latencies measured here predict, and bisects.
 
-Records: ``stage``, ``service`` (each prepared batch size's latency, seconds), ``point`` (one rate's
-figures), ``wait``/``start`` (waiting for a quiet machine), ``peak`` (the search's answer),
+Records: ``stage``, ``service`` (each prepared batch size's latency, seconds), ``placement`` (whether
+the load generator has a core of its own), ``point`` (one rate's figures), ``again`` (a point disturbed
+by other processes, served again), ``wait``/``start`` (waiting for a quiet machine), ``peak`` (the search's answer),
 ``fatal`` (the model could not be built or prepared).
 """
 
@@ -91,7 +92,9 @@ def _serve(spec: dict, emit) -> None:
     median = {b: sorted(t)[len(t) // 2] for b, t in service.items()}
     emit("service", seconds={str(b): s for b, s in median.items()})
     watch = BusyWatch(spec.get("busy") or {}, int(setup["threads"]), setup["device"], emit)
-    server = Server(forwards, inputs, policy)
+    apart = cores_apart(int(setup["threads"]) * policy.instances)
+    emit("placement", load_apart=apart is not None)
+    server = Server(forwards, inputs, policy, apart)
     q, limit = float(spec["percentile"]), float(spec["limit_s"])
     seed = int(spec.get("seed", 0))
 
@@ -100,7 +103,8 @@ def _serve(spec: dict, emit) -> None:
     def point(qps: float, k: int) -> dict:
         # long enough for the requests a bound needs, however low the rate
         seconds = max(float(spec["max_seconds_per_point"]), 1.3 * need / qps + 1.0)
-        return _point(server, watch, qps, q, limit, seconds, seed + k, emit)
+        return served_until_undisturbed(
+            lambda waited: _point(server, watch, qps, q, limit, seconds, seed + k, waited), watch.retries, emit)
 
     if spec.get("qps"):
         for k, qps in enumerate(spec["qps"]):
@@ -162,11 +166,37 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
     return {"passed": passed, "failed": failed, "points": k}
 
 
-class Server:
-    """The model's instances serving one queue under a policy, for one rate at a time."""
+def cores_apart(threads_needed: int) -> tuple[set[int], set[int]] | None:
+    """(the cores the model keeps, the core the load generator takes) where this process may use more
+    cores than the model's threads need; None where it may not (the generator then shares them)."""
+    import os
 
-    def __init__(self, forwards: dict, inputs: dict, policy):
-        self.forwards, self.inputs, self.policy = forwards, inputs, policy
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) <= threads_needed:
+        return None
+    return set(allowed[:-1]), {allowed[-1]}
+
+
+def _pin_threads(cores: set[int], but: set[int]) -> None:
+    """Every thread of this process but the native ids in ``but`` onto ``cores`` (the intra-op pool's
+    threads were started before: they do not inherit a later mask)."""
+    import os
+
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) not in but:
+            try:
+                os.sched_setaffinity(int(tid), cores)
+            except OSError:  # the thread ended meanwhile
+                pass
+
+
+class Server:
+    """The model's instances serving one queue under a policy, for one rate at a time. Where the
+    machine allows (``apart``), the load and watch threads run on a core of their own and the model's
+    threads on the others, so the generator does not take the cores under test."""
+
+    def __init__(self, forwards: dict, inputs: dict, policy, apart: tuple[set[int], set[int]] | None = None):
+        self.forwards, self.inputs, self.policy, self.apart = forwards, inputs, policy, apart
         self.sizes = sorted(forwards)
 
     def padded(self, n: int) -> int:
@@ -182,9 +212,21 @@ class Server:
         queue: deque = deque()  # scheduled arrival times (perf_counter), oldest first
         done: list[float] = []
         state = {"stop": False, "load_cpu": 0.0, "issued": 0}
-        t0 = time.perf_counter() + 0.01
+        t0 = time.perf_counter() + 0.05  # after the threads are started and placed
+
+        light: set[int] = set()  # the load and watch threads' native ids
+        placed = threading.Barrier(3)
+
+        def keep_apart() -> None:
+            if self.apart is not None:
+                import os
+
+                os.sched_setaffinity(0, self.apart[1])  # 0: this thread
+            light.add(threading.get_native_id())
+            placed.wait()
 
         def load() -> None:
+            keep_apart()
             cpu0 = time.thread_time()
             for offset in schedule:
                 at = t0 + offset
@@ -228,6 +270,7 @@ class Server:
         def watch() -> None:
             # the verdict is Python holding the GIL, which the passes' Python needs too: asked twice a
             # second, and only once a tenth more requests came in
+            keep_apart()
             deadline, asked = t0 + max_seconds, 0
             while True:
                 time.sleep(0.1)
@@ -254,7 +297,12 @@ class Server:
         loader = threading.Thread(target=load, daemon=True)
         watcher = threading.Thread(target=watch, daemon=True)
         others = [threading.Thread(target=instance, daemon=True) for _ in range(self.policy.instances - 1)]
-        for t in [loader, watcher, *others]:
+        for t in [loader, watcher]:
+            t.start()
+        placed.wait()
+        if self.apart is not None:
+            _pin_threads(self.apart[0], light)
+        for t in others:
             t.start()
         instance()
         for t in [watcher, loader, *others]:
@@ -266,8 +314,24 @@ class Server:
                 "wall_s": end - t0, "issued": state["issued"]}
 
 
-def _point(server: Server, watch, qps: float, q: float, limit: float, max_seconds: float, seed: int, emit) -> dict:
-    """One rate served until its tail is decided; its record, emitted."""
+def served_until_undisturbed(serve_point, retries: int, emit) -> dict:
+    """``serve_point(waited_s)`` once, and again up to ``retries`` times (--on-busy wait) while other
+    processes disturbed it (a fresh wait for a quiet machine before each); the last one is emitted and
+    returned, flagged if it was still disturbed."""
+    waited = 0.0
+    for attempt in range(1 + retries):
+        record = serve_point(waited)
+        waited = record["busy_wait_s"]
+        if not record["disturbed"] or attempt == retries:
+            break
+        emit("again", qps=record["qps"], contention=record["contention"])
+    emit("point", **record)
+    return record
+
+
+def _point(server: Server, watch, qps: float, q: float, limit: float, max_seconds: float, seed: int,
+           waited_before: float = 0.0) -> dict:
+    """One rate served until its tail is decided: its record (``busy_wait_s`` adds ``waited_before``)."""
     from ..measure import busy, memory
     from ..measure.latency import median, percentile
     from ..measure.serving import arrivals, quantile_bounds, samples_for_a_bound, verdict
@@ -304,9 +368,8 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
         "p90_s": percentile(latencies, 90) if len(latencies) >= 10 else None,
         "p99_s": percentile(latencies, 99) if len(latencies) >= 100 else None,
         "q": q, "q_low_s": low, "q_high_s": high, "limit_s": limit, "verdict": found, "overloaded": backlog,
-        "load_cpu_s": served["load_cpu_s"], "busy_wait_s": waited, "mem_peak_bytes": memory.peak_rss_bytes(),
+        "load_cpu_s": served["load_cpu_s"], "busy_wait_s": waited_before + waited, "mem_peak_bytes": memory.peak_rss_bytes(),
         "contention": load.excess(watch.cores) if load else None,
         "disturbed": load.disturbed(watch.cores) if load else None,
     }
-    emit("point", **record)
     return record
