@@ -306,3 +306,53 @@ def test_a_fleet_database_answers_the_load_for_each_machine(tmp_path):
     assert best["big"]["model"] == "resnet50" and best["m1"]["model"] == "resnet18"
     text = str(found)
     assert "answered for each of 2 machines" in text and "On big:" in text and "On m1:" in text
+
+
+def test_a_search_out_of_time_reports_what_it_bracketed():
+    now = [0.0]
+
+    def point(qps, k):
+        now[0] += 40.0  # each point takes 40 s of the search's 100
+        return {"verdict": "pass" if qps <= 37.3 else "fail"}
+
+    found = search(point, 20.0, resolution=0.05, max_points=12, budget_s=100.0, clock=lambda: now[0])
+    assert found["points"] == 3 and "the search's 100 s were spent" in found["reason"]
+    assert found["passed"] is not None and found["passed"] <= 37.3
+
+
+# -- recommend --qps --measure: serve only what decides ------------------------------------------------
+
+
+def test_only_the_candidates_that_decide_the_load_are_served(tmp_path, synthetic):
+    from dnnbench.deciding import serve_to_decide
+    from dnnbench.measure.serving import Policy
+    from dnnbench.setup import Setup
+    from dnnbench.zoo import get
+
+    db = synthetic.make_db(tmp_path / "s.db")  # single-stream cells of resnet50, resnet18, mobilenet_v2, ...
+    setup = Setup.of({"machine": "m1", "device": "cpu", "backend": "eager", "precision": "fp32", "threads": 2,
+                      "layout": "nchw"})
+    peaks = {"resnet18": 45.0, "mobilenet_v2": 90.0}
+    served = []
+
+    def serve_one(name):  # as `serve` would: the searched points into the database
+        served.append(name)
+        with Store(db) as store:
+            store.put_serving(point(name, peaks[name], 0.040))
+            store.put_serving(point(name, peaks[name] * 1.05, 0.080))
+
+    entries = [get(n) for n in ("resnet50", "resnet18", "mobilenet_v2")]
+    # top-1: resnet50 76.1%, mobilenet_v2 71.9%, resnet18 69.8%; one image at a time they were measured
+    # at 17, 164 and 38 images/s
+    steps = serve_to_decide(entries, setup, Policy(1, 0.005), 0.99, 0.050, 30.0, None,
+                            lambda writable: Store(db, create=False), serve_one)
+    assert served == ["mobilenet_v2"]  # the most accurate that can reach 30/s, and it sustains 90: the answer
+    assert [(s.name, s.action, s.passes) for s in steps] == [
+        ("resnet50", "skipped", None), ("mobilenet_v2", "measured", True), ("resnet18", "left", None)]
+    assert "17.5 images/s at most, below the load of 30 requests/s" in steps[0].why
+    steps = serve_to_decide(entries, setup, Policy(1, 0.005), 0.99, 0.050, 100.0, None,
+                            lambda writable: Store(db, create=False), serve_one)
+    assert served == ["mobilenet_v2"]  # served once: its peak is read back
+    assert [(s.name, s.action, s.passes) for s in steps] == [
+        ("resnet50", "skipped", None), ("mobilenet_v2", "measured", False), ("resnet18", "skipped", None)]
+    assert steps[1].why == "already served under this limit"

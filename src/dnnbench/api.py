@@ -640,14 +640,24 @@ def _ms_or_dash(seconds) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.3g}"
 
 
+def _wait_seconds(max_wait) -> float:
+    """A batching policy's longest wait in seconds: a duration, or zero (no waiting) with or without a unit."""
+    zero = isinstance(max_wait, str) and re.fullmatch(r"\s*0*\.?0*\s*(us|ms|s|min)?\s*", max_wait)
+    wait = 0.0 if zero else _seconds(max_wait, "max_wait")
+    if wait is None or wait < 0:
+        raise UserError(f"max_wait must be zero or more, e.g. '5ms', got {max_wait!r}")
+    return float(wait)
+
+
 def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: float | str | None = None,
           p90: float | str | None = None, qps: float | Sequence[float] | None = None,
           max_batch: int | Sequence[int] = 1, max_wait: float | str = 0.0, instances: int | Sequence[int] = 1,
           setup: Setup | Sequence[Setup] | None = None, backend: str | Sequence[str] | None = None,
           precision: str | Sequence[str] | None = None, device: str | None = None, threads: int | None = None,
           machine: str | None = None, input_size: int | None = None, weights: str | os.PathLike | None = None,
-          db: str | os.PathLike | None = None, max_seconds_per_point: float = 10.0, on_busy: str = "wait",
-          progress: bool = True, argv: Sequence[str] | None = None) -> Served:
+          db: str | os.PathLike | None = None, max_seconds_per_point: float = 10.0,
+          max_seconds_per_search: float = 120.0, on_busy: str = "wait", progress: bool = True,
+          argv: Sequence[str] | None = None) -> Served:
     """Serve each model under Poisson arrivals (MLPerf's Server scenario) on this machine and find the
     highest rate (requests per second) whose tail latency stays under the limit: ``p99`` (or ``p90``),
     ``"50ms"`` or seconds, met when the percentile's distribution-free 95% upper bound is under it.
@@ -655,8 +665,9 @@ def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: floa
     batched together, padded to a prepared batch size), ``max_wait`` (how long the oldest request may
     wait for a batch to fill) and ``instances`` (copies of the model serving one queue); a list of
     ``max_batch`` or ``instances`` measures each. Setups as for `run`. Each point runs until its
-    percentile is decided, at most ``max_seconds_per_point``. ``db``: stored there (None: a temporary
-    file). Returns `Served`."""
+    percentile is decided, at most ``max_seconds_per_point`` (longer where the requests its bound
+    needs take longer to arrive); a search ends after ``max_seconds_per_search`` with what it has
+    bracketed. ``db``: stored there (None: a temporary file). Returns `Served`."""
     from .measure.serving import Policy
     from .runner.serving import ServeConfig, serve_sweep
 
@@ -664,23 +675,20 @@ def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: floa
     if (p99 is None) == (p90 is None):
         raise UserError("give the tail limit: p99 (or p90), e.g. p99='50ms'")
     q, limit = (0.99, _seconds(p99, "p99")) if p99 is not None else (0.90, _seconds(p90, "p90"))
-    zero = isinstance(max_wait, str) and re.fullmatch(r"\s*0*\.?0*\s*(us|ms|s|min)?\s*", max_wait)
-    wait = 0.0 if zero else _seconds(max_wait, "max_wait")  # no waiting: a unit-less zero is still zero
+    wait = _wait_seconds(max_wait)
     rates = None if qps is None else tuple(float(r) for r in (qps if isinstance(qps, (list, tuple)) else [qps]))
     batches = list(max_batch) if isinstance(max_batch, (list, tuple)) else [max_batch]
     copies = list(instances) if isinstance(instances, (list, tuple)) else [instances]
     for name, values in (("max_batch", batches), ("instances", copies)):
         if not values or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_BATCH for v in values):
             raise UserError(f"{name} must be whole numbers from 1 to {MAX_BATCH}, got {values!r}")
-    if wait is None or wait < 0:
-        raise UserError(f"max_wait must be zero or more, e.g. '5ms', got {max_wait!r}")
     db, weights = _path(db, "db", optional=True), _path(weights, "weights", optional=True)
     say = _say_to(sys.stderr, "run")
     asked = _asked_setups(setup, backend, precision, device, threads, False, machine)
     config = ServeConfig(setups=tuple(_runnable(asked, say)), policies=tuple(Policy(b, float(wait), n) for b in batches
                                                                               for n in copies),
-                         percentile=q, limit_s=limit, qps=rates, max_seconds_per_point=float(max_seconds_per_point),
-                         on_busy=on_busy)
+                         percentile=q, limit_s=limit, qps=rates, max_seconds_per_point=max_seconds_per_point,
+                         max_seconds_per_search=max_seconds_per_search, on_busy=on_busy)
     entries = _entries(models, zoo, input_size, weights)
     temporary = tempfile.mkdtemp(prefix="dnnbench-") if db is None else None
     try:
@@ -896,11 +904,20 @@ class Results:
     def recommend_serving(self, qps: float, *, p99: float | str | None = None, p90: float | str | None = None,
                           max_memory: int | str | None = None, backend: str | Sequence[str] | None = None,
                           precision: str | Sequence[str] | None = None,
-                          machine: str | Sequence[str] | None = None) -> ServingAnswer:
+                          machine: str | Sequence[str] | None = None, models: str | Sequence[str] = (),
+                          zoo: str | None = None, measure: bool = False, max_batch: int = 1,
+                          max_wait: float | str = 0.0, instances: int = 1, max_seconds_per_point: float = 10.0,
+                          progress: bool = True, on_busy: str = "wait") -> ServingAnswer:
         """The answer to a load: ``qps`` requests a second (Poisson) with ``p99`` (or ``p90``) under a
         limit (``"50ms"`` or seconds) and, optionally, serving within ``max_memory``: each (model, setup,
         batching policy) that `serve` measured here, those that meet it first, most accurate first, with
-        the rate it sustains (its ``margin`` over ``qps``) and what it breaks. Per machine in a fleet."""
+        the rate it sustains (its ``margin`` over ``qps``) and what it breaks. Per machine in a fleet.
+
+        ``measure``: answer among the candidates ``models`` and ``zoo`` on this machine (one ``backend``
+        and ``precision``, default eager fp32; the policy ``max_batch``, ``max_wait``, ``instances``),
+        serving only those that decide it: most accurate first, the first that meets the load is the
+        answer; one whose measured batches cannot reach the rate is skipped unserved
+        (`analysis.search.decide_serving`). The answer's ``steps`` say what was done with each."""
         from .analysis.serving import answer
 
         if (p99 is None) == (p90 is None):
@@ -909,17 +926,76 @@ class Results:
             raise UserError(f"qps must be requests per second above zero, got {qps!r}")
         q, limit = (0.99, _seconds(p99, "p99")) if p99 is not None else (0.90, _seconds(p90, "p90"))
         memory = _size(max_memory, "max_memory")
-        with self._store() as store:
-            points = store.serving()
-            top1 = {(m["model"], m["input_size"]): m.get("top1") for m in store.models()}
-        if not points:
+        _flags(measure=measure, progress=progress)
+        if not measure and (models or zoo):
+            raise UserError("models and zoo choose the candidates of recommend --qps --measure; without it, "
+                            "recommend answers among what was served")
+        steps = None
+        if measure:
+            steps, setup, names = self._serve_to_decide(
+                float(qps), q, limit, memory, models, zoo, backend, precision, max_batch, max_wait, instances,
+                max_seconds_per_point, progress, on_busy)
+            backend, precision, machine = setup.backend, setup.precision, setup.machine
+        if measure and not Path(self.path).exists():  # every candidate ruled out before a database began
+            points, top1 = [], {}
+        else:
+            with self._store() as store:
+                points = store.serving()
+                if measure:
+                    points = [p for p in points if p["model"] in names and Setup.of(p) == setup]
+                top1 = {(m["model"], m["input_size"]): m.get("top1") for m in store.models()}
+        if not points and not measure:
             raise UserError(f"{self.path} holds no measurement under load: run `dnnbench run MODEL --scenario server "
                             f"--p99 {limit * 1e3:g}ms --db {self.path}` first")
         wanted = {"backend": _names(backend, "backend") if backend else None,
                   "precision": _names(precision, "precision") if precision else None,
                   "machine": _names(machine, "machine") if machine else None}
         points = [p for p in points if all(v is None or p[k] in v for k, v in wanted.items())]
-        return ServingAnswer(answer(points, top1, float(qps), q, limit, memory), float(qps), q, limit)
+        for key in {(p["model"], p["input_size"]) for p in points} - {k for k, v in top1.items() if v is not None}:
+            top1[key] = _published_top1(*key)  # served only: no sweep stored its figures
+        return ServingAnswer(answer(points, top1, float(qps), q, limit, memory), float(qps), q, limit, steps)
+
+    def _serve_to_decide(self, qps, q, limit, memory, models, zoo, backend, precision, max_batch, max_wait,
+                         instances, max_seconds_per_point, progress, on_busy):
+        """Serve the candidates that decide the answer to a load (`deciding.serve_to_decide`): (the steps,
+        the setup served, the candidates' names)."""
+        from .deciding import serve_to_decide
+        from .measure.device import machine_environment
+        from .measure.serving import Policy
+        from .setup import machine_id
+        from .zoo import get, preset
+
+        names = list(dict.fromkeys(_names(models, "models") + (preset(zoo) if zoo else [])))
+        if not names:
+            raise UserError("recommend --qps --measure needs candidates: name models or a zoo (--zoo NAME)")
+        one = {}
+        for field, value in (("backend", backend), ("precision", precision)):
+            chosen = _names(value, field)
+            if len(chosen) > 1:
+                raise UserError(f"recommend --measure serves in one setup: give one {field}, not {', '.join(chosen)}")
+            if chosen:
+                one[field] = chosen[0]
+        entries = [get(n) for n in names]
+        setup = _runnable([Setup(**one)], _say_to(sys.stderr, "recommend"))[0]
+        setup = setup.on(setup.machine or machine_id(machine_environment("cpu")))
+        try:
+            policy = Policy(max_batch, _wait_seconds(max_wait), instances)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        pct = {0.99: "p99", 0.90: "p90"}[q]
+
+        def serve_one(name: str) -> None:
+            serve(name, **{pct: limit}, max_batch=policy.max_batch, max_wait=policy.max_wait_s,
+                  instances=policy.instances, backend=setup.backend, precision=setup.precision,
+                  threads=setup.threads, machine=setup.machine, db=self.path,
+                  max_seconds_per_point=max_seconds_per_point, on_busy=on_busy, progress=progress,
+                  argv=["recommend", "--qps", f"{qps:g}", "--measure", name])
+
+        def open_store(writable: bool):
+            return self._writable() if writable else self._store()
+
+        steps = serve_to_decide(entries, setup, policy, q, limit, qps, memory, open_store, serve_one)
+        return steps, setup, [e.name for e in entries]
 
     def _measure_to_decide(self, limits, models, zoo, backend, precision, quick: bool, progress: bool,
                            on_busy: str = "wait"):
@@ -1082,16 +1158,31 @@ def _steps_words(steps: list | None) -> str:
     return "\n".join(lines)
 
 
+def _published_top1(name: str, input_size: int) -> float | None:
+    """The published top-1 (%) of a zoo model's weights at that input size; None for one outside the zoo."""
+    from .zoo import get, published_accuracy
+    from .zoo.registry import is_user_model
+
+    if is_user_model(name) or "[" in name:  # a user's model or weights: no published figure applies
+        return None
+    try:
+        accuracy = published_accuracy(get(name, input_size))
+    except (UserError, ValueError):
+        return None
+    return accuracy.top1 if accuracy else None
+
+
 class ServingAnswer(Rows):
     """The answer of `Results.recommend_serving`: one dict per (model, setup, batching policy), those that
     meet the load first (most accurate first), with ``passes``, ``peak_qps`` (the highest rate shown to
     meet the tail limit), ``margin`` (that over the load), ``top1`` and ``broken``. ``best``: the first
     that passes, or None; in a fleet's database, ``best_per_machine`` and ``str()`` answer per machine."""
 
-    def __init__(self, verdicts: list, qps: float, q: float, limit_s: float):
+    def __init__(self, verdicts: list, qps: float, q: float, limit_s: float, steps: list | None = None):
         rows = [{**v.peak.to_dict(), "passes": v.ok, "top1": v.top1, "broken": v.broken,
                  "margin": (v.peak.qps / qps - 1) if v.peak.qps else None} for v in verdicts]
-        super().__init__(rows, render=lambda found: _serving_answer_table(found, qps, q, limit_s))
+        super().__init__(rows, render=lambda found: _serving_answer_table(found, qps, q, limit_s) + _steps_words(steps))
+        self.steps = steps
 
     @property
     def best(self) -> dict | None:

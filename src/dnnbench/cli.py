@@ -175,6 +175,8 @@ def _run_command(sub) -> None:
     serving.add_argument("--max-seconds-per-point", type=_positive_float, default=10.0, metavar="S",
                          help="the longest one rate is served; it stops sooner once its percentile is decided "
                               "(default 10)")
+    serving.add_argument("--max-seconds-per-search", type=_positive_float, default=120.0, metavar="S",
+                         help="the longest a peak search takes; then it reports the rates it bracketed (default 120)")
 
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="measure on every node of this Ray cluster (HEAD:6379, or auto), each on its own hardware, "
@@ -275,6 +277,10 @@ def _recommend_command(sub) -> None:
                    help="answer among the candidates (MODEL..., --zoo) on this machine, measuring only those that "
                         "decide the answer: most accurate first, skipping those the prediction rules out")
     p.add_argument("--zoo", metavar="NAME", help="with --measure: a preset's models as candidates")
+    p.add_argument("--max-batch", type=_positive_int, default=1, metavar="N",
+                   help="with --qps --measure: the batching policy served, requests batched together (default 1)")
+    p.add_argument("--max-wait", default="0ms", metavar="TIME",
+                   help="with --qps --measure: how long the oldest request may wait for its batch (default 0ms)")
     p.add_argument("--quick", action="store_true", help="with --measure: measure with run's quick budgets")
     p.add_argument("--on-busy", choices=["wait", "measure", "stop"], default="wait",
                    help="with --measure: what to do when other processes use the machine, as run's and predict's "
@@ -368,7 +374,8 @@ def cmd_inspect(args) -> int:
 
 _SINGLE_STREAM_ONLY = ("batch_sizes", "target_ci", "max_seconds_per_cell", "max_memory", "timeout", "rounds", "quick",
                        "retry_failed", "cluster", "machines", "channels_last")
-_SERVER_ONLY = {"p99": None, "p90": None, "qps": None, "max_batch": "1", "max_wait": "0ms", "instances": "1"}
+_SERVER_ONLY = {"p99": None, "p90": None, "qps": None, "max_batch": "1", "max_wait": "0ms", "instances": "1",
+                "max_seconds_per_point": 10.0, "max_seconds_per_search": 120.0}
 
 
 def _whole_numbers(text: str) -> list[int]:
@@ -400,6 +407,7 @@ def cmd_serve(args) -> int:
                            precision=_option("--precision", _list, args.precision), device=args.device,
                            threads=args.threads, machine=args.machine, input_size=args.input_size,
                            weights=args.weights, db=args.db, max_seconds_per_point=args.max_seconds_per_point,
+                           max_seconds_per_search=args.max_seconds_per_search,
                            on_busy=args.on_busy, argv=sys.argv[1:])
     except KeyboardInterrupt:
         print(f"dnnbench: interrupted; every point measured so far is kept in {args.db}", file=sys.stderr)
@@ -526,14 +534,21 @@ def cmd_recommend(args) -> int:
     if args.qps is not None or args.p99 or args.p90:
         if args.qps is None or not (args.p99 or args.p90):
             raise UserError("a load is --qps N with its tail limit --p99 TIME (or --p90 TIME)")
-        answer = api.open(args.db).recommend_serving(
+        results = api.Results(args.db) if args.measure else api.open(args.db)  # --measure may start the database
+        answer = results.recommend_serving(
             args.qps, p99=args.p99, p90=args.p90, max_memory=_option("--max-memory", parse_size, args.max_memory),
-            **{k: _option(f"--{k}", _list, getattr(args, k)) for k in ("backend", "precision", "machine")})
+            **{k: _option(f"--{k}", _list, getattr(args, k)) for k in ("backend", "precision", "machine")},
+            models=args.models, zoo=args.zoo, measure=args.measure,
+            max_batch=args.max_batch,
+            max_wait=args.max_wait, progress=not args.json, on_busy=args.on_busy)
         if args.json:
             _json(answer.to_dicts())
         else:
             print(answer)
         return 0
+    if args.max_batch != 1 or args.max_wait != "0ms":
+        raise UserError("--max-batch and --max-wait are the batching policy of a load: give --qps N --p99 TIME "
+                        "--measure")
     if args.max_memory is None:
         raise UserError("give the memory limit: --max-memory SIZE, e.g. 2GB")
     if args.max_latency is None and args.min_fps is None:

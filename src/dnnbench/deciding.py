@@ -69,3 +69,52 @@ def measure_to_decide(path, limits, entries: list, setup, quick: bool, progress:
                              calibrated=lambda: len(measured_here()), min_calibration=predictor.MIN_POINTS,
                              measure_many=measure_many)
     return steps
+
+
+def serve_to_decide(entries: list, setup, policy, q: float, limit_s: float, qps: float,
+                    max_memory: float | None, open_store, serve_one) -> list:
+    """Serve, in ``setup`` under ``policy``, the candidates (``entries``) that decide the answer to a
+    load of ``qps`` with its ``q``-percentile under ``limit_s`` (`analysis.search.decide_serving`):
+    the steps taken. ``serve_one(name)`` searches one model's peak into the database."""
+    from .analysis import search
+    from .analysis.data import load
+    from .analysis.serving import group, peak
+    from .zoo import published_accuracy
+
+    def read():
+        try:
+            with open_store(False) as store:
+                return store.serving(), load(store), {(m["model"]): m.get("file_size") for m in store.models()}
+        except UserError:  # no database yet
+            return [], [], {}
+
+    def meets(name: str) -> bool | None:
+        points, _, _ = read()
+        ours = [s for s in group(points) if s.model == name and s.setup == setup
+                and (s.max_batch, s.max_wait_s, s.instances) == (policy.max_batch, policy.max_wait_s, policy.instances)]
+        tried = [s for s in ours if any(p.get("q") is not None and abs(p["q"] - q) < 1e-9 and p.get("limit_s")
+                                        and abs(p["limit_s"] - limit_s) < 1e-9 for p in s.points)]
+        if not tried:
+            return None
+        found = peak(tried[0], q, limit_s)
+        memory = found.point.get("mem_peak_bytes") if found.point else None
+        return bool(found.qps is not None and found.qps >= qps and not (max_memory and memory and memory > max_memory))
+
+    def throughput(name: str) -> float | None:
+        _, measured, _ = read()
+        cells = [c for m in measured if m.model == name and m.setup == setup
+                 for b, c in m.ok.items() if b <= policy.max_batch and c.get("latency_ci_low_s")]
+        return max((c["batch_size"] / c["latency_ci_low_s"] for c in cells), default=None)
+
+    def measure(name: str) -> bool:
+        serve_one(name)
+        return bool(meets(name))
+
+    _, _, sizes = read()
+    candidates = []
+    for e in entries:
+        accuracy = published_accuracy(e)
+        candidates.append(search.Candidate(e.name, accuracy.top1 if accuracy else None, sizes.get(e.name)))
+    _, steps = search.decide_serving(candidates, qps=qps, max_memory=max_memory, measured=meets, measure=measure,
+                                     throughput=throughput)
+    return steps

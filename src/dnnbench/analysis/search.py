@@ -122,3 +122,45 @@ def decide(candidates: list[Candidate], *, max_latency: float, max_memory: float
 
 def _ms(seconds: float) -> str:
     return "∞" if seconds == float("inf") else f"{seconds * 1e3:.3g} ms"
+
+
+def decide_serving(candidates: list[Candidate], *, qps: float, max_memory: float | None,
+                   measured: Callable[[str], bool | None], measure: Callable[[str], bool],
+                   throughput: Callable[[str], float | None]) -> tuple[str | None, list[Step]]:
+    """`recommend --qps --measure`: the most accurate candidate that sustains ``qps`` under the tail
+    limit, serving only those that decide it. Most accurate first; the first one served (or already
+    served) that meets the load is the answer, and no later one can beat it. Before serving one, its
+    single-stream cells may rule it out: a server cannot sustain more requests a second than the most
+    images a second its batches were measured to take (``throughput(name)``: the upper end of the best
+    interval, None where it is unknown), nor fit a memory its weights alone exceed.
+    ``measured(name)``: whether it meets the load where it was already served under this limit, None
+    where it was not; ``measure(name)``: serve it (its peak searched) and say whether it meets the load."""
+    steps: list[Step] = []
+    ordered = _order(candidates)
+    answer = None
+    for c in ordered:
+        known = measured(c.name)
+        if known is not None:
+            steps.append(Step(c.name, "measured", "already served under this limit", known))
+            if known:
+                answer = c.name
+                break
+            continue
+        if max_memory and c.weights_bytes and c.weights_bytes > max_memory:
+            steps.append(Step(c.name, "skipped", "its weights alone exceed the memory limit"))
+            continue
+        best = throughput(c.name)
+        if best is not None and best < qps:
+            steps.append(Step(c.name, "skipped", f"its batches were measured at {best:.3g} images/s at most, below "
+                                                 f"the load of {qps:g} requests/s"))
+            continue
+        passes = measure(c.name)
+        steps.append(Step(c.name, "measured", "the most accurate left" if best is None else
+                          f"the most accurate left (its batches reach {best:.3g} images/s)", passes))
+        if passes:
+            answer = c.name
+            break
+    if answer is not None:
+        rank = next(i for i, c in enumerate(ordered) if c.name == answer)
+        steps += [Step(c.name, "left", "less accurate than the answer, which is measured") for c in ordered[rank + 1:]]
+    return answer, steps

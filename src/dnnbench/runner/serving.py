@@ -22,7 +22,8 @@ SILENCE_LIMIT_S = 1200.0  # no record for this long (a backend preparing, or a h
 class ServeConfig:
     """What a server sweep measures: ``setups`` (one device and thread count), ``policies``, the tail
     ``percentile`` (a fraction: 0.99) and its ``limit_s``; ``qps``: the rates to measure, or None to
-    search the peak; ``max_seconds_per_point``; ``on_busy`` as the sweep's."""
+    search the peak; ``max_seconds_per_point``; ``max_seconds_per_search``: the time a peak search may
+    take, after which it reports what it bracketed; ``on_busy`` as the sweep's."""
 
     setups: tuple
     policies: tuple
@@ -30,6 +31,7 @@ class ServeConfig:
     limit_s: float = 0.1
     qps: tuple | None = None
     max_seconds_per_point: float = 10.0
+    max_seconds_per_search: float = 120.0
     on_busy: str = "wait"
 
     def __post_init__(self):
@@ -41,8 +43,10 @@ class ServeConfig:
             raise UserError(f"the latency limit must be above zero, got {self.limit_s!r} s")
         if self.qps is not None and not all(isinstance(q, (int, float)) and q > 0 for q in self.qps):
             raise UserError(f"rates must be requests per second above zero, got {list(self.qps)}")
-        if not self.max_seconds_per_point > 0:
-            raise UserError(f"max_seconds_per_point must be above zero, got {self.max_seconds_per_point!r}")
+        for name in ("max_seconds_per_point", "max_seconds_per_search"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise UserError(f"{name} must be a number of seconds above zero, got {value!r}")
         if self.on_busy not in ON_BUSY:
             raise UserError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {self.on_busy!r}")
 
@@ -85,7 +89,8 @@ def _config_dict(config: ServeConfig, setups: list[Setup]) -> dict:
     return {"setups": [s.to_dict() for s in setups], "policies": [asdict(p) for p in config.policies],
             "percentile": config.percentile, "limit_s": config.limit_s,
             "qps": list(config.qps) if config.qps else None,
-            "max_seconds_per_point": config.max_seconds_per_point, "on_busy": config.on_busy}
+            "max_seconds_per_point": config.max_seconds_per_point,
+            "max_seconds_per_search": config.max_seconds_per_search, "on_busy": config.on_busy}
 
 
 def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, config: ServeConfig, say,
@@ -97,6 +102,7 @@ def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, con
             "input_size": entry.input_size, "setup": setup.to_dict(), "policy": asdict(policy),
             "percentile": config.percentile, "limit_s": config.limit_s,
             "qps": list(config.qps) if config.qps else None, "max_seconds_per_point": config.max_seconds_per_point,
+            "max_seconds_per_search": config.max_seconds_per_search,
             "busy": {"on_busy": config.on_busy, "wait_s": 30.0 if config.on_busy == "wait" else 0.0,
                      "retries": 1, "sweep": os.getpid()}}
     label = f"{entry.name} ({setup.runtime()}, {policy.words()})"
@@ -149,8 +155,14 @@ def _ms(seconds) -> str:
 
 
 def _peak_words(record: dict, config: ServeConfig) -> str:
-    if record.get("reason"):
+    if record.get("reason") and record.get("points") == 0:
         return f"no rate can meet the limit: {record['reason']}"
+    if record.get("reason"):
+        bracket = (f"{format_rate(record['passed'])} requests/s met it" if record.get("passed") is not None
+                   else "no rate tried met it")
+        if record.get("failed") is not None:
+            bracket += f", {format_rate(record['failed'])} was not shown to"
+        return f"{bracket}; {record['reason']} ({record['points']} points)"
     if record.get("passed") is None:
         return "no rate tried met the limit"
     text = f"{format_rate(record['passed'])} requests/s met it"

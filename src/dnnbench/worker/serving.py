@@ -32,6 +32,9 @@ from . import ChannelLost, one_line
 TORCH = True
 RESOLUTION = 0.05  # the search stops when the peak is known to within this fraction
 MAX_POINTS = 8
+# the search's steps away from the prediction until the verdict turns: small first (the prediction is
+# usually near), growing where it was far off
+STEPS = (1.06, 1.25, 2.0)
 MIN_POINT_S = 1.0  # a point runs at least this long (and for the requests a bound needs)
 BACKLOG_LIMITS = 20  # waiting longer than this many latency limits: the rate cannot be kept up
 MIN_FAIL = 10  # requests a point serves at least before it may be called a fail
@@ -100,9 +103,15 @@ def _serve(spec: dict, emit) -> None:
 
     need = samples_for_a_bound(q)
 
+    budget = float(spec.get("max_seconds_per_search") or math.inf)
+    began = time.monotonic()
+
     def point(qps: float, k: int) -> dict:
-        # long enough for the requests a bound needs, however low the rate
-        seconds = max(float(spec["max_seconds_per_point"]), 1.3 * need / qps + 1.0)
+        # long enough for the requests a bound needs, however low the rate, within what is left of
+        # the search's time (a point may still take its own budget)
+        short = float(spec["max_seconds_per_point"])
+        left = budget - (time.monotonic() - began)
+        seconds = min(max(short, 1.3 * need / qps + 1.0), max(short, left))
         return served_until_undisturbed(
             lambda waited: _point(server, watch, qps, q, limit, seconds, seed + k, waited), watch.retries, emit)
 
@@ -116,7 +125,8 @@ def _serve(spec: dict, emit) -> None:
         return
     predicted = predicted_peak(service, policy, q, limit)
     emit("predicted", qps=predicted, capacity=capacity(median, policy))
-    emit("peak", **search(point, predicted, resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS))))
+    emit("peak", **search(point, predicted, resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS)),
+                          budget_s=budget))
 
 
 def _service_times(forward, x, budget_s: float = 2.0) -> list[float]:
@@ -137,15 +147,24 @@ def _service_times(forward, x, budget_s: float = 2.0) -> list[float]:
     return times
 
 
-def search(point, start: float | None, resolution: float = RESOLUTION, max_points: int = MAX_POINTS) -> dict:
+def search(point, start: float | None, resolution: float = RESOLUTION, max_points: int = MAX_POINTS,
+           budget_s: float = math.inf, clock=time.monotonic) -> dict:
     """The highest rate that passes, by bisection between one that passes and one that does not,
-    from ``start`` (the peak the queueing model predicts): the first rate just under it, then one
-    step of 6%, then doubling (or halving) until the verdict turns, then bisection. ``point(qps, k)`` measures one rate and
+    from ``start`` (the peak the queueing model predicts): the first rate just under it, then steps
+    of 6%, 25%, then doubling (or halving) until the verdict turns, then bisection. ``point(qps, k)`` measures one rate and
     returns its record (``verdict``). Returns ``passed`` (the highest rate that passed, or None),
-    ``failed`` (the lowest that did not, or None) and ``points``."""
+    ``failed`` (the lowest that did not, or None) and ``points``; where ``budget_s`` (seconds of
+    ``clock``) was spent before the peak was known to ``resolution``, a ``reason`` says so."""
     passed, failed, k = None, None, 0
     qps, step = (0.97 * start, 1.06) if start else (1.0, 2.0)
+    began, found = clock(), None
     while k < max_points:
+        if clock() - began >= budget_s:
+            undecided = (f"; {found['qps']:.3g} requests/s was not decided in its time (the bound needs more "
+                         "requests than arrived)" if found and found.get("verdict") == "open" and "qps" in found else "")
+            return {"passed": passed, "failed": failed, "points": k,
+                    "reason": f"the search's {budget_s:.0f} s were spent before the peak was known to "
+                              f"{100 * resolution:.0f}%{undecided}"}
         found = point(qps, k)
         k += 1
         if found["verdict"] == "pass":
@@ -162,7 +181,7 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
                 break
         else:
             qps = (passed + failed) / 2
-        step = 2.0
+        step = STEPS[min(k, len(STEPS) - 1)] if start else 2.0
     return {"passed": passed, "failed": failed, "points": k}
 
 
