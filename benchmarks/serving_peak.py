@@ -8,7 +8,7 @@ queue, at rates around dnnbench's peak (below, at and above it), each for ``--lo
 limit). The reference peak lies between the highest VALID rate and the lowest INVALID one.
 
     .venv/bin/python benchmarks/serving_peak.py --models squeezenet1_1,resnet18,resnet50 --p99 100ms
-        [--threads 2] [--loadgen-seconds 300] [--ratios 0.9,1.0,1.1]
+        [--threads 2] [--loadgen-seconds 300] [--ratios 0.9,1.0,1.1] [--search-seconds 60]
 
 Run it on a quiet machine: both sides take the cores. Prints one table and writes serving_peak.json.
 """
@@ -25,11 +25,12 @@ import threading
 import time
 
 
-def dnnbench_peak(model: str, limit: str, threads: int) -> dict:
+def dnnbench_peak(model: str, limit: str, threads: int, search_s: float) -> dict:
     import dnnbench
 
     t0 = time.perf_counter()
-    served = dnnbench.serve(model, p99=limit, threads=threads, on_busy="measure", progress=False)
+    served = dnnbench.serve(model, p99=limit, threads=threads, on_busy="measure", progress=False,
+                            max_seconds_per_search=search_s)
     wall = time.perf_counter() - t0
     [peak] = served.peaks
     points = [p for p in served if p["status"] == "ok"]
@@ -119,13 +120,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--loadgen-seconds", type=float, default=300.0)
     parser.add_argument("--ratios", default="0.9,1.0,1.1", help="LoadGen rates as multiples of dnnbench's peak")
+    parser.add_argument("--search-seconds", type=float, default=60.0, help="dnnbench's search budget per model")
     args = parser.parse_args()
     from dnnbench.units import parse_duration
 
     limit = parse_duration(args.p99)
     rows = []
     for model in args.models.split(","):
-        ours = dnnbench_peak(model, args.p99, args.threads)
+        print(f"{model}: load average {os.getloadavg()[0]:.2f} at the start", flush=True)
+        ours = dnnbench_peak(model, args.p99, args.threads, args.search_seconds)
         server = FifoServer(model, args.threads)
         try:
             ref = [loadgen_point(server, ours["peak_qps"] * float(r), limit, args.loadgen_seconds)
