@@ -19,7 +19,7 @@ LAYERS = [
     {"store"},
     {"worker"},  # the child side: every scenario a worker process runs
     {"launch"},  # the one seam that starts processes
-    {"runner", "analysis", "export", "merging"},
+    {"runner", "analysis", "export", "merging", "comparing"},
     {"evaluation", "profiling"},
     {"cluster", "report", "deciding"},  # deciding: recommend --measure
     {"api"},

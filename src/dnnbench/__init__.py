@@ -11,8 +11,8 @@ See `dnnbench.api` (``help(dnnbench.run)``) for everything public: `models`, `in
 
 from ._version import __version__  # noqa: F401 - dnnbench.__version__
 
-__all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Served", "Setup", "UserError",
-           "evaluate", "inspect", "merge", "models", "open", "run", "serve"]
+__all__ = ["Comparison", "ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Served", "Setup",
+           "UserError", "compare", "evaluate", "inspect", "merge", "models", "open", "run", "serve"]
 
 
 def __getattr__(name: str):

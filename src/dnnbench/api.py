@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import math
 import re
 import shutil
 import sys
@@ -721,6 +722,120 @@ def merge(sources: str | os.PathLike | Sequence[str | os.PathLike], into: str | 
     except TypeError:
         raise UserError(f"sources must be a database path or a list of them, got {sources!r}") from None
     return merge_([_path(s, "each source") for s in sources], _path(into, "into"))
+
+
+def compare(base: str | os.PathLike, new: str | os.PathLike | None = None, *, base_where: str | dict | None = None,
+            new_where: str | dict | None = None, margin: float = 0.05) -> Comparison:
+    """The cells of ``base`` measured again in ``new`` (another database, or the same one with
+    ``new`` None): per cell, new's latency over base's (above 1: slower) with its 95% interval, paired
+    round by round where the two were measured in the same run, and a verdict at ``margin`` (a
+    fraction: 0.05 for 5%); the geometric mean per pair of setups. ``base_where``/``new_where`` select
+    each side: ``"backend=eager"``, ``{"machine": "laptop"}``, ``"model=resnet18"``, ``"run=3"``, or a
+    version the run recorded (``"torch=2.14"``); the key fields they name are what differs between
+    the sides. Both databases are only read. Returns a `Comparison`."""
+    from .comparing import parse_where, sides
+
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
+        raise UserError(f"the margin must be a fraction above 0 and below 1, e.g. 0.05 for 5%, got {margin!r}")
+    found = sides(_path(base, "base"), _path(new, "new", optional=True), parse_where(base_where, "--base"),
+                  parse_where(new_where, "--new"))
+    return Comparison(found, float(margin), _path(base, "base"), _path(new, "new", optional=True))
+
+
+class Comparison(Rows):
+    """The answer of `compare`: one dict per pair of cells, with the key (``model``, ``batch_size``, ...),
+    each side's setup and median (``base_median_s``, ``new_median_s``), ``ratio`` (new over base) and
+    its 95% interval ``low``/``high``, ``paired`` (round by round, over ``rounds``) and ``verdict``
+    (slower, slower within the margin, faster, same, undecided). ``geomeans``: per pair of setups, the
+    geometric mean of the ratios and its verdict. ``regressions(on)``: the cells (``on="cell"``) or
+    geometric means (``"geomean"``) shown slower with a slowdown beyond the margin not ruled out."""
+
+    def __init__(self, found, margin: float, base=None, new=None):
+        from .analysis.compare import change, geometric_mean, verdict
+
+        rows, groups = [], {}
+        for base, new in found.pairs:
+            ratio = change(base, new)
+            a, b = Setup.of(base), Setup.of(new)
+            row = {**{k: base[k] for k in ("model", "input_size", "batch_size")},
+                   "base_setup": a.label(machine=True), "new_setup": b.label(machine=True),
+                   **({"base_model": base["model"], "new_model": new["model"]} if base["model"] != new["model"] else {}),
+                   "base_median_s": base.get("latency_median_s"), "new_median_s": new.get("latency_median_s"),
+                   "ratio": ratio.value if ratio else None, "low": ratio.low if ratio else None,
+                   "high": ratio.high if ratio else None, "paired": ratio.paired if ratio else None,
+                   "rounds": ratio.rounds if ratio else None,
+                   "verdict": verdict(ratio, margin) if ratio else f"not comparable: {_failed(base, new)}",
+                   "disturbed": bool(base.get("disturbed") or new.get("disturbed"))}
+            rows.append(row)
+            if ratio is not None:
+                groups.setdefault((row["base_setup"], row["new_setup"]), []).append(ratio)
+        rows.sort(key=lambda r: (r["base_setup"], r["new_setup"], r["model"], r["input_size"], r["batch_size"]))
+        super().__init__(rows, render=self._text)
+        self.margin = margin
+        self.base, self.new = base, new
+        self.differing = found.differing
+        self.only_base, self.only_new = len(found.only_base), len(found.only_new)
+        self.geomeans = Rows([{"base_setup": a, "new_setup": b, "cells": len(rs), "ratio": g.value, "low": g.low,
+                               "high": g.high, "verdict": verdict(g, margin)}
+                              for (a, b), rs in groups.items() for g in [geometric_mean(rs)]])
+
+    def report(self, out: str | os.PathLike, force: bool = False) -> Path:
+        """Write compare.html (the figure of every cell's ratio and interval, and the table), its figure
+        as PNG and SVG, and compare.csv into the folder ``out``; returns the page's path. A file there
+        that is an SQLite database is overwritten only with ``force``."""
+        from .report.compare import build_compare_report
+
+        _flags(force=force)
+        out = _path(out, "out")
+        try:
+            return build_compare_report(self, out, self.base, self.new, force)
+        except OSError as exc:  # disk full, read-only, a file where a folder should be
+            raise UserError(f"cannot write the comparison into {out}: {exc.strerror or exc}; choose another "
+                            "--report folder") from exc
+
+    def regressions(self, on: str = "cell") -> Rows:
+        if on not in ("cell", "geomean"):
+            raise UserError(f"regressions are of a cell or of the geometric mean (on='cell' or 'geomean'), got {on!r}")
+        return Rows(r for r in (self if on == "cell" else self.geomeans) if r["verdict"] == "slower")
+
+    def _text(self, rows: list) -> str:
+        from .text import short_name, table
+        from .units import format_seconds
+
+        pct = f"{100 * self.margin:g}%"
+        body = [[short_name(r.get("base_model", r["model"])) + (f" -> {short_name(r['new_model'])}"
+                                                                  if "new_model" in r else ""),
+                 str(r["batch_size"]), format_seconds(r["base_median_s"]), format_seconds(r["new_median_s"]),
+                 _ratio_words(r), "paired" if r["paired"] else ("rounds" if r["rounds"] else "-"),
+                 r["verdict"] + (" [busy]" if r["disturbed"] else "")] for r in rows]
+        lines = []
+        setups = sorted({(r["base_setup"], r["new_setup"]) for r in rows})
+        for a, b in setups:
+            lines.append(f"base: {a}   new: {b}" if a != b else f"setup: {a}")
+        lines.append(table(["model", "batch", "base", "new", "new/base (95%)", "interval", "verdict"], body,
+                           right={1, 2, 3}))
+        for g in self.geomeans:
+            lines.append(f"geometric mean over {g['cells']} cells ({g['base_setup']} -> {g['new_setup']}): "
+                         f"{_ratio_words(g)}, {g['verdict']}")
+        counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in dict.fromkeys(r["verdict"] for r in rows)}
+        lines.append(", ".join(f"{n} {v}" for v, n in counts.items()) + f" (margin {pct}). "
+                     f"{self.only_base} cells only in base, {self.only_new} only in new.")
+        lines.append(f"new/base: new's latency over base's, above 1 slower. interval: paired over the rounds both took "
+                     f"in one run (the same minutes of the machine), else from each side's rounds (separate "
+                     f"processes, minutes apart). slower: shown slower and a slowdown beyond {pct} not ruled out; "
+                     f"same: within {pct} either way; undecided: the interval is too wide to say (measure more rounds).")
+        return "\n".join(lines)
+
+
+def _ratio_words(r: dict) -> str:
+    if r.get("ratio") is None:
+        return "-"
+    high = "inf" if r["high"] == math.inf else f"{r['high']:.3f}"
+    return f"{r['ratio']:.3f} ({r['low']:.3f}-{high})"
+
+
+def _failed(base: dict, new: dict) -> str:
+    return "; ".join(f"{side} {c.get('status')}" for side, c in (("base", base), ("new", new)) if c.get("status") != "ok")
 
 
 def _machine_name(setup: Setup, store) -> str:

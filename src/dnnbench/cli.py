@@ -25,6 +25,8 @@ from .setup import Setup
 
 INTERRUPTED = 130  # 128 + SIGINT, the shells' status of a command stopped by Ctrl-C
 NOTHING_MEASURED = 4
+SLOWER = 5  # compare --fail-above: a regression
+NOTHING_COMPARED = 6
 EXIT_STATUSES = {  # status: (in a word, what it means)
     0: ("done", "every cell asked for is in the database; a cell that ran out of memory or time is a result (its "
                 "limit), listed as such"),
@@ -35,6 +37,10 @@ EXIT_STATUSES = {  # status: (in a word, what it means)
     3: ("machine busy", "the machine was busy and --on-busy stop ended the work; everything measured before is kept"),
     NOTHING_MEASURED: ("nothing measured", "run: no cell asked for was measured, every one ran out of memory or "
                                            "time: raise --max-memory or --timeout, or give smaller batch sizes"),
+    SLOWER: ("slower", "compare --fail-above: a cell (or, with --gate geomean, a geometric mean) is shown slower, "
+                       "and a slowdown beyond the margin is not ruled out"),
+    NOTHING_COMPARED: ("nothing compared", "compare: the two sides share no cell measured on both; check the "
+                                           "databases and the --base/--new selections"),
     INTERRUPTED: ("interrupted", "Ctrl-C or SIGTERM; everything measured before is kept, and the same command "
                                  "again resumes"),
     141: ("output closed", "the reader of the output went away (`dnnbench models | head -1`)"),
@@ -78,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _merge_command(sub)
     _report_command(sub)
     _scenarios_command(sub)
+    _compare_command(sub)
     _recommend_command(sub)
     _predict_command(sub)
     return parser
@@ -228,6 +235,71 @@ def _merge_command(sub) -> None:
     p.add_argument("sources", nargs="+", metavar="DB", help="the databases to merge")
     p.add_argument("--into", required=True, metavar="PATH", help="the database to merge them into (created if absent)")
     p.add_argument("--json", action="store_true", help="what was merged as a JSON object")
+
+
+def _compare_command(sub) -> None:
+    p = sub.add_parser("compare", help="the same cells measured twice (two databases, setups, machines or "
+                                       "versions): each change with its 95% interval, a verdict, a CI gate")
+    p.add_argument("base", metavar="BASE.db", help="the baseline database")
+    p.add_argument("new", nargs="?", metavar="NEW.db", help="the database measured since (default: BASE.db, "
+                                                             "with --base and --new selecting each side)")
+    p.add_argument("--base", dest="base_where", metavar="FIELD=VALUE,...",
+                   help="the baseline's cells: backend=eager, machine=NAME, model=M, run=N, torch=2.14, ...")
+    p.add_argument("--new", dest="new_where", metavar="FIELD=VALUE,...", help="the new side's cells, likewise")
+    p.add_argument("--margin", default="5%", metavar="PCT",
+                   help="a change smaller than this is the same (default 5%%)")
+    p.add_argument("--fail-above", metavar="PCT",
+                   help="exit with status 5 when a change is shown slower and a slowdown beyond PCT is not ruled "
+                        "out (sets the margin)")
+    p.add_argument("--gate", choices=["cell", "geomean"], default="cell",
+                   help="with --fail-above: judge each cell (default) or each geometric mean")
+    p.add_argument("--report", metavar="DIR", help="also write compare.html (a figure of every ratio and its "
+                                                   "interval), its PNG/SVG and compare.csv into DIR")
+    p.add_argument("--force", action="store_true", help="with --report: write over SQLite databases of those names")
+    _add_json(p)
+
+
+def _percent(text: str) -> float:
+    value = text.strip()
+    if not value.endswith("%"):
+        raise UserError(f"give a percentage with its unit, e.g. 5%, got {text!r}")
+    try:
+        number = float(value[:-1])
+    except ValueError:
+        raise UserError(f"give a percentage, e.g. 5%, got {text!r}") from None
+    if not 0 < number < 100:
+        raise UserError(f"a margin is above 0% and below 100%, got {text!r}")
+    return number / 100
+
+
+def _finite(rows: list[dict]) -> list[dict]:
+    """JSON has no infinity: an unbounded interval's end is null."""
+    return [{k: None if isinstance(v, float) and math.isinf(v) else v for k, v in r.items()} for r in rows]
+
+
+def cmd_compare(args) -> int:
+    margin = _option("--fail-above", _percent, args.fail_above) or _option("--margin", _percent, args.margin)
+    if args.fail_above and args.margin != "5%":
+        raise UserError("--fail-above sets the margin: leave out --margin")
+    found = api.compare(args.base, args.new, base_where=args.base_where, new_where=args.new_where, margin=margin)
+    if args.json:
+        _json({"margin": margin, "cells": _finite(found.to_dicts()), "geomeans": _finite(found.geomeans.to_dicts()),
+               "only_base": found.only_base, "only_new": found.only_new})
+    else:
+        print(found)
+    if args.report:
+        page = found.report(args.report, force=args.force)
+        print(f"dnnbench: the comparison's page: {page}", file=sys.stderr)
+    if not any(r["ratio"] is not None for r in found):
+        print(f"dnnbench: {EXIT_STATUSES[NOTHING_COMPARED][1].removeprefix('compare: ')}", file=sys.stderr)
+        return NOTHING_COMPARED
+    if args.fail_above:
+        slower = found.regressions(args.gate)
+        if slower:
+            what = "cells" if args.gate == "cell" else "geometric means"
+            print(f"dnnbench: {len(slower)} {what} slower beyond {args.fail_above}", file=sys.stderr)
+            return SLOWER
+    return 0
 
 
 def _scenarios_command(sub) -> None:
@@ -588,7 +660,7 @@ def cmd_predict(args) -> int:
 
 
 COMMANDS = {"models": cmd_models, "inspect": cmd_inspect, "run": cmd_run, "eval": cmd_eval, "export": cmd_export,
-            "merge": cmd_merge, "report": cmd_report, "scenarios": cmd_scenarios, "recommend": cmd_recommend, "predict": cmd_predict}
+            "merge": cmd_merge, "report": cmd_report, "scenarios": cmd_scenarios, "compare": cmd_compare, "recommend": cmd_recommend, "predict": cmd_predict}
 
 
 class _Interrupts:

@@ -66,3 +66,95 @@ def latency_ratio(a: dict, b: dict) -> Ratio | None:
     if None in (la, ha, lb, hb) or lb <= 0 or hb <= 0:
         return Ratio(value, 0.0, math.inf, False, n)  # no interval: nothing can be said
     return Ratio(value, la / hb, ha / lb, False, n)
+
+
+# ---- comparing two measurements of one cell (`dnnbench compare`) ---------------------------------
+
+
+def paired_rounds(base: dict, new: dict) -> list[tuple[float, float]]:
+    """(base's, new's) round medians taken in the same run, round by round: a sweep visits every cell
+    once per round, so the k-th rounds of two cells in one run saw the same minutes of the machine.
+    None of them where either cell does not name the runs of its rounds (stored before schema 7)."""
+    from ..store.rounds import round_runs
+
+    runs_a, runs_b = round_runs(base), round_runs(new)
+    ma, mb = base.get("round_medians") or [], new.get("round_medians") or []
+    if runs_a is None or runs_b is None or len(runs_a) != len(ma) or len(runs_b) != len(mb):
+        return []
+    by_run: dict[str, tuple[list, list]] = {}
+    for run, m in zip(runs_a, ma, strict=True):
+        by_run.setdefault(run, ([], []))[0].append(m)
+    for run, m in zip(runs_b, mb, strict=True):
+        by_run.setdefault(run, ([], []))[1].append(m)
+    return [pair for a, b in by_run.values() for pair in zip(a, b)]
+
+
+def change(base: dict, new: dict) -> Ratio | None:
+    """New's latency over base's (above 1: slower), with its 95% interval: paired over the rounds the
+    two took in the same runs (two or more); else a Welch interval of the two sets of round medians
+    (two or more each); else from the two medians' intervals."""
+    if base.get("status") != "ok" or new.get("status") != "ok":
+        return None
+    mb, mn = base.get("latency_median_s"), new.get("latency_median_s")
+    if not mb or not mn:
+        return None
+    value = mn / mb
+    pairs = paired_rounds(base, new)
+    if len(pairs) >= 2:
+        logs = [math.log(n / b) for b, n in pairs]
+        k = len(logs)
+        mean = sum(logs) / k
+        sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (k - 1))
+        half = t975(k - 1) * sd / math.sqrt(k)
+        low, high = math.exp(mean - half), math.exp(mean + half)
+        return Ratio(value, min(low, value), max(high, value), True, k)
+    ra, rn = base.get("round_medians") or [], new.get("round_medians") or []
+    if len(ra) >= 2 and len(rn) >= 2:
+        la, ln = [math.log(x) for x in ra], [math.log(x) for x in rn]
+        va, vn = _variance(la) / len(la), _variance(ln) / len(ln)
+        se = math.sqrt(va + vn)
+        df = (va + vn) ** 2 / ((va**2 / (len(la) - 1) if va else 0) + (vn**2 / (len(ln) - 1) if vn else 0) or 1e-300)
+        half = t975(max(1, math.floor(min(df, len(la) + len(ln) - 2)))) * se
+        # the rounds (separate processes, minutes apart) are the independent repetitions: their
+        # medians' spread on each side, around the ratio of the pooled medians
+        centre = math.log(value)
+        return Ratio(value, math.exp(centre - half), math.exp(centre + half), False, min(len(ra), len(rn)))
+    own = latency_ratio({**base, "round_medians": None}, {**new, "round_medians": None})
+    return None if own is None else Ratio(own.value, own.low, own.high, False, 0)
+
+
+def _variance(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+
+
+VERDICTS = ("slower", "slower within the margin", "faster", "same", "undecided")
+
+
+def verdict(ratio: Ratio, margin: float) -> str:
+    """``slower``: shown slower (the interval above 1) and a slowdown beyond ``margin`` not ruled out;
+    ``slower within the margin``: shown slower, but by less than ``margin``; ``faster``: shown faster;
+    ``same``: the interval within the margin on both sides; ``undecided``: none of these (too wide)."""
+    if ratio.low > 1:
+        return "slower" if ratio.high > 1 + margin else "slower within the margin"
+    if ratio.high < 1:
+        return "faster"
+    if ratio.low >= 1 / (1 + margin) and ratio.high <= 1 + margin:
+        return "same"
+    return "undecided"
+
+
+def geometric_mean(ratios: list[Ratio]) -> Ratio | None:
+    """The geometric mean of several cells' ratios, its interval the geometric mean of their ends: as
+    wide as if every cell's error were the same (the drift of a shared machine moves all cells of a
+    run together), never narrower than what the cells show."""
+    ratios = [r for r in ratios if r is not None]
+    if not ratios:
+        return None
+
+    def gm(values):
+        return math.exp(sum(math.log(v) if v > 0 else -math.inf for v in values) / len(values)) \
+            if all(v < math.inf for v in values) else math.inf
+
+    return Ratio(gm([r.value for r in ratios]), gm([r.low for r in ratios]), gm([r.high for r in ratios]),
+                 all(r.paired for r in ratios), min(r.rounds for r in ratios))

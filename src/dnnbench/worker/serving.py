@@ -37,7 +37,6 @@ MAX_POINTS = 8
 STEPS = (1.06, 1.25, 2.0)
 MIN_POINT_S = 1.0  # a point runs at least this long (and for the requests a bound needs)
 BACKLOG_LIMITS = 20  # waiting longer than this many latency limits: the rate cannot be kept up
-MIN_FAIL = 10  # requests a point serves at least before it may be called a fail
 
 
 def run(spec: dict, emit) -> int:
@@ -363,11 +362,12 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
     def decided(latencies: list[float], backlog: float | None) -> bool:
         if backlog is not None and backlog > BACKLOG_LIMITS * limit:
             return True  # requests wait far beyond the limit: the rate cannot be kept up
-        if len(latencies) < MIN_FAIL or len(latencies) / qps < MIN_POINT_S:
+        if len(latencies) < need or len(latencies) / qps < MIN_POINT_S:
             return False
-        # a fail is shown by a few requests (the lower bound over the limit); a pass needs its bound's
-        found = verdict(latencies, q, limit)
-        return found == "fail" or (found == "pass" and len(latencies) >= need)
+        # a fail needs as many requests as a pass: the latencies of a queue come in runs (a burst of
+        # arrivals delays all that follow), so a few requests over the limit show a burst, not the rate
+        # (squeezenet1_1: failed on 10 requests at 28 requests/s, where LoadGen's 300 s met the limit at 29.5)
+        return verdict(latencies, q, limit) != "open"
 
     memory.reset_peak()
     window = busy.Window(watch.own)

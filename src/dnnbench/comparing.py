@@ -1,0 +1,124 @@
+"""`dnnbench compare`: the same cells measured twice, side by side, each change with its interval and
+a verdict at a margin (the statistics are `analysis.compare`).
+
+A side is a database and a selection in it (``backend=onnxruntime``, ``machine=laptop``,
+``model=resnet18``, ``run=3``, or a library version the run recorded, ``torch=2.14``). The fields two
+selections name are what differs between the sides; every other field of a cell's key must match for
+two cells to be compared. Both databases are only read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UserError
+from .setup import CELL_KEY, Setup
+
+# what a selection may name beyond the cell's key: the run that last measured the cell
+RUN_FIELD = "run"
+
+
+def parse_where(text: str | dict | None, what: str) -> dict[str, str]:
+    """``"backend=eager,precision=fp32"`` (or a dict) as {field: value}."""
+    if text is None:
+        return {}
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
+    out = {}
+    for part in (p.strip() for p in str(text).split(",") if p.strip()):
+        field, sep, value = part.partition("=")
+        if not sep or not field.strip() or not value.strip():
+            raise UserError(f"{what}: {part!r} is not FIELD=VALUE; e.g. backend=onnxruntime or torch=2.14")
+        out[field.strip()] = value.strip()
+    return out
+
+
+def _version_matches(recorded, wanted: str) -> bool:
+    """A recorded value equals the one asked for, or starts with it up to a separator (2.14 matches
+    2.14.1+cu130)."""
+    text = str(recorded)
+    return text == wanted or any(text.startswith(wanted + sep) for sep in ".+-_ ")
+
+
+def select(cells: list[dict], runs: list[dict], where: dict[str, str], what: str) -> list[dict]:
+    """The cells a selection keeps: key fields by value, ``run`` by id, any other field by the value the
+    cell's run recorded in its environment (a library's version, the host name)."""
+    environments = {r["run_id"]: r.get("environment") or {} for r in runs}
+    recorded = {k for env in environments.values() for k, v in env.items() if isinstance(v, (str, int, float))}
+    for field in where:
+        if field not in CELL_KEY and field != RUN_FIELD and field not in recorded:
+            known = ", ".join([*CELL_KEY, RUN_FIELD, *sorted(recorded)][:40])
+            raise UserError(f"{what}: no field {field!r} in these measurements; one of {known}")
+
+    def keeps(cell: dict) -> bool:
+        for field, value in where.items():
+            if field in CELL_KEY:
+                if str(cell.get(field)) != value:
+                    return False
+            elif field == RUN_FIELD:
+                if str(cell.get("run_id")) != value:
+                    return False
+            else:
+                env = environments.get(cell.get("run_id"), {})
+                if field not in env or not _version_matches(env[field], value):
+                    return False
+        return True
+
+    return [c for c in cells if keeps(c)]
+
+
+@dataclass
+class Sides:
+    """The cells of the two sides, paired: ``pairs`` of (base cell, new cell) that differ only in the
+    ``differing`` fields; ``only_base``/``only_new``: cells with no partner on the other side."""
+
+    pairs: list[tuple[dict, dict]]
+    differing: tuple[str, ...]
+    only_base: list[dict]
+    only_new: list[dict]
+
+
+def pair(base: list[dict], new: list[dict], differing: set[str]) -> Sides:
+    kept = tuple(k for k in CELL_KEY if k not in differing)
+
+    def index(cells: list[dict], side: str) -> dict:
+        out: dict[tuple, dict] = {}
+        for c in cells:
+            key = tuple(c[k] for k in kept)
+            if key in out:
+                a, b = Setup.of(out[key]), Setup.of(c)
+                apart = [f for f in CELL_KEY if f in differing or out[key].get(f) != c.get(f)]
+                raise UserError(f"the {side} side holds two cells for one comparison ({c['model']} batch "
+                                f"{c['batch_size']}: {a.label(machine=True)} and {b.label(machine=True)}); narrow "
+                                f"its selection by {', '.join(apart) or 'a field'}, e.g. backend=...")
+            out[key] = c
+        return out
+
+    a, b = index(base, "base"), index(new, "new")
+    return Sides([(a[k], b[k]) for k in a if k in b], tuple(k for k in CELL_KEY if k in differing),
+                 [a[k] for k in a if k not in b], [b[k] for k in b if k not in a])
+
+
+def read(path, what: str) -> tuple[list[dict], list[dict]]:
+    """Every cell (with its rounds) and run of the database at ``path``, read only."""
+    from .store import Store
+
+    with Store(path, create=False) as store:
+        return store.cells(), store.runs()
+
+
+def sides(base_path, new_path, base_where: dict, new_where: dict) -> Sides:
+    """The two sides' cells, selected and paired."""
+    base_cells, base_runs = read(base_path, "base")
+    new_cells, new_runs = (base_cells, base_runs) if new_path is None else read(new_path, "new")
+    if new_path is None and base_where == new_where:
+        raise UserError("the two sides are the same cells: give a second database, or select each side "
+                        "(--base backend=eager --new backend=onnxruntime)")
+    base_side = select(base_cells, base_runs, base_where, "--base")
+    new_side = select(new_cells, new_runs, new_where, "--new")
+    differing = {f for f in set(base_where) | set(new_where) if f in CELL_KEY}
+    for field in differing:
+        if field not in base_where or field not in new_where:
+            raise UserError(f"{field} differs between the sides: give it on both, e.g. --base {field}=A "
+                            f"--new {field}=B")
+    return pair(base_side, new_side, differing)
