@@ -1075,24 +1075,9 @@ class Results:
         """Serve the candidates that decide the answer to a load (`deciding.serve_to_decide`): (the steps,
         the setup served, the candidates' names)."""
         from .deciding import serve_to_decide
-        from .measure.device import machine_environment
         from .measure.serving import Policy
-        from .setup import machine_id
-        from .zoo import get, preset
 
-        names = list(dict.fromkeys(_names(models, "models") + (preset(zoo) if zoo else [])))
-        if not names:
-            raise UserError("recommend --qps --measure needs candidates: name models or a zoo (--zoo NAME)")
-        one = {}
-        for field, value in (("backend", backend), ("precision", precision)):
-            chosen = _names(value, field)
-            if len(chosen) > 1:
-                raise UserError(f"recommend --measure serves in one setup: give one {field}, not {', '.join(chosen)}")
-            if chosen:
-                one[field] = chosen[0]
-        entries = [get(n) for n in names]
-        setup = _runnable([Setup(**one)], _say_to(sys.stderr, "recommend"))[0]
-        setup = setup.on(setup.machine or machine_id(machine_environment("cpu")))
+        entries, setup = _candidates(models, zoo, backend, precision, "recommend --qps --measure", "serves")
         try:
             policy = Policy(max_batch, _wait_seconds(max_wait), instances)
         except ValueError as exc:
@@ -1117,23 +1102,8 @@ class Results:
         """Measure the candidates that decide the answer (`analysis.search.decide`): (the steps, the
         setup measured, the candidates' names)."""
         from .deciding import measure_to_decide
-        from .measure.device import machine_environment
-        from .setup import machine_id
-        from .zoo import get, preset
 
-        names = list(dict.fromkeys(_names(models, "models") + (preset(zoo) if zoo else [])))
-        if not names:
-            raise UserError("recommend --measure needs candidates: name models or a zoo (--zoo NAME)")
-        one = {}
-        for field, value in (("backend", backend), ("precision", precision)):
-            chosen = _names(value, field)
-            if len(chosen) > 1:
-                raise UserError(f"recommend --measure measures in one setup: give one {field}, not {', '.join(chosen)}")
-            if chosen:
-                one[field] = chosen[0]
-        entries = [get(n) for n in names]
-        setup = _runnable([Setup(**one)], _say_to(sys.stderr, "recommend"))[0]
-        setup = setup.on(setup.machine or machine_id(machine_environment("cpu")))
+        entries, setup = _candidates(models, zoo, backend, precision, "recommend --measure", "measures")
 
         def open_store(writable: bool):
             return self._writable() if writable else self._store()
@@ -1271,6 +1241,28 @@ def _steps_words(steps: list | None) -> str:
         result = "" if s.passes is None else (": meets every limit" if s.passes else ": breaks a limit")
         lines.append(f"  {s.name}: {s.action}, {s.why}{result}")
     return "\n".join(lines)
+
+
+def _candidates(models, zoo, backend, precision, command: str, verb: str) -> tuple[list, Setup]:
+    """The candidates of ``command`` (``models`` and a ``zoo``'s, as registry entries) and the one
+    setup on this machine it ``verb`` them in (one ``backend`` and ``precision``, default eager fp32)."""
+    from .measure.device import machine_environment
+    from .setup import machine_id
+    from .zoo import get, preset
+
+    names = list(dict.fromkeys(_names(models, "models") + (preset(zoo) if zoo else [])))
+    if not names:
+        raise UserError(f"{command} needs candidates: name models or a zoo (--zoo NAME)")
+    one = {}
+    for field, value in (("backend", backend), ("precision", precision)):
+        chosen = _names(value, field)
+        if len(chosen) > 1:
+            raise UserError(f"{command} {verb} in one setup: give one {field}, not {', '.join(chosen)}")
+        if chosen:
+            one[field] = chosen[0]
+    entries = [get(n) for n in names]
+    setup = _runnable([Setup(**one)], _say_to(sys.stderr, "recommend"))[0]
+    return entries, setup.on(setup.machine or machine_id(machine_environment("cpu")))
 
 
 def _published_top1(name: str, input_size: int) -> float | None:
