@@ -1279,7 +1279,27 @@ def _published_top1(name: str, input_size: int) -> float | None:
     return accuracy.top1 if accuracy else None
 
 
-class ServingAnswer(Rows):
+class _Answer(Rows):
+    """Rows of candidates, those that pass first (most accurate first), each with ``passes`` and its
+    ``machine``."""
+
+    @property
+    def best(self) -> dict | None:
+        """The first that passes, or None."""
+        return next((r for r in self if r["passes"]), None)
+
+    @property
+    def best_per_machine(self) -> dict[str, dict | None]:
+        """Each machine's most accurate candidate that passes, or None where none passes there."""
+        out: dict[str, dict | None] = {}
+        for r in self:
+            out.setdefault(r["machine"], None)
+            if r["passes"] and out[r["machine"]] is None:
+                out[r["machine"]] = r
+        return out
+
+
+class ServingAnswer(_Answer):
     """The answer of `Results.recommend_serving`: one dict per (model, setup, batching policy), those that
     meet the load first (most accurate first), with ``passes``, ``peak_qps`` (the highest rate shown to
     meet the tail limit), ``margin`` (that over the load), ``top1`` and ``broken``. ``best``: the first
@@ -1291,19 +1311,6 @@ class ServingAnswer(Rows):
         super().__init__(rows, render=lambda found: _serving_answer_table(found, qps, q, limit_s) + _steps_words(steps))
         self.steps = steps
 
-    @property
-    def best(self) -> dict | None:
-        return next((r for r in self if r["passes"]), None)
-
-    @property
-    def best_per_machine(self) -> dict[str, dict | None]:
-        """Each machine's most accurate (model, setup, policy) that meets the load, or None there."""
-        out: dict[str, dict | None] = {}
-        for r in self:
-            out.setdefault(r["machine"], None)
-            if r["passes"] and out[r["machine"]] is None:
-                out[r["machine"]] = r
-        return out
 
 
 def _serving_answer_table(rows: list, qps: float, q: float, limit_s: float) -> str:
@@ -1338,7 +1345,7 @@ def _serving_answer_of(rows: list) -> list[str]:
                   body, right={3, 4, 5}), words]
 
 
-class Recommendation(Rows):
+class Recommendation(_Answer):
     """The answer of `Results.recommend`: one dict per measured (model, setup), those that pass first
     (most accurate first), with ``passes``, ``top1`` (%), ``latency_s``, ``images_per_s``,
     ``memory_bytes``, ``energy_per_image_j``, ``interpolated`` (between two measured batch sizes),
@@ -1360,19 +1367,6 @@ class Recommendation(Rows):
     def passing(self) -> Rows:
         return Rows(r for r in self if r["passes"])
 
-    @property
-    def best(self) -> dict | None:
-        return next((r for r in self if r["passes"]), None)
-
-    @property
-    def best_per_machine(self) -> dict[str, dict | None]:
-        """Each machine's most accurate passing (model, setup), or None where none passes there."""
-        out: dict[str, dict | None] = {}
-        for r in self:
-            out.setdefault(r["machine"], None)
-            if r["passes"] and out[r["machine"]] is None:
-                out[r["machine"]] = r
-        return out
 
 
 class Predictions(Rows):
