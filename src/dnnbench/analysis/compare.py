@@ -55,12 +55,7 @@ def latency_ratio(a: dict, b: dict) -> Ratio | None:
     ra, rb = a.get("round_medians") or [], b.get("round_medians") or []
     n = min(len(ra), len(rb))
     if n >= 2:
-        logs = [math.log(x / y) for x, y in zip(ra[:n], rb[:n], strict=True)]
-        mean = sum(logs) / n
-        sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (n - 1))
-        half = t975(n - 1) * sd / math.sqrt(n)
-        low, high = math.exp(mean - half), math.exp(mean + half)
-        return Ratio(value, min(low, value), max(high, value), True, n)
+        return _paired(value, [math.log(x / y) for x, y in zip(ra[:n], rb[:n], strict=True)])
     la, ha = a.get("latency_ci_low_s"), a.get("latency_ci_high_s")
     lb, hb = b.get("latency_ci_low_s"), b.get("latency_ci_high_s")
     if None in (la, ha, lb, hb) or lb <= 0 or hb <= 0:
@@ -101,13 +96,7 @@ def change(base: dict, new: dict) -> Ratio | None:
     value = mn / mb
     pairs = paired_rounds(base, new)
     if len(pairs) >= 2:
-        logs = [math.log(n / b) for b, n in pairs]
-        k = len(logs)
-        mean = sum(logs) / k
-        sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (k - 1))
-        half = t975(k - 1) * sd / math.sqrt(k)
-        low, high = math.exp(mean - half), math.exp(mean + half)
-        return Ratio(value, min(low, value), max(high, value), True, k)
+        return _paired(value, [math.log(n / b) for b, n in pairs])
     ra, rn = base.get("round_medians") or [], new.get("round_medians") or []
     if len(ra) >= 2 and len(rn) >= 2:
         la, ln = [math.log(x) for x in ra], [math.log(x) for x in rn]
@@ -121,6 +110,15 @@ def change(base: dict, new: dict) -> Ratio | None:
         return Ratio(value, math.exp(centre - half), math.exp(centre + half), False, min(len(ra), len(rn)))
     own = latency_ratio({**base, "round_medians": None}, {**new, "round_medians": None})
     return None if own is None else Ratio(own.value, own.low, own.high, False, 0)
+
+
+def _paired(value: float, logs: list[float]) -> Ratio:
+    """The ratio ``value`` with a t-interval of the mean of paired log ratios (two or more)."""
+    k = len(logs)
+    mean = sum(logs) / k
+    half = t975(k - 1) * math.sqrt(_variance(logs) / k)
+    low, high = math.exp(mean - half), math.exp(mean + half)
+    return Ratio(value, min(low, value), max(high, value), True, k)
 
 
 def _variance(values: list[float]) -> float:

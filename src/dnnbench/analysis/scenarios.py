@@ -43,22 +43,22 @@ class Scenarios:
         return out
 
 
-def single_stream(m: Measured) -> dict | None:
-    cell = m.ok.get(1)
+def _tail_cell(m: Measured, batch: int, p: int) -> dict | None:
+    """The cell of ``batch``: its median, its ``p``-th percentile and that percentile's upper bound."""
+    cell = m.ok.get(batch)
     if cell is None:
         return None
-    return {"median_s": cell["latency_median_s"], "p90_s": cell.get("latency_p90_s"),
-            "p90_high_s": cell.get("latency_p90_high_s"), "samples": cell.get("samples"),
+    return {"median_s": cell["latency_median_s"], f"p{p}_s": cell.get(f"latency_p{p}_s"),
+            f"p{p}_high_s": cell.get(f"latency_p{p}_high_s"), "samples": cell.get("samples"),
             "disturbed": bool(cell.get("disturbed"))}
+
+
+def single_stream(m: Measured) -> dict | None:
+    return _tail_cell(m, 1, 90)
 
 
 def multi_stream(m: Measured) -> dict | None:
-    cell = m.ok.get(MULTI_STREAM_SAMPLES)
-    if cell is None:
-        return None
-    return {"median_s": cell["latency_median_s"], "p99_s": cell.get("latency_p99_s"),
-            "p99_high_s": cell.get("latency_p99_high_s"), "samples": cell.get("samples"),
-            "disturbed": bool(cell.get("disturbed"))}
+    return _tail_cell(m, MULTI_STREAM_SAMPLES, 99)
 
 
 def offline(m: Measured) -> dict | None:
