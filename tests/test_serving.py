@@ -16,7 +16,7 @@ from dnnbench.analysis.serving import answer, peaks
 from dnnbench.errors import UserError
 from dnnbench.measure.serving import Policy, arrivals, capacity, serve, verdict
 from dnnbench.store import Store
-from dnnbench.worker.serving import batch_sizes, search
+from dnnbench.worker.serving import batch_sizes, point_seconds, search
 
 from clitool import cli  # noqa: E402
 
@@ -321,6 +321,13 @@ def test_a_search_out_of_time_reports_what_it_bracketed():
 
 
 # -- recommend --qps --measure: serve only what decides ------------------------------------------------
+
+
+def test_a_point_is_long_enough_for_its_bound_but_never_past_the_search_budget():
+    assert point_seconds(100.0, 299, 10.0, left=60.0) == 10.0  # 299 requests arrive in 3 s: the short minimum
+    assert point_seconds(10.0, 299, 10.0, left=60.0) == pytest.approx(1.3 * 29.9 + 1)  # the bound's requests
+    assert point_seconds(10.0, 299, 10.0, left=12.0) == 12.0  # cut to what is left of the search's time
+    assert point_seconds(10.0, 299, 10.0, left=-1.0) == 0.5
 
 
 def test_only_the_candidates_that_decide_the_load_are_served(tmp_path, synthetic):

@@ -183,7 +183,8 @@ def _run_command(sub) -> None:
                          help="the longest one rate is served; it stops sooner once its percentile is decided "
                               "(default 10)")
     serving.add_argument("--max-seconds-per-search", type=_positive_float, default=120.0, metavar="S",
-                         help="the longest a peak search takes; then it reports the rates it bracketed (default 120)")
+                         help="the longest a peak search takes, the model's build included; then it reports the rates "
+                              "it bracketed (default 120)")
 
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="measure on every node of this Ray cluster (HEAD:6379, or auto), each on its own hardware, "

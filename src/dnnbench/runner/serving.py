@@ -23,7 +23,8 @@ class ServeConfig:
     """What a server sweep measures: ``setups`` (one device and thread count), ``policies``, the tail
     ``percentile`` (a fraction: 0.99) and its ``limit_s``; ``qps``: the rates to measure, or None to
     search the peak; ``max_seconds_per_point``; ``max_seconds_per_search``: the time a peak search may
-    take, after which it reports what it bracketed; ``on_busy`` as the sweep's."""
+    take, from the model's build to its last point (the last cut short to fit), after which it reports
+    what it bracketed; ``on_busy`` as the sweep's."""
 
     setups: tuple
     policies: tuple

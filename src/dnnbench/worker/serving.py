@@ -67,6 +67,7 @@ def _serve(spec: dict, emit) -> None:
     from ..zoo.weights import calibrate_norms_
     from .latency import BusyWatch, _prepare
 
+    began = time.monotonic()  # the search's budget counts from here: build, prepare and service times included
     setup, policy = spec["setup"], Policy(**spec["policy"])
     emit("stage", stage="build")
     entry = get(spec.get("base") or spec["model"], spec["input_size"], spec.get("weights_file"))
@@ -103,14 +104,9 @@ def _serve(spec: dict, emit) -> None:
     need = samples_for_a_bound(q)
 
     budget = float(spec.get("max_seconds_per_search") or math.inf)
-    began = time.monotonic()
 
     def point(qps: float, k: int) -> dict:
-        # long enough for the requests a bound needs, however low the rate, within what is left of
-        # the search's time (a point may still take its own budget)
-        short = float(spec["max_seconds_per_point"])
-        left = budget - (time.monotonic() - began)
-        seconds = min(max(short, 1.3 * need / qps + 1.0), max(short, left))
+        seconds = point_seconds(qps, need, float(spec["max_seconds_per_point"]), budget - (time.monotonic() - began))
         return served_until_undisturbed(
             lambda waited: _point(server, watch, qps, q, limit, seconds, seed + k, waited), watch.retries, emit)
 
@@ -125,7 +121,14 @@ def _serve(spec: dict, emit) -> None:
     predicted = predicted_peak(service, policy, q, limit)
     emit("predicted", qps=predicted, capacity=capacity(median, policy))
     emit("peak", **search(point, predicted, resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS)),
-                          budget_s=budget))
+                          budget_s=budget, since=began))
+
+
+def point_seconds(qps: float, need: int, short: float, left: float) -> float:
+    """How long a point at ``qps`` may serve: long enough for the ``need`` requests a bound needs, however
+    low the rate (at least ``short``), and never past the ``left`` seconds of the search's budget: a
+    point cut short ends undecided, and says so, rather than overrun the budget."""
+    return max(0.5, min(max(short, 1.3 * need / qps + 1.0), left))
 
 
 def _service_times(forward, x, budget_s: float = 2.0) -> list[float]:
@@ -147,16 +150,16 @@ def _service_times(forward, x, budget_s: float = 2.0) -> list[float]:
 
 
 def search(point, start: float | None, resolution: float = RESOLUTION, max_points: int = MAX_POINTS,
-           budget_s: float = math.inf, clock=time.monotonic) -> dict:
+           budget_s: float = math.inf, clock=time.monotonic, since: float | None = None) -> dict:
     """The highest rate that passes, by bisection between one that passes and one that does not,
     from ``start`` (the peak the queueing model predicts): the first rate just under it, then steps
     of 6%, 25%, then doubling (or halving) until the verdict turns, then bisection. ``point(qps, k)`` measures one rate and
     returns its record (``verdict``). Returns ``passed`` (the highest rate that passed, or None),
     ``failed`` (the lowest that did not, or None) and ``points``; where ``budget_s`` (seconds of
-    ``clock``) was spent before the peak was known to ``resolution``, a ``reason`` says so."""
+    ``clock`` from ``since``, by default from now) was spent before the peak was known to ``resolution``, a ``reason`` says so."""
     passed, failed, k = None, None, 0
     qps, step = (0.97 * start, 1.06) if start else (1.0, 2.0)
-    began, found = clock(), None
+    began, found = clock() if since is None else since, None
     while k < max_points:
         if clock() - began >= budget_s:
             undecided = (f"; {found['qps']:.3g} requests/s was not decided in its time (the bound needs more "
