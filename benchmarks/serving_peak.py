@@ -140,6 +140,10 @@ def main() -> None:
         rows.append({"model": model, **ours, "loadgen": ref, "loadgen_peak_between": [max(valid) if valid else None,
                                                                                       min(invalid) if invalid else None]})
         r = rows[-1]
+        if r["peak_qps"] is None:
+            print(f"{model}: dnnbench found no rate that met the limit in {r['search_s']:.0f} s ({r['points']} points, "
+                  f"the fastest failed {r['next_failed_qps']})", flush=True)
+            continue
         print(f"{model}: dnnbench {r['peak_qps']:.3g} req/s in {r['search_s']:.0f} s ({r['points']} points, load "
               f"generator {100 * r['load_gen_core_share']:.2f}% of a core, {r['busy_points']} busy); LoadGen "
               + ", ".join(f"{p['qps']:.3g}: {'VALID' if p['valid'] else 'INVALID'} (p99 {1e3 * (p['p99_s'] or 0):.1f} ms"

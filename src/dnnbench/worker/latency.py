@@ -52,6 +52,39 @@ _stage = ["imports"]  # the stage a fatal error belongs to
 CHECK_IMAGES = 8  # images compared with eager fp32 to judge a setup's correctness
 
 
+def built_model(spec: dict, stage=None):
+    """The job's model (``spec``: model, base, input_size, weights_file, setup) built on the setup's
+    device in its layout, with the user's weights or, without them, normalisation statistics
+    calibrated on random inputs; and ``make_input(batch)``, random normal images in that layout, the
+    same sequence in every process. (The latency scenario builds its own: it times each stage.)"""
+    import torch
+
+    from ..zoo import get
+    from ..zoo.weights import calibrate_norms_
+
+    setup = spec["setup"]
+    if stage:
+        stage("build")
+    entry = get(spec.get("base") or spec["model"], spec["input_size"], spec.get("weights_file"))
+    model = entry.build("cpu").to(setup["device"])
+    if entry.weights_file:
+        from ..zoo.weights import load_user_weights_, read_state_dict
+
+        load_user_weights_(model, read_state_dict(entry.weights_file), entry.weights_file, entry.name)
+    generator = torch.Generator().manual_seed(0)
+    layout = torch.channels_last if setup.get("layout") == "channels_last" else torch.contiguous_format
+
+    def make_input(batch: int):
+        x = torch.randn(batch, 3, entry.input_size, entry.input_size, generator=generator)
+        return x.to(setup["device"]).contiguous(memory_format=layout)
+
+    if stage:
+        stage("prepare")
+    if not entry.weights_file:
+        calibrate_norms_(model, make_input(2))
+    return model.to(memory_format=layout), make_input
+
+
 def _prepare(model, setup: dict, make_input, batch: int):
     """The setup's backend made ready for ``model``: (forward step, the Prepared, correctness figures).
     Correctness: the logits of ``CHECK_IMAGES`` images against eager fp32's on the same inputs and
