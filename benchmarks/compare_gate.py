@@ -1,18 +1,22 @@
 """The regression gate's error rates on this machine: false alarms on A/A pairs and power on a known
-slowdown, paired (both sides in one sweep) and unpaired (two sweeps, minutes apart).
+slowdown, in turns (`run --versus`), paired within one sweep, and unpaired (two sweeps, minutes apart).
 
-Each repetition is one sweep of three models at batch 1, in rounds (every model once per round, in a
-random order): resnet18, the same network again (benchmarks/models/slowed.py:resnet18_again) and the
+The models: resnet18, the same network again (benchmarks/models/slowed.py:resnet18_again) and the
 network with a matrix product after it sized to cost ``--slowdown`` of its pass
-(slowed.py:resnet18_slowed; the size is chosen here first, on the quiet machine). Then
-`dnnbench.compare` at ``--margin``:
+(slowed.py:resnet18_slowed; the size is chosen here first, on the quiet machine). Each repetition, at
+batch 1, then `dnnbench.compare` at ``--margin``:
 
-- paired A/A: resnet18 against resnet18_again in the same sweep; a false alarm is a gate failure;
-- paired A/B: resnet18 against resnet18_slowed in the same sweep; detected when the gate fails;
-- unpaired A/A: resnet18 of one sweep against resnet18 of the next; unpaired A/B: resnet18 of one sweep
-  against resnet18_slowed of the next (versions measured apart, as `compare OLD.db NEW.db`).
+- ``--mode versus`` (the default): `dnnbench.versus` measures resnet18 against resnet18_again (A/A)
+  and against resnet18_slowed (A/B), each in ``--rounds`` rounds of two workers taking turns;
+- ``--mode sweep``: one sweep of the three models in rounds (every model once per round, in a random
+  order); paired A/A and A/B within the sweep, and unpaired A/A (resnet18 of one sweep against
+  resnet18 of the next) and A/B (against resnet18_slowed of the next), as `compare OLD.db NEW.db`.
 
-    .venv/bin/python benchmarks/compare_gate.py [--repeats 20] [--rounds 5] [--margin 0.05] [--slowdown 0.05]
+A false alarm is an A/A pair the gate fails (`compare --fail-above`: a cell shown slower with a
+slowdown beyond the margin not ruled out); an A/B pair is detected when the gate fails.
+
+    .venv/bin/python benchmarks/compare_gate.py [--mode versus|sweep] [--repeats 20] [--rounds 3]
+        [--margin 0.05] [--slowdown 0.05] [--budget 5]
 
 Run it on a quiet machine. Prints the rates and writes compare_gate.json.
 """
@@ -73,17 +77,61 @@ def gate(result) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("versus", "sweep"), default="versus")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--margin", type=float, default=0.05)
     parser.add_argument("--slowdown", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--budget", type=float, default=10.0, help="--max-seconds-per-cell of each sweep")
+    parser.add_argument("--budget", type=float, default=5.0, help="--max-seconds-per-cell of each sweep or round")
     args = parser.parse_args()
     n, target = extra_size(args.slowdown, args.threads)
     os.environ["DNNBENCH_EXTRA_N"] = str(n)
     print(f"extra work: a {n}x{n} matrix product, {target * 1e3:.2f} ms ({100 * args.slowdown:g}% of a pass); "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    found, ratios, walls = (_versus if args.mode == "versus" else _sweeps)(args)
+    summary = {}
+    for name, alarms in found.items():
+        rate = sum(alarms) / len(alarms)
+        summary[name] = {"pairs": len(alarms), "gate_failed": sum(alarms), "rate": rate,
+                         "median_ratio": statistics.median(ratios[name]),
+                         "median_width": statistics.median(h - lo for lo, h in ratios[name + " interval"])}
+        what = "false alarms" if "A/A" in name else "detected"
+        print(f"{name}: {what} {sum(alarms)} of {len(alarms)} ({100 * rate:.0f}%), median ratio "
+              f"{summary[name]['median_ratio']:.3f}, median interval width {summary[name]['median_width']:.3f}")
+    models = 2 if args.mode == "versus" else 3
+    print(f"wall time: {statistics.median(walls):.0f} s a repetition ({statistics.median(walls) / models:.0f} s a "
+          f"model, {args.rounds} rounds); load average {os.getloadavg()[0]:.2f} at the end")
+    with open("compare_gate.json", "w") as f:
+        json.dump({"extra_n": n, "summary": summary, "walls": walls, "args": vars(args)}, f, indent=1)
+
+
+def _note(found, ratios, name, result) -> None:
+    found[name].append(gate(result))
+    ratios[name].append(result[0]["ratio"])
+    ratios[name + " interval"].append((result[0]["low"], result[0]["high"]))
+
+
+def _versus(args):
+    """Each repetition: resnet18 against itself and against the slowed network, the two in turns."""
+    names = ("in turns A/A", "in turns A/B")
+    found, ratios, walls = {k: [] for k in names}, {k: [] for m in names for k in (m, m + " interval")}, []
+    for i in range(args.repeats):
+        t0 = time.perf_counter()
+        for name, other in zip(names, (AGAIN, SLOWED), strict=True):
+            result = dnnbench.versus(BASE, {"model": other}, batch_sizes=1, threads=args.threads, rounds=args.rounds,
+                                     max_seconds_per_cell=args.budget, margin=args.margin, progress=False)
+            _note(found, ratios, name, result)
+        walls.append(time.perf_counter() - t0)
+        print(f"repetition {i + 1}: {walls[-1]:.0f} s, A/A {ratios[names[0]][-1]:.3f}, A/B {ratios[names[1]][-1]:.3f}, "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    return found, ratios, walls
+
+
+def _sweeps(args):
+    """Each repetition one sweep of the three models, compared within it and with the next."""
+    names = ("paired A/A", "paired A/B", "unpaired A/A", "unpaired A/B")
+    found, ratios = {k: [] for k in names}, {k: [] for m in names for k in (m, m + " interval")}
     out = Path(tempfile.mkdtemp(prefix="compare-gate-"))
     dbs, walls = [], []
     for i in range(args.repeats):
@@ -92,32 +140,15 @@ def main() -> None:
                                   str(args.threads), "--max-seconds-per-cell", str(args.budget), "--on-busy", "measure"))
         dbs.append(db)
         print(f"sweep {i + 1}: {walls[-1]:.0f} s, load average {os.getloadavg()[0]:.2f}", flush=True)
-    found = {"paired A/A": [], "paired A/B": [], "unpaired A/A": [], "unpaired A/B": []}
-    ratios = {k: [] for k in found}
     for i, db in enumerate(dbs):
         for name, other in (("paired A/A", AGAIN), ("paired A/B", SLOWED)):
-            r = dnnbench.compare(db, base_where={"model": BASE}, new_where={"model": other}, margin=args.margin)
-            found[name].append(gate(r))
-            ratios[name].append(r[0]["ratio"])
+            _note(found, ratios, name, dnnbench.compare(db, base_where={"model": BASE}, new_where={"model": other},
+                                                        margin=args.margin))
         if i + 1 < len(dbs):
             for name, other in (("unpaired A/A", BASE), ("unpaired A/B", SLOWED)):
-                r = dnnbench.compare(db, dbs[i + 1], base_where={"model": BASE}, new_where={"model": other},
-                                     margin=args.margin)
-                found[name].append(gate(r))
-                ratios[name].append(r[0]["ratio"])
-    summary = {}
-    for name, alarms in found.items():
-        rate = sum(alarms) / len(alarms)
-        summary[name] = {"pairs": len(alarms), "gate_failed": sum(alarms), "rate": rate,
-                         "median_ratio": statistics.median(ratios[name])}
-        what = "false alarms" if "A/A" in name else "detected"
-        print(f"{name}: {what} {sum(alarms)} of {len(alarms)} ({100 * rate:.0f}%), median ratio "
-              f"{statistics.median(ratios[name]):.3f}")
-    per_model = statistics.median(walls) / 3
-    print(f"wall time: {statistics.median(walls):.0f} s a sweep of 3 models ({per_model:.0f} s a model, "
-          f"{args.rounds} rounds)")
-    with open("compare_gate.json", "w") as f:
-        json.dump({"extra_n": n, "summary": summary, "walls": walls, "args": vars(args)}, f, indent=1)
+                _note(found, ratios, name, dnnbench.compare(db, dbs[i + 1], base_where={"model": BASE},
+                                                            new_where={"model": other}, margin=args.margin))
+    return found, ratios, walls
 
 
 if __name__ == "__main__":

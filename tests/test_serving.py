@@ -212,7 +212,7 @@ def test_points_under_load_merge_once(tmp_path, synthetic):
             store.put_serving(p)
     assert dnnbench.merge([source], into).points == 3
     again = dnnbench.merge([source], into)
-    assert again.points == 0 and "0 point(s) under load added" in str(again)
+    assert again.points == 0 and "0 point(s) under load and" in str(again)
     with Store(into, create=False) as store:
         assert sorted(p["qps"] for p in store.serving()) == [8, 12, 14]
 

@@ -12,7 +12,7 @@ See `dnnbench.api` (``help(dnnbench.run)``) for everything public: `models`, `in
 from ._version import __version__  # noqa: F401 - dnnbench.__version__
 
 __all__ = ["Comparison", "ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Served", "Setup",
-           "UserError", "compare", "evaluate", "inspect", "merge", "models", "open", "run", "serve"]
+           "UserError", "compare", "evaluate", "inspect", "merge", "models", "open", "run", "serve", "versus"]
 
 
 def __getattr__(name: str):

@@ -38,7 +38,7 @@ from .runner.plan import BATCH_SIZES, MAX_BATCH, RunConfig
 from .setup import Setup, is_reference
 
 __all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Served", "Setup", "UserError",
-           "evaluate", "inspect", "merge", "models", "open", "run", "serve"]
+           "evaluate", "inspect", "merge", "models", "open", "run", "serve", "versus"]
 
 DEFAULT_DB = "dnnbench.db"
 DEFAULT_REPORT = "dnnbench-report"
@@ -706,6 +706,50 @@ def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: floa
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+def versus(models: str | Sequence[str], versus: str | dict, *, batch_sizes: int | str | Sequence[int] | None = 1,
+           backend: str | None = None, precision: str | None = None, device: str | None = None,
+           threads: int | None = None, channels_last: bool = False, machine: str | None = None,
+           input_size: int | None = None, db: str | os.PathLike | None = None, rounds: int = 3,
+           target_ci: float = 0.01, max_seconds_per_cell: float = 10.0, on_busy: str = "measure",
+           margin: float = 0.05, progress: bool = True, argv: Sequence[str] | None = None) -> Comparison:
+    """Each model against ``versus`` (``"backend=onnxruntime"``, ``"precision=int8"``,
+    ``{"model": "resnet34"}``: the fields the new side changes), measured by two workers that take
+    turns on the machine, block by block, so that both sides see the same seconds of it (the machine's
+    drift between minutes cancels); ``rounds`` fresh pairs of processes, each batch size until the
+    ratio's 95% interval is within ``target_ci`` or ``max_seconds_per_cell`` seconds a round. The base
+    setup as for `run` (one backend and precision). ``db``: stored there, in the ``pairs`` table that
+    `compare` reads (None: a temporary file). Returns the `Comparison` at ``margin``."""
+    from .comparing import parse_where
+    from .runner.pairs import PairConfig, pair_sweep
+
+    _flags(progress=progress)
+    changed = parse_where(versus, "versus")
+    entries = _entries(models, None, input_size, None)
+    if "model" in changed and len(entries) != 1:
+        raise UserError(f"--versus model=... compares one model with another: give one model, got {len(entries)}")
+    db = _path(db, "db", optional=True)
+    base = Setup(backend=backend or "eager", precision=precision or "fp32", device=device or "cpu",
+                 threads=threads, layout="channels_last" if channels_last else "nchw", machine=machine)
+    config = PairConfig(setup=base, versus=changed, batch_sizes=_batch_sizes(batch_sizes),
+                        rounds=rounds, target_ci=target_ci, max_seconds_per_cell=max_seconds_per_cell, on_busy=on_busy)
+    say = _say_to(sys.stderr, "run")
+    temporary = tempfile.mkdtemp(prefix="dnnbench-") if db is None else None
+    path = db or Path(temporary) / "results.db"
+    try:
+        from .store import Store
+
+        with Store(path) as store:
+            pair_sweep(store, config, entries, list(argv) if argv is not None else ["(python)", "dnnbench.versus"],
+                       say if progress else (lambda text: None))
+        base_where = {k: (entries[0].name if k == "model" else str(getattr(config.setup, k))) for k in changed}
+        new_where = {k: (_entries([v], None, entries[0].input_size)[0].name if k == "model" else str(v))
+                     for k, v in changed.items()}
+        return compare(path, base_where=base_where, new_where=new_where, margin=margin)
+    finally:
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
 def merge(sources: str | os.PathLike | Sequence[str | os.PathLike], into: str | os.PathLike):
     """Merge databases measured apart (``dnnbench run`` on an edge board, an air-gapped host) into ``into``
     (created if absent), reading the sources and never writing them. Cells stay apart by setup (the
@@ -745,7 +789,8 @@ def compare(base: str | os.PathLike, new: str | os.PathLike | None = None, *, ba
 class Comparison(Rows):
     """The answer of `compare`: one dict per pair of cells, with the key (``model``, ``batch_size``, ...),
     each side's setup and median (``base_median_s``, ``new_median_s``), ``ratio`` (new over base) and
-    its 95% interval ``low``/``high``, ``paired`` (round by round, over ``rounds``) and ``verdict``
+    its 95% interval ``low``/``high``, ``paired`` (round by round, over ``rounds``), ``interleaved`` (the
+    two took turns on the machine, `run --versus`) and ``verdict``
     (slower, slower within the margin, faster, same, undecided). ``geomeans``: per pair of setups, the
     geometric mean of the ratios and its verdict. ``regressions(on)``: the cells (``on="cell"``) or
     geometric means (``"geomean"``) shown slower with a slowdown beyond the margin not ruled out."""
@@ -763,7 +808,7 @@ class Comparison(Rows):
                    "base_median_s": base.get("latency_median_s"), "new_median_s": new.get("latency_median_s"),
                    "ratio": ratio.value if ratio else None, "low": ratio.low if ratio else None,
                    "high": ratio.high if ratio else None, "paired": ratio.paired if ratio else None,
-                   "rounds": ratio.rounds if ratio else None,
+                   "rounds": ratio.rounds if ratio else None, "interleaved": bool(ratio and ratio.interleaved),
                    "verdict": verdict(ratio, margin) if ratio else f"not comparable: {_failed(base, new)}",
                    "disturbed": bool(base.get("disturbed") or new.get("disturbed"))}
             rows.append(row)
@@ -806,7 +851,8 @@ class Comparison(Rows):
         body = [[short_name(r.get("base_model", r["model"])) + (f" -> {short_name(r['new_model'])}"
                                                                   if "new_model" in r else ""),
                  str(r["batch_size"]), format_seconds(r["base_median_s"]), format_seconds(r["new_median_s"]),
-                 _ratio_words(r), "paired" if r["paired"] else ("rounds" if r["rounds"] else "-"),
+                 _ratio_words(r), "in turns" if r.get("interleaved") else "paired" if r["paired"] else
+                 ("rounds" if r["rounds"] else "-"),
                  r["verdict"] + (" [busy]" if r["disturbed"] else "")] for r in rows]
         lines = []
         setups = sorted({(r["base_setup"], r["new_setup"]) for r in rows})
@@ -820,7 +866,8 @@ class Comparison(Rows):
         counts = {v: sum(1 for r in rows if r["verdict"] == v) for v in dict.fromkeys(r["verdict"] for r in rows)}
         lines.append(", ".join(f"{n} {v}" for v, n in counts.items()) + f" (margin {pct}). "
                      f"{self.only_base} cells only in base, {self.only_new} only in new.")
-        lines.append(f"new/base: new's latency over base's, above 1 slower. interval: paired over the rounds both took "
+        lines.append(f"new/base: new's latency over base's, above 1 slower. interval: in turns, over the rounds of "
+                     f"two workers that took turns on the machine (run --versus); paired, over the rounds both took "
                      f"in one run (the same minutes of the machine), else from each side's rounds (separate "
                      f"processes, minutes apart). slower: shown slower and a slowdown beyond {pct} not ruled out; "
                      f"same: within {pct} either way; undecided: the interval is too wide to say (measure more rounds).")
@@ -919,6 +966,16 @@ class Results:
         skipped, images per second, the weights file, the data folder and how its classes were mapped."""
         with self._store() as store:
             return Rows(store.accuracies(), render=_accuracy_table)
+
+    @property
+    def pairs(self) -> Rows:
+        """Every round of every comparison measured in turns (`versus`, ``run --versus``), oldest first:
+        one dict each with the base (model and setup) and the new side (``new_model``, ``new_backend``,
+        ...), the batch size, the round, new over base (``ratio``, its 95% interval ``ratio_low`` and
+        ``ratio_high`` over the round's paired blocks), each side's median in seconds and its block
+        medians, and what other processes used of the machine meanwhile."""
+        with self._store() as store:
+            return Rows(store.pairs())
 
     @property
     def setups(self) -> list[Setup]:

@@ -160,6 +160,12 @@ def _run_command(sub) -> None:
                         "(up to 30 s) and time a disturbed cell once more, then flag it; measure: flag only; "
                         "stop: end the sweep (exit status 3), keeping every cell measured")
 
+    p.add_argument("--versus", metavar="FIELD=VALUE",
+                   help="measure each model against another model or setup (model=, backend=, precision=, layout=, "
+                        "threads=; comma-separated), the two in worker processes that take turns on the machine "
+                        "every fifth of a second, so that the machine's drift cancels; prints their comparison "
+                        "(batch size 1 unless --batch-sizes, 3 rounds, ±1%% target, 10 s a cell and round)")
+
     serving = p.add_argument_group(
         "serving under load (--scenario server)",
         "requests arrive as a Poisson process (MLPerf's Server scenario); each model, setup and batching policy "
@@ -445,7 +451,7 @@ def cmd_inspect(args) -> int:
     return 1 if found.failures else 0
 
 
-_SINGLE_STREAM_ONLY = ("batch_sizes", "target_ci", "max_seconds_per_cell", "max_memory", "timeout", "rounds", "quick",
+_SINGLE_STREAM_ONLY = ("versus", "batch_sizes", "target_ci", "max_seconds_per_cell", "max_memory", "timeout", "rounds", "quick",
                        "retry_failed", "cluster", "machines", "channels_last")
 _SERVER_ONLY = {"p99": None, "p90": None, "qps": None, "max_batch": "1", "max_wait": "0ms", "instances": "1",
                 "max_seconds_per_point": 10.0, "max_seconds_per_search": 120.0}
@@ -504,11 +510,42 @@ def _multi_stream_batch(given: str | None) -> str:
     return str(MULTI_STREAM_SAMPLES)
 
 
+_NOT_VERSUS = ("zoo", "quick", "max_memory", "timeout", "retry_failed", "cluster", "machines", "weights")
+
+
+def cmd_versus(args) -> int:
+    given = [f"--{name.replace('_', '-')}" for name in _NOT_VERSUS if getattr(args, name) not in (None, False)]
+    if args.scenario != "single-stream":
+        given.append("--scenario")
+    if given:
+        raise UserError(f"{', '.join(given)} cannot go with --versus: leave them out")
+    for name in ("backend", "precision"):
+        if len(_option(f"--{name}", _list, getattr(args, name)) or []) > 1:
+            raise UserError(f"--versus measures one base setup: give one --{name}, and the other in --versus")
+    try:
+        found = api.versus(args.models, args.versus, batch_sizes=args.batch_sizes or 1, backend=args.backend,
+                           precision=args.precision, device=args.device, threads=args.threads,
+                           channels_last=args.channels_last, machine=args.machine, input_size=args.input_size,
+                           db=args.db, rounds=args.rounds or 3, target_ci=args.target_ci or 0.01,
+                           max_seconds_per_cell=args.max_seconds_per_cell or 10.0, on_busy=args.on_busy,
+                           argv=sys.argv[1:])
+    except KeyboardInterrupt:
+        print(f"dnnbench: interrupted; every round measured so far is kept in {args.db}", file=sys.stderr)
+        return INTERRUPTED
+    print(found)
+    if not any(r["ratio"] is not None for r in found):
+        print(f"dnnbench: {EXIT_STATUSES[NOTHING_MEASURED][1].removeprefix('run: ')}", file=sys.stderr)
+        return NOTHING_MEASURED
+    return 1 if any(r["ratio"] is None for r in found) else 0
+
+
 def cmd_run(args) -> int:
     from .units import parse_size
 
     if args.scenario == "server":
         return cmd_serve(args)
+    if args.versus:
+        return cmd_versus(args)
     given = [f"--{name.replace('_', '-')}" for name, default in _SERVER_ONLY.items() if getattr(args, name) != default]
     if given:
         raise UserError(f"{', '.join(given)} belong to the server scenario: add --scenario server")

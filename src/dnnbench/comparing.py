@@ -99,18 +99,19 @@ def pair(base: list[dict], new: list[dict], differing: set[str]) -> Sides:
                  [a[k] for k in a if k not in b], [b[k] for k in b if k not in a])
 
 
-def read(path, what: str) -> tuple[list[dict], list[dict]]:
-    """Every cell (with its rounds) and run of the database at ``path``, read only."""
+def read(path, what: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """Every cell (with its rounds), run and interleaved pair's row of the database at ``path``, read only."""
     from .store import Store
 
     with Store(path, create=False) as store:
-        return store.cells(), store.runs()
+        return store.cells(), store.runs(), store.pairs()
 
 
 def sides(base_path, new_path, base_where: dict, new_where: dict) -> Sides:
-    """The two sides' cells, selected and paired."""
-    base_cells, base_runs = read(base_path, "base")
-    new_cells, new_runs = (base_cells, base_runs) if new_path is None else read(new_path, "new")
+    """The two sides' cells, selected and paired: from the interleaved pairs (`run --versus`) where
+    the two selections name both sides of some, else from the cells."""
+    base_cells, base_runs, base_pairs = read(base_path, "base")
+    new_cells, new_runs = (base_cells, base_runs) if new_path is None else read(new_path, "new")[:2]
     if new_path is None and base_where == new_where:
         raise UserError("the two sides are the same cells: give a second database, or select each side "
                         "(--base backend=eager --new backend=onnxruntime)")
@@ -121,4 +122,45 @@ def sides(base_path, new_path, base_where: dict, new_where: dict) -> Sides:
         if field not in base_where or field not in new_where:
             raise UserError(f"{field} differs between the sides: give it on both, e.g. --base {field}=A "
                             f"--new {field}=B")
+    if new_path is None and base_pairs:
+        found = _interleaved_sides(base_pairs, base_runs, base_where, new_where, differing)
+        if found.pairs:
+            return found
     return pair(base_side, new_side, differing)
+
+
+def pair_sides(rows: list[dict]) -> list[tuple[dict, dict]]:
+    """The interleaved pairs' rows as (base cell, new cell) in the cells' shape: one per model, setups
+    and batch size, over every round and run that measured it (each a fresh pair of processes). Each
+    carries its rows (``interleaved_rows``), from which `analysis.compare.interleaved` takes the ratio."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["model"], r["input_size"], *(r[f] for f in Setup.FIELDS), r["batch_size"], r["new_model"],
+               r["new_input_size"], r["new_backend"], r["new_precision"], r["new_threads"], r["new_layout"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for group in groups.values():
+        last, ok = group[-1], [r for r in group if r["status"] == "ok"]
+        common = {"batch_size": last["batch_size"], "run_id": last["run_id"], "machine": last["machine"],
+                  "device": last["device"], "status": "ok" if ok else last["status"],
+                  "error": None if ok else last.get("error"), "interleaved_rows": group,
+                  "disturbed": any(r.get("disturbed") for r in ok)}
+
+        def median(name: str):
+            values = sorted(r[name] for r in ok if r.get(name))
+            return values[len(values) // 2] if values else None
+
+        base = {**common, **{f: last[f] for f in ("model", "input_size", "backend", "precision", "threads", "layout")},
+                "latency_median_s": median("base_median_s")}
+        new = {**common, "model": last["new_model"], "input_size": last["new_input_size"],
+               **{f: last[f"new_{f}"] for f in ("backend", "precision", "threads", "layout")},
+               "latency_median_s": median("new_median_s")}
+        out.append((base, new))
+    return out
+
+
+def _interleaved_sides(rows: list[dict], runs: list[dict], base_where: dict, new_where: dict,
+                       differing: set[str]) -> Sides:
+    both = [(b, n) for b, n in pair_sides(rows)
+            if select([b], runs, base_where, "--base") and select([n], runs, new_where, "--new")]
+    return pair([b for b, _ in both], [n for _, n in both], differing)

@@ -31,7 +31,7 @@ from pathlib import Path
 from .errors import UserError
 from .store import rounds as rounds_
 from .setup import Setup, cell_key
-from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, SERVING_COLUMNS, Store, insert_cells
+from .store import _ACCURACY_JSON, ACCURACY_COLUMNS, PAIR_COLUMNS, SERVING_COLUMNS, Store, insert_cells
 
 ACTIONS = ("added", "same", "updated", "pooled", "conflict")
 
@@ -48,19 +48,20 @@ class Merged:
     models: int = 0
     evaluations: int = 0
     points: int = 0
+    pairs: int = 0
     conflicts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"into": self.into, "sources": self.sources, "cells": self.cells, "runs": self.runs,
                 "models": self.models, "evaluations": self.evaluations, "points": self.points,
-                "conflicts": self.conflicts}
+                "pairs": self.pairs, "conflicts": self.conflicts}
 
     def __str__(self) -> str:
         c = self.cells
         text = (f"merged {len(self.sources)} database(s) into {self.into}: {c['added']} cell(s) added, "
                 f"{c['pooled']} pooled with rounds of the same cell, {c['updated']} replaced by a later version, "
                 f"{c['same']} already there, {c['conflict']} conflict(s); {self.runs} run(s), {self.models} "
-                f"model(s), {self.evaluations} evaluation(s), {self.points} point(s) under load added")
+                f"model(s), {self.evaluations} evaluation(s), {self.points} point(s) under load and {self.pairs} interleaved pair row(s) added")
         if self.conflicts:
             shown = self.conflicts[:10]
             text += "\nconflicts (the version kept: measured over failed, then more rounds, then later):\n  " + \
@@ -205,16 +206,24 @@ def _absorb_accuracy(db: sqlite3.Connection, target: Store, reader: Store, repor
 
 
 def _absorb_serving(target: Store, reader: Store, run_ids: dict[int, int], report: Merged) -> None:
-    """The server scenario's points the target lacks (a point is added once however often it is merged)."""
-    def key(row: dict) -> tuple:
-        return tuple(json.dumps(row.get(c)) for c, _ in SERVING_COLUMNS if c != "run_id")
+    """The server scenario's points and the interleaved pairs' rows the target lacks (a row is added once
+    however often it is merged)."""
+    report.points += _absorb_rows(target.serving(), reader.serving(), SERVING_COLUMNS,
+                                  target.put_serving_in_transaction, run_ids)
+    report.pairs += _absorb_rows(target.pairs(), reader.pairs(), PAIR_COLUMNS, target.put_pair_in_transaction, run_ids)
 
-    held = {key(r) for r in target.serving()}
-    for row in reader.serving():
+
+def _absorb_rows(held_rows: list[dict], rows: list[dict], columns, put, run_ids: dict[int, int]) -> int:
+    def key(row: dict) -> tuple:
+        return tuple(json.dumps(row.get(c)) for c, _ in columns if c != "run_id")
+
+    held, added = {key(r) for r in held_rows}, 0
+    for row in rows:
         if key(row) not in held:
-            target.put_serving_in_transaction({**row, "run_id": run_ids.get(row.get("run_id"))})
+            put({**row, "run_id": run_ids.get(row.get("run_id"))})
             held.add(key(row))
-            report.points += 1
+            added += 1
+    return added
 
 
 def _conflict_words(target: dict, source: dict, kept_source: bool) -> str:

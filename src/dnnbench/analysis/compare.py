@@ -26,6 +26,7 @@ class Ratio:
     high: float
     paired: bool
     rounds: int
+    interleaved: bool = False  # the two sides took turns on the machine (`run --versus`)
 
     @property
     def verdict(self) -> str:
@@ -37,7 +38,8 @@ class Ratio:
         return "tie"
 
     def describe(self, a: str, b: str) -> str:
-        how = f"paired over {self.rounds} rounds" if self.paired else "from the two medians' intervals"
+        how = (f"in turns, over {self.rounds} round(s)" if self.interleaved else
+               f"paired over {self.rounds} rounds" if self.paired else "from the two medians' intervals")
         interval = f"{self.value:.2f}x (95% interval {self.low:.2f}x to {self.high:.2f}x, {how})"
         if self.verdict == "tie":
             return f"{a} and {b} cannot be told apart at this precision: time ratio {interval}"
@@ -85,11 +87,14 @@ def paired_rounds(base: dict, new: dict) -> list[tuple[float, float]]:
 
 
 def change(base: dict, new: dict) -> Ratio | None:
-    """New's latency over base's (above 1: slower), with its 95% interval: paired over the rounds the
+    """New's latency over base's (above 1: slower), with its 95% interval: from their interleaved
+    rounds where the two took turns (`run --versus`, see `interleaved`); else paired over the rounds the
     two took in the same runs (two or more); else a Welch interval of the two sets of round medians
     (two or more each); else from the two medians' intervals."""
     if base.get("status") != "ok" or new.get("status") != "ok":
         return None
+    if base.get("interleaved_rows") is not None and base["interleaved_rows"] is new.get("interleaved_rows"):
+        return interleaved(base["interleaved_rows"])  # the two took turns: their own paired figure
     mb, mn = base.get("latency_median_s"), new.get("latency_median_s")
     if not mb or not mn:
         return None
@@ -110,6 +115,22 @@ def change(base: dict, new: dict) -> Ratio | None:
         return Ratio(value, math.exp(centre - half), math.exp(centre + half), False, min(len(ra), len(rn)))
     own = latency_ratio({**base, "round_medians": None}, {**new, "round_medians": None})
     return None if own is None else Ratio(own.value, own.low, own.high, False, 0)
+
+
+def interleaved(rows: list[dict]) -> Ratio | None:
+    """New over base from one comparison's interleaved rounds (rows of the ``pairs`` table): a
+    t-interval over the rounds' mean log ratios, since the rounds (fresh pairs of processes) are the
+    independent repetitions; with one round, the interval of its paired blocks, which cannot cover
+    what differs between two processes. None without a measured round."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("ratio")]
+    if not ok:
+        return None
+    if len(ok) == 1:
+        (r,) = ok
+        return Ratio(r["ratio"], r["ratio_low"], r["ratio_high"], True, 1, interleaved=True)
+    logs = [math.log(r["ratio"]) for r in ok]
+    found = _paired(math.exp(sum(logs) / len(logs)), logs)
+    return Ratio(found.value, found.low, found.high, True, found.rounds, interleaved=True)
 
 
 def _paired(value: float, logs: list[float]) -> Ratio:

@@ -25,7 +25,7 @@ from ..measure.accuracy import evaluated_model
 from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -222,9 +222,40 @@ def _migrate_8_to_9(db: sqlite3.Connection) -> None:
                    (tails["latency_p90_high_s"], tails["latency_p99_high_s"], cell_id))
 
 
+# schema 10: interleaved pairs (`dnnbench run --versus`): one row per round and batch size of a model
+# against another model or setup, timed in turns by two workers; `compare` reads them as paired measurements
+PAIR_COLUMNS = [
+    ("run_id", "INTEGER"), ("round", "INTEGER NOT NULL"), ("model", "TEXT NOT NULL"),
+    ("input_size", "INTEGER NOT NULL"), ("machine", "TEXT NOT NULL"), ("device", "TEXT NOT NULL"),
+    ("backend", "TEXT NOT NULL"), ("precision", "TEXT NOT NULL"), ("threads", "INTEGER NOT NULL"),
+    ("layout", "TEXT NOT NULL"), ("batch_size", "INTEGER NOT NULL"), ("new_model", "TEXT NOT NULL"),
+    ("new_input_size", "INTEGER NOT NULL"), ("new_backend", "TEXT NOT NULL"), ("new_precision", "TEXT NOT NULL"),
+    ("new_threads", "INTEGER NOT NULL"), ("new_layout", "TEXT NOT NULL"), ("status", "TEXT NOT NULL"),
+    ("error", "TEXT"), ("pairs", "INTEGER"), ("ratio", "REAL"), ("ratio_low", "REAL"), ("ratio_high", "REAL"),
+    ("base_median_s", "REAL"), ("new_median_s", "REAL"), ("base_blocks", "TEXT"), ("new_blocks", "TEXT"),
+    ("base_per_block", "INTEGER"), ("new_per_block", "INTEGER"), ("wall_s", "REAL"), ("stop_reason", "TEXT"),
+    ("contention", "REAL"), ("disturbed", "INTEGER"), ("base_max_rel_error", "REAL"),
+    ("base_top1_agreement", "REAL"), ("new_max_rel_error", "REAL"), ("new_top1_agreement", "REAL"),
+    ("measured_at", "TEXT NOT NULL"),
+]
+_PAIR_JSON = ("base_blocks", "new_blocks")
+
+
+def _pair_insert(row: dict) -> tuple[str, list]:
+    row = {**row, "measured_at": row.get("measured_at") or now()}
+    names = [c for c, _ in PAIR_COLUMNS]
+    values = [json.dumps(row.get(c)) if c in _PAIR_JSON else row.get(c) for c in names]
+    return f"INSERT INTO pairs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values
+
+
+def _migrate_9_to_10(db: sqlite3.Connection) -> None:
+    columns = ", ".join(f"{c} {t}" for c, t in PAIR_COLUMNS)
+    db.execute(f"CREATE TABLE IF NOT EXISTS pairs (id INTEGER PRIMARY KEY, {columns})")
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
-              7: _migrate_7_to_8, 8: _migrate_8_to_9}  # from version n to n + 1
+              7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10}  # from version n to n + 1
 
 
 def now() -> str:
@@ -424,6 +455,27 @@ class Store:
             row["overloaded"] = None if row["overloaded"] is None else bool(row["overloaded"])
             row["disturbed"] = None if row["disturbed"] is None else bool(row["disturbed"])
             row["load_apart"] = None if row.get("load_apart") is None else bool(row["load_apart"])
+        return rows
+
+    def put_pair(self, row: dict) -> None:
+        """Store one round and batch size of an interleaved pair (`PAIR_COLUMNS`)."""
+        self._write(*_pair_insert(row))
+
+    def put_pair_in_transaction(self, row: dict) -> None:
+        """`put_pair` inside a transaction the caller holds (`merge`)."""
+        self.db.execute(*_pair_insert(row))
+
+    def pairs(self) -> list[dict]:
+        """Every interleaved pair's row stored, oldest first (none before schema 10)."""
+        if not self._has("pairs"):
+            return []
+        cur = self.db.execute("SELECT * FROM pairs ORDER BY id")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        for row in rows:
+            for c in _PAIR_JSON:
+                row[c] = json.loads(row[c]) if row.get(c) else None
+            row["disturbed"] = None if row["disturbed"] is None else bool(row["disturbed"])
         return rows
 
     def accuracies(self) -> list[dict]:
