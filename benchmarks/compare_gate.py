@@ -15,8 +15,8 @@ batch 1, then `dnnbench.compare` at ``--margin``:
 A false alarm is an A/A pair the gate fails (`compare --fail-above`: a cell shown slower with a
 slowdown beyond the margin not ruled out); an A/B pair is detected when the gate fails.
 
-    .venv/bin/python benchmarks/compare_gate.py [--mode versus|sweep] [--repeats 20] [--rounds 3]
-        [--margin 0.05] [--slowdown 0.05] [--budget 5]
+    .venv/bin/python benchmarks/compare_gate.py [--mode versus|sweep] [--repeats 20] [--rounds 5]
+        [--margin 0.05] [--slowdown 0.05] [--budget 4]
 
 Run it on a quiet machine. Prints the rates and writes compare_gate.json.
 """
@@ -40,7 +40,9 @@ BASE, AGAIN, SLOWED = "resnet18", f"{FILE}:resnet18_again", f"{FILE}:resnet18_sl
 
 
 def extra_size(share: float, threads: int) -> tuple[int, float]:
-    """The side of the square matrix product that costs ``share`` of resnet18's pass at batch 1."""
+    """The side of the square matrix product that, run after resnet18's pass at batch 1, makes the two
+    take ``share`` longer than the pass alone (timed together, as the slowed model runs it: a product
+    timed alone, with its operands hot in the cache, costs less than after a pass)."""
     import torch
     import torchvision
 
@@ -58,16 +60,22 @@ def extra_size(share: float, threads: int) -> tuple[int, float]:
                 times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    target = share * timed(lambda: model(x))
+    def slowed_by(n: int) -> float:
+        a = torch.randn(n, n)
+        ratios = []
+        for _ in range(3):  # interleaved, so that drift moves both alike
+            alone = timed(lambda: model(x), 15)
+            ratios.append(timed(lambda: (model(x), torch.mm(a, a)), 15) / alone - 1)
+        return statistics.median(ratios)
+
     lo, hi = 16, 2048
-    while hi - lo > 8:  # the product's time grows with its side: bisect
+    while hi - lo > 8:  # the extra share grows with the product's side: bisect
         mid = (lo + hi) // 2
-        a = torch.randn(mid, mid)
-        if timed(lambda: torch.mm(a, a), 15) < target:
+        if slowed_by(mid) < share:
             lo = mid
         else:
             hi = mid
-    return lo, target
+    return lo, share * timed(lambda: model(x))
 
 
 def gate(result) -> bool:
@@ -79,11 +87,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("versus", "sweep"), default="versus")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--margin", type=float, default=0.05)
     parser.add_argument("--slowdown", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--budget", type=float, default=5.0, help="--max-seconds-per-cell of each sweep or round")
+    parser.add_argument("--budget", type=float, default=4.0, help="--max-seconds-per-cell of each sweep or round")
     args = parser.parse_args()
     n, target = extra_size(args.slowdown, args.threads)
     os.environ["DNNBENCH_EXTRA_N"] = str(n)

@@ -709,14 +709,15 @@ def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: floa
 def versus(models: str | Sequence[str], versus: str | dict, *, batch_sizes: int | str | Sequence[int] | None = 1,
            backend: str | None = None, precision: str | None = None, device: str | None = None,
            threads: int | None = None, channels_last: bool = False, machine: str | None = None,
-           input_size: int | None = None, db: str | os.PathLike | None = None, rounds: int = 3,
-           target_ci: float = 0.01, max_seconds_per_cell: float = 10.0, on_busy: str = "measure",
+           input_size: int | None = None, db: str | os.PathLike | None = None, rounds: int | None = None,
+           target_ci: float | None = None, max_seconds_per_cell: float | None = None, on_busy: str = "measure",
            margin: float = 0.05, progress: bool = True, argv: Sequence[str] | None = None) -> Comparison:
     """Each model against ``versus`` (``"backend=onnxruntime"``, ``"precision=int8"``,
     ``{"model": "resnet34"}``: the fields the new side changes), measured by two workers that take
     turns on the machine, block by block, so that both sides see the same seconds of it (the machine's
     drift between minutes cancels); ``rounds`` fresh pairs of processes, each batch size until the
-    ratio's 95% interval is within ``target_ci`` or ``max_seconds_per_cell`` seconds a round. The base
+    ratio's 95% interval is within ``target_ci`` or ``max_seconds_per_cell`` seconds a round (None:
+    `runner.pairs.VERSUS_DEFAULTS`, 5 rounds, 0.01, 4 s). The base
     setup as for `run` (one backend and precision). ``db``: stored there, in the ``pairs`` table that
     `compare` reads (None: a temporary file). Returns the `Comparison` at ``margin``."""
     from .comparing import parse_where
@@ -730,8 +731,9 @@ def versus(models: str | Sequence[str], versus: str | dict, *, batch_sizes: int 
     db = _path(db, "db", optional=True)
     base = Setup(backend=backend or "eager", precision=precision or "fp32", device=device or "cpu",
                  threads=threads, layout="channels_last" if channels_last else "nchw", machine=machine)
-    config = PairConfig(setup=base, versus=changed, batch_sizes=_batch_sizes(batch_sizes),
-                        rounds=rounds, target_ci=target_ci, max_seconds_per_cell=max_seconds_per_cell, on_busy=on_busy)
+    given = {k: v for k, v in (("rounds", rounds), ("target_ci", target_ci),
+                               ("max_seconds_per_cell", max_seconds_per_cell)) if v is not None}
+    config = PairConfig(setup=base, versus=changed, batch_sizes=_batch_sizes(batch_sizes), on_busy=on_busy, **given)
     say = _say_to(sys.stderr, "run")
     temporary = tempfile.mkdtemp(prefix="dnnbench-") if db is None else None
     path = db or Path(temporary) / "results.db"

@@ -21,6 +21,7 @@ from ._version import __version__
 from .api import DEFAULT_DB, DEFAULT_REPORT
 from .errors import UserError
 from .runner.plan import BATCH_SIZES, DEFAULTS, MIN_TARGET_CI, QUICK_DEFAULTS
+from .runner.pairs import VERSUS_DEFAULTS
 from .setup import Setup
 
 INTERRUPTED = 130  # 128 + SIGINT, the shells' status of a command stopped by Ctrl-C
@@ -164,7 +165,9 @@ def _run_command(sub) -> None:
                    help="measure each model against another model or setup (model=, backend=, precision=, layout=, "
                         "threads=; comma-separated), the two in worker processes that take turns on the machine "
                         "every fifth of a second, so that the machine's drift cancels; prints their comparison "
-                        "(batch size 1 unless --batch-sizes, 3 rounds, ±1%% target, 10 s a cell and round)")
+                        f"(batch size 1 unless --batch-sizes, {VERSUS_DEFAULTS['rounds']} rounds, "
+                        f"±{100 * VERSUS_DEFAULTS['target_ci']:g}%% target, {VERSUS_DEFAULTS['max_seconds_per_cell']:g} s "
+                        "a cell and round)")
 
     serving = p.add_argument_group(
         "serving under load (--scenario server)",
@@ -526,8 +529,8 @@ def cmd_versus(args) -> int:
         found = api.versus(args.models, args.versus, batch_sizes=args.batch_sizes or 1, backend=args.backend,
                            precision=args.precision, device=args.device, threads=args.threads,
                            channels_last=args.channels_last, machine=args.machine, input_size=args.input_size,
-                           db=args.db, rounds=args.rounds or 3, target_ci=args.target_ci or 0.01,
-                           max_seconds_per_cell=args.max_seconds_per_cell or 10.0, on_busy=args.on_busy,
+                           db=args.db, rounds=args.rounds, target_ci=args.target_ci,
+                           max_seconds_per_cell=args.max_seconds_per_cell, on_busy=args.on_busy,
                            argv=sys.argv[1:])
     except KeyboardInterrupt:
         print(f"dnnbench: interrupted; every round measured so far is kept in {args.db}", file=sys.stderr)

@@ -23,7 +23,10 @@ from ..worker import PAIR
 
 # what the new side may change: the model, or a field of the setup (one machine and device for both)
 VERSUS_FIELDS = ("model", "backend", "precision", "layout", "threads")
-FOLLOWER_GRACE_S = 5.0  # one side ended: the other is given this long to say why, then stopped
+FOLLOWER_GRACE_S = 5.0
+# five rounds: the rounds are the ratio's repetitions, and with three a t-interval's 2 degrees of
+# freedom made it ±3.4% wide (benchmarks/compare_gate.py), too wide to see 5%
+VERSUS_DEFAULTS = {"rounds": 5, "target_ci": 0.01, "max_seconds_per_cell": 4.0}  # one side ended: the other is given this long to say why, then stopped
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,9 @@ class PairConfig:
     setup: Setup
     versus: dict = field(default_factory=dict)
     batch_sizes: tuple = (1,)
-    rounds: int = 3
-    target_ci: float = 0.01
-    max_seconds_per_cell: float = 10.0
+    rounds: int = VERSUS_DEFAULTS["rounds"]
+    target_ci: float = VERSUS_DEFAULTS["target_ci"]
+    max_seconds_per_cell: float = VERSUS_DEFAULTS["max_seconds_per_cell"]
     on_busy: str = "measure"
 
     def __post_init__(self):
@@ -219,4 +222,4 @@ def _ratio_words(row: dict) -> str:
             + (", machine busy" if row.get("disturbed") else ""))
 
 
-__all__ = ["PairConfig", "VERSUS_FIELDS", "pair_sweep"]
+__all__ = ["PairConfig", "VERSUS_DEFAULTS", "VERSUS_FIELDS", "pair_sweep"]
