@@ -91,9 +91,12 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=0.05)
     parser.add_argument("--slowdown", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--extra-n", type=int, default=None,
+                        help="the matrix product's side, in place of the one sized here (e.g. sized from a long run "
+                             "in turns: the cost grows with its cube)")
     parser.add_argument("--budget", type=float, default=4.0, help="--max-seconds-per-cell of each sweep or round")
     args = parser.parse_args()
-    n, target = extra_size(args.slowdown, args.threads)
+    n, target = (args.extra_n, float("nan")) if args.extra_n else extra_size(args.slowdown, args.threads)
     os.environ["DNNBENCH_EXTRA_N"] = str(n)
     print(f"extra work: a {n}x{n} matrix product, {target * 1e3:.2f} ms ({100 * args.slowdown:g}% of a pass); "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
