@@ -53,6 +53,25 @@ def machine_lock(on_wait=None, interrupted=lambda: False):
         os.close(fd)  # releases the lock
 
 
+@contextlib.contextmanager
+def measuring(store, run_id: int, say, launcher, own_launcher: bool):
+    """A run of the server or the pair scenario while it measures: the machine lock held (a sweep
+    beside it said, then waited for), the run finished as complete or interrupted however it ends,
+    and the launcher closed where the run started it."""
+    outcome = "complete"
+    try:
+        with machine_lock(lambda holder: say(f"another dnnbench sweep is measuring on this machine ({holder}); "
+                                             "waiting for it to finish")):
+            yield
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
+    finally:
+        store.finish_run(run_id, outcome)
+        if own_launcher:
+            launcher.close()
+
+
 def is_free() -> bool:
     """Whether no sweep holds the measuring lock at this moment (a glance: it may be taken the next)."""
     try:

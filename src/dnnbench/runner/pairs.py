@@ -85,7 +85,7 @@ def pair_sweep(store, config: PairConfig, entries, argv: list[str], say, launche
     round); every batch size's row stored in ``store`` and returned."""
     from ..measure.device import machine_environment
     from ..zoo import get
-    from .lock import machine_lock
+    from .lock import measuring
     from .sweep import _preload
 
     env = machine_environment(config.setup.device)
@@ -102,21 +102,11 @@ def pair_sweep(store, config: PairConfig, entries, argv: list[str], say, launche
     rows: list[dict] = []
     own = launcher is None
     launcher = launcher or Launcher(max(base.threads, new.threads))
-    outcome = "complete"
-    try:
-        with machine_lock(lambda holder: say(f"another dnnbench sweep is measuring on this machine ({holder}); "
-                                             "waiting for it to finish")):
-            for round_no in range(1, config.rounds + 1):
-                for a, b in sides:
-                    rows += _pair_one(store, launcher, run_id, round_no, (a, base), (b, new), config, say,
-                                      (_preload(a.name), _preload(b.name)))
-    except KeyboardInterrupt:
-        outcome = "interrupted"
-        raise
-    finally:
-        store.finish_run(run_id, outcome)
-        if own:
-            launcher.close()
+    with measuring(store, run_id, say, launcher, own):
+        for round_no in range(1, config.rounds + 1):
+            for a, b in sides:
+                rows += _pair_one(store, launcher, run_id, round_no, (a, base), (b, new), config, say,
+                                  (_preload(a.name), _preload(b.name)))
     return rows
 
 

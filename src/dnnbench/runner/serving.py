@@ -56,7 +56,7 @@ def serve_sweep(store, config: ServeConfig, entries, argv: list[str], say, launc
     """Serve each model of ``entries`` in each setup and policy of ``config``; every point stored in
     ``store`` and returned (a model that fails is one row with its ``status`` and ``error``)."""
     from ..measure.device import machine_environment
-    from .lock import machine_lock
+    from .lock import measuring
     from .sweep import _preload
 
     env = machine_environment(config.setups[0].device)
@@ -67,22 +67,12 @@ def serve_sweep(store, config: ServeConfig, entries, argv: list[str], say, launc
     rows: list[dict] = []
     own = launcher is None
     launcher = launcher or Launcher(setups[0].threads)
-    outcome = "complete"
-    try:
-        with machine_lock(lambda holder: say(f"another dnnbench sweep is measuring on this machine ({holder}); "
-                                             "waiting for it to finish")):
-            for entry in entries:
-                for setup in setups:
-                    for policy in config.policies:
-                        rows += _serve_one(store, launcher, run_id, entry, setup, policy, config, say,
-                                           _preload(entry.name))
-    except KeyboardInterrupt:
-        outcome = "interrupted"
-        raise
-    finally:
-        store.finish_run(run_id, outcome)
-        if own:
-            launcher.close()
+    with measuring(store, run_id, say, launcher, own):
+        for entry in entries:
+            for setup in setups:
+                for policy in config.policies:
+                    rows += _serve_one(store, launcher, run_id, entry, setup, policy, config, say,
+                                       _preload(entry.name))
     return rows
 
 

@@ -445,17 +445,21 @@ class Store:
 
     def serving(self) -> list[dict]:
         """Every point of the server scenario stored, oldest first (none before schema 8)."""
-        if not self._has("serving"):
-            return []
-        cur = self.db.execute("SELECT * FROM serving ORDER BY id")
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        rows = self._all_rows("serving")
         for row in rows:
             row["service_s"] = json.loads(row["service_s"]) if row.get("service_s") else None
             row["overloaded"] = None if row["overloaded"] is None else bool(row["overloaded"])
             row["disturbed"] = None if row["disturbed"] is None else bool(row["disturbed"])
             row["load_apart"] = None if row.get("load_apart") is None else bool(row["load_apart"])
         return rows
+
+    def _all_rows(self, table: str) -> list[dict]:
+        """Every row of ``table`` as a dict, oldest first; none where the file predates the table."""
+        if not self._has(table):
+            return []
+        cur = self.db.execute(f"SELECT * FROM {table} ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def put_pair(self, row: dict) -> None:
         """Store one round and batch size of an interleaved pair (`PAIR_COLUMNS`)."""
@@ -467,11 +471,7 @@ class Store:
 
     def pairs(self) -> list[dict]:
         """Every interleaved pair's row stored, oldest first (none before schema 10)."""
-        if not self._has("pairs"):
-            return []
-        cur = self.db.execute("SELECT * FROM pairs ORDER BY id")
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        rows = self._all_rows("pairs")
         for row in rows:
             for c in _PAIR_JSON:
                 row[c] = json.loads(row[c]) if row.get(c) else None
