@@ -11,7 +11,7 @@ from the two medians' intervals (A's low over B's high, A's high over B's low).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..measure.latency import t975
 
@@ -129,8 +129,7 @@ def interleaved(rows: list[dict]) -> Ratio | None:
         (r,) = ok
         return Ratio(r["ratio"], r["ratio_low"], r["ratio_high"], True, 1, interleaved=True)
     logs = [math.log(r["ratio"]) for r in ok]
-    found = _paired(math.exp(sum(logs) / len(logs)), logs)
-    return Ratio(found.value, found.low, found.high, True, found.rounds, interleaved=True)
+    return replace(_paired(math.exp(sum(logs) / len(logs)), logs), interleaved=True)
 
 
 def _paired(value: float, logs: list[float]) -> Ratio:

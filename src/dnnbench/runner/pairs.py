@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 from ..errors import UserError
@@ -184,8 +185,6 @@ def _records(workers, idle_limit: float, tick: float = 0.2):
     channel ended while the other's is open gives the other ``FOLLOWER_GRACE_S`` to end by itself
     (it notices the closed pipe, and says so). `TimeoutError` when neither sent anything for
     ``idle_limit`` seconds."""
-    import time
-
     quiet_since, ended_at = time.monotonic(), None
     while not all(w.closed for w in workers):
         got = False
