@@ -80,7 +80,7 @@ def test_another_process_is_seen_and_named():
 
 
 def config(**kw) -> RunConfig:
-    base = dict(batch_sizes=(1, 2), setups=(Setup(threads=2),), quick=True, target_ci=0.05, max_seconds_per_cell=0.3)
+    base = dict(batch_sizes=(1, 2), setups=(Setup(threads=2),), quick=True, rounds=1, target_ci=0.05, max_seconds_per_cell=0.3)
     return RunConfig(**{**base, **kw})
 
 

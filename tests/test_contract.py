@@ -24,7 +24,7 @@ pytestmark = pytest.mark.process
 
 
 def _sweep(tmp_path, name: str, batch_sizes=(1, 2, 4)):
-    cfg = RunConfig(batch_sizes=batch_sizes, setups=(Setup(threads=2),), quick=True, target_ci=0.05,
+    cfg = RunConfig(batch_sizes=batch_sizes, setups=(Setup(threads=2),), quick=True, rounds=1, target_ci=0.05,
                     max_seconds_per_cell=0.3, on_busy="measure")
     with Store(tmp_path / "t.db") as store:
         Sweep(store, cfg, environment=ENV).run([get(f"{FAULTY}:{name}", 32)])

@@ -3,16 +3,19 @@
 import itertools
 import math
 import random
+import statistics
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from dnnbench.measure.latency import (
+    Drift,
     LatencyResult,
     TimingPolicy,
     median_ci,
     percentile,
+    pooled_drift,
     rounds_interval,
     summarize,
     t975,
@@ -169,6 +172,55 @@ def test_rounds_interval_covers_the_truth_when_processes_differ():
         hits_within += within[0] <= 1.0 <= within[1]
     assert hits / trials >= 0.93
     assert hits_within / trials < 0.5
+
+
+def test_pooled_drift_known_answer():
+    # two cells of two rounds, log medians 0.1 apart and 0.3 apart: squares 0.005 + 0.045, 2 degrees of freedom
+    drift = pooled_drift([[1.0, math.exp(0.1)], [2.0, 2.0 * math.exp(-0.3)], [5.0]])
+    assert drift.df == 2 and drift.cells == 2 and drift.sd == pytest.approx(math.sqrt(0.05 / 2))
+    assert pooled_drift([[1.0], [2.0]]) is None
+
+
+def test_two_rounds_take_the_runs_drift_and_still_cover_their_own_medians():
+    values = sorted([0.999, 1.0, 1.0, 1.0, 1.001])
+    own = rounds_interval(values, [1.0, math.exp(0.02)])  # t(1) = 12.7 on one degree of freedom
+    drift = Drift(sd=0.05, df=30, cells=30)
+    low, high = rounds_interval(values, [1.0, math.exp(0.02)], drift)
+    half = t975(30) * 0.05 / math.sqrt(2)
+    assert low == pytest.approx(math.exp(-half)) and high == pytest.approx(math.exp(half))
+    assert high < own[1]
+    # a cell that moved more than the run's drift: the interval still spans its rounds
+    low, high = rounds_interval(values, [1.0, 1.5], Drift(sd=0.01, df=30, cells=30))
+    assert low <= 1.0 and high >= 1.5
+    # from three rounds on, the cell's own spread counts where it is wider than the run's
+    medians = [math.exp(-0.1), 1.0, math.exp(0.1)]
+    assert rounds_interval(values, medians, Drift(sd=0.001, df=30, cells=30)) == rounds_interval(values, medians)
+    # a drift of fewer degrees of freedom than the cell's own is not used
+    assert rounds_interval(values, medians, Drift(sd=1.0, df=2, cells=1)) == rounds_interval(values, medians)
+
+
+def test_two_rounds_with_the_runs_drift_cover_the_truth():
+    # runs of 8 cells; each round (process, minute) moves a cell by a random 8%; within a round samples
+    # vary 1%. Two rounds of one cell with their own t(1) are honest but useless (about ±50%); with the
+    # run's drift the intervals must still cover the truth 95% of the time, at a width near what the drift needs.
+    rng = random.Random(11)
+    hits = total = 0
+    widths = []
+    for _ in range(300):
+        cells = []
+        for _ in range(8):
+            rounds = [[math.exp(shift + rng.gauss(0, 0.01)) for _ in range(20)]
+                      for shift in (rng.gauss(0, 0.08), rng.gauss(0, 0.08))]
+            cells.append(rounds)
+        drift = pooled_drift([[float(np.median(r)) for r in rounds] for rounds in cells])
+        for rounds in cells:
+            pooled = sorted(v for r in rounds for v in r)
+            low, high = rounds_interval(pooled, [float(np.median(r)) for r in rounds], drift)
+            hits += low <= 1.0 <= high
+            total += 1
+            widths.append(math.log(high / low) / 2)
+    assert hits / total >= 0.93
+    assert statistics.median(widths) < 0.2  # t(8) * 0.08 / sqrt(2) = 0.13, not t(1)'s 0.5 and more
 
 
 def test_percentile_matches_numpy_linear():

@@ -32,7 +32,7 @@ def test_a_model_not_yet_counted_costs_as_the_median_known_one():
 
 def test_off_a_terminal_every_cell_gets_a_line():
     stream = io.StringIO()  # not a terminal: tqdm's bar disables itself
-    printer = RunPrinter(RunConfig(quick=True, max_seconds_per_cell=3, on_busy="wait"), stream)
+    printer = RunPrinter(RunConfig(quick=True, rounds=1, max_seconds_per_cell=3, on_busy="wait"), stream)
     printer.event("plan", {"cells": 2, "already": 0, "models": 1, "rounds": 1, "macs": {"m": 10**9},
                            "todo": {("m", 1): 1, ("m", 2): 1}})
     cell = {"model": "m", "status": "ok", "latency_median_s": 0.0123, "ci_rel": 0.021, "cell_wall_s": 2.0}
@@ -60,12 +60,22 @@ def test_the_summary_sorts_names_as_numbers_and_counts_failures_apart():
     assert "2 cells measured now, 1 failed" in text and "quiet" in text
 
 
+def test_quick_mode_is_two_short_rounds_that_share_the_quick_window():
+    quick = RunConfig(quick=True)
+    assert quick.rounds == 2 and quick.max_seconds_per_cell == 3.0
+    policy = quick.policy
+    assert policy.max_seconds == 1.5 and policy.min_seconds == 0.5
+    assert policy.target_ci == pytest.approx(0.05 * 2**0.5)
+    assert RunConfig(quick=True, rounds=1).policy.min_seconds == 1.0
+    assert RunConfig().policy.min_seconds == 1.0 and RunConfig().policy.target_ci == 0.02
+
+
 def test_cell_limits_follow_the_model_unless_timeout_is_given():
     quick = RunConfig(quick=True, max_seconds_per_cell=3)
     assert quick.cell_timeout_s == 60
     assert quick.cell_limit_s(0.01) == 60  # a fast model: the floor
     slow = quick.cell_limit_s(5.0)  # 5 s a pass: 6 samples, warm-up and memory passes need over a minute
-    assert slow == pytest.approx(3 * 2 * (3 + 5 * 14)) and slow > 60
+    assert slow == pytest.approx(3 * 2 * (3 / quick.rounds + 5 * 14)) and slow > 60
     assert RunConfig(quick=True, timeout_s=20).cell_limit_s(5.0) == 20  # --timeout is a hard limit
     watch = _Watch(quick, now=0.0)
     watch.stage("build", 0.0)

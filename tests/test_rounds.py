@@ -124,6 +124,37 @@ def test_store_folds_rounds_in_and_counts_them(tmp_path):
         assert store.round_counts(3)[key(cell(A, batch_size=4))] == 3  # failed: nothing more to do
 
 
+def test_a_runs_cells_of_two_rounds_take_the_drift_pooled_over_them(tmp_path):
+    shifted = [[v * f for v in A] for f in (1.0, 1.04, 1.0, 0.97, 1.0, 1.02)]  # three cells, two rounds each
+    with Store(tmp_path / "r.db") as store:
+        old = store.start_run([], {}, {})
+        assert store.put_cell(old, cell(A, batch_size=16), rounds=2)
+        assert store.put_cell(old, cell(B, batch_size=16), rounds=2)  # another run's cell: left as it is
+        before = {r["batch_size"]: r for r in store.cells()}
+        run = store.start_run([], {}, {"cpu": "x"})
+        for batch, (first_round, second_round) in zip((1, 2, 4), zip(shifted[::2], shifted[1::2], strict=True),
+                                                      strict=True):
+            store.put_cell(run, cell(first_round, batch_size=batch), rounds=2)
+            store.put_cell(run, cell(second_round, batch_size=batch), rounds=2)
+        store.put_cell(run, cell(A, batch_size=8), rounds=2)  # one round: nothing to pool
+        own = {r["batch_size"]: r for r in store.cells()}
+        drift = store.settle_drift(run)
+        assert drift.cells == 3 and drift.df == 3
+        logs = [math.log(f) for f in (1.04, 0.97, 1.02)]
+        assert drift.sd == pytest.approx(math.sqrt(sum(x * x / 2 for x in logs) / 3), rel=1e-3)
+        after = {r["batch_size"]: r for r in store.cells(with_samples=True)}
+        for batch in (1, 2, 4):
+            row = after[batch]
+            low, high = rounds_interval(sorted(row["latency_samples"]), row["round_medians"], drift)
+            assert (row["latency_ci_low_s"], row["latency_ci_high_s"]) == (pytest.approx(low), pytest.approx(high))
+            assert row["ci_rel"] < own[batch]["ci_rel"]  # t(3) on the run's drift, not t(1) on the cell's own
+            assert row["latency_median_s"] == own[batch]["latency_median_s"]
+        assert after[8]["ci_rel"] == own[8]["ci_rel"] and after[16]["ci_rel"] == before[16]["ci_rel"]
+        (_, this) = store.runs()
+        assert this["environment"] == {"cpu": "x", "drift_between_rounds": drift.to_dict()}
+        assert store.settle_drift(old) is not None and store.settle_drift(store.start_run([], {}, {})) is None
+
+
 def test_a_schema_1_file_is_migrated_and_its_cells_count_as_one_round(tmp_path):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)

@@ -32,7 +32,7 @@ def model(name: str, size: int = 32):
 
 def config(**kw) -> RunConfig:
     # on_busy="measure": the tests' own load must not make them wait; tests/test_busy.py tests the waiting
-    base = dict(batch_sizes=(1, 2), setups=(Setup(threads=2),), quick=True, target_ci=0.05, max_seconds_per_cell=0.3, on_busy="measure")
+    base = dict(batch_sizes=(1, 2), setups=(Setup(threads=2),), quick=True, rounds=1, target_ci=0.05, max_seconds_per_cell=0.3, on_busy="measure")
     return RunConfig(**{**base, **kw})
 
 
@@ -103,6 +103,11 @@ def test_rounds_add_fresh_processes_and_resume_by_round(tmp_path, monkeypatch):
     assert failed["status"] == "ok" and failed["rounds"] == 1  # the first round's figures are kept
     assert failed["latency_median_s"] == one[("aborts_at_2_in_a_later_process", 2)]["latency_median_s"]
     assert "round 2 of 2 ended in crashed" in failed["error"] and "SIGABRT" in failed["error"]
+    # the second round took no memory peak again: the cells keep the first round's
+    assert all(m["mem_peak_bytes"] is None for m in result.measured if m["status"] == "ok")
+    assert all(cells[k]["mem_peak_bytes"] == one[k]["mem_peak_bytes"] for k in cells)
+    # the three cells of two rounds share one estimate of the drift between rounds
+    assert result.drift.cells == 3 and result.drift.df == 3
     result, _ = sweep(tmp_path, entries, rounds=2)  # nothing left to do
     assert result.measured == [] and result.already == 4
 
@@ -266,7 +271,7 @@ def test_peak_memory_does_not_depend_on_what_ran_before(tmp_path):
 def _cli_run(db, *models, batch="1,2,4", extra=()):
     names = [f"{FAULTY}:{m}" for m in models]
     return [sys.executable, "-m", "dnnbench", "run", *names, "--input-size", "32", "--batch-sizes", batch,
-            "--db", str(db), "--quick", "--max-seconds-per-cell", "0.3", "--threads", "1", "--on-busy", "measure", *extra]
+            "--db", str(db), "--quick", "--rounds", "1", "--max-seconds-per-cell", "0.3", "--threads", "1", "--on-busy", "measure", *extra]
 
 
 def _rows(db):

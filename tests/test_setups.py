@@ -119,7 +119,7 @@ def test_a_schema_3_file_is_rebuilt_with_every_figure_attributed_to_its_runs_mac
 
 
 def config(**kw) -> RunConfig:
-    base = dict(batch_sizes=(1,), setups=(Setup(threads=2),), quick=True, target_ci=0.05, max_seconds_per_cell=0.2,
+    base = dict(batch_sizes=(1,), setups=(Setup(threads=2),), quick=True, rounds=1, target_ci=0.05, max_seconds_per_cell=0.2,
                 on_busy="measure")
     return RunConfig(**{**base, **kw})
 

@@ -371,7 +371,7 @@ def run(models: str | Sequence[str] = (), *, zoo: str | None = None, batch_sizes
       go under; default: this machine's fingerprint).
     - ``db``: the SQLite file to measure into, resumable (a second call measures only what is
       missing); None: a temporary file, deleted with the returned `Results` (see ``Results.path``).
-    - ``quick``: a coarse answer fast (±5% target, 3 s per cell, one round). ``target_ci`` (fraction
+    - ``quick``: a coarse answer fast (±5% target, 3 s per cell, two short rounds). ``target_ci`` (fraction
       of the median, default 0.02), ``max_seconds_per_cell`` (default 20), ``rounds`` (default 3:
       fresh worker processes, minutes apart) override it. ``min_samples``: passes each cell takes at
       least over its rounds (299 bound a p99: MLPerf's multi-stream scenario is batch 8 with it).

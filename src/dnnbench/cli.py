@@ -153,7 +153,7 @@ def _run_command(sub) -> None:
                    help="measure each cell in R fresh worker processes, minutes apart, sharing its budget; the "
                         "interval of the median then also covers how much they differ, which is what a second "
                         f"sweep would see (default: {DEFAULTS['rounds']}; {QUICK_DEFAULTS['rounds']} with --quick)")
-    p.add_argument("--quick", action="store_true", help="a coarse answer fast: ±5%% target, 3 s per cell, one round")
+    p.add_argument("--quick", action="store_true", help="a coarse answer fast: ±5%% target, 3 s per cell, in two short rounds")
     p.add_argument("--retry-failed", action="store_true",
                    help="measure again the cells stored as oom, crashed, killed, timeout or error")
     p.add_argument("--on-busy", choices=["wait", "measure", "stop"], default="wait",

@@ -172,13 +172,47 @@ def t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def rounds_interval(sorted_values: list[float], round_medians: list[float]) -> tuple[float, float] | None:
+@dataclass(frozen=True)
+class Drift:
+    """How far a run's cells moved between their rounds: the standard deviation of their rounds' log
+    medians about each cell's mean, pooled over ``cells`` cells (``df`` degrees of freedom). The
+    machine's drift moves every cell alike, so one estimate from many cells is far sharper than any
+    cell's own from two or three rounds."""
+
+    sd: float
+    df: int
+    cells: int
+
+    def to_dict(self) -> dict:
+        return {"sd_log": self.sd, "df": self.df, "cells": self.cells}
+
+
+def pooled_drift(round_medians: list[list[float]]) -> Drift | None:
+    """The drift between rounds pooled over cells (each a list of its rounds' medians; cells of one
+    round add nothing); None when no cell has two rounds."""
+    squares, df, cells = 0.0, 0, 0
+    for medians in round_medians:
+        logs = [math.log(m) for m in medians if m and m > 0]
+        if len(logs) < 2:
+            continue
+        mean = math.fsum(logs) / len(logs)
+        squares += math.fsum((x - mean) ** 2 for x in logs)
+        df += len(logs) - 1
+        cells += 1
+    return Drift(math.sqrt(squares / df), df, cells) if df else None
+
+
+def rounds_interval(sorted_values: list[float], round_medians: list[float],
+                    drift: Drift | None = None) -> tuple[float, float] | None:
     """95% interval of the median of samples pooled from several rounds.
 
-    The union of the distribution-free interval of the pooled samples and a t-interval of the
-    rounds' medians (on a log scale, as ratios: mean of log medians +- t(R-1) * sd / sqrt(R), moved
-    to the pooled median). With one round it is the distribution-free interval alone. With two
-    rounds t(1) = 12.7 makes it wide: three rounds are the least that says much."""
+    The union of the distribution-free interval of the pooled samples, the rounds' medians themselves,
+    and a t-interval of the rounds' medians (on a log scale, as ratios: mean of log medians +- t * sd /
+    sqrt(R), moved to the pooled median). The sd is the cell's own (t with R-1 degrees of freedom) or,
+    given ``drift`` pooled over more degrees of freedom, the run's: with two rounds a cell's own has
+    one degree of freedom and t(1) = 12.7 makes it useless, while the run's cells together have many.
+    From three rounds on the cell's own still counts where it is wider (a cell can drift more than the
+    others). With one round it is the distribution-free interval alone."""
     within = median_ci(sorted_values)
     r = len(round_medians)
     if r < 2:
@@ -187,8 +221,12 @@ def rounds_interval(sorted_values: list[float], round_medians: list[float]) -> t
     mean = math.fsum(logs) / r
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (r - 1))
     half = t975(r - 1) * sd / math.sqrt(r)
+    if drift is not None and drift.df > r - 1:
+        pooled = t975(drift.df) * drift.sd / math.sqrt(r)
+        half = max(half, pooled) if r >= 3 else pooled
     centre = median(sorted_values)
-    low, high = centre * math.exp(-half), centre * math.exp(half)
+    low = min(centre * math.exp(-half), min(round_medians))
+    high = max(centre * math.exp(half), max(round_medians))
     if within:
         low, high = min(low, within[0]), max(high, within[1])
     return low, high

@@ -18,9 +18,10 @@ ON_BUSY = ("wait", "measure", "stop")
 # never converge and always spend its whole budget.
 MIN_TARGET_CI = 0.001
 # What a run does when not told: one set of defaults, shared by `dnnbench run` and `dnnbench.run()`.
-# quick: a coarse answer fast (±5%, 3 s a cell, one round); else ±2%, 20 s a cell, in 3 rounds.
+# quick: a coarse answer fast (±5%, 3 s a cell, in 2 short rounds whose intervals take the drift pooled
+# over the run's cells); else ±2%, 20 s a cell, in 3 rounds.
 DEFAULTS = {"target_ci": 0.02, "max_seconds_per_cell": 20.0, "rounds": 3}
-QUICK_DEFAULTS = {"target_ci": QUICK.target_ci, "max_seconds_per_cell": QUICK.max_seconds, "rounds": 1}
+QUICK_DEFAULTS = {"target_ci": QUICK.target_ci, "max_seconds_per_cell": QUICK.max_seconds, "rounds": 2}
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 MAX_BATCH = 65536
 
@@ -105,11 +106,16 @@ class RunConfig:
 
     @property
     def policy(self) -> TimingPolicy:
-        """The timing policy of one round of a cell."""
+        """The timing policy of one round of a cell. Quick rounds share the quick window's least seconds,
+        and each aims at the target widened by sqrt(rounds) (their pooled samples narrow it again): the
+        drift between them, not their windows, sets a quick cell's interval."""
         base = QUICK if self.quick else TimingPolicy()
         least = max(base.min_samples, math.ceil((self.min_samples or 0) / self.rounds))
-        return TimingPolicy(**{**asdict(base), "target_ci": self.target_ci, "min_samples": least,
-                               "max_seconds": self.max_seconds_per_cell / self.rounds})
+        shortest, target = base.min_seconds, self.target_ci
+        if self.quick:
+            shortest, target = shortest / self.rounds, min(0.5, target * math.sqrt(self.rounds))
+        return TimingPolicy(**{**asdict(base), "target_ci": target, "min_samples": least,
+                               "min_seconds": shortest, "max_seconds": self.max_seconds_per_cell / self.rounds})
 
     @property
     def cell_timeout_s(self) -> float:
@@ -155,12 +161,14 @@ class ModelJob:
     def but(self, batch_sizes) -> ModelJob:
         return replace(self, batch_sizes=tuple(batch_sizes))
 
-    def spec(self, static: bool = True, busy: dict | None = None) -> dict:
-        """What the worker process receives (JSON). ``static``: count the static figures too."""
+    def spec(self, static: bool = True, busy: dict | None = None, peaks_known=()) -> dict:
+        """What the worker process receives (JSON). ``static``: count the static figures too.
+        ``peaks_known``: batch sizes whose memory peak an earlier round stored (not measured again)."""
         return {"model": self.model, "input_size": self.input_size, "batch_sizes": list(self.batch_sizes),
                 "base": self.base, "weights_file": self.weights_file,
                 "setup": self.setup.to_dict(), "config": self.config.to_dict(), "policy": asdict(self.config.policy),
-                "static": static, "busy": busy if busy is not None else self.config.busy_spec()}
+                "static": static, "busy": busy if busy is not None else self.config.busy_spec(),
+                "peaks_known": sorted(peaks_known)}
 
 
 def _whole(value) -> bool:

@@ -7,9 +7,9 @@ Elsewhere (CI, nohup, a pipe): one line per cell, with the same estimate.
 
 from __future__ import annotations
 
-from typing import Callable
-
+import math
 import time
+from typing import Callable
 
 from ..measure import busy
 from ..setup import Setup
@@ -221,11 +221,15 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
     partial = [r for r in rows if r["status"] == "ok" and r.get("error")]
     for r in partial:
         lines.append(f"{r['model']} batch {r['batch_size']}: {r['error']}; the figures are from the rounds before.")
+    drift = getattr(result, "drift", None)
+    if drift is not None:
+        lines.append(f"Between rounds the cells moved by ±{100 * math.expm1(drift.sd):.1f}% (one standard deviation, "
+                     f"pooled over {drift.cells} cells, {drift.df} degrees of freedom): the interval of every cell of "
+                     "two rounds or more covers that drift.")
     if config.quick:
-        lines.append("quick mode: these are coarse figures, each from one window of a few seconds, and their "
-                     "intervals cover only what varied within it: on a shared machine a later window can differ "
-                     "by more. Run without --quick for the target precision and intervals that cover the "
-                     "spread between rounds minutes apart.")
+        lines.append("quick mode: coarse figures from two short windows per cell, taken in fresh processes as far "
+                     "apart as the run is long; their intervals cover the drift the run saw between them, not "
+                     "drift over longer times. Run without --quick for the target precision from three rounds.")
     return "\n".join(lines)
 
 

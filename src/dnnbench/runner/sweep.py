@@ -35,6 +35,7 @@ from typing import Callable
 from ..errors import UserError
 from ..launch import IMPORT_LIMIT_S, Job, Launcher, describe_exit, log_tail  # noqa: F401 - describe_exit, log_tail: re-exported
 from ..measure import memory
+from ..measure.latency import Drift
 from ..setup import fingerprint, machine_id
 from ..store import Store, StoreWriteError
 from ..units import format_bytes
@@ -78,6 +79,7 @@ class SweepResult:
     already: int = 0
     interrupted: bool = False
     order_seed: int | None = None
+    drift: Drift | None = None  # how far the run's cells moved between rounds (None under two rounds)
 
 
 class Sweep:
@@ -207,6 +209,7 @@ class Sweep:
                         self._run_job(job.but(missing), result, round_no)
         except KeyboardInterrupt:
             result.interrupted = True
+            self._settle(result)
             self.store.finish_run(run_id, "interrupted")
             raise
         except MachineBusy:
@@ -218,8 +221,16 @@ class Sweep:
             except StoreWriteError:
                 pass
             raise
+        self._settle(result)
         self.store.finish_run(run_id, "complete")
         return result
+
+    def _settle(self, result: SweepResult) -> None:
+        """The intervals of the cells this run gave a second round or more, from the drift of them all."""
+        if self.config.rounds >= 2:
+            result.drift = self.store.settle_drift(result.run_id)
+            if result.drift is not None:
+                self.on_event("drift", result.drift.to_dict())
 
     def _on_this_machine(self, config: RunConfig) -> RunConfig:
         """``config`` with its machine named (``--machine``, else this machine's fingerprint id), and
@@ -332,7 +343,9 @@ class Sweep:
         memory and time held to their limits, and how it ended said in words."""
         self.on_event("worker", {"model": job.model, "batch_sizes": list(job.batch_sizes), "round": self._round})
         oom_before = memory.oom_kills()
-        spec = job.spec(static=job.model not in self._static_done, busy=self._busy_spec())
+        stored = self.store.round_counts(job.config.rounds)
+        spec = job.spec(static=job.model not in self._static_done, busy=self._busy_spec(),
+                        peaks_known=[b for b in job.batch_sizes if stored.get(job.key(b), 0) >= 1])
         # a user's model file imports what it likes, maybe not torchvision: forked from the server without
         # it, or the server's torchvision would count in its memory
         worker = self.launcher.start(Job(LATENCY, spec, job.config.threads, scratch, preload=_preload(job.model)))

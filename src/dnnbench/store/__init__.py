@@ -315,6 +315,39 @@ class Store:
     def finish_run(self, run_id: int, outcome: str) -> None:
         self._write("UPDATE runs SET finished_at = ?, outcome = ? WHERE run_id = ?", (now(), outcome, run_id))
 
+    def settle_drift(self, run_id: int):
+        """Give the cells whose last round ``run_id`` measured (``ok``, two rounds or more) the interval
+        over their rounds from the drift pooled over them (`rounds.with_drift`; over the undisturbed ones
+        where there are any), and record that
+        drift with the run (its environment's ``drift_between_rounds``). Returns the `latency.Drift`,
+        None where no cell has two rounds. One transaction: a reader sees the cells before or after."""
+        from ..measure.latency import pooled_drift
+        from . import rounds as rounds_
+
+        def write(db: sqlite3.Connection):
+            cur = db.execute(f"SELECT {', '.join(CELL_COLUMNS)} FROM cells WHERE run_id = ? AND status = 'ok'",
+                             (run_id,))
+            cells = [_decode(dict(zip(CELL_COLUMNS, r, strict=True))) for r in cur]
+            cells = [c for c in cells if len(c.get("round_medians") or []) >= 2]
+            # a cell others disturbed is flagged already, and one 3x slower round would swamp the pool
+            quiet = [c["round_medians"] for c in cells if not c.get("disturbed")]
+            drift = pooled_drift(quiet or [c["round_medians"] for c in cells])
+            if drift is None:
+                return None
+            where = " AND ".join(f"{k} = ?" for k in KEY)
+            for cell in cells:
+                values = _encode(rounds_.with_drift(cell, drift))
+                db.execute(f"UPDATE cells SET latency_ci_low_s = ?, latency_ci_high_s = ?, ci_rel = ? WHERE {where}",
+                           [values.get("latency_ci_low_s"), values.get("latency_ci_high_s"), values.get("ci_rel")]
+                           + [cell[k] for k in KEY])
+            found = db.execute("SELECT environment FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            environment = json.loads(found[0]) if found and found[0] else {}
+            environment["drift_between_rounds"] = drift.to_dict()
+            db.execute("UPDATE runs SET environment = ? WHERE run_id = ?", (json.dumps(environment), run_id))
+            return drift
+
+        return self._transaction(write)
+
     def put_model(self, figures: dict) -> None:
         cols = ["model", "input_size", "family", "source", "params", "macs", "flops", "file_size",
                 "top1", "top5", "accuracy_source"]

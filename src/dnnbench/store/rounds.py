@@ -5,7 +5,9 @@ two sweeps on a shared machine differ by more than the interval of either. With 
 sweep visits every model R times, each time in a fresh worker, and each visit's figures are folded
 into the stored cell here: the samples are pooled, the median and percentiles are taken over all
 of them, and the interval also covers how much the rounds' medians differ
-(``latency.rounds_interval``).
+(``latency.rounds_interval``). Once a run's rounds are done, its cells' intervals over the rounds
+take the drift pooled over all of them (``with_drift``): two rounds of one cell say little, the
+run's cells together say how far this machine moves between rounds.
 
 Pure functions over the stored row and the new record; the store calls ``merge`` inside one write
 transaction, so two sweeps adding rounds to one file at once cannot lose one.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from ..measure.latency import median, rounds_interval
+from ..measure.latency import Drift, median, rounds_interval
 from ..measure.tails import tail_figures
 
 _SUMMED = ("warmup_n", "warmup_s", "timed_s", "window_s", "cell_wall_s", "busy_attempts", "busy_wait_s")
@@ -94,6 +96,19 @@ def pool(stored: dict, new: dict) -> dict:
     else:  # energy from only some rounds would not describe the pooled samples
         out["energy_per_image_j"] = out["power_w"] = None
     return out
+
+
+def with_drift(cell: dict, drift: Drift) -> dict:
+    """``cell`` (``ok``, of two rounds or more) with its interval over the rounds taken from the drift
+    of its run's cells (`latency.rounds_interval`): only its interval and ``ci_rel`` change."""
+    pooled = sorted(cell.get("latency_samples") or [])
+    medians = list(cell.get("round_medians") or [])
+    if len(medians) < 2 or not pooled:
+        return cell
+    low, high = rounds_interval(pooled, medians, drift) or (None, None)
+    mid = cell["latency_median_s"]
+    return {**cell, "latency_ci_low_s": low, "latency_ci_high_s": high,
+            "ci_rel": max(mid - low, high - mid) / mid if low is not None and mid > 0 else None}
 
 
 def _joined(stored: dict, new: dict) -> list[str] | None:
