@@ -64,7 +64,7 @@ def test_quick_mode_is_two_short_rounds_that_share_the_quick_window():
     quick = RunConfig(quick=True)
     assert quick.rounds == 2 and quick.max_seconds_per_cell == 3.0
     policy = quick.policy
-    assert policy.max_seconds == 1.5 and policy.min_seconds == 0.5
+    assert policy.max_seconds == 1.5 and policy.min_seconds == 0.4
     assert policy.target_ci == pytest.approx(0.05 * 2**0.5)
     assert RunConfig(quick=True, rounds=1).policy.min_seconds == 1.0
     assert RunConfig().policy.min_seconds == 1.0 and RunConfig().policy.target_ci == 0.02

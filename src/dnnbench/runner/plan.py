@@ -22,6 +22,9 @@ MIN_TARGET_CI = 0.001
 # over the run's cells); else ±2%, 20 s a cell, in 3 rounds.
 DEFAULTS = {"target_ci": 0.02, "max_seconds_per_cell": 20.0, "rounds": 3}
 QUICK_DEFAULTS = {"target_ci": QUICK.target_ci, "max_seconds_per_cell": QUICK.max_seconds, "rounds": 2}
+# a quick cell's windows together, when it has rounds: two of 0.4 s, so that two rounds (two warm-ups
+# in two processes) take no longer than the one window of at least 1 s that quick mode took before
+QUICK_ROUNDS_MIN_SECONDS = 0.8
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 MAX_BATCH = 65536
 
@@ -112,8 +115,10 @@ class RunConfig:
         base = QUICK if self.quick else TimingPolicy()
         least = max(base.min_samples, math.ceil((self.min_samples or 0) / self.rounds))
         shortest, target = base.min_seconds, self.target_ci
-        if self.quick:
-            shortest, target = shortest / self.rounds, min(0.5, target * math.sqrt(self.rounds))
+        if self.quick and self.rounds > 1:
+            # the run's drift between the windows, not each window's length, covers the wandering of a
+            # shared host's speed; a window of 1 s alone was needed when one window was all there was
+            shortest, target = QUICK_ROUNDS_MIN_SECONDS / self.rounds, min(0.5, target * math.sqrt(self.rounds))
         return TimingPolicy(**{**asdict(base), "target_ci": target, "min_samples": least,
                                "min_seconds": shortest, "max_seconds": self.max_seconds_per_cell / self.rounds})
 
