@@ -155,6 +155,7 @@ def test_an_old_database_merges_once(tmp_path):
     for column in ("round_runs", "latency_p90_high_s", "latency_p99_high_s"):  # schema 7 and 9's
         db.execute(f"ALTER TABLE cells DROP COLUMN {column}")
     db.execute("DROP TABLE serving")  # schema 8's
+    db.execute("DROP TABLE pairs")  # schema 10 and 11's
     db.execute("PRAGMA user_version = 6")
     db.commit()
     db.close()

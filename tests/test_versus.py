@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import dnnbench
 from dnnbench.analysis.compare import interleaved
 from dnnbench.comparing import pair_sides
 from dnnbench.errors import UserError
-from dnnbench.runner.pairs import PairConfig
+from dnnbench.runner.pairs import PairConfig, interpreter_sides
 from dnnbench.setup import Setup
 from dnnbench.store import Store
 from dnnbench.worker import pair as pair_worker
@@ -88,6 +90,25 @@ def test_pairs_merge_once(tmp_path):
         assert [r["round"] for r in store.pairs()] == [1, 2] and store.pairs()[0]["base_blocks"] == [0.010] * 12
 
 
+def test_a_schema_10_file_gains_the_interpreter_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    with Store(path) as store:
+        store.put_pair(_row(1, 1.1, new_python="/b/bin/python", base_software={"torch": "2.14.1"},
+                            new_software={"torch": "2.15.0"}))
+    with sqlite3.connect(path) as db:  # as a release of schema 10 left it
+        for column in ("new_python", "base_software", "new_software"):
+            db.execute(f"ALTER TABLE pairs DROP COLUMN {column}")
+        db.execute("PRAGMA user_version = 10")
+    with Store(path, create=False) as store:  # read as it is
+        (row,) = store.pairs()
+        assert row["ratio"] == 1.1 and row["new_python"] is None and row["new_software"] is None
+    with Store(path) as store:  # migrated
+        store.put_pair(_row(2, 1.2, new_python="/b/bin/python", new_software={"torch": "2.15.0"}))
+        old, new = store.pairs()
+        assert old["new_software"] is None and new["new_software"] == {"torch": "2.15.0"}
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 11
+
+
 # ---- the turns -----------------------------------------------------------------------------------------
 
 
@@ -125,6 +146,20 @@ def test_a_versus_that_names_nothing_new_or_an_unknown_field_is_one_clear_error(
         PairConfig(setup=Setup(threads=1), versus={"device": "cuda"})
     with pytest.raises(UserError, match="unknown backend 'tensorrt'"):
         PairConfig(setup=Setup(threads=1), versus={"backend": "tensorrt"})
+    with pytest.raises(UserError, match="no such interpreter; give the path of another environment's python"):
+        PairConfig(setup=Setup(threads=1), versus={"python": "/no/such/bin/python"})
+    assert PairConfig(setup=Setup(threads=1), versus={"python": sys.executable}).new_setup == Setup(threads=1).resolved()
+
+
+def test_the_sides_of_two_interpreters_are_told_apart_by_the_versions_that_differ():
+    base = {"executable": "/a/bin/python", "python": "3.12.3", "torch": "2.14.1", "onnxruntime": "1.22.0"}
+    rows = [_row(1, 1.0, base_software=base, new_software={**base, "executable": "/b/bin/python", "torch": "2.15.0"})]
+    assert interpreter_sides(rows) == ({"torch": "2.14.1"}, {"torch": "2.15.0"})
+    same = [_row(1, 1.0, base_software=base, new_software={**base, "executable": "/b/bin/python"})]
+    assert interpreter_sides(same) == ({"executable": "/a/bin/python"}, {"executable": "/b/bin/python"})
+    # a new side that never reported (it could not start) is its executable
+    assert interpreter_sides([_row(1, None, status="error", base_software=base,
+                                   new_software={"executable": "/b/bin/python"})])[1] == {"executable": "/b/bin/python"}
 
 
 # ---- real pairs of workers ----------------------------------------------------------------------------
@@ -160,3 +195,41 @@ def test_a_side_that_cannot_be_built_ends_the_pair_with_its_error(tmp_path):
     with Store(tmp_path / "p.db", create=False) as store:
         (row,) = store.pairs()
     assert row["status"] == "error" and row["error"].startswith("new: ")
+
+
+@pytest.mark.process
+def test_the_new_side_runs_in_another_interpreter_and_reports_its_libraries(tmp_path):
+    # a second environment that sees this one's libraries (a .pth file): the other side of an upgrade
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", tmp_path / "env"], check=True)
+    other = tmp_path / "env" / "bin" / "python"
+    ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "torch").is_dir())
+    theirs = subprocess.run([other, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    Path(theirs, "ours.pth").write_text(ours + "\n")
+    db = tmp_path / "p.db"
+    out = cli("run", SMALL, "--versus", f"python={other}", "--input-size", "32", "--threads", "1", "--rounds", "2",
+              "--max-seconds-per-cell", "1", "--on-busy", "measure", "--db", db)
+    assert out.returncode == 0, out.stderr
+    assert f"in {other}" in out.stderr
+    with Store(db, create=False) as store:
+        rows = store.pairs()
+    assert [r["status"] for r in rows] == ["ok", "ok"] and {r["new_python"] for r in rows} == {str(other)}
+    for r in rows:
+        assert r["base_software"]["executable"] == sys.executable and r["new_software"]["executable"] == str(other)
+        assert r["new_software"]["torch"] == r["base_software"]["torch"] is not None
+    assert "in turns" in out.stdout and f"executable={other}" in out.stdout
+    again = cli("compare", db, "--base", f"executable={sys.executable}", "--new", f"executable={other}", "--json")
+    (cell,) = json.loads(again.stdout)["cells"]
+    assert cell["interleaved"] and cell["rounds"] == 2, again.stderr
+
+
+@pytest.mark.process
+def test_an_interpreter_without_torch_ends_the_pair_with_its_import_error(tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", bare], check=True)
+    out = cli("run", SMALL, "--versus", f"python={bare / 'bin' / 'python'}", "--input-size", "32", "--threads", "1",
+              "--rounds", "1", "--on-busy", "measure", "--db", tmp_path / "p.db")
+    assert out.returncode == 4, out.stderr  # nothing compared
+    with Store(tmp_path / "p.db", create=False) as store:
+        (row,) = store.pairs()
+    assert row["status"] == "error" and row["error"].startswith("new: ") and "No module named" in row["error"]

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 from .analysis import PREDICT_METHODS
 from .errors import UserError
 from .runner.plan import BATCH_SIZES, MAX_BATCH, RunConfig
-from .setup import Setup, is_reference
+from .setup import CELL_KEY, Setup, is_reference
 
 __all__ = ["ModelInfo", "Predictions", "Recommendation", "Results", "RunOutcome", "Rows", "Served", "Setup", "UserError",
            "evaluate", "inspect", "merge", "models", "open", "run", "serve", "versus"]
@@ -713,7 +713,8 @@ def versus(models: str | Sequence[str], versus: str | dict, *, batch_sizes: int 
            target_ci: float | None = None, max_seconds_per_cell: float | None = None, on_busy: str = "measure",
            margin: float = 0.05, progress: bool = True, argv: Sequence[str] | None = None) -> Comparison:
     """Each model against ``versus`` (``"backend=onnxruntime"``, ``"precision=int8"``,
-    ``{"model": "resnet34"}``: the fields the new side changes), measured by two workers that take
+    ``{"model": "resnet34"}``, ``"python=/opt/next/bin/python"``: another environment's interpreter and
+    libraries, with this dnnbench's measuring code: the fields the new side changes), measured by two workers that take
     turns on the machine, block by block, so that both sides see the same seconds of it (the machine's
     drift between minutes cancels); ``rounds`` fresh pairs of processes, each batch size until the
     ratio's 95% interval is within ``target_ci`` or ``max_seconds_per_cell`` seconds a round (None:
@@ -741,11 +742,17 @@ def versus(models: str | Sequence[str], versus: str | dict, *, batch_sizes: int 
         from .store import Store
 
         with Store(path) as store:
-            pair_sweep(store, config, entries, list(argv) if argv is not None else ["(python)", "dnnbench.versus"],
-                       say if progress else (lambda text: None))
-        base_where = {k: (entries[0].name if k == "model" else str(getattr(config.setup, k))) for k in changed}
-        new_where = {k: (_entries([v], None, entries[0].input_size)[0].name if k == "model" else str(v))
-                     for k, v in changed.items()}
+            rows = pair_sweep(store, config, entries, list(argv) if argv is not None else ["(python)", "dnnbench.versus"],
+                              say if progress else (lambda text: None))
+        fields = [k for k in changed if k != "python"]
+        base_where = {k: (entries[0].name if k == "model" else str(getattr(config.setup, k))) for k in fields}
+        new_where = {k: (_entries([changed[k]], None, entries[0].input_size)[0].name if k == "model"
+                         else str(changed[k])) for k in fields}
+        if "python" in changed:  # the sides differ by what their interpreters reported
+            from .runner.pairs import interpreter_sides
+
+            base_software, new_software = interpreter_sides(rows)
+            base_where, new_where = {**base_where, **base_software}, {**new_where, **new_software}
         return compare(path, base_where=base_where, new_where=new_where, margin=margin)
     finally:
         if temporary:
@@ -783,9 +790,9 @@ def compare(base: str | os.PathLike, new: str | os.PathLike | None = None, *, ba
 
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
         raise UserError(f"the margin must be a fraction above 0 and below 1, e.g. 0.05 for 5%, got {margin!r}")
-    found = sides(_path(base, "base"), _path(new, "new", optional=True), parse_where(base_where, "--base"),
-                  parse_where(new_where, "--new"))
-    return Comparison(found, float(margin), _path(base, "base"), _path(new, "new", optional=True))
+    wheres = parse_where(base_where, "--base"), parse_where(new_where, "--new")
+    found = sides(_path(base, "base"), _path(new, "new", optional=True), *wheres)
+    return Comparison(found, float(margin), _path(base, "base"), _path(new, "new", optional=True), wheres)
 
 
 class Comparison(Rows):
@@ -797,9 +804,10 @@ class Comparison(Rows):
     geometric mean of the ratios and its verdict. ``regressions(on)``: the cells (``on="cell"``) or
     geometric means (``"geomean"``) shown slower with a slowdown beyond the margin not ruled out."""
 
-    def __init__(self, found, margin: float, base=None, new=None):
+    def __init__(self, found, margin: float, base=None, new=None, wheres: tuple[dict, dict] = ({}, {})):
         from .analysis.compare import change, geometric_mean, verdict
 
+        self.wheres = wheres  # each side's selection: what the text names the sides by, beyond their setups
         rows, groups = [], {}
         for base, new in found.pairs:
             ratio = change(base, new)
@@ -857,6 +865,10 @@ class Comparison(Rows):
                  ("rounds" if r["rounds"] else "-"),
                  r["verdict"] + (" [busy]" if r["disturbed"] else "")] for r in rows]
         lines = []
+        versions = [{k: v for k, v in w.items() if k not in CELL_KEY} for w in self.wheres]
+        if any(versions):  # sides told apart by what their runs or interpreters recorded (torch=2.14.1)
+            lines.append("   ".join(f"{side}: {', '.join(f'{k}={v}' for k, v in w.items()) or 'the rest'}"
+                                    for side, w in zip(("base", "new"), versions, strict=True)))
         setups = sorted({(r["base_setup"], r["new_setup"]) for r in rows})
         for a, b in setups:
             lines.append(f"base: {a}   new: {b}" if a != b else f"setup: {a}")

@@ -42,9 +42,11 @@ def _version_matches(recorded, wanted: str) -> bool:
 
 def select(cells: list[dict], runs: list[dict], where: dict[str, str], what: str) -> list[dict]:
     """The cells a selection keeps: key fields by value, ``run`` by id, any other field by the value the
-    cell's run recorded in its environment (a library's version, the host name)."""
+    cell's run recorded in its environment (a library's version, the host name), or, for a side of an
+    interleaved pair, the versions its own interpreter reported (``software``)."""
     environments = {r["run_id"]: r.get("environment") or {} for r in runs}
-    recorded = {k for env in environments.values() for k, v in env.items() if isinstance(v, (str, int, float))}
+    recorded = {k for env in [*environments.values(), *(c.get("software") or {} for c in cells)]
+                for k, v in env.items() if isinstance(v, (str, int, float))}
     for field in where:
         if field not in CELL_KEY and field != RUN_FIELD and field not in recorded:
             known = ", ".join([*CELL_KEY, RUN_FIELD, *sorted(recorded)][:40])
@@ -59,8 +61,8 @@ def select(cells: list[dict], runs: list[dict], where: dict[str, str], what: str
                 if str(cell.get("run_id")) != value:
                     return False
             else:
-                env = environments.get(cell.get("run_id"), {})
-                if field not in env or not _version_matches(env[field], value):
+                env = {**environments.get(cell.get("run_id"), {}), **(cell.get("software") or {})}
+                if env.get(field) is None or not _version_matches(env[field], value):
                     return False
         return True
 
@@ -136,7 +138,8 @@ def pair_sides(rows: list[dict]) -> list[tuple[dict, dict]]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         key = (r["model"], r["input_size"], *(r[f] for f in Setup.FIELDS), r["batch_size"], r["new_model"],
-               r["new_input_size"], r["new_backend"], r["new_precision"], r["new_threads"], r["new_layout"])
+               r["new_input_size"], r["new_backend"], r["new_precision"], r["new_threads"], r["new_layout"],
+               r.get("new_python"))
         groups.setdefault(key, []).append(r)
     out = []
     for group in groups.values():
@@ -151,10 +154,10 @@ def pair_sides(rows: list[dict]) -> list[tuple[dict, dict]]:
             return values[len(values) // 2] if values else None
 
         base = {**common, **{f: last[f] for f in ("model", "input_size", "backend", "precision", "threads", "layout")},
-                "latency_median_s": median("base_median_s")}
+                "latency_median_s": median("base_median_s"), "software": last.get("base_software")}
         new = {**common, "model": last["new_model"], "input_size": last["new_input_size"],
                **{f: last[f"new_{f}"] for f in ("backend", "precision", "threads", "layout")},
-               "latency_median_s": median("new_median_s")}
+               "latency_median_s": median("new_median_s"), "software": last.get("new_software")}
         out.append((base, new))
     return out
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 
 from ..worker import CHANNEL_LOST, RECORD_FD_ENV
 
+# the folder that holds the dnnbench package: first on the path of a worker in another interpreter
+_OUR_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMPORT_LIMIT_S = 120.0  # importing torch and dnnbench on a busy machine: our code, not the model's
 END_GRACE_S = 5.0  # a worker whose channel closed without its end record: time to exit before it is stopped
 
@@ -44,13 +46,17 @@ END_GRACE_S = 5.0  # a worker whose channel closed without its end record: time 
 class Job:
     """What a worker does (``scenario``: a module of `dnnbench.worker`, with its ``spec``), with how
     many threads, and where its temporary files go (None: the default folder). ``preload``: the
-    libraries of the server it may be forked from (``models``, ``torch``; None: a fresh interpreter)."""
+    libraries of the server it may be forked from (``models``, ``torch``; None: a fresh interpreter).
+    ``python``: the interpreter of a fresh worker (None: this one); a job that names one is never
+    forked, and its worker runs this dnnbench's code (its folder first on PYTHONPATH) with that
+    interpreter's libraries."""
 
     scenario: str
     spec: dict = field(default_factory=dict)
     threads: int = 1
     scratch: str | None = None
     preload: str | None = None
+    python: str | None = None
 
     def payload(self) -> bytes:
         return json.dumps({"scenario": self.scenario, "spec": self.spec, "threads": self.threads}).encode()
@@ -263,12 +269,15 @@ class Launcher:
         read_fd, write_fd = os.pipe()
         stdin_r, stdin_w = os.pipe()
         env = {**worker_environment(job.threads, job.scratch), RECORD_FD_ENV: str(write_fd)}
+        if job.python:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (_OUR_ROOT, env.get("PYTHONPATH")) if p)
         try:
             for attempt in (1, 2, 3):
-                kind = self._kind(job)
+                kind = None if job.python else self._kind(job)
                 server = self.server(kind)
                 try:
-                    proc = server.launch(env, (stdin_r, log.fileno(), write_fd), fork=kind is not None)
+                    proc = server.launch(env, (stdin_r, log.fileno(), write_fd), fork=kind is not None,
+                                         python=job.python)
                     break
                 except Unavailable as exc:
                     if attempt == 3:

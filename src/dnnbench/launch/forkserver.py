@@ -189,7 +189,8 @@ def _fork(request: dict, fds: list[int], sock: socket.socket, wake: tuple[int, i
         env = {**request["env"], RECORD_FD_ENV: str(record_fd)}
         if not request.get("fork"):  # a fresh interpreter, which imports what its job needs
             os.set_inheritable(record_fd, True)
-            os.execve(sys.executable, [sys.executable, "-X", "faulthandler", "-m", "dnnbench.worker"], env)
+            python = request.get("python") or sys.executable
+            os.execve(python, [python, "-X", "faulthandler", "-m", "dnnbench.worker"], env)
         os.environ.clear()
         os.environ.update(env)
         tempfile.tempdir = None  # TMPDIR is the job's
@@ -347,12 +348,12 @@ class ForkServer:
                 raise Unavailable(f"it has {message['threads']} threads after importing, and a fork copies only one")
         return self.ready
 
-    def launch(self, env: dict, fds: tuple[int, int, int], fork: bool = True) -> Forked:
+    def launch(self, env: dict, fds: tuple[int, int, int], fork: bool = True, python: str | None = None) -> Forked:
         """A worker with ``fds`` (stdin, log, record pipe): forked (``fork``, from a preloaded server)
-        or a fresh interpreter."""
+        or a fresh interpreter (``python``, else this one)."""
         self.wait_ready()
         try:
-            _send(self.sock, {"env": env, "fork": fork and self.preloaded}, fds)
+            _send(self.sock, {"env": env, "fork": fork and self.preloaded and not python, "python": python}, fds)
         except OSError as exc:
             self._died(f"it is gone ({exc})")
             raise Unavailable(self.dead) from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -78,6 +79,16 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+SOFTWARE = ("torch", "torchvision", "timm", "numpy", "onnxruntime", "openvino")
+
+
+def software() -> dict:
+    """This interpreter's and its libraries' versions (None: not installed), read from the packages'
+    metadata without importing them: each side of a pair reports its own (`run --versus python=...`)."""
+    return {"executable": sys.executable, "python": platform.python_version(),
+            **{name: _version(name) for name in SOFTWARE}}
 
 
 def machine_environment(device: str = "cpu") -> dict:

@@ -22,8 +22,9 @@ from ..launch import Job, Launcher
 from ..setup import Setup, fingerprint, machine_id
 from ..worker import PAIR
 
-# what the new side may change: the model, or a field of the setup (one machine and device for both)
-VERSUS_FIELDS = ("model", "backend", "precision", "layout", "threads")
+# what the new side may change: the model, a field of the setup (one machine and device for both), or
+# the interpreter, and with it every library (``python=PATH``: another environment's torch, onnxruntime)
+VERSUS_FIELDS = ("model", "backend", "precision", "layout", "threads", "python")
 FOLLOWER_GRACE_S = 5.0
 # five rounds: the rounds are the ratio's repetitions, and with three a t-interval's 2 degrees of
 # freedom made it ±3.4% wide (benchmarks/compare_gate.py), too wide to see 5%
@@ -55,7 +56,9 @@ class PairConfig:
             raise UserError(f"--versus changes one or more of {', '.join(VERSUS_FIELDS)} (e.g. --versus "
                             f"backend=onnxruntime or --versus model=resnet34), got {', '.join(wrong) or 'nothing'}")
         self.new_setup  # a value the setup cannot take is said now  # noqa: B018
-        if self.new_setup == self.setup and "model" not in self.versus:
+        if "python" in self.versus:
+            _check_python(self.versus["python"])
+        if self.new_setup == self.setup and "model" not in self.versus and "python" not in self.versus:
             raise UserError(f"--versus {_words(self.versus)} is the base setup itself: name another value")
         if not self.batch_sizes or not all(isinstance(b, int) and b >= 1 for b in self.batch_sizes):
             raise UserError(f"batch sizes must be whole numbers of at least 1, got {list(self.batch_sizes)}")
@@ -70,11 +73,19 @@ class PairConfig:
 
     @property
     def new_setup(self) -> Setup:
-        changed = {k: (int(v) if k == "threads" else v) for k, v in self.versus.items() if k != "model"}
+        changed = {k: (int(v) if k == "threads" else v) for k, v in self.versus.items() if k not in ("model", "python")}
         try:
             return Setup(**{**self.setup.to_dict(), **changed}).resolved()
         except (TypeError, ValueError) as exc:
             raise UserError(f"--versus {_words(self.versus)}: {exc}") from None
+
+
+def _check_python(path: str) -> None:
+    """A UserError unless ``path`` is an interpreter this process can run."""
+    found = shutil.which(path)
+    if found is None or not os.path.isfile(found):
+        raise UserError(f"--versus python={path}: no such interpreter; give the path of another environment's "
+                        "python (e.g. /opt/torch-next/bin/python), with torch and torchvision installed there")
 
 
 def _words(versus: dict) -> str:
@@ -84,12 +95,12 @@ def _words(versus: dict) -> str:
 def pair_sweep(store, config: PairConfig, entries, argv: list[str], say, launcher: Launcher | None = None) -> list[dict]:
     """Each model of ``entries`` against its new side, ``config.rounds`` times (every model once a
     round); every batch size's row stored in ``store`` and returned."""
-    from ..measure.device import machine_environment
+    from ..measure.device import machine_environment, software
     from ..zoo import get
     from .lock import measuring
     from .sweep import _preload
 
-    env = machine_environment(config.setup.device)
+    env = {**machine_environment(config.setup.device), **software()}  # the base side's libraries
     machine = config.setup.machine or machine_id(env)
     store.register_machine(machine, fingerprint(env))
     base, new = config.setup.on(machine), config.new_setup.on(machine)
@@ -122,32 +133,38 @@ def _spec(entry, setup: Setup, side: int, baton: str, config: PairConfig) -> dic
 
 def _pair_one(store, launcher, run_id, round_no, base_side, new_side, config: PairConfig, say, preloads) -> list[dict]:
     """One round of one model's pair: two workers, their rows stored as they come."""
+    from ..measure.device import software
     from ..worker.pair import PartnerGone, baton_paths
 
     (a, base), (b, new) = base_side, new_side
+    python = config.versus.get("python")
     row0 = {"run_id": run_id, "round": round_no, "model": a.name, "input_size": a.input_size, **base.to_dict(),
             "new_model": b.name, "new_input_size": b.input_size, "new_backend": new.backend,
-            "new_precision": new.precision, "new_layout": new.layout, "new_threads": new.threads}
-    label = f"{a.name} ({base.runtime()}) against {b.name} ({new.runtime()})"
+            "new_precision": new.precision, "new_layout": new.layout, "new_threads": new.threads,
+            "new_python": python}
+    label = f"{a.name} ({base.runtime()}) against {b.name} ({new.runtime()}{f' in {python}' if python else ''})"
     say(f"round {round_no}: {label}, in turns")
     folder = tempfile.mkdtemp(prefix="dnnbench-pair-")
     for path in baton_paths(folder):
         os.mkfifo(path, 0o600)
     scratch = [tempfile.mkdtemp(prefix="dnnbench-worker-") for _ in range(2)]
     workers = []
-    rows, error, correctness = [], None, {}
+    # each side's software, as the sides will report it (a side that fails before it does keeps these)
+    here = software()
+    rows, error, prepared = [], None, {"base_software": here, "new_software": {"executable": python} if python else here}
     try:
         workers.append(launcher.start(Job(PAIR, _spec(a, base, 0, folder, config), base.threads, scratch[0],
                                           preload=preloads[0])))
         workers.append(launcher.start(Job(PAIR, _spec(b, new, 1, folder, config), new.threads, scratch[1],
-                                          preload=preloads[1])))
+                                          preload=preloads[1], python=python)))
         for who, record in _records(workers, idle_limit=10 * config.max_seconds_per_cell + 300):
             kind = record.pop("type")
             if kind == "prepared":
-                correctness = {f"{side}_{k}": v for side in ("base", "new") for k, v in record[side].items()
-                               if k in ("max_rel_error", "top1_agreement")}
+                prepared.update({f"{side}_{k}": v for side in ("base", "new") for k, v in record[side].items()
+                                 if k in ("max_rel_error", "top1_agreement")})
+                prepared.update({k: record[k] for k in ("base_software", "new_software") if record.get(k)})
             elif kind == "pair":
-                row = {**row0, **correctness, **record}
+                row = {**row0, **prepared, **record}
                 store.put_pair(row)
                 rows.append(row)
                 say(f"  batch {record['batch_size']}: {_ratio_words(row)}")
@@ -156,28 +173,36 @@ def _pair_one(store, launcher, run_id, round_no, base_side, new_side, config: Pa
             elif kind == "fatal" and (error is None or error.endswith(PartnerGone.WORDS)):
                 # a side's own error over the other's "the other side ended", whichever came first
                 error = f"{'base' if who == 0 else 'new'}: {record.get('error')}"
+        if error is None:
+            error = _silent_end(workers)
     except TimeoutError as exc:
         error = f"stopped: {exc}"
     finally:
-        codes = [w.end() for w in workers]
         for w in workers:
+            w.end()
             w.log.close()
         for path in (folder, *scratch):
             shutil.rmtree(path, ignore_errors=True)
-    if error is None:
-        for side, (w, rc) in enumerate(zip(workers, codes, strict=True)):
-            if not w.finished:
-                error = f"{'base' if side == 0 else 'new'}: the worker {w.exit_words(rc)}"
-                break
     done = {r["batch_size"] for r in rows}
     for batch in config.batch_sizes:
         if batch not in done and error is not None:
-            row = {**row0, "batch_size": batch, "status": "error", "error": error}
+            row = {**row0, **prepared, "batch_size": batch, "status": "error", "error": error}
             store.put_pair(row)
             rows.append(row)
     if error is not None:
         say(f"  {label}: {error}")
     return rows
+
+
+def _silent_end(workers) -> str | None:
+    """Why a pair ended where neither side said (a side that died before its first record: an
+    interpreter that cannot import torch): the side that ended by itself, not the one stopped after it,
+    with what its log says; None where both finished."""
+    codes = [w.end() for w in workers]
+    ended = [(side, w, rc) for side, (w, rc) in enumerate(zip(workers, codes, strict=True)) if not w.finished]
+    for side, w, rc in sorted(ended, key=lambda e: bool(e[1].stopped))[:1]:
+        return f"{'base' if side == 0 else 'new'}: the worker {w.exit_words(rc)}"
+    return None
 
 
 def _records(workers, idle_limit: float, tick: float = 0.2):
@@ -211,4 +236,20 @@ def _ratio_words(row: dict) -> str:
             + (", machine busy" if row.get("disturbed") else ""))
 
 
-__all__ = ["PairConfig", "VERSUS_DEFAULTS", "VERSUS_FIELDS", "pair_sweep"]
+def interpreter_sides(rows: list[dict]) -> tuple[dict, dict]:
+    """How the two sides of a ``python=...`` pair differ, as `compare` selections: the versions that
+    differ between the two interpreters' reports (``{"torch": "2.14.1"}`` against ``{"torch": "2.15.0"}``),
+    or, where none does (or a side never reported), their executables."""
+    from ..measure.device import SOFTWARE
+
+    for row in rows:
+        base, new = row.get("base_software") or {}, row.get("new_software") or {}
+        apart = [k for k in ("python", *SOFTWARE) if k in base and k in new and base[k] != new[k]]
+        if apart:
+            return {k: str(base[k]) for k in apart}, {k: str(new[k]) for k in apart}
+    row = rows[0] if rows else {}
+    return ({"executable": str((row.get("base_software") or {}).get("executable"))},
+            {"executable": str((row.get("new_software") or {}).get("executable"))})
+
+
+__all__ = ["PairConfig", "VERSUS_DEFAULTS", "VERSUS_FIELDS", "interpreter_sides", "pair_sweep"]

@@ -25,7 +25,7 @@ from ..measure.accuracy import evaluated_model
 from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -238,7 +238,12 @@ PAIR_COLUMNS = [
     ("base_top1_agreement", "REAL"), ("new_max_rel_error", "REAL"), ("new_top1_agreement", "REAL"),
     ("measured_at", "TEXT NOT NULL"),
 ]
-_PAIR_JSON = ("base_blocks", "new_blocks")
+# schema 11: a pair's new side may run in another interpreter (`--versus python=PATH`), and each side
+# reports its interpreter's and libraries' versions (JSON: `measure.device.software`)
+_PAIRS_V11 = [("new_python", "TEXT"), ("base_software", "TEXT"), ("new_software", "TEXT")]
+_PAIRS_V10 = list(PAIR_COLUMNS)
+PAIR_COLUMNS = _PAIRS_V10 + _PAIRS_V11
+_PAIR_JSON = ("base_blocks", "new_blocks", "base_software", "new_software")
 
 
 def _pair_insert(row: dict) -> tuple[str, list]:
@@ -249,13 +254,21 @@ def _pair_insert(row: dict) -> tuple[str, list]:
 
 
 def _migrate_9_to_10(db: sqlite3.Connection) -> None:
-    columns = ", ".join(f"{c} {t}" for c, t in PAIR_COLUMNS)
+    columns = ", ".join(f"{c} {t}" for c, t in _PAIRS_V10)
     db.execute(f"CREATE TABLE IF NOT EXISTS pairs (id INTEGER PRIMARY KEY, {columns})")
+
+
+def _migrate_10_to_11(db: sqlite3.Connection) -> None:
+    present = {r[1] for r in db.execute("PRAGMA table_info(pairs)")}
+    for column, sql_type in _PAIRS_V11:
+        if column not in present:
+            db.execute(f"ALTER TABLE pairs ADD COLUMN {column} {sql_type}")
 
 
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
-              7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10}  # from version n to n + 1
+              7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10,
+              10: _migrate_10_to_11}  # from version n to n + 1
 
 
 def now() -> str:
@@ -503,9 +516,12 @@ class Store:
         self.db.execute(*_pair_insert(row))
 
     def pairs(self) -> list[dict]:
-        """Every interleaved pair's row stored, oldest first (none before schema 10)."""
+        """Every interleaved pair's row stored, oldest first (none before schema 10; a file of schema 10
+        read as it is lacks the columns of 11, read as None)."""
         rows = self._all_rows("pairs")
         for row in rows:
+            for c, _ in _PAIRS_V11:
+                row.setdefault(c, None)
             for c in _PAIR_JSON:
                 row[c] = json.loads(row[c]) if row.get(c) else None
             row["disturbed"] = None if row["disturbed"] is None else bool(row["disturbed"])

@@ -104,14 +104,14 @@ def main() -> int:
                   else signal.SIG_IGN)
     channel = Channel(int(os.environ[RECORD_FD_ENV]))
     try:
-        if getattr(scenario, "TORCH", True):
-            channel.emit("stage", stage="imports")
-            prepare_torch(job.get("threads") or 1)
-            # what the imports made lives as long as the worker: frozen, it is left out of every later
-            # collection (each memory reading starts with one), which otherwise walks torch's objects
-            # for 0.15 s, several times per worker
-            gc.freeze()
         try:
+            if getattr(scenario, "TORCH", True):
+                channel.emit("stage", stage="imports")
+                prepare_torch(job.get("threads") or 1)  # in another interpreter (`Job.python`) torch may be missing
+                # what the imports made lives as long as the worker: frozen, it is left out of every later
+                # collection (each memory reading starts with one), which otherwise walks torch's objects
+                # for 0.15 s, several times per worker
+                gc.freeze()
             status = scenario.run(job["spec"], channel.emit) or 0
         except ChannelLost:
             raise

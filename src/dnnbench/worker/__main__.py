@@ -9,6 +9,10 @@ from . import main
 code = 1
 try:
     code = main()
+except BaseException:  # said in the log, whose tail is the sweep's error; os._exit below would drop it
+    import traceback
+
+    traceback.print_exc()
 finally:
     try:
         sys.stdout.flush()

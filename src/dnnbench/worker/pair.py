@@ -12,11 +12,13 @@ least ``MIN_BLOCK_PASSES``); its median is the block's figure, which a first pas
 does not move. A batch size ends once the 95% interval of the mean log ratio over its paired blocks
 is within the target, or its time is spent.
 
-Each side is a process of its own: its own memory, its own thread pool, and, in a later release, its
-own interpreter (a library version against another). A follower that dies closes its pipe, which the
+Each side is a process of its own: its own memory, its own thread pool, and, with ``--versus
+python=PATH``, its own interpreter (the libraries of another environment against this one's, the
+measuring code the same). Each reports its interpreter's and libraries' versions. A follower that dies closes its pipe, which the
 leader reads as the end of the pair, and the other way round.
 
-Records (the leader's): ``stage``, ``prepared`` (each side's correctness against eager fp32),
+Records (the leader's): ``stage``, ``prepared`` (each side's correctness against eager fp32, and
+its software),
 ``wait``/``start`` (waiting for a quiet machine), ``pair`` (one batch size: both sides' block medians
 and passes, the paired log ratios, what others used of the machine meanwhile), ``fatal``. The
 follower sends only ``stage`` and ``fatal``.
@@ -98,6 +100,8 @@ def _pair(spec: dict, emit) -> None:
 
     from .latency import _prepare, built_model
 
+    from ..measure.device import software
+
     setup, side = spec["setup"], int(spec["side"])
     model, make_input = built_model(spec, lambda name: emit("stage", stage=name))
     forward, _, correctness = _prepare(model, setup, make_input, spec["batch_sizes"][0])
@@ -105,11 +109,12 @@ def _pair(spec: dict, emit) -> None:
     baton = Baton(spec["baton"], side)
     with torch.inference_mode():
         if side == LEAD:
-            theirs = baton.receive()  # the follower is ready: its pid, its correctness
-            emit("prepared", base=correctness, new=theirs.get("correctness") or {})
+            theirs = baton.receive()  # the follower is ready: its pid, its correctness, its libraries
+            emit("prepared", base=correctness, new=theirs.get("correctness") or {},
+                 base_software=software(), new_software=theirs.get("software"))
             _lead(spec, emit, baton, _Side(forward, make_input), int(theirs["pid"]))
         else:
-            baton.send(pid=os.getpid(), correctness=correctness)
+            baton.send(pid=os.getpid(), correctness=correctness, software=software())
             _follow(baton, _Side(forward, make_input))
 
 
