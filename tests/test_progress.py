@@ -70,6 +70,21 @@ def test_quick_mode_is_two_short_rounds_that_share_the_quick_window():
     assert RunConfig().policy.min_seconds == 1.0 and RunConfig().policy.target_ci == 0.02
 
 
+def test_the_summary_states_the_runs_drift_and_what_quick_rounds_cover():
+    from dnnbench.measure.latency import Drift
+
+    row = {"model": "m", "status": "ok", "latency_median_s": 0.01, "latency_p90_s": None, "time_per_image_s": 0.01,
+           "images_per_s": 100.0, "mem_peak_bytes": 2**20, "samples": 10, "rounds": 2, "stop_reason": "converged",
+           "ci_rel": 0.12, "batch_size": 1, "disturbed": 0, "contention": 0.0}
+    result = SimpleNamespace(measured=[{**row, "stored": True}], already=0, run_id=1, drift=Drift(0.1, 8, 8))
+    text = RunPrinter(RunConfig(quick=True), io.StringIO()).summary([row], result)
+    assert "Between rounds the cells moved by ±10.5% (one standard deviation, pooled over 8 cells" in text
+    assert "2 short windows per cell" in text and "slow (or fast) for the whole run" in text
+    one = RunPrinter(RunConfig(quick=True, rounds=1), io.StringIO()).summary([row], SimpleNamespace(
+        measured=[], already=0, run_id=1))
+    assert "each from one window" in one and "Between rounds" not in one
+
+
 def test_cell_limits_follow_the_model_unless_timeout_is_given():
     quick = RunConfig(quick=True, max_seconds_per_cell=3)
     assert quick.cell_timeout_s == 60

@@ -226,10 +226,15 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
         lines.append(f"Between rounds the cells moved by ±{100 * math.expm1(drift.sd):.1f}% (one standard deviation, "
                      f"pooled over {drift.cells} cells, {drift.df} degrees of freedom): the interval of every cell of "
                      "two rounds or more covers that drift.")
-    if config.quick:
-        lines.append("quick mode: coarse figures from two short windows per cell, taken in fresh processes as far "
-                     "apart as the run is long; their intervals cover the drift the run saw between them, not "
-                     "drift over longer times. Run without --quick for the target precision from three rounds.")
+    if config.quick and config.rounds > 1:
+        lines.append(f"quick mode: coarse figures from {config.rounds} short windows per cell, taken in fresh processes "
+                     "as far apart as the run is long; their intervals cover the drift the run saw between them, "
+                     "not a machine that was slow (or fast) for the whole run: a later run can differ by more. Run "
+                     "without --quick for the target precision from three rounds.")
+    elif config.quick:
+        lines.append("quick mode: coarse figures, each from one window of a few seconds, and their intervals cover "
+                     "only what varied within it: on a shared machine a later window can differ by more. Run "
+                     "without --quick for the target precision and intervals that cover the spread between rounds.")
     return "\n".join(lines)
 
 
