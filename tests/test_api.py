@@ -51,12 +51,12 @@ def test_the_cli_and_the_api_run_the_same_sweep_with_the_same_defaults(tmp_path)
     assert config(res) == config(by_cli)
     assert config(res)["setups"] == [dict(dnnbench.Setup(threads=default_threads()).to_dict(),
                                           machine=res.setups[0].machine)]
-    assert (config(res)["target_ci"], config(res)["max_seconds_per_cell"], config(res)["rounds"]) == (0.05, 3.0, 1)
+    assert (config(res)["target_ci"], config(res)["max_seconds_per_cell"], config(res)["rounds"]) == (0.05, 3.0, 2)
     key = ["model", "input_size", "machine", "device", "backend", "precision", "threads", "layout", "batch_size",
            "status"]
     rows = lambda r: sorted(tuple(c[k] for k in key) for c in r.cells)  # noqa: E731
     assert rows(res) == rows(by_cli) and len(rows(res)) == 2
-    assert [c["status"] for c in res.last_run.cells] == ["ok", "ok"] and res.last_run.measured == 2
+    assert [c["status"] for c in res.last_run.cells] == ["ok", "ok"] and res.last_run.measured == 4  # 2 cells x 2 rounds
     # the table the command prints is the one the API returns
     assert str(res.last_run).splitlines()[0].split() == out.stdout.splitlines()[0].split()
     frame = res.cells.to_pandas()

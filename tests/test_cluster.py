@@ -18,7 +18,7 @@ from dnnbench.errors import UserError  # noqa: E402
 TINY = f"{Path(__file__).parent / 'data' / 'faulty_models.py'}:tiny"
 MODELS = ["squeezenet1_1", "mobilenet_v3_small", TINY]
 BATCHES = [1, 2, 4]
-RUN = ["--input-size", "64", "--batch-sizes", "1,2,4", "--quick", "--max-seconds-per-cell", "0.4", "--threads", "1",
+RUN = ["--input-size", "64", "--batch-sizes", "1,2,4", "--quick", "--rounds", "1", "--max-seconds-per-cell", "0.4", "--threads", "1",
        "--on-busy", "measure", "--machines", "lab1,lab2"]
 
 

@@ -155,6 +155,24 @@ def test_a_runs_cells_of_two_rounds_take_the_drift_pooled_over_them(tmp_path):
         assert store.settle_drift(old) is not None and store.settle_drift(store.start_run([], {}, {})) is None
 
 
+def test_a_cluster_nodes_drift_reaches_the_drivers_database(tmp_path):
+    from dnnbench.cluster import _Writer
+    from dnnbench.cluster.node import Forwarding
+
+    messages = []
+    with Store(tmp_path / "node.db") as local, Store(tmp_path / "driver.db") as driver:
+        node, writer = Forwarding(local, messages.append), _Writer(driver)
+        run = node.start_run([], {}, {})
+        for batch, factor in ((1, 1.04), (2, 0.97)):
+            node.put_cell(run, cell(A, batch_size=batch), rounds=2)
+            node.put_cell(run, cell([v * factor for v in A], batch_size=batch), rounds=2)
+        drift = node.settle_drift(run)
+        for message in messages:
+            writer.apply("lab1", message)
+        assert [r["environment"]["drift_between_rounds"] for r in driver.runs()] == [drift.to_dict()]
+        assert [c["ci_rel"] for c in driver.cells()] == [c["ci_rel"] for c in local.cells()]
+
+
 def test_a_schema_1_file_is_migrated_and_its_cells_count_as_one_round(tmp_path):
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)

@@ -277,8 +277,8 @@ def now() -> str:
 
 # what a sweep writes, by method: a store that forwards its writes (a cluster node's) wraps these; the
 # ones named in RUN_WRITES take a run id first, which the receiving database maps to its own
-WRITES = ("start_run", "finish_run", "put_cell", "put_model", "register_machine", "delete_failed")
-RUN_WRITES = ("finish_run", "put_cell")
+WRITES = ("start_run", "finish_run", "put_cell", "put_model", "register_machine", "delete_failed", "settle_drift")
+RUN_WRITES = ("finish_run", "put_cell", "settle_drift")
 
 
 class Store:
