@@ -259,7 +259,7 @@ def test_ci_rel_and_timed_s_definitions():
 
 @pytest.mark.parametrize("kwargs", [
     {"target_ci": 0}, {"target_ci": 1}, {"target_ci": -0.1}, {"target_ci": 1.5},
-    {"max_seconds": 0}, {"max_seconds": -1}, {"min_samples": 5}, {"min_samples": 0},
+    {"max_seconds": 0}, {"max_seconds": -1}, {"min_samples": 2}, {"min_samples": 0},
 ])
 def test_policy_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):

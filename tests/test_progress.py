@@ -64,9 +64,10 @@ def test_quick_mode_is_two_short_rounds_that_share_the_quick_window():
     quick = RunConfig(quick=True)
     assert quick.rounds == 2 and quick.max_seconds_per_cell == 3.0
     policy = quick.policy
-    assert policy.max_seconds == 1.5 and policy.min_seconds == 0.4
+    assert policy.max_seconds == 1.5 and policy.min_seconds == 0.4 and policy.min_samples == 3
     assert policy.target_ci == pytest.approx(0.05 * 2**0.5)
     assert RunConfig(quick=True, rounds=1).policy.min_seconds == 1.0
+    assert RunConfig(quick=True, rounds=1).policy.min_samples == RunConfig().policy.min_samples == 6
     assert RunConfig().policy.min_seconds == 1.0 and RunConfig().policy.target_ci == 0.02
 
 
@@ -89,15 +90,15 @@ def test_cell_limits_follow_the_model_unless_timeout_is_given():
     quick = RunConfig(quick=True, max_seconds_per_cell=3)
     assert quick.cell_timeout_s == 60
     assert quick.cell_limit_s(0.01) == 60  # a fast model: the floor
-    slow = quick.cell_limit_s(5.0)  # 5 s a pass: 6 samples, warm-up and memory passes need over a minute
-    assert slow == pytest.approx(3 * 2 * (3 / quick.rounds + 5 * 14)) and slow > 60
+    slow = quick.cell_limit_s(5.0)  # 5 s a pass: its passes, warm-up and memory passes need over a minute
+    assert slow == pytest.approx(3 * 2 * (3 / quick.rounds + 5 * (3 + 8))) and slow > 60  # 3 passes a quick round
     assert RunConfig(quick=True, timeout_s=20).cell_limit_s(5.0) == 20  # --timeout is a hard limit
     watch = _Watch(quick, now=0.0)
     watch.stage("build", 0.0)
     assert watch.overdue(59.0) is None and "building the model took longer than 60 s" in watch.overdue(61.0)[1]
     watch.start(1, 100.0)
     watch.passed(1, 5.0)
-    assert watch.overdue(100.0 + 400) is None
+    assert watch.overdue(100.0 + slow - 1) is None and watch.overdue(100.0 + slow + 1) is not None
     watch.finished()
     watch.start(8, 600.0)  # 8 x the batch: its limit is scaled before its first pass is timed
     assert watch.limit == pytest.approx(quick.cell_limit_s(40.0))

@@ -61,8 +61,9 @@ class TimingPolicy:
             raise ValueError(f"target_ci must be a fraction between 0 and 1, got {self.target_ci}")
         if self.max_seconds <= 0:
             raise ValueError(f"max_seconds must be above zero, got {self.max_seconds}")
-        if self.min_samples < 6:
-            raise ValueError("min_samples must be at least 6: a 95% interval of the median needs 6 samples")
+        if self.min_samples < 3:
+            # below 6 a window has no interval of its own: only a quick round's, whose cell pools its rounds
+            raise ValueError("min_samples must be at least 3 (6 for a window's own 95% interval of the median)")
         if self.max_samples < self.min_samples:
             raise ValueError(f"max_samples ({self.max_samples}) must be at least min_samples ({self.min_samples})")
 

@@ -117,8 +117,11 @@ class RunConfig:
         shortest, target = base.min_seconds, self.target_ci
         if self.quick and self.rounds > 1:
             # the run's drift between the windows, not each window's length, covers the wandering of a
-            # shared host's speed; a window of 1 s alone was needed when one window was all there was
+            # shared host's speed; a window of 1 s alone was needed when one window was all there was.
+            # The 6 passes an interval needs are shared too (at least 3 a round): the cell's interval
+            # comes from its rounds pooled, and 6 passes a round made a slow model's quick cell 1.7x longer
             shortest, target = QUICK_ROUNDS_MIN_SECONDS / self.rounds, min(0.5, target * math.sqrt(self.rounds))
+            least = max(3, math.ceil(base.min_samples / self.rounds), math.ceil((self.min_samples or 0) / self.rounds))
         return TimingPolicy(**{**asdict(base), "target_ci": target, "min_samples": least,
                                "min_seconds": shortest, "max_seconds": self.max_seconds_per_cell / self.rounds})
 
