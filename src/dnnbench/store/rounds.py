@@ -71,14 +71,12 @@ def pool(stored: dict, new: dict) -> dict:
     new_medians = list(new.get("round_medians") or [new["latency_median_s"]])
     medians = list(stored.get("round_medians") or [stored["latency_median_s"]]) + new_medians
     mid = median(pooled)
-    low, high = rounds_interval(pooled, medians) or (None, None)
     batch = stored["batch_size"]
     out = {**stored, **{key: new.get(key) for key in ("run_id", "measured_at") if new.get(key) is not None}}
     out.update(
         latency_samples=old_samples + new_samples, samples=len(pooled), latency_median_s=mid,
         **tail_figures(pooled),
-        latency_ci_low_s=low, latency_ci_high_s=high,
-        ci_rel=max(mid - low, high - mid) / mid if low is not None and mid > 0 else None,
+        **_interval(pooled, medians, mid),
         images_per_s=batch / mid, time_per_image_s=mid / batch,
         rounds=rounds_of(stored) + len(new_medians), round_medians=medians, round_runs=_joined(stored, new),
         error=stored.get("error") or new.get("error"),
@@ -105,9 +103,13 @@ def with_drift(cell: dict, drift: Drift) -> dict:
     medians = list(cell.get("round_medians") or [])
     if len(medians) < 2 or not pooled:
         return cell
+    return {**cell, **_interval(pooled, medians, cell["latency_median_s"], drift)}
+
+
+def _interval(pooled: list[float], medians: list[float], mid: float, drift: Drift | None = None) -> dict:
+    """A cell's interval over its rounds (`latency.rounds_interval`), as the stored fields."""
     low, high = rounds_interval(pooled, medians, drift) or (None, None)
-    mid = cell["latency_median_s"]
-    return {**cell, "latency_ci_low_s": low, "latency_ci_high_s": high,
+    return {"latency_ci_low_s": low, "latency_ci_high_s": high,
             "ci_rel": max(mid - low, high - mid) / mid if low is not None and mid > 0 else None}
 
 
