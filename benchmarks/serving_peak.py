@@ -1,14 +1,20 @@
 """dnnbench's peak rate under a p99 limit against MLPerf LoadGen's Server scenario, on this machine.
 
 For each model (eager fp32, the threads given, no batching): `dnnbench.serve` searches the highest
-rate whose p99 has its 95% upper bound under the limit, timed; then LoadGen (``pip install
-mlcommons-loadgen``) serves the same model in this process, one request at a time from one FIFO
-queue, at rates around dnnbench's peak (below, at and above it), each for ``--loadgen-seconds``
-(MLPerf's rule is 600 s; 300 s is the issue's reference), and says which are VALID (p99 under the
-limit). The reference peak lies between the highest VALID rate and the lowest INVALID one.
+rate whose p99 has its 95% upper bound under the limit, timed, and reads it also over the speeds its
+points saw (the rate it says to plan with); then LoadGen (``pip install mlcommons-loadgen``) serves
+the same model in this process, one request at a time from one FIFO queue, at rates around that
+figure (``--of sustained``, or ``--of peak``: the highest rate one point met), each for
+``--loadgen-seconds`` (MLPerf's rule is 600 s; 300 s is the issue's reference), and says which are
+VALID (p99 under the limit). The reference peak lies between the highest VALID rate and the lowest
+INVALID one. Each pass LoadGen's server runs is timed, so the machine's speed during the reference
+(10 s windows) is printed beside the speeds dnnbench's points saw.
 
-    .venv/bin/python benchmarks/serving_peak.py --models squeezenet1_1,resnet18,resnet50 --p99 100ms
-        [--threads 2] [--loadgen-seconds 300] [--ratios 0.9,1.0,1.1] [--search-seconds 60]
+    .venv/bin/python benchmarks/serving_peak.py --models squeezenet1_1,mobilenet_v3_large,resnet18:300ms
+        [--p99 100ms] [--threads 2] [--loadgen-seconds 300] [--ratios 0.9,1.1] [--search-seconds 60]
+        [--of sustained]
+
+A model's own limit follows it after a colon; the others take --p99.
 
 Run it on a quiet machine: both sides take the cores. Prints one table and writes serving_peak.json.
 """
@@ -35,7 +41,11 @@ def dnnbench_peak(model: str, limit: str, threads: int, search_s: float) -> dict
     [peak] = served.peaks
     points = [p for p in served if p["status"] == "ok"]
     load = sum(p["load_cpu_s"] or 0 for p in points) / sum(p["wall_s"] for p in points)
-    return {"peak_qps": peak["peak_qps"], "next_failed_qps": peak["next_failed_qps"], "search_s": wall,
+    first = min(float(s) for s in (points[0]["service_s"] or {"1": None}).values()) if points else None
+    return {"peak_qps": peak["peak_qps"], "sustained_qps": peak["sustained_qps"], "speed_low": peak["speed_low"],
+            "speed_high": peak["speed_high"], "first_pass_s": first,
+            "pass_s": [p["slowdown"] * first for p in points if p.get("slowdown") and first],
+            "next_failed_qps": peak["next_failed_qps"], "search_s": wall,
             "points": len(points), "load_gen_core_share": load,
             "busy_points": sum(bool(p["disturbed"]) for p in points)}
 
@@ -57,6 +67,7 @@ class FifoServer:
         self.x = torch.randn(1, 3, entry.input_size, entry.input_size)
         calibrate_norms_(self.model, torch.randn(2, 3, entry.input_size, entry.input_size))
         self.queue: queue.Queue = queue.Queue()
+        self.passes: list[tuple[float, float]] = []  # (when it ended, seconds) of each pass served
 
     def serve_until_done(self, test: threading.Thread) -> None:
         import mlperf_loadgen as lg
@@ -68,7 +79,10 @@ class FifoServer:
                     sample = self.queue.get(timeout=0.05)
                 except queue.Empty:
                     continue
+                t0 = time.perf_counter()
                 self.model(self.x)
+                end = time.perf_counter()
+                self.passes.append((end, end - t0))
                 lg.QuerySamplesComplete([lg.QuerySampleResponse(sample.id, 0, 0)])
 
     def issue(self, samples) -> None:
@@ -91,6 +105,7 @@ def loadgen_point(server: FifoServer, qps: float, limit_s: float, seconds: float
     settings.min_duration_ms = int(seconds * 1000)
     settings.max_duration_ms = int(seconds * 1000 * 1.5)
     settings.min_query_count = 1
+    server.passes = []
     sut = lg.ConstructSUT(server.issue, lambda: None)
     qsl = lg.ConstructQSL(1024, 1024, lambda s: None, lambda s: None)
     with tempfile.TemporaryDirectory() as out:
@@ -110,7 +125,31 @@ def loadgen_point(server: FifoServer, qps: float, limit_s: float, seconds: float
     checks = dict(re.findall(r"^\s*(Min duration satisfied|Min queries satisfied|Early stopping satisfied|"
                              r"Performance constraints satisfied)\s*:\s*(\w+)", summary, re.M))
     return {"qps": qps, "valid": "Result is : VALID" in summary, "p99_s": int(p99.group(1)) / 1e9 if p99 else None,
-            "completed_qps": float(done.group(1)) if done else None, "checks": checks}
+            "completed_qps": float(done.group(1)) if done else None, "checks": checks,
+            "window_pass_s": window_medians(server.passes, 10.0)}
+
+
+def window_medians(passes: list[tuple[float, float]], window_s: float) -> list[float]:
+    """The median pass time of each ``window_s`` stretch of a run (seconds): the machine's speed along it."""
+    if not passes:
+        return []
+    start, out, current = passes[0][0], [], []
+    for end, seconds in passes:
+        if end - start >= window_s and current:
+            out.append(sorted(current)[len(current) // 2])
+            start, current = end, []
+        current.append(seconds)
+    if current:
+        out.append(sorted(current)[len(current) // 2])
+    return out
+
+
+def speed_words(first: float | None, times: list[float]) -> str:
+    if not times or not first:
+        return "-"
+    ordered = sorted(times)
+    return (f"{1e3 * ordered[0]:.3g} to {1e3 * ordered[-1]:.3g} ms, median {1e3 * ordered[len(ordered) // 2]:.3g} "
+            f"({ordered[0] / first:.2f}x to {ordered[-1] / first:.2f}x the search's first timing)")
 
 
 def main() -> None:
@@ -119,33 +158,44 @@ def main() -> None:
     parser.add_argument("--p99", default="100ms")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--loadgen-seconds", type=float, default=300.0)
-    parser.add_argument("--ratios", default="0.9,1.0,1.1", help="LoadGen rates as multiples of dnnbench's peak")
+    parser.add_argument("--ratios", default="0.9,1.1", help="LoadGen rates as multiples of dnnbench's figure")
+    parser.add_argument("--of", choices=("sustained", "peak"), default="sustained",
+                        help="the figure LoadGen's rates are multiples of")
     parser.add_argument("--search-seconds", type=float, default=60.0, help="dnnbench's search budget per model")
     args = parser.parse_args()
     from dnnbench.units import parse_duration
 
-    limit = parse_duration(args.p99)
     rows = []
-    for model in args.models.split(","):
-        print(f"{model}: load average {os.getloadavg()[0]:.2f} at the start", flush=True)
-        ours = dnnbench_peak(model, args.p99, args.threads, args.search_seconds)
+    for item in args.models.split(","):
+        model, _, own_limit = item.partition(":")
+        limit_text = own_limit or args.p99
+        limit = parse_duration(limit_text)
+        print(f"{model}: p99 under {limit_text}, load average {os.getloadavg()[0]:.2f} at the start", flush=True)
+        ours = dnnbench_peak(model, limit_text, args.threads, args.search_seconds)
+        figure = ours["sustained_qps"] if args.of == "sustained" else ours["peak_qps"]
         server = FifoServer(model, args.threads)
         try:
-            ref = [loadgen_point(server, ours["peak_qps"] * float(r), limit, args.loadgen_seconds)
-                   for r in args.ratios.split(",")] if ours["peak_qps"] else []
+            ref = [loadgen_point(server, figure * float(r), limit, args.loadgen_seconds)
+                   for r in args.ratios.split(",")] if figure else []
         finally:
             server.close()
         valid = [p["qps"] for p in ref if p["valid"]]
         invalid = [p["qps"] for p in ref if not p["valid"] and (not valid or p["qps"] > max(valid))]
-        rows.append({"model": model, **ours, "loadgen": ref, "loadgen_peak_between": [max(valid) if valid else None,
+        rows.append({"model": model, "limit_s": limit, "of": args.of, **ours, "loadgen": ref, "loadgen_peak_between": [max(valid) if valid else None,
                                                                                       min(invalid) if invalid else None]})
         r = rows[-1]
         if r["peak_qps"] is None:
             print(f"{model}: dnnbench found no rate that met the limit in {r['search_s']:.0f} s ({r['points']} points, "
                   f"the fastest failed {r['next_failed_qps']})", flush=True)
             continue
-        print(f"{model}: dnnbench {r['peak_qps']:.3g} req/s in {r['search_s']:.0f} s ({r['points']} points, load "
-              f"generator {100 * r['load_gen_core_share']:.2f}% of a core, {r['busy_points']} busy); LoadGen "
+        print(f"{model}: dnnbench peak {r['peak_qps']:.3g} req/s, over the speeds seen {r['sustained_qps']:.3g} "
+              f"req/s, in {r['search_s']:.0f} s ({r['points']} points, load "
+              f"generator {100 * r['load_gen_core_share']:.2f}% of a core, {r['busy_points']} busy); its points' passes "
+              f"{speed_words(r['first_pass_s'], r['pass_s'])}", flush=True)
+        for p in ref:
+            print(f"  LoadGen at {p['qps']:.3g} req/s: 10 s windows' passes "
+                  f"{speed_words(r['first_pass_s'], p['window_pass_s'])}", flush=True)
+        print(f"{model}: LoadGen "
               + ", ".join(f"{p['qps']:.3g}: {'VALID' if p['valid'] else 'INVALID'} (p99 {1e3 * (p['p99_s'] or 0):.1f} ms"
                           + "".join(f"; {k}: {v}" for k, v in p["checks"].items() if v != "Yes") + ")"
                           for p in ref), flush=True)

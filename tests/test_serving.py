@@ -12,9 +12,9 @@ import statistics
 import pytest
 
 import dnnbench
-from dnnbench.analysis.serving import answer, peaks
+from dnnbench.analysis.serving import Served, answer, peak, peaks
 from dnnbench.errors import UserError
-from dnnbench.measure.serving import Policy, arrivals, capacity, serve, verdict
+from dnnbench.measure.serving import Policy, arrivals, capacity, peak_over_speeds, serve, verdict
 from dnnbench.store import Store
 from dnnbench.worker.serving import batch_sizes, point_seconds, search
 
@@ -148,6 +148,55 @@ def test_the_answer_to_a_load_is_the_most_accurate_that_sustains_it():
     assert not any(v.ok for v in answer(POINTS, top1, 10.0, 0.99, 0.050, 10**8))  # 477 MiB of memory each
 
 
+# -- the machine's speed along a search -------------------------------------------------------------
+
+
+def test_a_stretch_at_a_slower_speed_lowers_the_rate_a_long_run_keeps():
+    b1, policy = {1: 0.015}, Policy()
+    alone = peak_over_speeds(b1, policy, 0.99, 0.1, [(1.0, 1.0)])
+    assert alone == peak_over_speeds(b1, policy, 0.99, 0.1, [(1.0, 3.0), (1.0, 7.0)])  # weights, not counts
+    assert alone == pytest.approx(peak_over_speeds({1: 0.030}, policy, 0.99, 0.2, [(1.0, 1.0)]) * 2, rel=0.02)
+    slow = peak_over_speeds(b1, policy, 0.99, 0.1, [(1.3, 1.0)])
+    mixed = peak_over_speeds(b1, policy, 0.99, 0.1, [(1.0, 9.0), (1.3, 1.0)])
+    assert slow < mixed < alone  # a tenth of the time 30% slower: between the two speeds' own peaks
+    assert peak_over_speeds(b1, policy, 0.99, 0.1, [(1.0, 9.0), (1.3, 0.0)]) == alone
+    assert peak_over_speeds({}, policy, 0.99, 0.1, [(1.0, 1.0)]) is None
+
+
+def _timed(qps, verdict, q_high, slowdown, wall_s, service=0.015):
+    return {"qps": qps, "q": 0.99, "q_high_s": q_high, "verdict": verdict, "slowdown": slowdown,
+            "service_s": {"1": service}, "wall_s": wall_s}
+
+
+def test_the_peak_is_also_read_over_the_speeds_its_points_saw():
+    def read(points):
+        return peak(Served("m", 224, None, 1, 0.0, 1, points), 0.99, 0.1)
+
+    steady = read([_timed(40, "pass", 0.08, 1.0, 7.0), _timed(44, "fail", None, 1.0, 3.0)])
+    assert steady.qps == 40 and steady.sustained == pytest.approx(40) and steady.speed_range == (1.0, 1.0)
+    drifted = read([_timed(40, "pass", 0.08, 0.9, 7.0), _timed(44, "fail", None, 0.95, 3.0),
+                    _timed(42, "fail", None, 1.26, 1.5)])
+    assert drifted.qps == 40 and 25 < drifted.sustained < 38
+    assert drifted.speed_range == (1.0, pytest.approx(1.4))  # the slow stretch's passes, over the peak point's
+    # a worker whose first timing was slower: speeds compare pass times, not ratios to each worker's own
+    other_worker = read([_timed(40, "pass", 0.08, 1.0, 7.0), _timed(44, "fail", None, 0.75, 3.0, service=0.020)])
+    assert other_worker.sustained == pytest.approx(40)
+    # a faster stretch never credits more than was measured; points stored before speeds: the peak alone
+    assert read([_timed(40, "pass", 0.08, 1.2, 7.0), _timed(44, "fail", None, 0.9, 3.0)]).sustained == 40
+    unknown = read([{**_timed(40, "pass", 0.08, None, 7.0)}, _timed(44, "fail", None, 1.3, 3.0)])
+    assert unknown.sustained == 40 and unknown.over_speeds is None
+
+
+def test_a_load_is_answered_with_the_rate_kept_over_the_speeds_seen():
+    rows = [{**_timed(40, "pass", 0.08, 0.9, 7.0), "model": "m", "input_size": 224, "machine": "x", "device": "cpu",
+             "backend": "eager", "precision": "fp32", "threads": 2, "layout": "nchw", "max_batch": 1,
+             "max_wait_s": 0.0, "instances": 1, "status": "ok"}]
+    rows.append({**rows[0], **_timed(42, "fail", None, 1.26, 1.5)})
+    [verdict] = answer(rows, {}, 38.0, 0.99, 0.1, None)
+    assert not verdict.ok and "measured at a faster stretch" in verdict.broken[0]
+    assert answer(rows, {}, 20.0, 0.99, 0.1, None)[0].ok
+
+
 @pytest.mark.process
 def test_recommend_qps_answers_from_the_database(tmp_path, synthetic):
     db = synthetic.make_db(tmp_path / "s.db")
@@ -202,6 +251,7 @@ def test_a_tiny_model_served_at_two_rates(tmp_path):
         # one thread for the model: where the worker may use a second core, the generator takes it
         assert r["load_apart"] == (len(__import__("os").sched_getaffinity(0)) > 1)
         assert json.loads(r["service_s"]).keys() == {"1", "2", "4"}
+        assert 0.2 < r["slowdown"] < 20  # the passes timed against the service times, as a ratio
     assert "Peak: the highest rate whose p90" in out.stdout
 
 
@@ -363,3 +413,18 @@ def test_only_the_candidates_that_decide_the_load_are_served(tmp_path, synthetic
     assert [(s.name, s.action, s.passes) for s in steps] == [
         ("resnet50", "skipped", None), ("mobilenet_v2", "measured", False), ("resnet18", "skipped", None)]
     assert steps[1].why == "already served under this limit"
+
+
+def test_points_stored_before_speeds_were_recorded_still_read(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "old.db")
+    with Store(db) as store:
+        store.put_serving({**POINTS[0], "slowdown": 1.1})
+    with sqlite3.connect(db) as con:  # as a release of schema 11 left it
+        con.execute("ALTER TABLE serving DROP COLUMN slowdown")
+        con.execute("PRAGMA user_version = 11")
+    with Store(db, create=False) as store:  # read as it is
+        (row,) = store.serving()
+        assert row["qps"] == 8 and row.get("slowdown") is None
+    with Store(db) as store:  # migrated
+        store.put_serving({**POINTS[1], "slowdown": 1.2})
+        assert [r["slowdown"] for r in store.serving()] == [None, 1.2]

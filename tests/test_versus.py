@@ -18,7 +18,7 @@ from dnnbench.comparing import pair_sides
 from dnnbench.errors import UserError
 from dnnbench.runner.pairs import PairConfig, interpreter_sides
 from dnnbench.setup import Setup
-from dnnbench.store import Store
+from dnnbench.store import SCHEMA_VERSION, Store
 from dnnbench.worker import pair as pair_worker
 
 from clitool import cli  # noqa: E402
@@ -106,7 +106,7 @@ def test_a_schema_10_file_gains_the_interpreter_columns_and_keeps_its_rows(tmp_p
         store.put_pair(_row(2, 1.2, new_python="/b/bin/python", new_software={"torch": "2.15.0"}))
         old, new = store.pairs()
         assert old["new_software"] is None and new["new_software"] == {"torch": "2.15.0"}
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == 11
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 # ---- the turns -----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ..measure.accuracy import evaluated_model
 from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -192,7 +192,10 @@ _SERVING_V8 = [
 ]
 # schema 9: whether the load generator ran on a core of its own (null: not known, stored before)
 _SERVING_V9 = [("load_apart", "INTEGER")]
-SERVING_COLUMNS = _SERVING_V8 + _SERVING_V9
+# schema 12: how much slower the model's passes ran during the point than when its service times were
+# measured (the median ratio), so that a peak can be read at the slowest speed its search saw
+_SERVING_V12 = [("slowdown", "REAL")]
+SERVING_COLUMNS = _SERVING_V8 + _SERVING_V9 + _SERVING_V12
 
 
 def _serving_insert(row: dict) -> tuple[str, list]:
@@ -265,10 +268,17 @@ def _migrate_10_to_11(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE pairs ADD COLUMN {column} {sql_type}")
 
 
+def _migrate_11_to_12(db: sqlite3.Connection) -> None:
+    present = {r[1] for r in db.execute("PRAGMA table_info(serving)")}
+    for column, sql_type in _SERVING_V12:
+        if column not in present:
+            db.execute(f"ALTER TABLE serving ADD COLUMN {column} {sql_type}")
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
               7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10,
-              10: _migrate_10_to_11}  # from version n to n + 1
+              10: _migrate_10_to_11, 11: _migrate_11_to_12}  # from version n to n + 1
 
 
 def now() -> str:

@@ -80,7 +80,7 @@ def _serve(spec: dict, emit) -> None:
     watch = BusyWatch(spec.get("busy") or {}, int(setup["threads"]), setup["device"], emit)
     apart = cores_apart(int(setup["threads"]) * policy.instances)
     emit("placement", load_apart=apart is not None)
-    server = Server(forwards, inputs, policy, apart)
+    server = Server(forwards, inputs, policy, apart, reference=median)
     q, limit = float(spec["percentile"]), float(spec["limit_s"])
     seed = int(spec.get("seed", 0))
 
@@ -199,9 +199,11 @@ class Server:
     machine allows (``apart``), the load and watch threads run on a core of their own and the model's
     threads on the others, so the generator does not take the cores under test."""
 
-    def __init__(self, forwards: dict, inputs: dict, policy, apart: tuple[set[int], set[int]] | None = None):
+    def __init__(self, forwards: dict, inputs: dict, policy, apart: tuple[set[int], set[int]] | None = None,
+                 reference: dict | None = None):
         self.forwards, self.inputs, self.policy, self.apart = forwards, inputs, policy, apart
         self.sizes = sorted(forwards)
+        self.reference = reference or {}  # {batch size: median pass seconds before the points}: the speed 1.0
 
     def padded(self, n: int) -> int:
         return next(b for b in self.sizes if b >= n)
@@ -209,12 +211,15 @@ class Server:
     def run(self, schedule: list[float], stop_when, max_seconds: float) -> dict:
         """Serve requests arriving at ``schedule`` (seconds from now) until ``stop_when(latencies,
         waiting_since)`` says so or ``max_seconds`` pass; returns the latencies of the requests served,
-        the scheduled times of those still waiting, the load thread's CPU seconds and the wall time."""
+        the scheduled times of those still waiting, the load thread's CPU seconds, the wall time, and
+        ``slowdown``: the median of the passes' times over the reference's for their batch size (1.2: the
+        machine ran the model 20% slower during this point than when its service times were measured)."""
         import torch
 
         cond = threading.Condition()
         queue: deque = deque()  # scheduled arrival times (perf_counter), oldest first
         done: list[float] = []
+        ratios: list[float] = []  # each pass's time over the reference time of its batch size
         state = {"stop": False, "load_cpu": 0.0, "issued": 0}
         t0 = time.perf_counter() + 0.05  # after the threads are started and placed
 
@@ -266,10 +271,13 @@ class Server:
                             return
                         batch = [queue.popleft() for _ in range(min(policy.max_batch, len(queue)))]
                     size = self.padded(len(batch))
+                    began = time.perf_counter()
                     self.forwards[size](self.inputs[size])
                     end = time.perf_counter()
                     with cond:
                         done.extend(end - at for at in batch)
+                        if self.reference.get(size):
+                            ratios.append((end - began) / self.reference[size])
 
         def watch() -> None:
             # the verdict is Python holding the GIL, which the passes' Python needs too: asked twice a
@@ -314,8 +322,9 @@ class Server:
         end = time.perf_counter()
         with cond:
             waiting = [end - at for at in queue]
+            slowdown = sorted(ratios)[len(ratios) // 2] if ratios else None
         return {"latencies": list(done), "waiting": waiting, "load_cpu_s": state["load_cpu"],
-                "wall_s": end - t0, "issued": state["issued"]}
+                "wall_s": end - t0, "issued": state["issued"], "slowdown": slowdown}
 
 
 def served_until_undisturbed(serve_point, retries: int, emit) -> dict:
@@ -377,7 +386,7 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
         "p90_s": percentile(latencies, 90) if len(latencies) >= 10 else None,
         "p99_s": percentile(latencies, 99) if len(latencies) >= 100 else None,
         "q": q, "q_low_s": low, "q_high_s": high, "limit_s": limit, "verdict": found, "overloaded": backlog,
-        "load_cpu_s": served["load_cpu_s"], "busy_wait_s": waited_before + waited, "mem_peak_bytes": memory.peak_rss_bytes(),
+        "slowdown": served["slowdown"], "load_cpu_s": served["load_cpu_s"], "busy_wait_s": waited_before + waited, "mem_peak_bytes": memory.peak_rss_bytes(),
         "contention": load.excess(watch.cores) if load else None,
         "disturbed": load.disturbed(watch.cores) if load else None,
     }
