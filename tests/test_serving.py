@@ -428,3 +428,13 @@ def test_points_stored_before_speeds_were_recorded_still_read(tmp_path, syntheti
     with Store(db) as store:  # migrated
         store.put_serving({**POINTS[1], "slowdown": 1.2})
         assert [r["slowdown"] for r in store.serving()] == [None, 1.2]
+
+
+def test_one_stall_is_not_a_fail_but_late_requests_second_after_second_are():
+    arrived = [i / 40 for i in range(200)]  # 5 s at 40 requests a second
+    stall = [0.3 if 80 <= i < 86 else 0.02 for i in range(200)]  # six requests caught in one stall
+    assert verdict(stall, 0.99, 0.1) == "fail"  # counted as independent requests, it looks like a fail
+    assert verdict(stall, 0.99, 0.1, arrived=arrived) == "open"  # over seconds of arrivals, it is one run
+    steady = [0.3 if i % 10 == 0 else 0.02 for i in range(200)]  # a tenth late, every second
+    assert verdict(steady, 0.99, 0.1, arrived=arrived) == "fail"
+    assert verdict([0.02] * 299, 0.99, 0.1, arrived=arrived[:1] * 299) == "pass"

@@ -169,13 +169,48 @@ def peak_over_speeds(batch_latency: dict[int, float], policy: Policy, q: float, 
 # ---- a point's verdict ---------------------------------------------------------------------------
 
 
-def verdict(latencies: list[float], q: float, limit_s: float, confidence: float = CONFIDENCE) -> str:
+def verdict(latencies: list[float], q: float, limit_s: float, confidence: float = CONFIDENCE,
+            arrived: list[float] | None = None) -> str:
     """``pass`` when the ``q``-quantile's upper bound is under ``limit_s``, ``fail`` when its lower
-    bound is over it, else ``open`` (more requests would decide)."""
+    bound is over it, else ``open`` (more requests would decide).
+
+    ``arrived`` (each request's arrival, seconds, in the order of ``latencies``): a fail must also be
+    shown over time, the share of requests over the limit bounded above ``1 - q`` by batch means
+    (`late_share_low`). A queue's latencies come in runs: one stall of the machine makes a handful of
+    requests late together, which the order statistics alone, counting requests as independent,
+    would call a fail of the whole rate."""
     ordered = sorted(latencies)
     low, high = quantile_bounds(ordered, q, confidence)
     if high is not None and high <= limit_s:
         return "pass"
     if low is not None and low > limit_s:
-        return "fail"
+        if arrived is None:
+            return "fail"
+        share = late_share_low(arrived, latencies, limit_s)
+        if share is not None and share > 1.0 - q:
+            return "fail"
     return "open"
+
+
+def late_share_low(arrived: list[float], latencies: list[float], limit_s: float, block_s: float = 1.0,
+                   min_blocks: int = 3) -> float | None:
+    """The one-sided 97.5% lower bound of the share of requests over ``limit_s``, by batch means: the
+    requests cut into blocks of ``block_s`` seconds of arrivals, each block's late share one
+    observation, a t-bound over the blocks (steady-state simulation's method for correlated output).
+    None with fewer than ``min_blocks`` blocks holding requests."""
+    from .latency import t975
+
+    if not arrived:
+        return None
+    start = min(arrived)
+    blocks: dict[int, list[int]] = {}
+    for at, latency in zip(arrived, latencies):
+        counts = blocks.setdefault(int((at - start) / block_s), [0, 0])
+        counts[0] += latency > limit_s
+        counts[1] += 1
+    shares = [late / n for late, n in blocks.values()]
+    if len(shares) < min_blocks:
+        return None
+    mean = sum(shares) / len(shares)
+    sd = math.sqrt(sum((s - mean) ** 2 for s in shares) / (len(shares) - 1))
+    return mean - t975(len(shares) - 1) * sd / math.sqrt(len(shares))

@@ -210,8 +210,9 @@ class Server:
 
     def run(self, schedule: list[float], stop_when, max_seconds: float) -> dict:
         """Serve requests arriving at ``schedule`` (seconds from now) until ``stop_when(latencies,
-        waiting_since)`` says so or ``max_seconds`` pass; returns the latencies of the requests served,
-        the scheduled times of those still waiting, the load thread's CPU seconds, the wall time, and
+        waiting_since, arrived)`` says so or ``max_seconds`` pass; returns the latencies of the requests
+        served and their arrivals (seconds from the start), the times those still waiting have waited
+        and their arrivals, the load thread's CPU seconds, the wall time, and
         ``slowdown``: the median of the passes' times over the reference's for their batch size (1.2: the
         machine ran the model 20% slower during this point than when its service times were measured)."""
         import torch
@@ -219,6 +220,7 @@ class Server:
         cond = threading.Condition()
         queue: deque = deque()  # scheduled arrival times (perf_counter), oldest first
         done: list[float] = []
+        arrived: list[float] = []  # the served requests' arrivals, in the order of ``done``
         ratios: list[float] = []  # each pass's time over the reference time of its batch size
         state = {"stop": False, "load_cpu": 0.0, "issued": 0}
         t0 = time.perf_counter() + 0.05  # after the threads are started and placed
@@ -276,6 +278,7 @@ class Server:
                     end = time.perf_counter()
                     with cond:
                         done.extend(end - at for at in batch)
+                        arrived.extend(at - t0 for at in batch)
                         if self.reference.get(size):
                             ratios.append((end - began) / self.reference[size])
 
@@ -294,9 +297,9 @@ class Server:
                 backlog = None if oldest is None else now - oldest
                 if served >= 1.1 * asked or (backlog or 0) > 0.5:
                     with cond:
-                        latencies = list(done)
+                        latencies, arrivals_so_far = list(done), list(arrived)
                     asked = served
-                    if stop_when(latencies, backlog):
+                    if stop_when(latencies, backlog, arrivals_so_far):
                         break
                     time.sleep(0.4)
             with cond:
@@ -322,8 +325,10 @@ class Server:
         end = time.perf_counter()
         with cond:
             waiting = [end - at for at in queue]
+            waiting_arrived = [at - t0 for at in queue]
             slowdown = sorted(ratios)[len(ratios) // 2] if ratios else None
-        return {"latencies": list(done), "waiting": waiting, "load_cpu_s": state["load_cpu"],
+        return {"latencies": list(done), "arrived": list(arrived), "waiting": waiting,
+                "waiting_arrived": waiting_arrived, "load_cpu_s": state["load_cpu"],
                 "wall_s": end - t0, "issued": state["issued"], "slowdown": slowdown}
 
 
@@ -354,18 +359,15 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
     n = int(qps * max_seconds * 1.5) + need + 10
     schedule = arrivals(qps, n, seed)
 
-    def decided(latencies: list[float], backlog: float | None) -> bool:
+    def decided(latencies: list[float], backlog: float | None, arrived: list[float]) -> bool:
         if backlog is not None and backlog > BACKLOG_LIMITS * limit:
             return True  # requests wait far beyond the limit: the rate cannot be kept up
         if len(latencies) < MIN_FAIL or len(latencies) / qps < MIN_POINT_S:
             return False
-        # a fail is shown by a few requests (their lower bound over the limit); a pass needs its bound's.
-        # Neither is exact for a queue, whose latencies come in runs: a short point near the peak misses
-        # the rare long bursts (a pass too soon), a few requests over the limit may be one burst (a fail
-        # too soon). Against LoadGen's 300 s Server runs (benchmarks/serving_peak.py) neither rule was
-        # better than the other: the machine's drift between minutes outweighed both. Quick fails keep
-        # the search short, so more of it fits in its budget.
-        found = verdict(latencies, q, limit)
+        # a pass needs its bound's requests; a fail needs its lower bound over the limit and the late
+        # share shown over seconds of arrivals (batch means): a queue's latencies come in runs, and a
+        # fail on a few requests of one stall sent a search down to a third of the peak LoadGen met
+        found = verdict(latencies, q, limit, arrived=arrived)
         return found == "fail" or (found == "pass" and len(latencies) >= need)
 
     memory.reset_peak()
@@ -373,10 +375,11 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
     served = server.run(schedule, decided, max_seconds)
     load = window.end()
     # requests still waiting when the point ended took at least that long: counted so, never dropped
-    latencies = sorted(served["latencies"] + served["waiting"])
+    every, arrived = served["latencies"] + served["waiting"], served["arrived"] + served["waiting_arrived"]
+    latencies = sorted(every)
     low, high = quantile_bounds(latencies, q) if latencies else (None, None)
     backlog = bool(served["waiting"]) and max(served["waiting"]) > BACKLOG_LIMITS * limit
-    found = verdict(latencies, q, limit) if latencies else "open"
+    found = verdict(every, q, limit, arrived=arrived) if latencies else "open"
     if backlog:
         found = "fail"
     record = {
