@@ -1,22 +1,20 @@
 """dnnbench's peak rate under a p99 limit against MLPerf LoadGen's Server scenario, on this machine.
 
 For each model (eager fp32, the threads given, no batching): `dnnbench.serve` searches the highest
-rate whose p99 has its 95% upper bound under the limit, timed, and reads it also over the speeds its
-points saw (the rate it says to plan with); then LoadGen (``pip install mlcommons-loadgen``) serves
-the same model in this process, one request at a time from one FIFO queue, at rates around that
-figure (``--of sustained``, or ``--of peak``: the highest rate one point met), each for
-``--loadgen-seconds`` (MLPerf's rule is 600 s; 300 s is the issue's reference), and says which are
+rate whose p99 has its 95% upper bound under the limit, timed; then LoadGen (``pip install
+mlcommons-loadgen``) serves the same model in this process, one request at a time from one FIFO
+queue, at rates around that peak (``--ratios``), each for ``--loadgen-seconds`` (MLPerf's rule is 600 s; 300 s is the issue's reference), and says which are
 VALID (p99 under the limit). The reference peak lies between the highest VALID rate and the lowest
 INVALID one. Each pass LoadGen's server runs is timed, so the machine's speed during the reference
 (10 s windows) is printed beside the speeds dnnbench's points saw.
 
     .venv/bin/python benchmarks/serving_peak.py --models squeezenet1_1,mobilenet_v3_large,resnet18:300ms
         [--p99 100ms] [--threads 2] [--loadgen-seconds 300] [--ratios 0.9,1.1] [--search-seconds 60]
-        [--of sustained]
 
 A model's own limit follows it after a colon; the others take --p99.
 
-Run it on a quiet machine: both sides take the cores. Prints one table and writes serving_peak.json.
+Run it on a quiet machine: both sides take the cores. Prints one table and writes serving_peak.json,
+and dnnbench's points to serving_peak.db (``--db``).
 """
 
 from __future__ import annotations
@@ -31,18 +29,18 @@ import threading
 import time
 
 
-def dnnbench_peak(model: str, limit: str, threads: int, search_s: float) -> dict:
+def dnnbench_peak(model: str, limit: str, threads: int, search_s: float, db: str) -> dict:
     import dnnbench
 
     t0 = time.perf_counter()
     served = dnnbench.serve(model, p99=limit, threads=threads, on_busy="measure", progress=False,
-                            max_seconds_per_search=search_s)
+                            max_seconds_per_search=search_s, db=db)
     wall = time.perf_counter() - t0
     [peak] = served.peaks
     points = [p for p in served if p["status"] == "ok"]
     load = sum(p["load_cpu_s"] or 0 for p in points) / sum(p["wall_s"] for p in points)
     first = min(float(s) for s in (points[0]["service_s"] or {"1": None}).values()) if points else None
-    return {"peak_qps": peak["peak_qps"], "sustained_qps": peak["sustained_qps"], "speed_low": peak["speed_low"],
+    return {"peak_qps": peak["peak_qps"], "speed_low": peak["speed_low"],
             "speed_high": peak["speed_high"], "first_pass_s": first,
             "pass_s": [p["slowdown"] * first for p in points if p.get("slowdown") and first],
             "next_failed_qps": peak["next_failed_qps"], "search_s": wall,
@@ -158,9 +156,8 @@ def main() -> None:
     parser.add_argument("--p99", default="100ms")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--loadgen-seconds", type=float, default=300.0)
-    parser.add_argument("--ratios", default="0.9,1.1", help="LoadGen rates as multiples of dnnbench's figure")
-    parser.add_argument("--of", choices=("sustained", "peak"), default="sustained",
-                        help="the figure LoadGen's rates are multiples of")
+    parser.add_argument("--ratios", default="0.9,1.1", help="LoadGen rates as multiples of dnnbench's peak")
+    parser.add_argument("--db", default="serving_peak.db", help="where dnnbench's points are kept")
     parser.add_argument("--search-seconds", type=float, default=60.0, help="dnnbench's search budget per model")
     args = parser.parse_args()
     from dnnbench.units import parse_duration
@@ -171,8 +168,8 @@ def main() -> None:
         limit_text = own_limit or args.p99
         limit = parse_duration(limit_text)
         print(f"{model}: p99 under {limit_text}, load average {os.getloadavg()[0]:.2f} at the start", flush=True)
-        ours = dnnbench_peak(model, limit_text, args.threads, args.search_seconds)
-        figure = ours["sustained_qps"] if args.of == "sustained" else ours["peak_qps"]
+        ours = dnnbench_peak(model, limit_text, args.threads, args.search_seconds, args.db)
+        figure = ours["peak_qps"]
         server = FifoServer(model, args.threads)
         try:
             ref = [loadgen_point(server, figure * float(r), limit, args.loadgen_seconds)
@@ -181,15 +178,14 @@ def main() -> None:
             server.close()
         valid = [p["qps"] for p in ref if p["valid"]]
         invalid = [p["qps"] for p in ref if not p["valid"] and (not valid or p["qps"] > max(valid))]
-        rows.append({"model": model, "limit_s": limit, "of": args.of, **ours, "loadgen": ref, "loadgen_peak_between": [max(valid) if valid else None,
+        rows.append({"model": model, "limit_s": limit, **ours, "loadgen": ref, "loadgen_peak_between": [max(valid) if valid else None,
                                                                                       min(invalid) if invalid else None]})
         r = rows[-1]
         if r["peak_qps"] is None:
             print(f"{model}: dnnbench found no rate that met the limit in {r['search_s']:.0f} s ({r['points']} points, "
                   f"the fastest failed {r['next_failed_qps']})", flush=True)
             continue
-        print(f"{model}: dnnbench peak {r['peak_qps']:.3g} req/s, over the speeds seen {r['sustained_qps']:.3g} "
-              f"req/s, in {r['search_s']:.0f} s ({r['points']} points, load "
+        print(f"{model}: dnnbench peak {r['peak_qps']:.3g} req/s in {r['search_s']:.0f} s ({r['points']} points, load "
               f"generator {100 * r['load_gen_core_share']:.2f}% of a core, {r['busy_points']} busy); its points' passes "
               f"{speed_words(r['first_pass_s'], r['pass_s'])}", flush=True)
         for p in ref:

@@ -633,21 +633,19 @@ def _served_table(points: list, peaks: list, q: float, limit_s: float) -> str:
         else:
             lines.append(f"  {where}: {format_rate(p.qps)} requests/s"
                          + (f" (and not {format_rate(p.next_failed)})" if p.next_failed else "")
-                         + (" [machine busy]" if p.disturbed else "") + _over_speeds_words(p))
+                         + (" [machine busy]" if p.disturbed else "") + _speed_words(p))
     return "\n".join(lines)
 
 
-def _over_speeds_words(p) -> str:
-    """The peak over the speeds its search saw, where its points recorded them."""
-    from .units import format_rate
-
-    if p.over_speeds is None or p.speed_range is None:
+def _speed_words(p) -> str:
+    """How far the machine's speed moved along the peak's search, where its points recorded it."""
+    if p.speed_range is None:
         return ""
     low, high = p.speed_range
-    if high - low < 0.05:
-        return f"; the passes kept one speed through the search (within {100 * (high - low):.0f}%)"
-    return (f"; over the speeds its search saw (passes {low:.2f}x to {high:.2f}x as long as at the peak's point), "
-            f"{format_rate(p.over_speeds)} requests/s: plan with this one")
+    if high - low < 0.1:
+        return f"; the passes kept their speed through the search (within {100 * (high - low):.0f}%)"
+    return (f"; the passes ran {low:.2f}x to {high:.2f}x as long as at the peak's point during the search: "
+            "the machine's speed moved, measure again to see the peak move with it")
 
 
 def _ms_or_dash(seconds) -> str:
@@ -1386,13 +1384,13 @@ class _Answer(Rows):
 class ServingAnswer(_Answer):
     """The answer of `Results.recommend_serving`: one dict per (model, setup, batching policy), those that
     meet the load first (most accurate first), with ``passes``, ``peak_qps`` (the highest rate shown to
-    meet the tail limit), ``sustained_qps`` (that rate over the speeds its search saw: what is planned
-    with), ``margin`` (the sustained rate over the load), ``top1`` and ``broken``. ``best``: the first
+    meet the tail limit), ``speed_low``/``speed_high`` (the range of its search's pass times over its
+    point's), ``margin`` (the peak over the load), ``top1`` and ``broken``. ``best``: the first
     that passes, or None; in a fleet's database, ``best_per_machine`` and ``str()`` answer per machine."""
 
     def __init__(self, verdicts: list, qps: float, q: float, limit_s: float, steps: list | None = None):
         rows = [{**v.peak.to_dict(), "passes": v.ok, "top1": v.top1, "broken": v.broken,
-                 "margin": (v.peak.sustained / qps - 1) if v.peak.sustained else None} for v in verdicts]
+                 "margin": (v.peak.qps / qps - 1) if v.peak.qps else None} for v in verdicts]
         super().__init__(rows, render=lambda found: _serving_answer_table(found, qps, q, limit_s) + _steps_words(steps))
         self.steps = steps
 
@@ -1418,18 +1416,16 @@ def _serving_answer_of(rows: list) -> list[str]:
     body = [[r["model"], f"{r['backend']} {r['precision']}",
              f"batch {r['max_batch']}, wait {r['max_wait_s'] * 1e3:g} ms, {r['instances']} inst.",
              f"{r['top1']:.2f}" if r.get("top1") is not None else "-",
-             format_rate(r.get("sustained_qps")), format_rate(r.get("peak_qps")),
+             format_rate(r.get("peak_qps")),
              f"{100 * r['margin']:+.0f}%" if r.get("margin") is not None else "-",
              "yes" if r["passes"] else "no: " + "; ".join(r["broken"])] for r in rows]
     best = next((r for r in rows if r["passes"]), None)
     words = (f"Answer: {best['model']} in {best['backend']} {best['precision']}, batch {best['max_batch']}, "
-             f"{best['instances']} instance(s): it sustains {format_rate(best['sustained_qps'])} requests/s "
+             f"{best['instances']} instance(s): it sustains {format_rate(best['peak_qps'])} requests/s "
              f"({100 * best['margin']:+.0f}%)" + (" [measured on a busy machine]" if best.get("disturbed") else "")
              if best else "Answer: none of the models measured under load meets it")
-    return [table(["model", "setup", "policy", "top-1 (%)", "sustains (req/s)", "peak (req/s)", "margin", "meets it"],
-                  body, right={3, 4, 5, 6}), words,
-            "sustains: the peak over the speeds its search saw (the machine's passes ran slower in some stretches "
-            "than in others; a long run's tail is the mixture of its stretches); peak: the highest rate one stretch met."]
+    return [table(["model", "setup", "policy", "top-1 (%)", "peak (req/s)", "margin", "meets it"],
+                  body, right={3, 4, 5}), words]
 
 
 class Recommendation(_Answer):

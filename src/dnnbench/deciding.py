@@ -98,7 +98,7 @@ def serve_to_decide(entries: list, setup, policy, q: float, limit_s: float, qps:
             return None
         found = peak(tried[0], q, limit_s)
         memory = found.point.get("mem_peak_bytes") if found.point else None
-        return bool(found.sustained is not None and found.sustained >= qps and not (max_memory and memory and memory > max_memory))
+        return bool(found.qps is not None and found.qps >= qps and not (max_memory and memory and memory > max_memory))
 
     def throughput(name: str) -> float | None:
         _, measured, _ = read()

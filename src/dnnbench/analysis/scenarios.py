@@ -33,7 +33,7 @@ class Scenarios:
     single_stream: dict | None  # median_s, p90_s, p90_high_s, samples
     multi_stream: dict | None  # median_s, p99_s, p99_high_s, samples
     offline: dict | None  # images_per_s, low, high, batch_size
-    server: dict | None  # peak_qps, sustained_qps, q, limit_s, q_high_s, policy, disturbed
+    server: dict | None  # peak_qps, q, limit_s, q_high_s, policy, disturbed
 
     def to_dict(self) -> dict:
         out = {"model": self.model, **self.setup.to_dict()}
@@ -82,7 +82,7 @@ def server_peaks(points: list[dict]) -> dict[tuple, dict]:
             continue
         found = peak(served, q, limit)
         key = (served.model, served.setup)
-        entry = {"peak_qps": found.qps, "sustained_qps": found.sustained, "q": q, "limit_s": limit,
+        entry = {"peak_qps": found.qps, "q": q, "limit_s": limit,
                  "q_high_s": found.point["q_high_s"] if found.point else None,
                  "policy": served.policy_words(), "disturbed": found.disturbed}
         if key not in best or (found.qps or 0) > (best[key]["peak_qps"] or 0):
@@ -145,10 +145,7 @@ def _server(figures: dict | None) -> str:
     limit = f"p{round(figures['q'] * 100)} ≤ {format_seconds(figures['limit_s'])}"
     if figures["peak_qps"] is None:
         return f"no rate shown under {limit}"
-    sustained = figures.get("sustained_qps")
-    over = (f" ({format_rate(sustained)} over the speeds seen)"
-            if sustained is not None and sustained < 0.995 * figures["peak_qps"] else "")
-    return (f"{format_rate(figures['peak_qps'])} req/s{over} at {limit}, {figures['policy']}"
+    return (f"{format_rate(figures['peak_qps'])} req/s at {limit}, {figures['policy']}"
             f"{' busy' if figures.get('disturbed') else ''}")
 
 

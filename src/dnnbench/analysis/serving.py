@@ -6,17 +6,15 @@ A point passes a limit only when its percentile's 95% upper bound is under it: a
 credited on a point estimate. The peak is the highest passing rate measured; where a higher rate
 was measured and did not pass, the peak lies between the two (``next_failed``).
 
-The machine's speed moves between minutes, and a long run's tail is the mixture of its stretches:
-each point records how much slower its passes ran than the model's first timing (``slowdown``), and
-the peak is also read over the speeds its points saw (``sustained``): the measured peak scaled by
-the queueing model's ratio of the peak over those speeds to the peak at the speed of its own point.
-That is the rate a long run on this machine keeps; the measured peak is the rate of one stretch.
+The machine's speed moves between minutes: each point records how much slower its passes ran than
+the model's first timing (``slowdown``), and a peak says how far the speeds of its search's points
+ranged (``speed_range``), so a reader sees when the peak was found on a machine that would not hold
+still.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from ..setup import Setup
 from ..units import format_rate
@@ -65,15 +63,9 @@ class Peak:
     point: dict | None
     next_failed: float | None  # the lowest higher rate measured that did not pass
     disturbed: bool
-    # the peak over the speeds the points saw (requests per second), and those speeds' range as pass
-    # times over the peak point's (None: the points did not record their speed)
-    over_speeds: float | None = None
+    # the range of the points' pass times over the peak point's (None: not recorded): how far the
+    # machine's speed moved along the search
     speed_range: tuple[float, float] | None = None
-
-    @property
-    def sustained(self) -> float | None:
-        """The rate to plan with: the peak over the speeds seen where known, else the measured peak."""
-        return self.over_speeds if self.over_speeds is not None else self.qps
 
     def to_dict(self) -> dict:
         s = self.served
@@ -83,7 +75,6 @@ class Peak:
                 "mem_peak_bytes": self.point.get("mem_peak_bytes") if self.point else None,
                 "load_cpu_share": load_share(self.point) if self.point else None,
                 "load_apart": self.point.get("load_apart") if self.point else None, "disturbed": self.disturbed,
-                "sustained_qps": self.sustained,
                 "speed_low": self.speed_range[0] if self.speed_range else None,
                 "speed_high": self.speed_range[1] if self.speed_range else None}
 
@@ -104,46 +95,28 @@ def peak(served: Served, q: float, limit_s: float) -> Peak:
     if best is not None:
         speeds = speeds_seen(served.points, best)
         if speeds:
-            ratio = _over_speeds_ratio(tuple(sorted(_medians(best).items())), served.max_batch, served.max_wait_s, served.instances, q,
-                                       limit_s, tuple(speeds))
-            if ratio is not None:
-                found.over_speeds = rate * ratio
-                found.speed_range = (min(f for f, _ in speeds), max(f for f, _ in speeds))
+            found.speed_range = (min(speeds), max(speeds))
     return found
-
-
-def _medians(point: dict) -> dict[int, float]:
-    return {int(b): float(t) for b, t in (point.get("service_s") or {}).items() if t}
 
 
 def _pass_time(point: dict) -> float | None:
     """A point's pass time at its smallest batch size (seconds): its slowdown times the service time
     its worker measured first; None where the point did not record them."""
-    medians = _medians(point)
+    medians = {int(b): float(t) for b, t in (point.get("service_s") or {}).items() if t}
     if not point.get("slowdown") or not medians:
         return None
     return point["slowdown"] * medians[min(medians)]
 
 
-def speeds_seen(points: list[dict], best: dict) -> list[tuple[float, float]]:
-    """Each point's speed as its pass time over ``best``'s, with its wall time as weight: the
-    stretches of the machine the search saw (empty where ``best`` has no speed recorded)."""
+def speeds_seen(points: list[dict], best: dict) -> list[float]:
+    """Each point's pass time over ``best``'s: the machine's speeds along the search (empty where
+    ``best`` has no speed recorded). Points other processes disturbed are left out: they are flagged
+    (and served again under --on-busy wait), and the range is the machine's own drift."""
     base = _pass_time(best)
     if not base:
         return []
-    return [(round(_pass_time(p) / base, 4), round(p["wall_s"], 3)) for p in points
-            if _pass_time(p) and (p.get("wall_s") or 0) > 0]
-
-
-@lru_cache(maxsize=256)
-def _over_speeds_ratio(medians_items, max_batch, max_wait_s, instances, q, limit_s, speeds) -> float | None:
-    from ..measure.serving import Policy, peak_over_speeds
-
-    medians = dict(medians_items)
-    policy = Policy(max_batch, max_wait_s, instances)
-    mixed = peak_over_speeds(medians, policy, q, limit_s, list(speeds))
-    alone = peak_over_speeds(medians, policy, q, limit_s, [(1.0, 1.0)])
-    return min(1.0, mixed / alone) if mixed and alone else None
+    return [round(_pass_time(p) / base, 4) for p in points
+            if _pass_time(p) and (p is best or not p.get("disturbed"))]
 
 
 def peaks(rows: list[dict], q: float, limit_s: float) -> list[Peak]:
@@ -169,11 +142,10 @@ def answer(rows: list[dict], top1: dict, qps: float, q: float, limit_s: float, m
         broken = []
         if p.qps is None:
             broken.append(f"no rate measured met p{100 * q:g} <= {limit_s * 1e3:.3g} ms")
-        elif p.sustained < qps:
-            broken.append(f"sustains {format_rate(p.sustained)} requests/s, not {qps:g}" + (
-                f" (its peak of {format_rate(p.qps)} was measured at a faster stretch)" if p.qps >= qps else ""))
+        elif p.qps < qps:
+            broken.append(f"sustains {format_rate(p.qps)} requests/s, not {qps:g}")
         memory = p.point.get("mem_peak_bytes") if p.point else None
         if max_memory is not None and memory is not None and memory > max_memory:
             broken.append(f"serving takes {memory / 2**20:.0f} MiB, above {max_memory / 2**20:.0f} MiB")
         out.append(ServingVerdict(p, top1.get((p.served.model, p.served.input_size)), broken))
-    return sorted(out, key=lambda v: (not v.ok, -(v.top1 if v.top1 is not None else -1), -(v.peak.sustained or 0)))
+    return sorted(out, key=lambda v: (not v.ok, -(v.top1 if v.top1 is not None else -1), -(v.peak.qps or 0)))

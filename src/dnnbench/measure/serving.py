@@ -130,42 +130,6 @@ def predicted_peak(service: dict[int, list[float]], policy: Policy, q: float, li
     return low or None
 
 
-def peak_over_speeds(batch_latency: dict[int, float], policy: Policy, q: float, limit_s: float,
-                     speeds: list[tuple[float, float]], requests: int = 4000, seed: int = 0) -> float | None:
-    """The highest rate whose ``q``-percentile stays under ``limit_s`` over a run that spends a share
-    ``w`` of its time at each speed ``f`` of ``speeds`` (``[(f, w)]``: each batch latency times ``f``).
-    A long run's tail is the mixture of its stretches' tails, so the share of requests over the limit
-    is the weighted share at each speed: a tenth of the time at a 30% slower speed can fail a p99 that
-    the usual speed meets. Service times are the medians (``{batch size: seconds}``), on a fake clock
-    with one seeded Poisson schedule, so the figure moves smoothly with the speeds; used as a ratio
-    to the same figure at one speed, never as a measured peak. None without a usable batch size."""
-    sizes = sorted(b for b, t in batch_latency.items() if t and t > 0)
-    total = sum(w for _, w in speeds)
-    if not sizes or not speeds or not total > 0:
-        return None
-    fastest = min(f for f, _ in speeds)
-    top = capacity({b: batch_latency[b] * fastest for b in sizes}, policy)
-    if not top:
-        return None
-    allowed = 1.0 - q
-
-    def over(rate: float) -> float:
-        schedule = arrivals(rate, requests, seed)
-        share = 0.0
-        for f, w in speeds:
-            def service_s(n: int, f=f) -> float:
-                return batch_latency[next((b for b in sizes if b >= n), sizes[-1])] * f
-            latency = serve(schedule, service_s, policy)
-            share += w / total * sum(x > limit_s for x in latency) / len(latency)
-        return share
-
-    low, high = 0.0, top
-    for _ in range(12):
-        mid = (low + high) / 2
-        low, high = (mid, high) if over(mid) <= allowed else (low, mid)
-    return low or None
-
-
 # ---- a point's verdict ---------------------------------------------------------------------------
 
 

@@ -242,7 +242,7 @@ class Drawer:
                           zorder=3)
             best = peak(served, q, limit)
             if best.qps is not None:
-                found.append((best.sustained, name, q, limit))
+                found.append((best.qps, name, q, limit))
         for q, limit in sorted(limits):
             ax.axhline(limit * 1e3, color="k", ls="--", lw=0.8)
         ax.set_xscale("log")
@@ -253,7 +253,7 @@ class Drawer:
         if found:
             top = max(found)
             chart.finding = (f"{top[1]} sustains the most: {format_rate(top[0])} requests/s with p{100 * top[2]:g} "
-                             f"under {top[3] * 1e3:.3g} ms (its 95% upper bound), over the speeds its search saw. "
+                             f"under {top[3] * 1e3:.3g} ms (its 95% upper bound). "
                              + "; ".join(f"{n}: {format_rate(r)}/s" for r, n, _, _ in sorted(found, reverse=True)[1:6]))
         else:
             chart.finding = "No rate measured met its limit."
