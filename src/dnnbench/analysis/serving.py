@@ -115,8 +115,8 @@ def speeds_seen(points: list[dict], best: dict) -> list[float]:
     base = _pass_time(best)
     if not base:
         return []
-    return [round(_pass_time(p) / base, 4) for p in points
-            if _pass_time(p) and (p is best or not p.get("disturbed"))]
+    times = [_pass_time(p) for p in points if p is best or not p.get("disturbed")]
+    return [round(t / base, 4) for t in times if t]
 
 
 def peaks(rows: list[dict], q: float, limit_s: float) -> list[Peak]:

@@ -193,7 +193,7 @@ _SERVING_V8 = [
 # schema 9: whether the load generator ran on a core of its own (null: not known, stored before)
 _SERVING_V9 = [("load_apart", "INTEGER")]
 # schema 12: how much slower the model's passes ran during the point than when its service times were
-# measured (the median ratio), so that a peak can be read at the slowest speed its search saw
+# measured (the median ratio), so that a peak can say how far the machine's speed moved along its search
 _SERVING_V12 = [("slowdown", "REAL")]
 SERVING_COLUMNS = _SERVING_V8 + _SERVING_V9 + _SERVING_V12
 
