@@ -8,6 +8,13 @@ VALID (p99 under the limit). The reference peak lies between the highest VALID r
 INVALID one. Each pass LoadGen's server runs is timed, so the machine's speed during the reference
 (10 s windows) is printed beside the speeds dnnbench's points saw.
 
+The machine's speed moves between minutes (a fifth, on a shared 2-core VM), and a peak is the rate one
+speed sustains. So by default each LoadGen rate is scaled by the speed just before it (5 s of passes
+against the pass time at dnnbench's peak point; ``--no-match-speed`` offers the raw multiples), and
+each reference point also reports its offered load over dnnbench's peak at the speeds each saw (rate
+times median pass, over the same for the peak): the comparison that holds when the speed drifted
+during the 300 s anyway.
+
     .venv/bin/python benchmarks/serving_peak.py --models squeezenet1_1,mobilenet_v3_large,resnet18:300ms
         [--p99 100ms] [--threads 2] [--loadgen-seconds 300] [--ratios 0.9,1.1] [--search-seconds 60]
 
@@ -40,7 +47,8 @@ def dnnbench_peak(model: str, limit: str, threads: int, search_s: float, db: str
     points = [p for p in served if p["status"] == "ok"]
     load = sum(p["load_cpu_s"] or 0 for p in points) / sum(p["wall_s"] for p in points)
     first = min(float(s) for s in (points[0]["service_s"] or {"1": None}).values()) if points else None
-    return {"peak_qps": peak["peak_qps"], "speed_low": peak["speed_low"],
+    at_peak = [p for p in points if p["qps"] == peak["peak_qps"] and p.get("slowdown")]
+    return {"peak_qps": peak["peak_qps"], "peak_pass_s": at_peak[0]["slowdown"] * first if at_peak and first else None, "speed_low": peak["speed_low"],
             "speed_high": peak["speed_high"], "first_pass_s": first,
             "pass_s": [p["slowdown"] * first for p in points if p.get("slowdown") and first],
             "next_failed_qps": peak["next_failed_qps"], "search_s": wall,
@@ -83,12 +91,37 @@ class FifoServer:
                 self.passes.append((end, end - t0))
                 lg.QuerySamplesComplete([lg.QuerySampleResponse(sample.id, 0, 0)])
 
+    def median_pass_s(self, seconds: float) -> float:
+        """The median time of the passes run back to back for ``seconds``: the machine's speed now."""
+        import torch
+
+        times, end = [], time.perf_counter() + seconds
+        with torch.inference_mode():
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                self.model(self.x)
+                times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
+
     def issue(self, samples) -> None:
         for s in samples:
             self.queue.put(s)
 
     def close(self) -> None:
         pass
+
+
+def rate(server: FifoServer, peak_qps: float, ratio: float, peak_pass_s: float | None, match: bool) -> float:
+    """The rate LoadGen offers: ``ratio`` times dnnbench's peak, scaled to the machine's speed now where
+    ``match`` (the pass time at dnnbench's peak point over the median pass of 5 s run just before). A
+    peak is a rate a speed sustains; on a machine whose speed moves by a fifth between minutes, a
+    reference taken at another speed measures the machine, not the search."""
+    if not match or not peak_pass_s:
+        return peak_qps * ratio
+    now = server.median_pass_s(5.0)
+    print(f"  speed before LoadGen: a pass takes {1e3 * now:.3g} ms against {1e3 * peak_pass_s:.3g} ms at "
+          f"dnnbench's peak point; the rate is scaled by {peak_pass_s / now:.3f}", flush=True)
+    return peak_qps * ratio * peak_pass_s / now
 
 
 def loadgen_point(server: FifoServer, qps: float, limit_s: float, seconds: float) -> dict:
@@ -122,7 +155,9 @@ def loadgen_point(server: FifoServer, qps: float, limit_s: float, seconds: float
     done = re.search(r"Completed samples per second\s*:\s*([\d.]+)", summary)
     checks = dict(re.findall(r"^\s*(Min duration satisfied|Min queries satisfied|Early stopping satisfied|"
                              r"Performance constraints satisfied)\s*:\s*(\w+)", summary, re.M))
-    return {"qps": qps, "valid": "Result is : VALID" in summary, "p99_s": int(p99.group(1)) / 1e9 if p99 else None,
+    passes = sorted(seconds for _, seconds in server.passes)
+    return {"qps": qps, "valid": "Result is : VALID" in summary,
+            "median_pass_s": passes[len(passes) // 2] if passes else None, "p99_s": int(p99.group(1)) / 1e9 if p99 else None,
             "completed_qps": float(done.group(1)) if done else None, "checks": checks,
             "window_pass_s": window_medians(server.passes, 10.0)}
 
@@ -157,6 +192,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--loadgen-seconds", type=float, default=300.0)
     parser.add_argument("--ratios", default="0.9,1.1", help="LoadGen rates as multiples of dnnbench's peak")
+    parser.add_argument("--match-speed", action=argparse.BooleanOptionalAction, default=True,
+                        help="scale LoadGen's rates by the machine's speed just before each reference point")
     parser.add_argument("--db", default="serving_peak.db", help="where dnnbench's points are kept")
     parser.add_argument("--search-seconds", type=float, default=60.0, help="dnnbench's search budget per model")
     args = parser.parse_args()
@@ -172,8 +209,12 @@ def main() -> None:
         figure = ours["peak_qps"]
         server = FifoServer(model, args.threads)
         try:
-            ref = [loadgen_point(server, figure * float(r), limit, args.loadgen_seconds)
+            ref = [loadgen_point(server, rate(server, figure, float(r), ours["peak_pass_s"], args.match_speed),
+                                 limit, args.loadgen_seconds)
                    for r in args.ratios.split(",")] if figure else []
+            for p in ref:
+                p["utilisation_vs_peak"] = (p["qps"] * p["median_pass_s"] / (figure * ours["peak_pass_s"])
+                                            if p["median_pass_s"] and ours["peak_pass_s"] else None)
         finally:
             server.close()
         valid = [p["qps"] for p in ref if p["valid"]]
@@ -190,7 +231,9 @@ def main() -> None:
               f"{speed_words(r['first_pass_s'], r['pass_s'])}", flush=True)
         for p in ref:
             print(f"  LoadGen at {p['qps']:.3g} req/s: 10 s windows' passes "
-                  f"{speed_words(r['first_pass_s'], p['window_pass_s'])}", flush=True)
+                  f"{speed_words(r['first_pass_s'], p['window_pass_s'])}; offered load over dnnbench's peak "
+                  f"at the speeds each saw (rate x median pass): {p['utilisation_vs_peak'] or float('nan'):.3f}",
+                  flush=True)
         print(f"{model}: LoadGen "
               + ", ".join(f"{p['qps']:.3g}: {'VALID' if p['valid'] else 'INVALID'} (p99 {1e3 * (p['p99_s'] or 0):.1f} ms"
                           + "".join(f"; {k}: {v}" for k, v in p["checks"].items() if v != "Yes") + ")"
