@@ -96,6 +96,15 @@ def test_the_queueing_model_predicts_a_peak_below_capacity_that_grows_with_the_l
         assert (latency[int(0.99 * len(latency))] <= 0.100) is meets, factor
 
 
+def test_one_stall_among_the_service_times_does_not_sink_the_prediction():
+    from dnnbench.measure.serving import predicted_peak
+
+    steady = [0.015 + 0.0001 * k for k in range(39)]
+    alone = predicted_peak({1: steady}, Policy(), 0.99, 0.100)
+    stalled = predicted_peak({1: steady + [0.9]}, Policy(), 0.99, 0.100)  # 1 of 40: 2.5% of draws over the limit
+    assert alone and stalled == pytest.approx(alone, rel=0.05)
+
+
 # -- the peak search on a fake server ----------------------------------------------------------------
 
 

@@ -102,8 +102,11 @@ def _serve(spec: dict, emit) -> None:
              reason=f"one pass takes {median[1] * 1e3:.3g} ms, above the limit of {limit * 1e3:.3g} ms")
         return
     predicted = predicted_peak(service, policy, q, limit)
-    emit("predicted", qps=predicted, capacity=capacity(median, policy))
-    emit("peak", **search(point, predicted, resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS)),
+    most = capacity(median, policy)
+    emit("predicted", qps=predicted, capacity=most)
+    # no simulated rate met the limit (passes near it): the search starts at half the capacity, never
+    # at 1 request/s, where a point needs minutes for the requests its bound needs
+    emit("peak", **search(point, predicted or (most and most / 2), resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS)),
                           budget_s=budget, since=began))
 
 
