@@ -308,6 +308,14 @@ def test_warm_up_gives_up_at_its_share_of_the_budget():
     assert w.seconds - w.samples[-1] < 5.0
 
 
+def test_prior_passes_count_towards_settling_and_may_be_the_whole_warm_up():
+    clock = FakeClock([2.1, 2.0])
+    w = warm_up(clock.step, TimingPolicy(max_seconds=1000.0), clock=clock, prior=(2.2,))
+    assert w.settled and w.n == 1 and clock.steps == 1  # one new pass agreed with the prior one
+    w = warm_up(clock.step, TimingPolicy(max_seconds=1000.0), clock=clock, prior=(2.2,), prior_settles=True)
+    assert (w.settled, w.n, w.seconds, w.samples, clock.steps) == (True, 0, 2.2, [2.2], 1)  # no pass ran
+
+
 def test_warm_up_calls_sync_after_each_step():
     clock = FakeClock(itertools.repeat(0.5))
     calls = []

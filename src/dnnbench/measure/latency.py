@@ -278,13 +278,15 @@ def summarize(samples: list[float], stop_reason: str, window_s: float) -> Latenc
 
 
 def warm_up(step: Callable[[], object], policy: TimingPolicy, sync: Callable[[], object] | None = None,
-            clock: Clock = time.perf_counter, prior: tuple[float, ...] = ()) -> Warmup:
+            clock: Clock = time.perf_counter, prior: tuple[float, ...] = (), prior_settles: bool = False) -> Warmup:
     """Run ``step`` until two consecutive passes agree within ``warmup_tolerance`` (and at least
     ``warmup_min`` passes and ``warmup_min_seconds``), or a quarter of the cell's budget is spent.
 
     ``prior``: durations of passes already run at this batch size (the memory phase's), which count
     towards settling, so a pass of seconds is not run once more than needed. At least one new pass
-    always runs."""
+    runs, unless ``prior_settles``: the prior passes are the whole warm-up (none runs)."""
+    if prior and prior_settles:
+        return Warmup(0, math.fsum(prior), True, list(prior))
     samples: list[float] = list(prior)
     start = clock() - math.fsum(prior)
     while True:

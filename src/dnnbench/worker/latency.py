@@ -49,6 +49,7 @@ def run(spec: dict, emit) -> int:
 
 
 _stage = ["imports"]  # the stage a fatal error belongs to
+LONG_PASS_S = 0.5  # a pass this long is its own memory phase, and a later round's whole warm-up
 CHECK_IMAGES = 8  # images compared with eager fp32 to judge a setup's correctness
 
 
@@ -269,7 +270,7 @@ def _measure_batches(spec: dict, emit, forward, make_input, policy, energy, stag
                 # in memory mode fault every activation in anew (3x slower for MobileNet-V2 at batch 8),
                 # and a peak measured again in another process is the same peak
                 first_passes = []
-                while not first_passes or (measure_peak and len(first_passes) < 2 and first_passes[0] < 0.5):
+                while not first_passes or (measure_peak and len(first_passes) < 2 and first_passes[0] < LONG_PASS_S):
                     t0 = time.perf_counter()
                     forward(x)
                     sync()
@@ -281,7 +282,12 @@ def _measure_batches(spec: dict, emit, forward, make_input, policy, energy, stag
 
                 # after warm-up, so cuDNN's autotuning trials are not counted
                 reset = functools.partial(memory.cuda_reset_peak, torch.device(device)) if cuda else None
-                timing = watch.time_cell(batch, step, policy, sync_or_none, tuple(first_passes), meter, reset)
+                # a later round's first pass, in speed mode, is the warm-up where it takes seconds: in the
+                # main job every such cell's first pass, even in memory mode, agreed with the next
+                # within 10%, and one more pass was a tenth of a heavy cell's round
+                settled = not measure_peak and first_passes[0] >= LONG_PASS_S
+                timing = watch.time_cell(batch, step, policy, sync_or_none, tuple(first_passes), meter, reset,
+                                         prior_settles=settled)
                 if timing is None:  # --on-busy stop: the sweep ends here
                     return
                 if cuda:
@@ -416,7 +422,8 @@ class BusyWatch:
             self.emit("start", **where)  # the cell's limit counts from here
         return waited, quiet
 
-    def time_cell(self, batch, step, policy, sync, prior, meter, before_timing=None) -> Timing | None:
+    def time_cell(self, batch, step, policy, sync, prior, meter, before_timing=None,
+                  prior_settles: bool = False) -> Timing | None:
         """Warm up and time one cell as the mode says; None when the sweep must stop (``stop``)."""
         from ..measure import busy
         from ..measure.latency import time_until_precise, warm_up
@@ -429,7 +436,8 @@ class BusyWatch:
                 if not quiet and self.mode == "stop":
                     return None
             attempts += 1
-            warm = warm_up(step, policy, sync, prior=prior if attempts == 1 else ())
+            warm = warm_up(step, policy, sync, prior=prior if attempts == 1 else (),
+                           prior_settles=prior_settles and attempts == 1)
             if before_timing:
                 before_timing()
             window = busy.Window(self.own)
