@@ -117,6 +117,8 @@ def test_precision_decisions_follow_the_cpu_flags(monkeypatch):
     ("onnxruntime", "bf16", "cpu", "no bf16 kernels"),
     ("onnxruntime", "fp16", "cpu", "no fp16 convolution kernel"),
     ("openvino", "fp32", "cuda", "Intel GPUs"),
+    ("executorch", "fp32", "cuda", "a CPU runtime"),
+    ("executorch", "bf16", "cpu", "fp32 and int8 only"),
 ])
 def test_refusals_say_why(backend, precision, device, reason):
     with pytest.raises(UserError, match=reason):
@@ -129,6 +131,7 @@ def test_refusals_say_why(backend, precision, device, reason):
     ("openvino", "openvino", "fp32", "openvino"),
     ("nncf", "openvino", "int8", "openvino"),
     ("torchao", "compile", "int8", "quant"),
+    ("executorch", "executorch", "fp32", "executorch"),
 ])
 def test_a_missing_package_names_its_extra(monkeypatch, module, backend, precision, extra):
     monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like to import

@@ -18,7 +18,8 @@ from ..errors import UserError
 from ..setup import BACKENDS, PRECISIONS
 from .base import Backend, Prepared, check_names
 from .correctness import calibration_inputs, compare_outputs
-_CLASSES = {"eager": "Eager", "compile": "Compile", "onnxruntime": "OnnxRuntime", "openvino": "OpenVino"}
+_CLASSES = {"eager": "Eager", "compile": "Compile", "onnxruntime": "OnnxRuntime", "openvino": "OpenVino",
+            "executorch": "ExecuTorch"}
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Prepared", "get_backend", "check_combination",
            "compare_outputs", "calibration_inputs"]

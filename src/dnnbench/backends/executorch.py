@@ -1,0 +1,87 @@
+"""ExecuTorch on the CPU: the model exported (torch.export) at each batch size, lowered to the XNNPACK
+delegate and written as the .pte file a device ships, then run by ExecuTorch's own C++ runtime through
+its Python bindings (the runtime a phone runs, on this CPU). int8 by XNNPACK's quantizer (PT2E,
+static, symmetric per-channel weights), calibrated like the other backends."""
+
+from __future__ import annotations
+
+from .base import Backend, PerShape, is_cuda, require
+from .correctness import calibration_inputs
+
+EXTRA = "executorch"
+
+
+class ExecuTorch(Backend):
+    name = "executorch"
+
+    needs = ("executorch", "executorch.exir", "executorch.runtime")
+    extra = EXTRA
+
+    def check(self, precision: str, device: str) -> str | None:
+        require("executorch", EXTRA)
+        if is_cuda(device):
+            raise self.refuse(precision, device, "this backend runs ExecuTorch's XNNPACK delegate, a CPU "
+                              "runtime: use --device cpu")
+        if precision in ("bf16", "fp16"):
+            raise self.refuse(precision, device, f"XNNPACK's {precision} path targets Arm phones; on x86 "
+                              "ExecuTorch lowers fp32 and int8 only: use fp32 or int8")
+        if precision == "int8":
+            require("torchao", "quant")
+        return None
+
+    def _prepare(self, model, example, precision, device, threads, folder):
+        import torch
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        # XNNPACK's pool is process-wide and sized to the performance cores by default
+        portable_lib._unsafe_reset_threadpool(threads)
+        graph = quantize_xnnpack(model, example) if precision == "int8" else model
+        runtime = Runtime.get()
+
+        def build(shape):
+            path = folder / f"model-b{shape[0]}.pte"
+            path.write_bytes(lowered(graph, torch.zeros(shape, dtype=example.dtype)).buffer)
+            method = runtime.load_program(path).load_method("forward")
+
+            def step(x):
+                # a copy: the runtime's output buffer is overwritten by the next pass
+                return method.execute([x.contiguous()])[0].clone()
+
+            return step
+
+        forward = PerShape(build)
+        forward.ready(tuple(example.shape))
+        return forward
+
+
+def lowered(model, example):
+    """``model`` exported at ``example``'s shape (static: the shape a deployment ships) and lowered
+    to XNNPACK, as an ExecuTorch program (``.buffer``: the .pte file's bytes)."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with torch.no_grad():
+        exported = torch.export.export(model, (example,))
+    return to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
+
+
+def quantize_xnnpack(model, example):
+    """``model`` quantized for XNNPACK by PT2E: symmetric per-channel int8 weights, static int8
+    activations calibrated on `calibration_inputs`; a graph module to export at each batch size."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    inputs = calibration_inputs(tuple(example.shape[1:]))
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    with torch.no_grad():
+        captured = torch.export.export(model, (inputs[0],), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)).module()
+        prepared = prepare_pt2e(captured, quantizer)
+        for x in inputs:
+            prepared(x)
+        return convert_pt2e(prepared)
