@@ -119,6 +119,7 @@ def test_precision_decisions_follow_the_cpu_flags(monkeypatch):
     ("openvino", "fp32", "cuda", "Intel GPUs"),
     ("executorch", "fp32", "cuda", "a CPU runtime"),
     ("executorch", "bf16", "cpu", "fp32 and int8 only"),
+    ("litert", "fp16", "cpu", "converts fp32 and int8"),
 ])
 def test_refusals_say_why(backend, precision, device, reason):
     with pytest.raises(UserError, match=reason):
@@ -132,6 +133,7 @@ def test_refusals_say_why(backend, precision, device, reason):
     ("nncf", "openvino", "int8", "openvino"),
     ("torchao", "compile", "int8", "quant"),
     ("executorch", "executorch", "fp32", "executorch"),
+    ("ai_edge_litert", "litert", "fp32", "litert"),
 ])
 def test_a_missing_package_names_its_extra(monkeypatch, module, backend, precision, extra):
     monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like to import

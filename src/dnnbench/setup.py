@@ -21,7 +21,7 @@ from .errors import UserError
 from .text import short_name
 
 LAYOUTS = ("nchw", "channels_last")
-BACKENDS = ("eager", "compile", "onnxruntime", "openvino", "executorch")
+BACKENDS = ("eager", "compile", "onnxruntime", "openvino", "executorch", "litert")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 MACHINE_NAME = 64  # characters at most
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")

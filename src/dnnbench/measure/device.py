@@ -81,7 +81,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-SOFTWARE = ("torch", "torchvision", "timm", "numpy", "onnxruntime", "openvino", "executorch")
+SOFTWARE = ("torch", "torchvision", "timm", "numpy", "onnxruntime", "openvino", "executorch", "ai-edge-litert")
 
 
 def software() -> dict:
