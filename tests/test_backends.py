@@ -2,7 +2,9 @@
 those it cannot run are refused with the reason; a missing package names its pip extra."""
 
 import copy
+import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,6 +85,12 @@ def test_combination_runs_close_to_eager_fp32_or_is_refused(backend, precision, 
                               workdir=tmp_path)
     with prepared:
         assert prepared.prepare_s > 0
+        shipped = [Path(p) for p in prepared.forward.shipped]  # what a deployment of the setup ships
+        assert shipped and all(p.parent.parent == tmp_path for p in shipped)  # inside the preparation's folder
+        assert prepared.artifact_bytes == sum(os.path.getsize(p) for p in shipped)
+        if precision == "fp32":
+            weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+            assert prepared.artifact_bytes >= 0.95 * weights, (prepared.artifact_bytes, weights)
         pairs = torch.cat([prepared.forward(inputs[i:i + 2]) for i in range(0, 8, 2)])
         singles = torch.cat([prepared.forward(inputs[i:i + 1]) for i in range(8)])  # a new batch size
     for out in (pairs, singles):

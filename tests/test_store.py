@@ -382,3 +382,16 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_stored(tmp_path):
         assert "\n" not in str(info.value) and "run the same command again" in str(info.value)
     with Store(path) as store:
         assert [c["batch_size"] for c in store.cells()] == [1]
+
+
+def test_cells_stored_before_artifact_bytes_still_read(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "old.db")
+    with sqlite3.connect(db) as con:  # as a release of schema 12 left it
+        con.execute("ALTER TABLE cells DROP COLUMN artifact_bytes")
+        con.execute("PRAGMA user_version = 12")
+    with Store(db, create=False) as store:  # read as it is
+        rows = store.cells()
+        assert rows and all(r.get("artifact_bytes") is None for r in rows)
+    with Store(db) as store:  # migrated
+        assert "artifact_bytes" in {r[1] for r in store.db.execute("PRAGMA table_info(cells)")}
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

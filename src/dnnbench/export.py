@@ -31,6 +31,8 @@ EXPORT_KEYS = [
     "machine", "layout",
     # the setup's preparation (part of the cold start) and its logits against eager fp32's
     "cold_prepare_s", "max_rel_error", "top1_agreement",
+    # the bytes of the files a deployment of the setup ships (.onnx, .xml + .bin, .pte, .tflite, weights)
+    "artifact_bytes",
     # the 95% upper bound of each tail percentile (null: too few samples for a bound, 29 for p90, 299 for p99)
     "latency_p90_high_s", "latency_p99_high_s",
 ]

@@ -49,14 +49,18 @@ class Prepared:
     ``forward(x)``: one pass on ``x`` (the example's shape, any batch size); returns the logits as a
     tensor once the device has finished. ``prepare_s``: seconds the preparation took (export,
     compilation, quantization and calibration, session creation), part of the cold start.
-    ``close()`` frees the sessions and removes the files the preparation wrote (and calls
-    ``forward.close()`` where the step has one).
+    ``artifact_bytes``: the bytes of the files a deployment of this setup ships (``forward.shipped``,
+    the paths the backend wrote: .onnx, .pte, .tflite, the saved weights for eager), None where the
+    backend names none. ``close()`` frees the sessions and removes the files the preparation wrote
+    (and calls ``forward.close()`` where the step has one).
     """
 
     def __init__(self, forward: Callable, prepare_s: float, workdir: Path):
         self.forward = forward
         self.prepare_s = prepare_s
         self._workdir = workdir
+        shipped = getattr(forward, "shipped", None)
+        self.artifact_bytes = sum(Path(p).stat().st_size for p in shipped) if shipped else None
 
     def close(self) -> None:
         close = getattr(self.forward, "close", None)
@@ -70,6 +74,16 @@ class Prepared:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def saved_weights(module, folder: Path) -> list[Path]:
+    """``module``'s state dict written by torch.save into ``folder``: what a PyTorch deployment
+    ships beside its code (a list, as ``forward.shipped`` holds)."""
+    import torch
+
+    path = folder / "weights.pt"
+    torch.save(module.state_dict(), path)
+    return [path]
 
 
 def _closed(x):

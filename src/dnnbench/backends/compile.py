@@ -14,7 +14,7 @@ import torch
 
 from ..measure.device import sync_function
 from . import cpu
-from .base import PerShape, is_cuda, require
+from .base import PerShape, is_cuda, require, saved_weights
 from .correctness import calibration_inputs
 from .eager import DTYPES, Eager, cast
 
@@ -44,8 +44,10 @@ class Compile(Eager):
         torch.set_num_threads(threads)
         settings = _Settings(folder / "inductor")
         try:
-            forward = PerShape(self._builder(model, example, precision, device), settings.close)
+            build = self._builder(model, example, precision, device)
+            forward = PerShape(build, settings.close)
             forward(example)  # compiles: the first call is part of the preparation
+            forward.shipped = saved_weights(build.module, folder)  # the code is built where it runs
         except BaseException:
             settings.close()
             raise
@@ -71,6 +73,7 @@ class Compile(Eager):
             torch.compiler.reset()  # drops the code (and frozen weights) of the last batch size
             return step
 
+        build.module = module
         return build
 
 

@@ -52,6 +52,7 @@ class ExecuTorch(Backend):
 
         forward = PerShape(build)
         forward.ready(tuple(example.shape))
+        forward.shipped = [folder / f"model-b{example.shape[0]}.pte"]  # the first batch size's program
         return forward
 
 

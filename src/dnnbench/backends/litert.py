@@ -51,6 +51,7 @@ class LiteRT(Backend):
 
         forward = PerShape(build)
         forward.ready(tuple(example.shape))
+        forward.shipped = [folder / f"model-b{example.shape[0]}.tflite"]  # the first batch size's program
         return forward
 
 

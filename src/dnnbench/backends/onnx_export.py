@@ -28,3 +28,12 @@ def export_onnx(model, example, path: Path, extra: str) -> Path:
                           output_names=[OUTPUT], dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
                           external_data=weights > INLINE_LIMIT_BYTES)
     return path
+
+
+def onnx_files(path: Path) -> list[Path]:
+    """The ONNX model at ``path`` and the files of weights it keeps beside it (external data)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    beside = {entry.value for t in model.graph.initializer for entry in t.external_data if entry.key == "location"}
+    return [path, *(path.parent / name for name in sorted(beside))]

@@ -8,7 +8,7 @@ import torch
 from . import cpu
 from .base import Backend, is_cuda, require
 from .correctness import calibration_inputs
-from .onnx_export import INPUT, export_onnx
+from .onnx_export import INPUT, export_onnx, onnx_files
 
 EXTRA = "onnx"
 
@@ -60,12 +60,15 @@ class OnnxRuntime(Backend):
             index = torch.device(device).index or 0
             session = ort.InferenceSession(str(path), options, providers=[
                 ("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"])
-            return _cuda_step(session, index)
+            step = _cuda_step(session, index)
+            step.shipped = onnx_files(path)
+            return step
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         def forward(x):
             return torch.from_numpy(session.run(None, {INPUT: x.detach().cpu().numpy()})[0])
 
+        forward.shipped = onnx_files(path)
         return forward
 
 

@@ -71,8 +71,13 @@ class OpenVino(Backend):
 
             return step
 
+        # what a deployment ships: OpenVINO's own IR (.xml + .bin), weights as computed (no fp16 compression)
+        import openvino as ov
+
+        ov.save_model(graph, str(folder / "model.xml"), compress_to_fp16=False)
         forward = PerShape(build)
         forward.ready(tuple(example.shape))
+        forward.shipped = [folder / "model.xml", folder / "model.bin"]
         return forward
 
 

@@ -25,7 +25,7 @@ from ..measure.accuracy import evaluated_model
 from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -62,7 +62,10 @@ _FIGURES_V7 = [("round_runs", "TEXT")]
 # schema 9: the 95% upper bound of p90 and of p99 (distribution-free, measure/tails.py): no tail figure
 # without its bound or, where the bound is null, too few samples for one
 _FIGURES_V9 = [("latency_p90_high_s", "REAL"), ("latency_p99_high_s", "REAL")]
-FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4 + _FIGURES_V7 + _FIGURES_V9
+# schema 13: the bytes of the files a deployment of the setup ships (.onnx, OpenVINO's .xml + .bin, .pte,
+# .tflite, the saved weights for eager and compile); null for cells stored before
+_FIGURES_V13 = [("artifact_bytes", "INTEGER")]
+FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4 + _FIGURES_V7 + _FIGURES_V9 + _FIGURES_V13
 _JSON_COLUMNS = ("latency_samples", "round_medians", "round_runs")
 CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
 
@@ -275,10 +278,17 @@ def _migrate_11_to_12(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE serving ADD COLUMN {column} {sql_type}")
 
 
+def _migrate_12_to_13(db: sqlite3.Connection) -> None:
+    present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
+    for column, sql_type in _FIGURES_V13:
+        if column not in present:
+            db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
               7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10,
-              10: _migrate_10_to_11, 11: _migrate_11_to_12}  # from version n to n + 1
+              10: _migrate_10_to_11, 11: _migrate_11_to_12, 12: _migrate_12_to_13}  # from version n to n + 1
 
 
 def now() -> str:

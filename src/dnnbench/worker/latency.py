@@ -224,6 +224,7 @@ def _measure(spec: dict, emit) -> None:
         first_s = time.perf_counter() - t0
     del first
     emit("cold", cold_build_s=build_s, cold_load_s=load_s, cold_prepare_s=prepared.prepare_s, cold_first_s=first_s,
+         artifact_bytes=prepared.artifact_bytes,
          mem_baseline_bytes=baseline, mem_loaded_bytes=loaded, mem_load_peak_bytes=load_peak, **correctness)
     _stage[0] = None
 
