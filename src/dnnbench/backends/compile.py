@@ -14,7 +14,7 @@ import torch
 
 from ..measure.device import sync_function
 from . import cpu
-from .base import PerShape, is_cuda, require, saved_weights
+from .base import PerShape, is_cuda, require
 from .correctness import calibration_inputs
 from .eager import DTYPES, Eager, cast
 
@@ -47,7 +47,7 @@ class Compile(Eager):
             build = self._builder(model, example, precision, device)
             forward = PerShape(build, settings.close)
             forward(example)  # compiles: the first call is part of the preparation
-            forward.shipped = saved_weights(build.module, folder)  # the code is built where it runs
+            forward.weights = build.module  # shipped beside the code, which is built where it runs
         except BaseException:
             settings.close()
             raise

@@ -6,7 +6,7 @@ import torch
 
 from ..measure.device import DTYPE_NAMES, sync_function
 from . import cpu
-from .base import Backend, is_cuda, saved_weights
+from .base import Backend, is_cuda
 
 DTYPES = {p: getattr(torch, DTYPE_NAMES[p]) for p in ("fp32", "bf16", "fp16")}  # the float precisions
 
@@ -63,5 +63,5 @@ class Eager(Backend):
             sync()
             return y
 
-        forward.shipped = saved_weights(model, folder)
+        forward.weights = model  # what a deployment ships beside its code
         return forward
