@@ -15,7 +15,7 @@ import torch
 from ..measure.device import sync_function
 from . import cpu
 from .base import PerShape, is_cuda, require
-from .correctness import calibration_inputs
+from .correctness import quantized_pt2e
 from .eager import DTYPES, Eager, cast
 
 
@@ -108,24 +108,15 @@ class _Settings:
 
 
 def quantize_pt2e(model, example) -> torch.fx.GraphModule:
-    """``model`` quantized to int8 (u8 activations, s8 per-channel weights) by torchao's pt2e flow:
-    export, observers placed by X86InductorQuantizer, calibration on generated inputs, conversion."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    """``model`` quantized to int8 (u8 activations, s8 per-channel weights) by torchao's pt2e flow
+    with X86InductorQuantizer, for inductor to lower."""
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 
-    inputs = calibration_inputs(tuple(example.shape[1:]), device=example.device)
-    # batch 2 in the trace: an example of batch 1 would fix the batch axis to 1. Strict (dynamo)
-    # tracing tells apart two calls of one module (ResNet's blocks call their ReLU twice): the
-    # non-strict trace merged them into one partition, which the quantizer rejects ("Input
-    # partition has more than one output node", torch 2.14 with torchao 0.18)
-    graph = torch.export.export(model, (inputs[0],), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-                                strict=True).module()
     quantizer = xiq.X86InductorQuantizer()
     # 7-bit activations where u8 x s8 products would saturate the 16-bit sums of non-VNNI CPUs
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(
         reduce_range=not cpu.has_any(cpu.INT8_DOT)))
-    observed = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for x in inputs:
-            observed(x)
-    return convert_pt2e(observed)
+    # strict (dynamo) tracing tells apart two calls of one module (ResNet's blocks call their ReLU
+    # twice): the non-strict trace merged them into one partition, which this quantizer rejects
+    # ("Input partition has more than one output node", torch 2.14 with torchao 0.18)
+    return quantized_pt2e(model, example, quantizer, strict=True)

@@ -41,6 +41,25 @@ def calibration_inputs(shape, count: int = CALIBRATION_BATCHES, batch: int = CAL
     return [torch.randn(batch, *shape, generator=generator).to(device) for _ in range(count)]
 
 
+
+def quantized_pt2e(model, example, quantizer, strict: bool = False, fold_quantize: bool = True):
+    """``model`` quantized to int8 by PT2E for ``quantizer``'s runtime: exported with a dynamic batch
+    axis (batch 2 in the trace: an example of batch 1 would fix the axis to 1), observers placed,
+    calibrated on `calibration_inputs` of ``example``'s image shape, converted; a graph module to
+    export, lower or convert at each batch size. ``strict``: dynamo tracing (see compile.py);
+    ``fold_quantize=False`` keeps the weights' quantize nodes, which litert-torch converts."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    inputs = calibration_inputs(tuple(example.shape[1:]), device=str(example.device))
+    batch = {0: torch.export.Dim("batch", min=1)}
+    with torch.no_grad():
+        captured = torch.export.export(model, (inputs[0],), dynamic_shapes=(batch,), strict=strict).module()
+        observed = prepare_pt2e(captured, quantizer)
+        for x in inputs:
+            observed(x)
+        return convert_pt2e(observed, fold_quantize=fold_quantize)
+
 # How far apart eager fp32's top two classes must be, over its largest |logit|, for an image to judge
 # a setup at a precision: closer classes are a near-tie that the precision's own rounding may decide
 # either way, and on random weights most images are near-ties. The envelopes, measured on random deep

@@ -6,7 +6,7 @@ static, symmetric per-channel weights), calibrated like the other backends."""
 from __future__ import annotations
 
 from .base import Backend, PerShape, is_cuda, require
-from .correctness import calibration_inputs
+from .correctness import quantized_pt2e
 
 EXTRA = "executorch"
 
@@ -69,20 +69,11 @@ def lowered(model, example):
 
 
 def quantize_xnnpack(model, example):
-    """``model`` quantized for XNNPACK by PT2E: symmetric per-channel int8 weights, static int8
-    activations calibrated on `calibration_inputs`; a graph module to export at each batch size."""
-    import torch
+    """``model`` quantized for XNNPACK: symmetric per-channel int8 weights, static int8 activations."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    inputs = calibration_inputs(tuple(example.shape[1:]))
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    with torch.no_grad():
-        captured = torch.export.export(model, (inputs[0],), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)).module()
-        prepared = prepare_pt2e(captured, quantizer)
-        for x in inputs:
-            prepared(x)
-        return convert_pt2e(prepared)
+    return quantized_pt2e(model, example, quantizer)

@@ -6,7 +6,7 @@ backends."""
 from __future__ import annotations
 
 from .base import Backend, PerShape, is_cuda, require
-from .correctness import calibration_inputs
+from .correctness import quantized_pt2e
 
 EXTRA = "litert"
 
@@ -89,19 +89,9 @@ def converted(model, example, quantizer=None):
 
 
 def quantized(model, example):
-    """(the quantizer, ``model`` quantized by PT2E for LiteRT): symmetric per-channel int8 weights,
-    static int8 activations calibrated on `calibration_inputs`; a graph module to convert at each
-    batch size."""
-    import torch
+    """(the quantizer, ``model`` quantized for LiteRT): symmetric per-channel int8 weights, static
+    int8 activations; the weights' quantize nodes kept for litert-torch's converter."""
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    inputs = calibration_inputs(tuple(example.shape[1:]))
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    with torch.no_grad():
-        batch = {0: torch.export.Dim("batch", min=1)}
-        captured = torch.export.export(model, (inputs[0],), dynamic_shapes=(batch,)).module()
-        prepared = prepare_pt2e(captured, quantizer)
-        for x in inputs:
-            prepared(x)
-        return quantizer, convert_pt2e(prepared, fold_quantize=False)
+    return quantizer, quantized_pt2e(model, example, quantizer, fold_quantize=False)
