@@ -72,7 +72,8 @@ def reference(model, inputs):
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_combination_runs_close_to_eager_fp32_or_is_refused(backend, precision, model, inputs, reference, tmp_path):
+def test_combination_runs_close_to_eager_fp32_or_is_refused(backend, precision, model, inputs, reference, tmp_path,
+                                                           tmp_path_factory):
     runner = get_backend(backend)
     try:
         check_combination(backend, precision, "cpu")
@@ -87,12 +88,21 @@ def test_combination_runs_close_to_eager_fp32_or_is_refused(backend, precision, 
         assert prepared.prepare_s > 0
         shipped = [Path(p) for p in prepared.forward.shipped]  # what a deployment of the setup ships
         assert shipped and all(p.parent.parent == tmp_path for p in shipped)  # inside the preparation's folder
-        assert prepared.artifact_bytes == sum(os.path.getsize(p) for p in shipped)
+        assert prepared.artifact_bytes == sum(_bytes(p) for p in shipped)
         if precision == "fp32":
             weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
             assert prepared.artifact_bytes >= 0.95 * weights, (prepared.artifact_bytes, weights)
+        if prepared.untimed:  # converted, not runnable on this OS (Core ML off macOS): says why when called
+            with pytest.raises(RuntimeError, match="macOS"):
+                prepared.forward(inputs[:2])
+            pytest.skip(prepared.untimed)
         pairs = torch.cat([prepared.forward(inputs[i:i + 2]) for i in range(0, 8, 2)])
         singles = torch.cat([prepared.forward(inputs[i:i + 1]) for i in range(8)])  # a new batch size
+        restarted = _restarted(runner, prepared, precision, tmp_path_factory.mktemp("cache"))
+    if restarted is not None:  # started again from its files alone: the prepared step's logits (compile's
+        # bf16 and fp16 code, compiled again, may round in another order)
+        limit = 1e-4 if precision in ("fp32", "int8") else MAX_REL_ERROR[precision]
+        assert compare_outputs(pairs[:2], restarted(inputs[:2]))["max_rel_error"] < limit
     for out in (pairs, singles):
         got = compare_outputs(reference, out)
         assert got["max_rel_error"] < MAX_REL_ERROR[precision], got
@@ -100,6 +110,23 @@ def test_combination_runs_close_to_eager_fp32_or_is_refused(backend, precision, 
     assert list(tmp_path.iterdir()) == []  # close() removed what the preparation wrote
     with pytest.raises(RuntimeError):
         prepared.forward(inputs[:1])
+
+
+def _bytes(path: Path) -> int:
+    return sum(os.path.getsize(p) for p in path.rglob("*") if p.is_file()) if path.is_dir() else os.path.getsize(path)
+
+
+def _restarted(runner, prepared, precision, cache):
+    """The setup's step started from its shipped files alone (None where they do not make it: the reason
+    is one line)."""
+    from dnnbench.backends.base import CannotRestart
+
+    try:
+        return runner.restart([Path(p) for p in prepared.files], (2, 3, SIZE, SIZE), precision, "cpu", 2, cache,
+                              TinyNet)
+    except CannotRestart as exc:
+        assert (runner.name, precision) == ("compile", "int8") and "\n" not in str(exc)
+        return None
 
 
 AVX2 = frozenset({"avx", "avx2", "fma", "f16c"})
@@ -128,6 +155,8 @@ def test_precision_decisions_follow_the_cpu_flags(monkeypatch):
     ("executorch", "fp32", "cuda", "a CPU runtime"),
     ("executorch", "bf16", "cpu", "fp32 and int8 only"),
     ("litert", "fp16", "cpu", "converts fp32 and int8"),
+    ("coreml", "fp32", "cuda", "Apple devices"),
+    ("coreml", "bf16", "cpu", "fp32 or fp16"),
 ])
 def test_refusals_say_why(backend, precision, device, reason):
     with pytest.raises(UserError, match=reason):
@@ -142,6 +171,7 @@ def test_refusals_say_why(backend, precision, device, reason):
     ("torchao", "compile", "int8", "quant"),
     ("executorch", "executorch", "fp32", "executorch"),
     ("ai_edge_litert", "litert", "fp32", "litert"),
+    ("coremltools", "coreml", "fp32", "coreml"),
 ])
 def test_a_missing_package_names_its_extra(monkeypatch, module, backend, precision, extra):
     monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like to import

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import tempfile
 from pathlib import Path
 
@@ -168,6 +169,45 @@ def test_every_setup_of_a_run_becomes_its_own_cells_with_its_preparation_and_cor
     ort, eager = cells["onnxruntime"], cells["eager"]
     assert ort["cold_prepare_s"] > 0 and ort["max_rel_error"] < 1e-3 and ort["top1_agreement"] == 1.0
     assert eager["max_rel_error"] is None and eager["top1_agreement"] is None  # the reference itself
+    # each started again from its files alone (weights.pt, model.onnx), caches cold and then warm
+    for cell in cells.values():
+        assert cell["restart_cold_s"] > 0 and cell["restart_warm_s"] > 0 and cell["restart_reason"] is None, cell
+        assert cell["artifact_bytes"] > 0
+
+
+@pytest.mark.parametrize("backend", ["executorch", "litert", "coreml"])
+def test_a_model_that_does_not_convert_is_its_cells_one_line_and_the_rest_are_measured(tmp_path, backend):
+    pytest.importorskip({"executorch": "executorch", "litert": "ai_edge_litert", "coreml": "coremltools"}[backend])
+    db = tmp_path / "c.db"
+    out = cli("run", f"{FAULTY}:does_not_export", f"{FAULTY}:tiny", "--input-size", "32", "--batch-sizes", "1",
+              "--quick", "--on-busy", "measure", "--backend", backend, "--db", str(db))
+    assert out.returncode == 1, out.stderr  # a model failed; the other was measured
+    with Store(db, create=False) as store:
+        cells = {c["model"].rsplit(":", 1)[-1]: c for c in store.cells()}
+    failed = cells["does_not_export"]
+    assert failed["status"] == "error" and "\n" not in failed["error"], failed["error"]
+    assert failed["error"].startswith("preparing the backend (export, compile, quantize) failed: the model does "
+                                      f"not convert for {backend}: torch.export cannot trace it"), failed["error"]
+    assert cells["tiny"]["status"] == ("untimed" if backend == "coreml" else "ok")
+    assert cells["tiny"]["artifact_bytes"] > 0
+
+
+def test_core_ml_off_macos_converts_stores_its_package_and_says_why_it_is_not_timed(tmp_path):
+    pytest.importorskip("coremltools")
+    if sys.platform == "darwin":
+        pytest.skip("a Mac times Core ML")
+    db = tmp_path / "c.db"
+    out = cli("run", f"{FAULTY}:tiny", "--input-size", "32", "--batch-sizes", "1,2", "--quick", "--on-busy", "measure",
+              "--backend", "coreml", "--precision", "fp32,int8", "--db", str(db))
+    assert out.returncode == 0, out.stderr
+    assert "untimed: Core ML runs models on macOS only" in out.stdout and "converted but not timed" in out.stdout
+    with Store(db, create=False) as store:
+        cells = store.cells()
+    assert len(cells) == 4 and {c["status"] for c in cells} == {"untimed"}
+    by = {(c["precision"], c["batch_size"]): c for c in cells}
+    assert by["fp32", 1]["artifact_bytes"] == by["fp32", 2]["artifact_bytes"] > 0  # the first batch size's package
+    assert by["int8", 1]["artifact_bytes"] <= by["fp32", 1]["artifact_bytes"]  # int8 weights, where large enough
+    assert all(c["cold_prepare_s"] > 0 and c["latency_median_s"] is None for c in cells)
 
 
 def test_a_combination_this_device_cannot_run_is_refused_before_anything_is_measured(tmp_path):

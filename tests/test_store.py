@@ -395,3 +395,22 @@ def test_cells_stored_before_artifact_bytes_still_read(tmp_path, synthetic):
     with Store(db) as store:  # migrated
         assert "artifact_bytes" in {r[1] for r in store.db.execute("PRAGMA table_info(cells)")}
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_cells_stored_before_the_restart_figures_still_read(tmp_path, synthetic):
+    db = synthetic.make_db(tmp_path / "old.db")
+    with sqlite3.connect(db) as con:  # as a release of schema 13 left it
+        for column in ("restart_cold_s", "restart_warm_s", "restart_reason"):
+            con.execute(f"ALTER TABLE cells DROP COLUMN {column}")
+        con.execute("PRAGMA user_version = 13")
+    with Store(db, create=False) as store:  # read as it is
+        rows = store.cells()
+        assert rows and all(r.get("restart_cold_s") is None for r in rows)
+    with Store(db) as store:  # migrated, then given a setup's restart figures
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        first = store.cells()[0]
+        store.put_restart([first], {"restart_cold_s": 0.5, "restart_warm_s": 0.25})
+        got = {(r["model"], r["batch_size"], r["backend"]): r for r in store.cells()}
+    mine = got[first["model"], first["batch_size"], first["backend"]]
+    assert (mine["restart_cold_s"], mine["restart_warm_s"], mine["restart_reason"]) == (0.5, 0.25, None)
+    assert sum(r["restart_cold_s"] is not None for r in got.values()) == 1  # that cell only

@@ -575,7 +575,7 @@ def cmd_run(args) -> int:
         print(_scenarios_of(results, {c["model"] for c in results.last_run.cells}))
     if results.last_run.broken or results.last_run.lost:
         return 1
-    if not any(c["status"] == "ok" for c in results.last_run.cells):
+    if not any(c["status"] in ("ok", "untimed") for c in results.last_run.cells):
         print(f"dnnbench: {EXIT_STATUSES[NOTHING_MEASURED][1].removeprefix('run: ')}", file=sys.stderr)
         return NOTHING_MEASURED
     return 0

@@ -33,6 +33,8 @@ EXPORT_KEYS = [
     "cold_prepare_s", "max_rel_error", "top1_agreement",
     # the bytes of the files a deployment of the setup ships (.onnx, .xml + .bin, .pte, .tflite, weights)
     "artifact_bytes",
+    # the setup started again from its artifact in a fresh process: load + first pass, caches cold and warm
+    "restart_cold_s", "restart_warm_s", "restart_reason",
     # the 95% upper bound of each tail percentile (null: too few samples for a bound, 29 for p90, 299 for p99)
     "latency_p90_high_s", "latency_p99_high_s",
 ]

@@ -21,7 +21,7 @@ from .errors import UserError
 from .text import short_name
 
 LAYOUTS = ("nchw", "channels_last")
-BACKENDS = ("eager", "compile", "onnxruntime", "openvino", "executorch", "litert")
+BACKENDS = ("eager", "compile", "onnxruntime", "openvino", "executorch", "litert", "coreml")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 MACHINE_NAME = 64  # characters at most
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
@@ -32,8 +32,8 @@ class Setup:
     """Where and how a model is measured.
 
     ``machine``: a name, or None for this machine (its fingerprint, filled in by the sweep);
-    ``device``: ``cpu``, ``cuda`` or ``cuda:N``; ``backend``: ``eager``, ``compile``, ``onnxruntime`` or
-    ``openvino``; ``precision``: ``fp32``, ``bf16``, ``fp16`` or ``int8``; ``threads``: intra-op threads,
+    ``device``: ``cpu``, ``cuda`` or ``cuda:N``; ``backend``: ``eager``, ``compile``, ``onnxruntime``,
+    ``openvino``, ``executorch``, ``litert`` or ``coreml``; ``precision``: ``fp32``, ``bf16``, ``fp16`` or ``int8``; ``threads``: intra-op threads,
     or None for the cores this process may use (filled in when a run is configured); ``layout``:
     ``nchw`` or ``channels_last``."""
 

@@ -244,3 +244,15 @@ def _close_descriptors(x):
 
 def closes_its_descriptors_at_2():
     return _Fault(2, _close_descriptors)
+
+
+class _Branchy(Tiny):
+    def forward(self, x):
+        y = self.conv(x)
+        if y.mean() > 0:  # data-dependent control flow: an exporter (torch.export) cannot trace it
+            y = y * 2
+        return self.fc(y.mean((2, 3)))
+
+
+def does_not_export():
+    return _Branchy()

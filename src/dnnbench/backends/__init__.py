@@ -19,7 +19,8 @@ from ..setup import BACKENDS, PRECISIONS
 from .base import Backend, Prepared, check_names
 from .correctness import calibration_inputs, compare_outputs
 _CLASSES = {"eager": "Eager", "compile": "Compile", "onnxruntime": "OnnxRuntime", "openvino": "OpenVino",
-            "executorch": "ExecuTorch", "litert": "LiteRT"}
+            "executorch": "ExecuTorch", "litert": "LiteRT",
+            "coreml": "CoreML"}
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Prepared", "get_backend", "check_combination",
            "compare_outputs", "calibration_inputs"]

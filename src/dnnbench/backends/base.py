@@ -3,6 +3,7 @@ forward step, timed."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
 import tempfile
@@ -43,6 +44,25 @@ def is_cuda(device: str) -> bool:
     raise UserError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
 
 
+@contextlib.contextmanager
+def exporting(backend: str):
+    """Within the block, torch.export's failure to trace the model (data-dependent control flow, an
+    unsupported op) becomes one line that says the model does not convert for ``backend``."""
+    try:
+        yield
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("torch._dynamo", "torch.fx", "torch._export", "torch.export")):
+            raise
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
+        raise UserError(f"the model does not convert for {backend}: torch.export cannot trace it "
+                        f"({type(exc).__name__}: {first}); a model with data-dependent control flow needs "
+                        "rewriting with torch.cond") from exc
+
+
+class CannotRestart(Exception):
+    """A setup that a deployment cannot start from its shipped files alone (why, in one line)."""
+
+
 class Prepared:
     """A forward step ready to be timed.
 
@@ -51,7 +71,9 @@ class Prepared:
     compilation, quantization and calibration, session creation), part of the cold start.
     ``artifact_bytes``: the bytes of the files a deployment of this setup ships (``forward.shipped``,
     the paths the backend wrote: .onnx, .pte, .tflite, the saved weights for eager), None where the
-    backend names none. ``close()`` frees the sessions and removes the files the preparation wrote
+    backend names none; a folder (.mlpackage) counts every file in it. ``untimed``: None, or why this
+    setup converts here but cannot run (Core ML off macOS): ``forward`` then raises, and the worker
+    stores the conversion without timing it. ``close()`` frees the sessions and removes the files the preparation wrote
     (and calls ``forward.close()`` where the step has one).
     """
 
@@ -60,7 +82,9 @@ class Prepared:
         self.prepare_s = prepare_s
         self._workdir = workdir
         shipped = getattr(forward, "shipped", None)
-        self.artifact_bytes = sum(Path(p).stat().st_size for p in shipped) if shipped else None
+        self.artifact_bytes = sum(_bytes(Path(p)) for p in shipped) if shipped else None
+        self.files = [str(p) for p in shipped] if shipped else []
+        self.untimed = getattr(forward, "untimed", None)
 
     def close(self) -> None:
         close = getattr(self.forward, "close", None)
@@ -74,6 +98,13 @@ class Prepared:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _bytes(path: Path) -> int:
+    """A file's bytes, or the sum of every file's in a folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
 
 
 def saved_weights(module, folder: Path) -> list[Path]:
@@ -130,6 +161,16 @@ class Backend:
 
     def _prepare(self, model, example, precision: str, device: str, threads: int, folder: Path) -> Callable:
         raise NotImplementedError
+
+    def restart(self, files: list[Path], shape: tuple[int, ...], precision: str, device: str, threads: int,
+                cache: Path, architecture: Callable) -> Callable:
+        """A step started from the files `prepare` shipped (``forward.shipped``), alone, as a fresh
+        deployment process starts: for ``shape`` (the first batch size, the one the files hold), at
+        ``precision``. ``cache``: a folder kept from one restart to the next, for the runtime's own
+        cache (inductor's, OpenVINO's model cache); ``architecture()``: the model's module with random
+        weights, for the backends that ship weights beside code. `CannotRestart` where the files
+        alone do not make the step."""
+        raise CannotRestart(f"the {self.name} backend does not start from its files alone")
 
     def refuse(self, precision: str, device: str, why: str) -> UserError:
         return UserError(f"the {self.name} backend cannot run {precision} on {device}: {why}")

@@ -14,7 +14,7 @@ import torch
 
 from ..measure.device import sync_function
 from . import cpu
-from .base import PerShape, is_cuda, require
+from .base import CannotRestart, PerShape, is_cuda, require
 from .correctness import quantized_pt2e
 from .eager import DTYPES, Eager, cast
 
@@ -52,6 +52,13 @@ class Compile(Eager):
             settings.close()
             raise
         return forward
+
+    def restart(self, files, shape, precision, device, threads, cache, architecture):
+        if precision == "int8":  # the quantized graph is made by quantizing the model, not read from a file
+            raise CannotRestart("compile's int8 graph is quantized from the model at each start, not loaded "
+                                "from a file")
+        # inductor's cache in ``cache``: empty at the first restart, filled for the second
+        return super().restart(files, shape, precision, device, threads, cache, architecture)
 
     @staticmethod
     def _builder(model, example, precision, device):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 
+from .base import exporting
+
 CALIBRATION_BATCHES = 8  # of CALIBRATION_BATCH images: 16 in all, a few seconds of a large model
 CALIBRATION_BATCH = 2
 
@@ -53,7 +55,7 @@ def quantized_pt2e(model, example, quantizer, strict: bool = False, fold_quantiz
 
     inputs = calibration_inputs(tuple(example.shape[1:]), device=str(example.device))
     batch = {0: torch.export.Dim("batch", min=1)}
-    with torch.no_grad():
+    with torch.no_grad(), exporting(f"{type(quantizer).__name__}'s int8"):
         captured = torch.export.export(model, (inputs[0],), dynamic_shapes=(batch,), strict=strict).module()
         observed = prepare_pt2e(captured, quantizer)
         for x in inputs:

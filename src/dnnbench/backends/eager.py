@@ -65,3 +65,9 @@ class Eager(Backend):
 
         forward.weights = model  # what a deployment ships beside its code
         return forward
+
+    def restart(self, files, shape, precision, device, threads, cache, architecture):
+        model = cast(architecture(), precision)
+        model.load_state_dict(torch.load(files[0], map_location=device, weights_only=True))
+        return self._prepare(model.to(device).eval(), torch.zeros(shape, device=device), precision, device, threads,
+                             cache)

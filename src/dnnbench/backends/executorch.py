@@ -5,7 +5,7 @@ static, symmetric per-channel weights), calibrated like the other backends."""
 
 from __future__ import annotations
 
-from .base import Backend, PerShape, is_cuda, require
+from .base import Backend, PerShape, exporting, is_cuda, require
 from .correctness import quantized_pt2e
 
 EXTRA = "executorch"
@@ -31,29 +31,38 @@ class ExecuTorch(Backend):
 
     def _prepare(self, model, example, precision, device, threads, folder):
         import torch
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime
 
-        # XNNPACK's pool is process-wide and sized to the performance cores by default
-        portable_lib._unsafe_reset_threadpool(threads)
         graph = quantize_xnnpack(model, example) if precision == "int8" else model
-        runtime = Runtime.get()
 
         def build(shape):
             path = folder / f"model-b{shape[0]}.pte"
             path.write_bytes(lowered(graph, torch.zeros(shape, dtype=example.dtype)).buffer)
-            method = runtime.load_program(path).load_method("forward")
-
-            def step(x):
-                # a copy: the runtime's output buffer is overwritten by the next pass
-                return method.execute([x.contiguous()])[0].clone()
-
-            return step
+            return loaded(path, threads)
 
         forward = PerShape(build)
         forward.ready(tuple(example.shape))
         forward.shipped = [folder / f"model-b{example.shape[0]}.pte"]  # the first batch size's program
         return forward
+
+
+    def restart(self, files, shape, precision, device, threads, cache, architecture):
+        return loaded(files[0], threads)
+
+
+def loaded(path, threads: int):
+    """The step of the ExecuTorch program at ``path``, run by ExecuTorch's runtime on ``threads``."""
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    # XNNPACK's pool is process-wide and sized to the performance cores by default
+    portable_lib._unsafe_reset_threadpool(threads)
+    method = Runtime.get().load_program(path).load_method("forward")
+
+    def step(x):
+        # a copy: the runtime's output buffer is overwritten by the next pass
+        return method.execute([x.contiguous()])[0].clone()
+
+    return step
 
 
 def lowered(model, example):
@@ -63,7 +72,7 @@ def lowered(model, example):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    with torch.no_grad():
+    with torch.no_grad(), exporting("executorch"):
         exported = torch.export.export(model, (example,))
     return to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
 

@@ -5,7 +5,7 @@ backends."""
 
 from __future__ import annotations
 
-from .base import Backend, PerShape, is_cuda, require
+from .base import Backend, PerShape, exporting, is_cuda, require
 from .correctness import quantized_pt2e
 
 EXTRA = "litert"
@@ -14,7 +14,7 @@ EXTRA = "litert"
 class LiteRT(Backend):
     name = "litert"
 
-    needs = ("litert_torch", "ai_edge_litert")
+    needs = ("ai_edge_litert", "litert_torch")  # the interpreter first: the converter imports it
     extra = EXTRA
 
     def check(self, precision: str, device: str) -> str | None:
@@ -29,30 +29,41 @@ class LiteRT(Backend):
 
     def _prepare(self, model, example, precision, device, threads, folder):
         import torch
-        from ai_edge_litert.interpreter import Interpreter
 
         quantizer, graph = quantized(model, example) if precision == "int8" else (None, model)
 
         def build(shape):
             path = folder / f"model-b{shape[0]}.tflite"
             converted(graph, torch.zeros(shape, dtype=example.dtype), quantizer).export(str(path))
-            interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            interpreter.allocate_tensors()
-            [given], [taken] = interpreter.get_input_details(), interpreter.get_output_details()
-            to_input, from_output = codec(given), codec(taken)
-
-            def step(x):
-                interpreter.set_tensor(given["index"], to_input(x.detach().cpu().contiguous().numpy()))
-                interpreter.invoke()
-                # a copy: the interpreter overwrites its output tensor at the next pass
-                return torch.from_numpy(from_output(interpreter.get_tensor(taken["index"]).copy()))
-
-            return step
+            return interpreted(path, threads)
 
         forward = PerShape(build)
         forward.ready(tuple(example.shape))
         forward.shipped = [folder / f"model-b{example.shape[0]}.tflite"]  # the first batch size's program
         return forward
+
+
+    def restart(self, files, shape, precision, device, threads, cache, architecture):
+        return interpreted(files[0], threads)
+
+
+def interpreted(path, threads: int):
+    """The step of the .tflite model at ``path``, run by LiteRT's interpreter on ``threads``."""
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    [given], [taken] = interpreter.get_input_details(), interpreter.get_output_details()
+    to_input, from_output = codec(given), codec(taken)
+
+    def step(x):
+        interpreter.set_tensor(given["index"], to_input(x.detach().cpu().contiguous().numpy()))
+        interpreter.invoke()
+        # a copy: the interpreter overwrites its output tensor at the next pass
+        return torch.from_numpy(from_output(interpreter.get_tensor(taken["index"]).copy()))
+
+    return step
 
 
 def codec(detail: dict):
@@ -84,7 +95,7 @@ def converted(model, example, quantizer=None):
         from litert_torch.quantize.quant_config import QuantConfig
 
         config = QuantConfig(pt2e_quantizer=quantizer)
-    with torch.no_grad():
+    with torch.no_grad(), exporting("litert"):
         return litert_torch.convert(model, (example,), quant_config=config)
 
 

@@ -44,13 +44,21 @@ class OnnxRuntime(Backend):
         return None
 
     def _prepare(self, model, example, precision, device, threads, folder):
-        import onnxruntime as ort
-
         path = export_onnx(model, example, folder / "model.onnx", EXTRA)
         if precision == "int8":
             path = quantize_static(path, example, folder)
         elif precision == "fp16":
             path = to_fp16(path, folder)
+        return self._started(path, device, threads)
+
+    def restart(self, files, shape, precision, device, threads, cache, architecture):
+        return self._started(files[0], device, threads)
+
+    @staticmethod
+    def _started(path, device: str, threads: int):
+        """The step of a session on the ONNX file at ``path``."""
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # the calling thread is one of them
         options.inter_op_num_threads = 1

@@ -60,16 +60,7 @@ class OpenVino(Backend):
                   "INFERENCE_PRECISION_HINT": HINTS[precision]}
 
         def build(shape):
-            # compiled for this batch size: static shapes are what OpenVINO runs fastest
-            graph.reshape(list(shape))
-            request = _core().compile_model(graph, "CPU", config).create_infer_request()
-
-            def step(x):
-                request.infer({0: x.detach().cpu().numpy()}, share_inputs=True)
-                # a copy: the request overwrites its output tensor at the next pass
-                return torch.from_numpy(request.get_output_tensor(0).data.copy())
-
-            return step
+            return _compiled(graph, shape, config)
 
         # what a deployment ships: OpenVINO's own IR (.xml + .bin), weights as computed (no fp16 compression)
         import openvino as ov
@@ -79,6 +70,25 @@ class OpenVino(Backend):
         forward.ready(tuple(example.shape))
         forward.shipped = [folder / "model.xml", folder / "model.bin"]
         return forward
+
+    def restart(self, files, shape, precision, device, threads, cache, architecture):
+        # OpenVINO's model cache in ``cache``: the compiled blob written at the first start, read at the next
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+                  "INFERENCE_PRECISION_HINT": HINTS[precision], "CACHE_DIR": str(cache)}
+        return _compiled(_core().read_model(str(files[0])), shape, config)
+
+
+def _compiled(graph, shape, config: dict):
+    """The step of ``graph`` compiled for ``shape``: static shapes are what OpenVINO runs fastest."""
+    graph.reshape(list(shape))
+    request = _core().compile_model(graph, "CPU", config).create_infer_request()
+
+    def step(x):
+        request.infer({0: x.detach().cpu().numpy()}, share_inputs=True)
+        # a copy: the request overwrites its output tensor at the next pass
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+    return step
 
 
 def quantize_nncf(graph, example):

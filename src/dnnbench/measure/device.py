@@ -81,7 +81,8 @@ def _version(package: str) -> str | None:
         return None
 
 
-SOFTWARE = ("torch", "torchvision", "timm", "numpy", "onnxruntime", "openvino", "executorch", "ai-edge-litert")
+SOFTWARE = ("torch", "torchvision", "timm", "numpy", "onnxruntime", "openvino", "executorch", "ai-edge-litert",
+            "coremltools")
 
 
 def software() -> dict:

@@ -149,7 +149,10 @@ class RunPrinter:
             self._advance(1)
             runtime = f" ({Setup.of(data).runtime()})" if len(self.config.setups) > 1 else ""
             where = f"{self._where()}{data['model']}{runtime} batch {data['batch_size']}"
-            if data["status"] != "ok":
+            if data["status"] == "untimed":  # its reason once, in the summary
+                if data.get("artifact_bytes"):
+                    self._write(f"dnnbench run: {where}: converted ({format_bytes(data['artifact_bytes'])}), not timed")
+            elif data["status"] != "ok":
                 self._write(f"dnnbench run: {where}: {data['status']}: {data.get('error')}")
             elif data.get("disturbed"):
                 tries = data.get("busy_attempts") or 1
@@ -204,15 +207,19 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
     shift = 1 if several else 0
     lines = [table(headings, body, right={1 + shift, *(i + shift for i in (3, 4, 5, 6, 7, 8, 9, 10))})]
     new_ok = sum(1 for m in result.measured if m.get("stored") and m["status"] == "ok")
-    new_failed = sum(1 for m in result.measured if m.get("stored") and m["status"] != "ok")
+    new_failed = sum(1 for m in result.measured if m.get("stored") and m["status"] not in ("ok", "untimed"))
+    untimed = [m for m in result.measured if m.get("stored") and m["status"] == "untimed"]
     what = "cells" if config.rounds == 1 else "cell rounds"
-    lines.append(f"{new_ok} {what} measured now, {new_failed} failed, {result.already} complete cells taken "
+    converted = f"{len(untimed)} converted but not timed, " if untimed else ""
+    lines.append(f"{new_ok} {what} measured now, {converted}{new_failed} failed, {result.already} complete cells taken "
                  f"from the database{f' (run {result.run_id})' if result.run_id is not None else ''}. "
                  "Latency: one forward pass of the batch, median of the timed passes of every round; CI: 95% "
                  "interval of the median, widened by how much the rounds' medians differ; stop: converged "
                  "(target reached in every round) or time_cap (budget spent); p90 ≤ bound: the 90th percentile of "
                  "the passes and its 95% upper bound (few: under 29 passes, too few for a bound); load: busy when other "
                  "processes used more than 5% of the cores the timed passes needed.")
+    for reason in dict.fromkeys(m["error"] for m in untimed):
+        lines.append(f"untimed: {reason}.")
     disturbed = [r for r in rows if r["status"] == "ok" and r.get("disturbed")]
     if disturbed:
         lines.append(f"{len(disturbed)} of {sum(r['status'] == 'ok' for r in rows)} cells were disturbed by other "

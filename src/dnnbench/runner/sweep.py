@@ -36,10 +36,10 @@ from ..errors import UserError
 from ..launch import IMPORT_LIMIT_S, Job, Launcher, describe_exit, log_tail  # noqa: F401 - describe_exit, log_tail: re-exported
 from ..measure import memory
 from ..measure.latency import Drift
-from ..setup import fingerprint, machine_id
+from ..setup import CELL_KEY, fingerprint, machine_id
 from ..store import Store, StoreWriteError
 from ..units import format_bytes
-from ..worker import LATENCY, PROBE
+from ..worker import LATENCY, PROBE, RESTART
 from .lock import machine_lock
 from .plan import ModelJob, RunConfig, above, keys, plan
 
@@ -70,6 +70,7 @@ class _Outcome:
     status: str | None
     error: str | None
     cold: dict
+    files: list[str] | None = None  # the files a deployment of the setup ships, while the worker's folder lasts
 
 
 @dataclass
@@ -334,9 +335,60 @@ class Sweep:
         however it ends, a kill included."""
         scratch = tempfile.mkdtemp(prefix="dnnbench-worker-")
         try:
-            return self._watch_worker(job, result, scratch)
+            out = self._watch_worker(job, result, scratch)
+            if self._round == 1 and out.files:
+                self._restart(job, out.files, scratch, result)
+            return out
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _restart(self, job: ModelJob, files: list[str], scratch: str, result: SweepResult) -> None:
+        """The setup started from its files alone in a fresh process, twice (the runtime's caches empty,
+        then warm), each under the cell limit; the figures given to the cells this worker measured."""
+        cells = [r for r in result.measured if r.get("stored") and r["status"] == "ok" and r["round"] == 1
+                 and r["model"] == job.model and r["input_size"] == job.input_size
+                 and r["batch_size"] in job.batch_sizes and r["backend"] == job.setup.backend
+                 and r["precision"] == job.setup.precision]
+        if not cells:
+            return
+        self.on_event("stage", {"model": job.model, "stage": "restart"})
+        spec = {**job.spec(static=False), "files": files, "batch_size": job.batch_sizes[0],
+                "cache": tempfile.mkdtemp(prefix="cache-", dir=scratch)}
+        figures: dict = {}
+        for name in ("restart_cold_s", "restart_warm_s"):
+            seconds, reason = self._one_restart(job, spec, scratch)
+            if seconds is None:
+                figures["restart_reason"] = reason
+                break
+            figures[name] = seconds
+        self.store.put_restart([{k: c[k] for k in CELL_KEY} for c in cells], figures)
+        for cell in cells:
+            cell.update(figures)
+
+    def _one_restart(self, job: ModelJob, spec: dict, scratch: str) -> tuple[float | None, str | None]:
+        """(seconds, None) of one start of a fresh process from the setup's files, or (None, why not)."""
+        # forked like the latency workers: the clock starts after the imports, which a fresh interpreter
+        # would only make slower to reach
+        worker = self.launcher.start(Job(RESTART, spec, job.config.threads, scratch, preload=_preload(job.model)))
+        found, why = None, None
+        try:
+            for record in worker.records(idle_limit=IMPORT_LIMIT_S + job.config.cell_timeout_s):
+                if record["type"] == "restart":
+                    found, why = record.get("seconds"), record.get("reason")
+                elif record["type"] == "fatal":
+                    why = f"the restart from its files failed: {record['error']}"
+                if self._interrupted():
+                    raise KeyboardInterrupt
+        except TimeoutError as exc:
+            why = f"the restart from its files {exc}; stopped"
+        finally:
+            rc = worker.end()
+        try:
+            if found is None and why is None:
+                why = f"the restart from its files ended ({worker.exit_words(rc)})"
+            return found, why
+        finally:
+            worker.log.close()
 
     def _watch_worker(self, job: ModelJob, result: SweepResult, scratch: str) -> _Outcome:
         """Start the job's worker and watch it to its end: its records stored as they arrive, its
@@ -355,7 +407,9 @@ class Sweep:
         finally:
             rc = worker.end()
         try:
-            return ended or self._ending(job, worker, state, rc, oom_before)
+            out = ended or self._ending(job, worker, state, rc, oom_before)
+            out.files = state.files
+            return out
         finally:
             worker.log.close()
 
@@ -399,6 +453,7 @@ class Sweep:
             self._static_done.add(job.model)
             self.on_event("note", {"text": f"{job.model}: operations not counted: {message['error']}"})
         elif kind == "cold":
+            state.files = message.pop("artifact_files", None)
             state.cold = message
             watch.stage(None, now)
         elif kind == "start":
@@ -458,6 +513,7 @@ class _WorkerState:
     watch: _Watch
     done: list[int] = field(default_factory=list)
     cold: dict = field(default_factory=dict)
+    files: list[str] | None = None
     killed: tuple[str, str] | None = None  # (status, message) when the sweep stopped the worker
     peak_seen: int = 0
 

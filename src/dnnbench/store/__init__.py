@@ -25,7 +25,7 @@ from ..measure.accuracy import evaluated_model
 from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -65,11 +65,16 @@ _FIGURES_V9 = [("latency_p90_high_s", "REAL"), ("latency_p99_high_s", "REAL")]
 # schema 13: the bytes of the files a deployment of the setup ships (.onnx, OpenVINO's .xml + .bin, .pte,
 # .tflite, the saved weights for eager and compile); null for cells stored before
 _FIGURES_V13 = [("artifact_bytes", "INTEGER")]
-FIGURE_COLUMNS = _FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4 + _FIGURES_V7 + _FIGURES_V9 + _FIGURES_V13
+# schema 14: the setup started again from its artifact alone in a fresh process (load + first pass),
+# once with the runtime's caches empty (cold) and once after (warm), or why not (restart_reason)
+_FIGURES_V14 = [("restart_cold_s", "REAL"), ("restart_warm_s", "REAL"), ("restart_reason", "TEXT")]
+FIGURE_COLUMNS = (_FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4 + _FIGURES_V7 + _FIGURES_V9 + _FIGURES_V13
+                  + _FIGURES_V14)
 _JSON_COLUMNS = ("latency_samples", "round_medians", "round_runs")
 CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
 
-STATUSES = ("ok", "oom", "crashed", "killed", "timeout", "error")
+# untimed: converted but not runnable on this machine (Core ML off macOS), the conversion's figures kept
+STATUSES = ("ok", "oom", "crashed", "killed", "timeout", "error", "untimed")
 
 
 class StoreWriteError(UserError):
@@ -285,10 +290,18 @@ def _migrate_12_to_13(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
 
 
+def _migrate_13_to_14(db: sqlite3.Connection) -> None:
+    present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
+    for column, sql_type in _FIGURES_V14:
+        if column not in present:
+            db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
               7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10,
-              10: _migrate_10_to_11, 11: _migrate_11_to_12, 12: _migrate_12_to_13}  # from version n to n + 1
+              10: _migrate_10_to_11, 11: _migrate_11_to_12, 12: _migrate_12_to_13,
+              13: _migrate_13_to_14}  # from version n to n + 1
 
 
 def now() -> str:
@@ -297,7 +310,8 @@ def now() -> str:
 
 # what a sweep writes, by method: a store that forwards its writes (a cluster node's) wraps these; the
 # ones named in RUN_WRITES take a run id first, which the receiving database maps to its own
-WRITES = ("start_run", "finish_run", "put_cell", "put_model", "register_machine", "delete_failed", "settle_drift")
+WRITES = ("start_run", "finish_run", "put_cell", "put_restart", "put_model", "register_machine", "delete_failed",
+          "settle_drift")
 RUN_WRITES = ("finish_run", "put_cell", "settle_drift")
 
 
@@ -500,6 +514,20 @@ class Store:
         names = [c for c, _ in ACCURACY_COLUMNS]
         values = [json.dumps(row.get(c)) if c in _ACCURACY_JSON else row.get(c) for c in names]
         self._write(f"INSERT INTO accuracy ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+
+    def put_restart(self, cells: list[dict], figures: dict) -> None:
+        """The restart figures (``restart_cold_s``, ``restart_warm_s``, ``restart_reason``) of a setup,
+        given to its stored ``cells`` (rows with their key) in one transaction."""
+        names = [c for c, _ in _FIGURES_V14]
+        where = " AND ".join(f"{k} = ?" for k in KEY)
+
+        def write(db: sqlite3.Connection) -> None:
+            for cell in cells:
+                row = {**cell, **Setup.of(cell).to_dict()}
+                db.execute(f"UPDATE cells SET {', '.join(f'{c} = ?' for c in names)} WHERE {where}",
+                           [figures.get(c) for c in names] + [row[k] for k in KEY])
+
+        self._transaction(write)
 
     def put_serving(self, row: dict) -> None:
         """Store one point of the server scenario (`SERVING_COLUMNS`; ``measured_at`` now if absent)."""

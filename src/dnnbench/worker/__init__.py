@@ -3,7 +3,7 @@
 One entry point, ``python -m dnnbench.worker`` (or a fork of the launcher's server, which calls
 `main` directly), whatever the process does. The job arrives on stdin as JSON: ``{"scenario":
 MODULE, "spec": {...}, "threads": N}``; the scenario is a module of this package (``latency``,
-``probe``, ``accuracy``, ``kernels``, ``static``, ``serving``, ``pair``) or, for the one process that runs a sweep of its
+``probe``, ``accuracy``, ``kernels``, ``static``, ``serving``, ``pair``, ``restart``) or, for the one process that runs a sweep of its
 own, ``dnnbench.cluster.node``. Each scenario module has ``run(spec, emit)``; ``TORCH`` says
 whether the contract prepares torch before it (denormals flushed before any other torch call, since
 the flag is per thread and must precede the thread pool; the thread count; one inter-op thread).
@@ -34,10 +34,10 @@ import sys
 RECORD_FD_ENV = "DNNBENCH_RECORD_FD"
 PACKAGE = __name__
 # the scenarios, by the module that runs them (the job names the module)
-LATENCY, PROBE, ACCURACY, KERNELS, STATIC, SERVING, PAIR = (
-    f"{PACKAGE}.{name}" for name in ("latency", "probe", "accuracy", "kernels", "static", "serving", "pair"))
+LATENCY, PROBE, ACCURACY, KERNELS, STATIC, SERVING, PAIR, RESTART = (
+    f"{PACKAGE}.{name}" for name in ("latency", "probe", "accuracy", "kernels", "static", "serving", "pair", "restart"))
 NODE = "dnnbench.cluster.node"  # above the runner: it runs a sweep, so it is named, never imported, here
-SCENARIOS = (LATENCY, PROBE, ACCURACY, KERNELS, STATIC, SERVING, PAIR, NODE)
+SCENARIOS = (LATENCY, PROBE, ACCURACY, KERNELS, STATIC, SERVING, PAIR, RESTART, NODE)
 CHANNEL_LOST = 3  # the exit status of a worker whose record channel was closed under it
 
 
@@ -65,7 +65,10 @@ def prepare_torch(threads: int) -> None:
 def one_line(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"the model called sys.exit({exc.code!r})"
-    text = f"{type(exc).__name__}: {exc}".strip()
+    from ..errors import UserError
+
+    # dnnbench's own errors are sentences already; anything else is named by its type
+    text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}".strip()
     return " ".join(text.split())[:500]
 
 

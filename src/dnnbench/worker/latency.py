@@ -109,7 +109,7 @@ def _prepare(model, setup: dict, make_input, batch: int):
     prepared = backend.prepare(model, inputs[0], precision=setup["precision"], device=setup["device"],
                                threads=int(setup["threads"]), workdir=tempfile.gettempdir())
     correctness = {}
-    if reference is not None:
+    if reference is not None and not prepared.untimed:
         with torch.inference_mode():
             outputs = torch.cat([prepared.forward(x).float().cpu() for x in inputs])
         correctness = compare_outputs(reference, outputs, setup["precision"])
@@ -213,6 +213,14 @@ def _measure(spec: dict, emit) -> None:
     forward, prepared, correctness = _prepare(model, setup, make_input, spec["batch_sizes"][0])
     del model  # what runs now is the backend's: a deployment holds only that (eager and compile keep the model)
     memory.release_free_memory()
+    if prepared.untimed:  # converted, not runnable here: the conversion stored, each cell saying why
+        emit("cold", cold_build_s=build_s, cold_load_s=load_s, cold_prepare_s=prepared.prepare_s,
+             artifact_bytes=prepared.artifact_bytes, mem_baseline_bytes=baseline, mem_loaded_bytes=loaded,
+             mem_load_peak_bytes=load_peak)
+        _stage[0] = None
+        for batch in spec["batch_sizes"]:
+            emit("cell", batch_size=batch, status="untimed", error=prepared.untimed)
+        return
 
     stage("first pass")
     first = make_input(spec["batch_sizes"][0])
@@ -224,7 +232,7 @@ def _measure(spec: dict, emit) -> None:
         first_s = time.perf_counter() - t0
     del first
     emit("cold", cold_build_s=build_s, cold_load_s=load_s, cold_prepare_s=prepared.prepare_s, cold_first_s=first_s,
-         artifact_bytes=prepared.artifact_bytes,
+         artifact_bytes=prepared.artifact_bytes, artifact_files=prepared.files,
          mem_baseline_bytes=baseline, mem_loaded_bytes=loaded, mem_load_peak_bytes=load_peak, **correctness)
     _stage[0] = None
 
