@@ -111,15 +111,32 @@ class SyntheticSweep:
                         for backend, precision, factor, agreement in self.SETUPS:
                             store.put_cell(run, self._other(self._cell(name, params, gmacs, b, energy, peak),
                                                             backend, precision, factor, agreement))
+                        # converted but not runnable here (Core ML off macOS), and a model that does not convert
+                        store.put_cell(run, {**self._key(name, b), "backend": "coreml", "status": "untimed",
+                                             "error": self.UNTIMED, "artifact_bytes": int(2 * params),
+                                             "cold_prepare_s": 3.0})
+                        if name == "mobilenet_v2":
+                            store.put_cell(run, {**self._key(name, b), "backend": "litert", "precision": "int8",
+                                                 "status": "error", "error": self.NOT_CONVERTED})
             store.put_cell(run, {"model": "resnet50", "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager",
                                  "precision": "fp32", "threads": 2, "batch_size": 64, "status": "oom",
                                  "error": "resident set above --max-memory"})
         return path
 
+    UNTIMED = "Core ML runs models on macOS only: converted here"
+    NOT_CONVERTED = "preparing the backend failed: the model does not convert for litert: torch.export cannot trace it"
+
+    @staticmethod
+    def _key(name: str, b: int) -> dict:
+        return {"model": name, "input_size": 224, "machine": "m1", "device": "cpu", "backend": "eager",
+                "precision": "fp32", "threads": 2, "batch_size": b}
+
     @staticmethod
     def _other(cell: dict, backend: str, precision: str, factor: float, agreement: float) -> dict:
         latency = cell["latency_median_s"] * factor
+        shrink = 4 if precision == "int8" else 1  # int8 weights: a quarter of the bytes
         return {**cell, "backend": backend, "precision": precision, "latency_median_s": latency,
+                "artifact_bytes": cell["artifact_bytes"] // shrink, "restart_cold_s": 0.3, "restart_warm_s": 0.2,
                 "latency_ci_low_s": latency * 0.99, "latency_ci_high_s": latency * 1.01,
                 "images_per_s": cell["batch_size"] / latency, "time_per_image_s": latency / cell["batch_size"],
                 "cold_prepare_s": 2.0, "max_rel_error": 1e-6 if agreement == 1.0 else 0.3, "top1_agreement": agreement}
@@ -134,6 +151,7 @@ class SyntheticSweep:
                 "mem_baseline_bytes": 7e8, "mem_loaded_bytes": 7e8 + 4 * params,
                 "mem_peak_bytes": self.memory(params, gmacs, b), "cold_build_s": 0.1,
                 "cold_load_s": 0.05, "cold_first_s": 0.2, "stop_reason": "converged",
+                "artifact_bytes": int(4 * params), "restart_cold_s": 0.4, "restart_warm_s": 0.35,
                 "energy_reason": None if energy else "no RAPL energy counter: test"}
         if energy:
             cell.update(energy_per_image_j=per_image * 40, power_w=40 + gmacs, energy_source="rapl")

@@ -36,10 +36,11 @@ def test_every_figure_is_drawn_or_explained(report):
     for key in ("power_vs_batch", "ops_vs_power"):  # no energy counter in this database
         assert not (out / f"{key}.png").exists()
         assert f'id="fig-{key}"' in page
-    assert page.count("Not drawn:") == 7 and "no RAPL energy counter: test" in page
+    assert page.count("Not drawn:") == 8 and "no RAPL energy counter: test" in page
     assert page.count("one machine in the database: measure others with `dnnbench run --cluster") == 2
     assert "no model was measured both in eager fp32 and in another setup" in page  # one setup: no speed-up
-    assert page.count('<section class="figure"') == 19
+    assert "fewer than two setups were measured with the size of their files" in page  # nor artifacts compared
+    assert page.count('<section class="figure"') == 20
     # offline: nothing to fetch (XML namespace names are identifiers, never fetched)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", page)
 
@@ -112,7 +113,7 @@ def test_energy_figures_when_a_counter_was_read(tmp_path, synthetic):
         path = build_report(store, tmp_path / "out")
     assert (tmp_path / "out" / "power_vs_batch.svg").exists() and (tmp_path / "out" / "ops_vs_power.svg").exists()
     page = path.read_text()
-    assert page.count("Not drawn:") == 5 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
+    assert page.count("Not drawn:") == 6 and "Not drawn: no model was measured both in eager fp32" in page  # one setup
 
 
 def test_setups_are_compared_and_the_figures_show_the_chosen_one(tmp_path, synthetic):
@@ -127,6 +128,19 @@ def test_setups_are_compared_and_the_figures_show_the_chosen_one(tmp_path, synth
         assert "At batch 1, onnxruntime int8 runs mobilenet_v2 4x as fast as eager fp32" in page
         assert "Hatched, computing wrong results against eager fp32: mobilenet_v2 in compile bf16" in page
         assert "Never the fastest nor recommended" in page and "No accuracy for:" in page and "dnnbench eval" in page
+        # what each setup ships against its latency, the restarts, what converted only, what did not convert
+        assert (tmp_path / "out" / "artifacts.svg").exists() and "Smallest files: onnxruntime int8" in page
+        assert "Fastest of the 2 models measured in several setups: onnxruntime int8 for 2." in page
+        assert "converted only: " + synthetic.UNTIMED in page and "0.3 s / 0.2 s" in page
+        assert ("Did not convert or run: mobilenet_v2 in litert int8 (error: " + synthetic.NOT_CONVERTED) in page
+        deployed = list(csv.DictReader(open(tmp_path / "out" / "deployments.csv")))
+        # every model in eager fp32, and the setup models also in coreml and the other setups
+        assert len(deployed) == len(synthetic.MODELS) + len(synthetic.SETUP_MODELS) * (1 + len(synthetic.SETUPS))
+        coreml = [r for r in deployed if r["backend"] == "coreml"]
+        assert all(r["latency (s)"] == "" and r["not timed because"] == synthetic.UNTIMED for r in coreml)
+        assert {r["backend"]: int(r["artifact (bytes)"]) for r in deployed if r["model"] == "resnet18"
+                and r["precision"] != "bf16"} == {"eager": 4 * 11_700_000, "onnxruntime": 11_700_000,
+                                                  "coreml": 2 * 11_700_000}
         rows = list(csv.DictReader(open(tmp_path / "out" / "setups.csv")))
         assert len(rows) == len(synthetic.SETUP_MODELS) * len(synthetic.SETUPS) * len(synthetic.BATCHES)
         assert {r["wrong results"] != "" for r in rows if r["backend"] == "compile"} == {True}
@@ -264,7 +278,7 @@ def open_page(browser, path):
 def test_page_in_a_real_browser(browser, report, synthetic):
     page, problems, dialogs = open_page(browser, report)
     assert problems == []
-    assert page.locator("section.figure").count() == 19
+    assert page.locator("section.figure").count() == 20
     assert page.locator("section.figure svg").count() == 12
     # every drawn figure has hoverable points, each naming its model
     for key in ("ball_chart", "ops_vs_time", "memory_vs_batch", "pareto", "efficiency"):
@@ -319,7 +333,7 @@ def test_real_sweep_to_report_in_the_browser(browser, tmp_path):
     assert out.stdout.strip() == str(path)
     page, problems, _ = open_page(browser, path)
     assert problems == []
-    assert page.locator("section.figure").count() == 19
+    assert page.locator("section.figure").count() == 20
     assert page.locator("#fig-time_vs_batch .point").count() == 9
     page.close()
     data = json.loads(cli("export", "--format", "json", "--db", str(db)).stdout)

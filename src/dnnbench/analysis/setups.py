@@ -104,3 +104,64 @@ def best_setups(measured: list[Measured]) -> list[Best]:
                 runner_up=runner.setup if runner else None,
                 margin=latency_ratio(runner.ok[batch], best.ok[batch]) if runner else None))
     return sorted(out, key=lambda b: (b.model, b.input_size, b.setup.machine or "", b.batch_size))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One model in one setup as a deployment sees it, at its smallest batch size measured: what it
+    ships (``artifact_bytes``), how long it took to prepare, to start again from those files (caches
+    cold, then warm), and how fast it runs. ``cell``: that batch size's cell (None where the setup
+    converted but was not timed here: ``untimed`` says why)."""
+
+    model: str
+    input_size: int
+    setup: Setup
+    batch_size: int
+    cell: dict | None
+    artifact_bytes: int | None
+    prepare_s: float | None
+    restart_cold_s: float | None
+    restart_warm_s: float | None
+    restart_reason: str | None
+    untimed: str | None
+    wrong: str | None
+
+
+def deployments(measured: list[Measured]) -> list[Deployment]:
+    """Every (model, setup) with a cell that ran or converted, at its smallest such batch size."""
+    out = []
+    for m in measured:
+        usable = {b: c for b, c in sorted(m.cells.items()) if c["status"] in ("ok", "untimed")}
+        if not usable:
+            continue
+        batch, cell = next(iter(usable.items()))
+        timed = cell["status"] == "ok"
+        out.append(Deployment(m.model, m.input_size, m.setup, batch, cell if timed else None, cell.get("artifact_bytes"),
+                              cell.get("cold_prepare_s"), cell.get("restart_cold_s"), cell.get("restart_warm_s"),
+                              cell.get("restart_reason"), None if timed else cell.get("error"), wrong_results(m)))
+    return sorted(out, key=lambda d: (d.model, d.input_size, d.setup.key()))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A setup that did not run a model at all: none of its cells ran or converted (``why``: the first
+    error, e.g. "... does not convert for litert: ...")."""
+
+    model: str
+    input_size: int
+    setup: Setup
+    status: str
+    why: str
+
+
+def not_converted(measured: list[Measured]) -> list[Failure]:
+    """The (model, setup) pairs whose every cell failed; oom and timeout are limits, not failures to
+    convert, and are left to the cells' table."""
+    out = []
+    for m in measured:
+        cells = list(m.cells.values())
+        if not cells or any(c["status"] in ("ok", "untimed", "oom", "timeout") for c in cells):
+            continue
+        first = min(cells, key=lambda c: c["batch_size"])
+        out.append(Failure(m.model, m.input_size, m.setup, first["status"], first.get("error") or ""))
+    return sorted(out, key=lambda f: (f.model, f.input_size, f.setup.key()))

@@ -13,6 +13,7 @@ Importing this package costs nothing: each backend, and torch, is imported when 
 from __future__ import annotations
 
 import importlib
+import logging
 
 from ..errors import UserError
 from ..setup import BACKENDS, PRECISIONS
@@ -31,6 +32,9 @@ def get_backend(name: str) -> Backend:
     pip command that installs what it needs."""
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
+    # torchao (which compile, executorch, litert and coremltools import) registers an Enum as a pytree
+    # constant, and torch 2.14 logs a deprecation warning for it: nothing the user can act on
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     module = importlib.import_module(f"{__name__}.{name}")
     backend = getattr(module, _CLASSES[name])()
     backend.require()

@@ -6,7 +6,6 @@ preparation compiles the example's, and each later batch size compiles at its fi
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 
@@ -31,9 +30,6 @@ class Compile(Eager):
         if is_cuda(device) or not cpu.is_x86():
             raise self.refuse(precision, device, "PyTorch's int8 path (pt2e with X86InductorQuantizer) "
                               "targets x86 CPUs: use --device cpu on an x86 machine")
-        # torchao 0.18 registers an Enum as a pytree constant, and torch 2.14 logs a deprecation
-        # warning for it on import: nothing the user can act on
-        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
         require("torchao", "quant")
         if not cpu.has_any(cpu.INT8_DOT):
             return (f"int8 runs without dot-product instructions here ({cpu.lacks(cpu.INT8_DOT)}): "

@@ -10,11 +10,15 @@ torch.ao.quantization.quantizer, gone from torch 2.14 (coremltools 9.0)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from .base import Backend, PerShape, exporting, is_cuda, require
 
 EXTRA = "coreml"
+# its import warns of every untested library version and of the macOS-only modules it cannot load
+# on Linux: nothing the user can act on, printed by the process that holds the sweep
+logging.getLogger("coremltools").setLevel(logging.ERROR)
 RUNS_HERE = sys.platform == "darwin"
 UNTIMED = ("Core ML runs models on macOS only: converted here (its .mlpackage's bytes and the conversion's "
            "seconds stored), not timed; time it on a Mac and bring its database in with dnnbench merge")

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..analysis.data import load, peak_flops
-from ..analysis.setups import best_setups, speedups
+from ..analysis.setups import best_setups, deployments, not_converted, speedups
 from ..errors import UserError
 from ..export import is_sqlite, same_file
 from ..setup import memory_bytes, select
@@ -105,6 +105,45 @@ def _setups_section(everything, out: Path) -> str:
                       + (f" (published {m.top1_published:.2f}%, {m.top1 - m.top1_published:+.2f})"
                          if m.top1_published is not None else "") for m in evaluated)) + ".</p>")
     parts.append("<p class='meta'>Every setup's speed-up and correctness: setups.csv.</p>")
+    parts.append(_deployments_table(everything, label, out))
+    return "".join(parts)
+
+
+def _deployments_table(everything, label, out: Path) -> str:
+    """Each model in each setup as a deployment sees it (its files' bytes, preparation, restarts from
+    those files, latency), deployments.csv, and what did not convert or run, with the reason."""
+    shown = deployments(everything)
+    rows = []
+    for d in shown:
+        latency = d.cell["latency_median_s"] if d.cell else None
+        restart = (f"{d.restart_cold_s:.3g} s / {d.restart_warm_s:.3g} s"
+                   if d.restart_cold_s is not None and d.restart_warm_s is not None else d.restart_reason or "-")
+        rows.append([d.model, label(d.setup), d.batch_size,
+                     (format_seconds(latency), latency) if latency else ("not timed here", float("inf")),
+                     (format_bytes(d.artifact_bytes), d.artifact_bytes) if d.artifact_bytes else "-",
+                     (f"{d.prepare_s:.3g} s", d.prepare_s) if d.prepare_s else "-", restart,
+                     d.wrong or ("converted only: " + d.untimed if d.untimed else "")])
+    _write_csv(out / "deployments.csv",
+               ["model", "input size", "machine", "device", "backend", "precision", "threads", "layout", "batch",
+                "latency (s)", "artifact (bytes)", "preparation (s)", "restart, caches cold (s)",
+                "restart, caches warm (s)", "restart not measured because", "not timed because", "wrong results"],
+               [[d.model, d.input_size, *d.setup.key(), d.batch_size, d.cell and d.cell["latency_median_s"],
+                 d.artifact_bytes, d.prepare_s, d.restart_cold_s, d.restart_warm_s, d.restart_reason, d.untimed,
+                 d.wrong] for d in shown])
+    head = ["model", "setup", "batch", "latency", "artifact (files shipped)", "preparation",
+            "restart from the files: caches cold / warm", "note"]
+    parts = ["<h3>Deployments: what each setup ships, how long it takes to start, how fast it runs</h3>",
+             page_html.table(head, rows, "deployments")] if rows else []
+    failed = not_converted(everything)
+    several = len({m.setup.machine for m in everything}) > 1
+    on = (lambda s: f" on {s.machine}") if several else (lambda s: "")
+    if failed:
+        parts.append("<p class='missing'>Did not convert or run: " + page_html.esc("; ".join(
+            f"{f.model} in {f.setup.runtime()}{on(f.setup)} ({f.status}: {f.why})" for f in failed)) + ".</p>")
+    if rows:
+        parts.append("<p class='meta'>Restarts: the setup started from its files alone in a new process, once with "
+                     "the runtime's caches empty and once after (one start each: no interval). Every row: "
+                     "deployments.csv.</p>")
     return "".join(parts)
 
 
@@ -392,7 +431,8 @@ def build_report(store, out: str | Path, batch: int | None = None, limits=None, 
     return out / "report.html"
 
 
-REPORT_TABLES = ("models.csv", "best_models.csv", "predicted.csv", "cells.csv", "setups.csv", "machines.csv")
+REPORT_TABLES = ("models.csv", "best_models.csv", "predicted.csv", "cells.csv", "setups.csv", "deployments.csv",
+                 "machines.csv")
 
 
 def _publish(staging: Path, out: Path, names: set[str]) -> None:

@@ -20,7 +20,7 @@ from ..analysis import PREDICT_METHODS, fits  # noqa: E402
 from ..analysis import machines as machines_  # noqa: E402
 from ..analysis.frontier import pareto_front  # noqa: E402
 from ..analysis.recommend import figures_at  # noqa: E402
-from ..analysis.setups import speedups  # noqa: E402
+from ..analysis.setups import deployments, speedups  # noqa: E402
 from ..measure import busy  # noqa: E402
 from ..setup import memory_bytes  # noqa: E402
 from ..text import short_name  # noqa: E402
@@ -208,7 +208,8 @@ class Drawer:
     def draw_all(self) -> list[Chart]:
         for draw in (self.ball_chart, self.top1_bars, self.time_vs_batch, self.power_vs_batch, self.memory_vs_batch,
                      self.ops_vs_time, self.ops_vs_power, self.top1_vs_fps, self.top1_vs_ops, self.density_bars,
-                     self.params_vs_memory, self.pareto, self.efficiency, self.speedup, self.predicted_vs_measured,
+                     self.params_vs_memory, self.pareto, self.efficiency, self.speedup, self.artifacts,
+                     self.predicted_vs_measured,
                      self.predicted_ball_chart, self.machines_side_by_side, self.machine_ratios, self.under_load):
             draw()
         return self.charts
@@ -670,6 +671,53 @@ class Drawer:
         wrong = sorted({f"{u.model} in {name(u.setup)}" for u in ups if u.wrong})
         if wrong:
             words.append(f"Hatched, computing wrong results against eager fp32: {', '.join(wrong)}.")
+        chart.finding = " ".join(words)
+        self._save(chart, fig)
+
+    def artifacts(self):
+        """What each setup ships (its files' bytes) against its latency, model by model, at each one's
+        smallest batch size measured."""
+        chart = Chart("artifacts", "What each setup ships against how fast it runs: artifact size and latency")
+        shown = [d for d in deployments(self.everything) if d.cell is not None and d.artifact_bytes]
+        runtimes = sorted({d.setup.runtime() for d in shown})
+        if len(runtimes) < 2:
+            return self._skip(chart, "fewer than two setups were measured with the size of their files (measure "
+                                     "several with `dnnbench run --backend eager,onnxruntime,executorch,litert "
+                                     "--precision fp32,int8`)")
+        machines = len({d.setup.machine for d in shown}) > 1
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        for i, runtime in enumerate(runtimes):
+            here = [d for d in shown if d.setup.runtime() == runtime]
+            self._scatter(ax, chart, [d.artifact_bytes / MIB for d in here],
+                          [d.cell["latency_median_s"] * 1e3 for d in here],
+                          [{"model": d.model, "setup": d.setup.label(machine=machines), "batch": d.batch_size,
+                            "artifact": f"{d.artifact_bytes / MIB:.3g} MiB",
+                            "latency": _ms(d.cell["latency_median_s"]),
+                            **({"restart": f"{d.restart_cold_s:.3g} s cold, {d.restart_warm_s:.3g} s warm"}
+                               if d.restart_cold_s is not None and d.restart_warm_s is not None else {}),
+                            **({"wrong": d.wrong} if d.wrong else {})} for d in here],
+                          cells=[d.cell for d in here], s=22, color=plt.cm.tab10(i % 10), label=runtime, zorder=3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("artifact: the files a deployment ships (MiB, log scale)")
+        ax.set_ylabel("latency at the smallest batch size (ms, log scale)")
+        legend = ax.legend(fontsize=7, loc="best")
+        for t in legend.get_texts():
+            t.set_parse_math(False)
+        words = []
+        by_runtime = {r: sorted(d.artifact_bytes for d in shown if d.setup.runtime() == r) for r in runtimes}
+        smallest = min(runtimes, key=lambda r: by_runtime[r][len(by_runtime[r]) // 2])
+        words.append(f"Smallest files: {smallest} (median {by_runtime[smallest][len(by_runtime[smallest]) // 2] / MIB:.3g} "
+                     f"MiB over {len(by_runtime[smallest])} models).")
+        fastest: dict[str, int] = {}
+        for model in sorted({(d.model, d.input_size, d.setup.machine) for d in shown}):
+            mine = [d for d in shown if (d.model, d.input_size, d.setup.machine) == model and not d.wrong]
+            if len(mine) >= 2:  # a model measured in one setup has no choice to tell
+                best = min(mine, key=lambda d: d.cell["latency_median_s"] / d.batch_size)
+                fastest[best.setup.runtime()] = fastest.get(best.setup.runtime(), 0) + 1
+        if fastest:
+            words.append(f"Fastest of the {sum(fastest.values())} models measured in several setups: " + ", ".join(
+                f"{r} for {n}" for r, n in sorted(fastest.items(), key=lambda t: -t[1])) + ".")
         chart.finding = " ".join(words)
         self._save(chart, fig)
 
