@@ -159,4 +159,4 @@ def test_backend_precision_and_machine_restrict_the_answer(tmp_path, synthetic):
     assert not any(r["passes"] for r in rows if r["precision"] == "bf16")  # wrong results are never recommended
     out = cli("recommend", "--db", db, "--max-memory", "4GB", "--min-fps", "1", "--backend", "openvino")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
-    assert "error: backend openvino: not measured in" in out.stderr and "(measured: compile, eager, onnxruntime)" in out.stderr
+    assert "error: backend openvino: not measured in" in out.stderr and "(measured: compile, coreml, eager, litert, onnxruntime)" in out.stderr

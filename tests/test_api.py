@@ -108,7 +108,7 @@ def test_recommend_predict_and_export_answer_as_the_commands_do(tmp_path, synthe
     assert res.recommend(max_memory=10**9, max_latency=0.030).to_dicts() == answer.to_dicts()
     only = res.recommend(max_memory="1GB", max_latency="30ms", backend="onnxruntime")
     assert {r["backend"] for r in only} == {"onnxruntime"}
-    with pytest.raises(UserError, match=r"backend tensorrt: not measured in .* \(measured: compile, eager, onnxruntime\)"):
+    with pytest.raises(UserError, match=r"backend tensorrt: not measured in .* \(measured: compile, coreml, eager, litert, onnxruntime\)"):
         res.recommend(max_memory="1GB", max_latency="30ms", backend="tensorrt")
     predicted = res.predict("resnet34", batch_size=16, method="features", progress=False)
     assert str(predicted) + "\n" == cli("predict", "resnet34", "--db", db, "--method", "features").stdout

@@ -524,13 +524,15 @@ def test_a_user_model_file_forks_from_a_server_without_torchvision_and_a_registr
         original = sweep_.launcher.start
 
         def start(job):
-            starts.append(job.preload)
+            starts.append((job.scenario.rsplit(".", 1)[-1], job.preload))
             return original(job)
 
         sweep_.launcher.start = start
         sweep_.run([model("tiny"), get("resnet18", 64)])
         assert {c["status"] for c in store.cells()} == {"ok"}
-    assert sorted(starts) == ["models", "torch"]
+    # each model's latency worker and its two restarts from the files, forked from the same server
+    assert sorted(starts) == [("latency", "models"), ("latency", "torch"), *[("restart", "models")] * 2,
+                              *[("restart", "torch")] * 2]
 
 
 def test_the_run_records_the_software_and_the_peak_of_each_precision_measured_by_a_worker(tmp_path):
