@@ -122,6 +122,43 @@ def test_the_search_brackets_the_peak_to_its_resolution(start):
     assert found["points"] == len(asked) <= 12
 
 
+def test_a_peak_found_in_a_fast_phase_is_served_again_longer_and_stepped_down():
+    # short points pass up to 50 requests/s (the machine's fast phase); served for 30 s, only 40 holds
+    now, confirmed, served = [0.0], [], []
+
+    def point(qps, k):
+        now[0] += 4.0
+        served.append(qps)
+        return {"verdict": "pass" if qps <= 50.0 else "fail"}
+
+    def confirm(qps, k):
+        now[0] += 30.0
+        confirmed.append(qps)
+        return {"verdict": "pass" if qps <= 40.0 else "fail"}
+
+    found = search(point, 45.0, resolution=0.05, max_points=12, budget_s=200.0, clock=lambda: now[0],
+                   confirm=confirm)
+    assert confirmed[0] > 47.5 and all(b < a for a, b in zip(confirmed, confirmed[1:]))  # the peak, then lower
+    assert found["confirmed"] == confirmed[-1] <= 40.0 < found["failed"]
+    assert found["passed"] < found["failed"] and found["passed"] >= found["confirmed"]
+    assert found["points"] == len(served) + len(confirmed)  # every point counted once
+
+
+def test_a_confirmation_needs_its_time_and_a_peak_that_holds_is_kept():
+    now = [0.0]
+
+    def point(qps, k):
+        now[0] += 4.0
+        return {"verdict": "pass" if qps <= 37.3 else "fail"}
+
+    held = search(point, 30.0, budget_s=200.0, clock=lambda: now[0], confirm=lambda qps, k: {"verdict": "pass"})
+    plain = search(point, 30.0)
+    assert held["confirmed"] == held["passed"] == plain["passed"] and held["points"] == plain["points"] + 1
+    asked = []
+    short = search(point, 30.0, budget_s=1.0, clock=lambda: 0.0, confirm=lambda qps, k: asked.append(qps))
+    assert asked == [] and short["confirmed"] is None  # under CONFIRM_MIN_S left: no confirmation
+
+
 # -- the analysis and recommend --qps ------------------------------------------------------------------
 
 
@@ -146,6 +183,19 @@ def test_the_peak_is_the_highest_rate_whose_bound_meets_the_limit():
     assert {(p.served.model, p.served.max_batch): p.qps for p in peaks(POINTS, 0.99, 0.025)} == {
         ("resnet50", 1): None, ("resnet18", 1): 30, ("resnet18", 4): None}
     assert all(p.qps is None for p in peaks(POINTS, 0.90, 0.050))  # measured for p99: no p90 claim
+
+
+def test_a_pass_above_a_shown_fail_does_not_count():
+    # 50/s passed a short point in a fast phase; served 30 s it failed, and so did 45/s; 40/s held
+    fast = [point("m", 50, 0.040), point("m", 50, 0.090), point("m", 45, 0.080), point("m", 40, 0.045),
+            point("m", 55, 0.200)]
+    (found,) = peaks(fast, 0.99, 0.050)
+    assert found.qps == 40 and found.next_failed == 45
+    undecided = {**point("m", 45, 0.080), "verdict": "open"}  # over the limit, but no fail shown: no refutation
+    (found,) = peaks([point("m", 50, 0.040), undecided], 0.99, 0.050)
+    assert found.qps == 50
+    (found,) = peaks([point("m", 50, 0.040), point("m", 45, 0.080)], 0.99, 0.030)  # another limit: its lower bound
+    assert found.qps is None and found.next_failed == 45
 
 
 def test_the_answer_to_a_load_is_the_most_accurate_that_sustains_it():

@@ -14,6 +14,8 @@ still.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from ..setup import Setup
@@ -86,8 +88,25 @@ def load_share(point: dict) -> float | None:
     return (point.get("load_cpu_s") or 0.0) / point["wall_s"]
 
 
+def fails(point: dict, q: float, limit_s: float) -> bool:
+    """Whether ``point`` shows its ``q``-percentile over ``limit_s``: overloaded (requests waiting far
+    beyond it), its verdict at the limit it was served for (a fail shown over seconds of arrivals, as
+    the search decided), or at another limit its lower bound over that one."""
+    if point.get("overloaded"):
+        return True
+    if point.get("q") is None or abs(point["q"] - q) >= 1e-9:
+        return False
+    if point.get("limit_s") is not None and abs(point["limit_s"] - limit_s) < 1e-12:
+        return point.get("verdict") == "fail"
+    return point.get("q_low_s") is not None and point["q_low_s"] > limit_s
+
+
 def peak(served: Served, q: float, limit_s: float) -> Peak:
-    ok = [p for p in served.points if passes(p, q, limit_s)]
+    """The highest rate that passed below every rate shown to fail: latency does not fall as the rate
+    rises, so a pass above a fail was a fast phase of the machine (a confirmation served longer, or
+    another point, refuted it)."""
+    refuted = min((p["qps"] for p in served.points if fails(p, q, limit_s)), default=math.inf)
+    ok = [p for p in served.points if passes(p, q, limit_s) and p["qps"] < refuted]
     best = max(ok, key=lambda p: p["qps"]) if ok else None
     rate = best["qps"] if best else None
     above = [p["qps"] for p in served.points if not passes(p, q, limit_s) and (rate is None or p["qps"] > rate)]

@@ -38,6 +38,12 @@ STEPS = (1.06, 1.25, 2.0)
 MIN_POINT_S = 1.0  # a point runs at least this long (and for the requests a bound needs)
 BACKLOG_LIMITS = 20  # waiting longer than this many latency limits: the rate cannot be kept up
 MIN_FAIL = 10  # requests a point serves at least before it may be called a fail
+# The peak found is served again, for the search's time left (up to CONFIRM_S), where at least
+# CONFIRM_MIN_S are left: a short point can pass in one of the machine's fast phases (they last 20 to
+# 60 s here), which a long run at the same rate does not (mobilenet_v3_large: 51.8 requests/s found,
+# LoadGen's 300 s INVALID at 36)
+CONFIRM_S = 30.0
+CONFIRM_MIN_S = 10.0
 
 
 def run(spec: dict, emit) -> int:
@@ -93,6 +99,12 @@ def _serve(spec: dict, emit) -> None:
         return served_until_undisturbed(
             lambda waited: _point(server, watch, qps, q, limit, seconds, seed + k, waited), watch.retries, emit)
 
+    def confirm(qps: float, k: int) -> dict:  # the whole time given, unless it fails first
+        seconds = min(CONFIRM_S, budget - (time.monotonic() - began))
+        return served_until_undisturbed(
+            lambda waited: _point(server, watch, qps, q, limit, seconds, seed + k, waited, hold=True),
+            watch.retries, emit)
+
     if spec.get("qps"):
         for k, qps in enumerate(spec["qps"]):
             point(float(qps), k)
@@ -106,8 +118,9 @@ def _serve(spec: dict, emit) -> None:
     emit("predicted", qps=predicted, capacity=most)
     # no simulated rate met the limit (passes near it): the search starts at half the capacity, never
     # at 1 request/s, where a point needs minutes for the requests its bound needs
-    emit("peak", **search(point, predicted or (most and most / 2), resolution=RESOLUTION, max_points=int(spec.get("max_points", MAX_POINTS)),
-                          budget_s=budget, since=began))
+    emit("peak", **search(point, predicted or (most and most / 2), resolution=RESOLUTION,
+                          max_points=int(spec.get("max_points", MAX_POINTS)), budget_s=budget, since=began,
+                          confirm=confirm if math.isfinite(budget) else None))
 
 
 def point_seconds(qps: float, need: int, short: float, left: float) -> float:
@@ -136,14 +149,19 @@ def _service_times(forward, x, budget_s: float = 2.0) -> list[float]:
 
 
 def search(point, start: float | None, resolution: float = RESOLUTION, max_points: int = MAX_POINTS,
-           budget_s: float = math.inf, clock=time.monotonic, since: float | None = None) -> dict:
+           budget_s: float = math.inf, clock=time.monotonic, since: float | None = None, confirm=None,
+           confirm_min_s: float = CONFIRM_MIN_S) -> dict:
     """The highest rate that passes, by bisection between one that passes and one that does not,
     from ``start`` (the peak the queueing model predicts): the first rate just under it, then steps
     of 6%, 25%, then doubling (or halving) until the verdict turns, then bisection. ``point(qps, k)`` measures one rate and
     returns its record (``verdict``). Returns ``passed`` (the highest rate that passed, or None),
     ``failed`` (the lowest that did not, or None) and ``points``; where ``budget_s`` (seconds of
-    ``clock`` from ``since``, by default from now) was spent before the peak was known to ``resolution``, a ``reason`` says so."""
-    passed, failed, k = None, None, 0
+    ``clock`` from ``since``, by default from now) was spent before the peak was known to ``resolution``, a ``reason`` says so.
+
+    ``confirm(qps, k)``: serves a rate for the time left; where given and at least ``confirm_min_s``
+    are left, the highest rate that passed is served again so, and if it fails there the next
+    highest that passed is, while time is left (``confirmed``: the rate that held, or None)."""
+    passed, failed, k, passes = None, None, 0, []
     qps, step = (0.97 * start, 1.06) if start else (1.0, 2.0)
     began, found = clock() if since is None else since, None
     while k < max_points:
@@ -157,6 +175,7 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
         k += 1
         if found["verdict"] == "pass":
             passed = qps if passed is None else max(passed, qps)
+            passes.append(qps)
         else:
             failed = qps if failed is None else min(failed, qps)
         if passed is not None and failed is not None and (failed - passed) / failed <= resolution:
@@ -170,7 +189,29 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
         else:
             qps = (passed + failed) / 2
         step = STEPS[min(k, len(STEPS) - 1)] if start else 2.0
-    return {"passed": passed, "failed": failed, "points": k}
+    found = {"passed": passed, "failed": failed, "points": k}
+    if confirm is not None:
+        found.update(_confirmed(confirm, passes, failed, k, lambda: budget_s - (clock() - began), confirm_min_s))
+    return found
+
+
+def _confirmed(confirm, passes: list[float], failed: float | None, k: int, left, min_s: float) -> dict:
+    """The highest rate that passed, served again for the time left (`search`); where it fails there,
+    10% less, while time is left. ``passed``: the highest rate that passed below every fail."""
+    below = [r for r in passes if failed is None or r < failed]
+    rate, confirmed = (max(below) if below else None), None
+    while rate is not None and left() >= min_s:
+        found = confirm(rate, k)
+        k += 1
+        if found["verdict"] == "pass":
+            confirmed = rate
+            passes = [*passes, rate]
+            break
+        if found["verdict"] != "fail":  # undecided in the time left: the short point's pass stands
+            break
+        failed, rate = rate, 0.9 * rate
+    below = [r for r in passes if failed is None or r < failed]
+    return {"passed": max(below) if below else None, "failed": failed, "points": k, "confirmed": confirmed}
 
 
 def cores_apart(threads_needed: int) -> tuple[set[int], set[int]] | None:
@@ -351,8 +392,9 @@ def served_until_undisturbed(serve_point, retries: int, emit) -> dict:
 
 
 def _point(server: Server, watch, qps: float, q: float, limit: float, max_seconds: float, seed: int,
-           waited_before: float = 0.0) -> dict:
-    """One rate served until its tail is decided: its record (``busy_wait_s`` adds ``waited_before``)."""
+           waited_before: float = 0.0, hold: bool = False) -> dict:
+    """One rate served until its tail is decided: its record (``busy_wait_s`` adds ``waited_before``).
+    ``hold``: a pass does not end it, only a fail or ``max_seconds`` (a confirmation of the peak)."""
     from ..measure import busy, memory
     from ..measure.latency import median, percentile
     from ..measure.serving import arrivals, quantile_bounds, samples_for_a_bound, verdict
@@ -371,7 +413,7 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
         # share shown over seconds of arrivals (batch means): a queue's latencies come in runs, and a
         # fail on a few requests of one stall sent a search down to a third of the peak LoadGen met
         found = verdict(latencies, q, limit, arrived=arrived)
-        return found == "fail" or (found == "pass" and len(latencies) >= need)
+        return found == "fail" or (found == "pass" and len(latencies) >= need and not hold)
 
     memory.reset_peak()
     window = busy.Window(watch.own)
