@@ -176,6 +176,22 @@ class Backend:
         return UserError(f"the {self.name} backend cannot run {precision} on {device}: {why}")
 
 
+def program_per_batch(folder: Path, suffix: str, write: Callable, start: Callable, shape: tuple[int, ...]) -> "PerShape":
+    """The step of a runtime that ships one program file per batch size (.pte, .tflite):
+    ``write(path, shape)`` converts the model into ``folder/model-bN.suffix``, ``start(path)`` makes
+    its step; built for ``shape`` now, which is the file a deployment ships (``shipped``)."""
+
+    def build(batch_shape):
+        path = folder / f"model-b{batch_shape[0]}.{suffix}"
+        write(path, batch_shape)
+        return start(path)
+
+    forward = PerShape(build)
+    forward.ready(tuple(shape))
+    forward.shipped = [folder / f"model-b{shape[0]}.{suffix}"]  # the first batch size's program
+    return forward
+
+
 class PerShape:
     """A step compiled for one input shape at a time, for backends that specialise code to the shape
     (torch.compile, OpenVINO): a new shape builds ``build(shape)`` once, after dropping the step of

@@ -5,7 +5,7 @@ static, symmetric per-channel weights), calibrated like the other backends."""
 
 from __future__ import annotations
 
-from .base import Backend, PerShape, exporting, is_cuda, require
+from .base import Backend, exporting, is_cuda, program_per_batch, require
 from .correctness import quantized_pt2e
 
 EXTRA = "executorch"
@@ -34,16 +34,10 @@ class ExecuTorch(Backend):
 
         graph = quantize_xnnpack(model, example) if precision == "int8" else model
 
-        def build(shape):
-            path = folder / f"model-b{shape[0]}.pte"
+        def write(path, shape):
             path.write_bytes(lowered(graph, torch.zeros(shape, dtype=example.dtype)).buffer)
-            return loaded(path, threads)
 
-        forward = PerShape(build)
-        forward.ready(tuple(example.shape))
-        forward.shipped = [folder / f"model-b{example.shape[0]}.pte"]  # the first batch size's program
-        return forward
-
+        return program_per_batch(folder, "pte", write, lambda path: loaded(path, threads), example.shape)
 
     def restart(self, files, shape, precision, device, threads, cache, architecture):
         return loaded(files[0], threads)

@@ -5,7 +5,7 @@ backends."""
 
 from __future__ import annotations
 
-from .base import Backend, PerShape, exporting, is_cuda, require
+from .base import Backend, exporting, is_cuda, program_per_batch, require
 from .correctness import quantized_pt2e
 
 EXTRA = "litert"
@@ -32,16 +32,10 @@ class LiteRT(Backend):
 
         quantizer, graph = quantized(model, example) if precision == "int8" else (None, model)
 
-        def build(shape):
-            path = folder / f"model-b{shape[0]}.tflite"
+        def write(path, shape):
             converted(graph, torch.zeros(shape, dtype=example.dtype), quantizer).export(str(path))
-            return interpreted(path, threads)
 
-        forward = PerShape(build)
-        forward.ready(tuple(example.shape))
-        forward.shipped = [folder / f"model-b{example.shape[0]}.tflite"]  # the first batch size's program
-        return forward
-
+        return program_per_batch(folder, "tflite", write, lambda path: interpreted(path, threads), example.shape)
 
     def restart(self, files, shape, precision, device, threads, cache, architecture):
         return interpreted(files[0], threads)

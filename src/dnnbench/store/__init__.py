@@ -269,32 +269,28 @@ def _migrate_9_to_10(db: sqlite3.Connection) -> None:
     db.execute(f"CREATE TABLE IF NOT EXISTS pairs (id INTEGER PRIMARY KEY, {columns})")
 
 
-def _migrate_10_to_11(db: sqlite3.Connection) -> None:
-    present = {r[1] for r in db.execute("PRAGMA table_info(pairs)")}
-    for column, sql_type in _PAIRS_V11:
+def _add_columns(db: sqlite3.Connection, table: str, columns: list) -> None:
+    """``columns`` (name, SQL type) added to ``table``, those it already has left as they are."""
+    present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    for column, sql_type in columns:
         if column not in present:
-            db.execute(f"ALTER TABLE pairs ADD COLUMN {column} {sql_type}")
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
+
+def _migrate_10_to_11(db: sqlite3.Connection) -> None:
+    _add_columns(db, "pairs", _PAIRS_V11)
 
 
 def _migrate_11_to_12(db: sqlite3.Connection) -> None:
-    present = {r[1] for r in db.execute("PRAGMA table_info(serving)")}
-    for column, sql_type in _SERVING_V12:
-        if column not in present:
-            db.execute(f"ALTER TABLE serving ADD COLUMN {column} {sql_type}")
+    _add_columns(db, "serving", _SERVING_V12)
 
 
 def _migrate_12_to_13(db: sqlite3.Connection) -> None:
-    present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
-    for column, sql_type in _FIGURES_V13:
-        if column not in present:
-            db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+    _add_columns(db, "cells", _FIGURES_V13)
 
 
 def _migrate_13_to_14(db: sqlite3.Connection) -> None:
-    present = {r[1] for r in db.execute("PRAGMA table_info(cells)")}
-    for column, sql_type in _FIGURES_V14:
-        if column not in present:
-            db.execute(f"ALTER TABLE cells ADD COLUMN {column} {sql_type}")
+    _add_columns(db, "cells", _FIGURES_V14)
 
 
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
