@@ -633,6 +633,7 @@ def _served_table(points: list, peaks: list, q: float, limit_s: float) -> str:
         else:
             lines.append(f"  {where}: {format_rate(p.qps)} requests/s"
                          + (f" (and not {format_rate(p.next_failed)})" if p.next_failed else "")
+                         + (f", held for {p.held_s:.0f} s" if p.held_s else "")
                          + (" [machine busy]" if p.disturbed else "") + _speed_words(p))
     return "\n".join(lines)
 
@@ -1384,8 +1385,8 @@ class _Answer(Rows):
 class ServingAnswer(_Answer):
     """The answer of `Results.recommend_serving`: one dict per (model, setup, batching policy), those that
     meet the load first (most accurate first), with ``passes``, ``peak_qps`` (the highest rate shown to
-    meet the tail limit), ``speed_low``/``speed_high`` (the range of its search's pass times over its
-    point's), ``margin`` (the peak over the load), ``top1`` and ``broken``. ``best``: the first
+    meet the tail limit), ``held_s`` (the longest point that met it at that rate, seconds),
+    ``speed_low``/``speed_high`` (the range of its search's pass times over its point's), ``margin`` (the peak over the load), ``top1`` and ``broken``. ``best``: the first
     that passes, or None; in a fleet's database, ``best_per_machine`` and ``str()`` answer per machine."""
 
     def __init__(self, verdicts: list, qps: float, q: float, limit_s: float, steps: list | None = None):

@@ -53,9 +53,13 @@ def group(rows: list[dict]) -> list[Served]:
 
 def passes(point: dict, q: float, limit_s: float) -> bool:
     """Whether ``point`` shows its ``q``-percentile under ``limit_s``: measured for that percentile, its
-    upper bound under the limit, and never overloaded."""
-    return (point.get("q") is not None and abs(point["q"] - q) < 1e-9 and point.get("q_high_s") is not None
-            and point["q_high_s"] <= limit_s and not point.get("overloaded"))
+    upper bound under the limit, never overloaded, and at the limit it was served for, its verdict a
+    pass (which also asks the late share to be shown under ``1 - q`` over seconds of arrivals)."""
+    shown = (point.get("q") is not None and abs(point["q"] - q) < 1e-9 and point.get("q_high_s") is not None
+             and point["q_high_s"] <= limit_s and not point.get("overloaded"))
+    if shown and point.get("limit_s") is not None and abs(point["limit_s"] - limit_s) < 1e-12:
+        return point.get("verdict") == "pass"
+    return shown
 
 
 @dataclass
@@ -68,6 +72,9 @@ class Peak:
     # the range of the points' pass times over the peak point's (None: not recorded): how far the
     # machine's speed moved along the search
     speed_range: tuple[float, float] | None = None
+    # the longest point that met the limit at the peak's rate (seconds): a confirmation's 30 s, or one
+    # short point's few seconds, which a fast phase of the machine can pass
+    held_s: float | None = None
 
     def to_dict(self) -> dict:
         s = self.served
@@ -78,7 +85,7 @@ class Peak:
                 "load_cpu_share": load_share(self.point) if self.point else None,
                 "load_apart": self.point.get("load_apart") if self.point else None, "disturbed": self.disturbed,
                 "speed_low": self.speed_range[0] if self.speed_range else None,
-                "speed_high": self.speed_range[1] if self.speed_range else None}
+                "speed_high": self.speed_range[1] if self.speed_range else None, "held_s": self.held_s}
 
 
 def load_share(point: dict) -> float | None:
@@ -112,6 +119,7 @@ def peak(served: Served, q: float, limit_s: float) -> Peak:
     above = [p["qps"] for p in served.points if not passes(p, q, limit_s) and (rate is None or p["qps"] > rate)]
     found = Peak(served, rate, best, min(above) if above else None, bool(best and best.get("disturbed")))
     if best is not None:
+        found.held_s = max(p.get("wall_s") or 0.0 for p in ok if p["qps"] == rate) or None
         speeds = speeds_seen(served.points, best)
         if speeds:
             found.speed_range = (min(speeds), max(speeds))

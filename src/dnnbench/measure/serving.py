@@ -147,30 +147,35 @@ def verdict(latencies: list[float], q: float, limit_s: float, confidence: float 
     """``pass`` when the ``q``-quantile's upper bound is under ``limit_s``, ``fail`` when its lower
     bound is over it, else ``open`` (more requests would decide).
 
-    ``arrived`` (each request's arrival, seconds, in the order of ``latencies``): a fail must also be
-    shown over time, the share of requests over the limit bounded above ``1 - q`` by batch means
-    (`late_share_low`). A queue's latencies come in runs: one stall of the machine makes a handful of
-    requests late together, which the order statistics alone, counting requests as independent,
-    would call a fail of the whole rate."""
+    ``arrived`` (each request's arrival, seconds, in the order of ``latencies``): a verdict must also
+    be shown over time, the share of requests over the limit bounded by batch means (`late_share`):
+    under ``1 - q`` for a pass, over it for a fail. A queue's latencies come in runs: one stall of the
+    machine makes a handful of requests late together, which the order statistics alone, counting
+    requests as independent, would call a fail of the whole rate; and a pass on a few seconds that
+    held one such run is a pass of those seconds only (squeezenet1_1: 74 requests/s passed on 490
+    requests, then failed when served for 25 s)."""
     ordered = sorted(latencies)
     low, high = quantile_bounds(ordered, q, confidence)
-    if high is not None and high <= limit_s:
+    shown_under = high is not None and high <= limit_s
+    shown_over = low is not None and low > limit_s
+    if arrived is None or not (shown_under or shown_over):
+        return "pass" if shown_under else "fail" if shown_over else "open"
+    share = late_share(arrived, latencies, limit_s)
+    if share is None:  # too few seconds of arrivals to tell runs apart: the order statistics decide
+        return "pass" if shown_under else "open"
+    if shown_under and share[1] <= 1.0 - q:
         return "pass"
-    if low is not None and low > limit_s:
-        if arrived is None:
-            return "fail"
-        share = late_share_low(arrived, latencies, limit_s)
-        if share is not None and share > 1.0 - q:
-            return "fail"
+    if shown_over and share[0] > 1.0 - q:
+        return "fail"
     return "open"
 
 
-def late_share_low(arrived: list[float], latencies: list[float], limit_s: float, block_s: float = 1.0,
-                   min_blocks: int = 3) -> float | None:
-    """The one-sided 97.5% lower bound of the share of requests over ``limit_s``, by batch means: the
-    requests cut into blocks of ``block_s`` seconds of arrivals, each block's late share one
-    observation, a t-bound over the blocks (steady-state simulation's method for correlated output).
-    None with fewer than ``min_blocks`` blocks holding requests."""
+def late_share(arrived: list[float], latencies: list[float], limit_s: float, block_s: float = 1.0,
+               min_blocks: int = 3) -> tuple[float, float] | None:
+    """The two-sided 95% interval (97.5% each side) of the share of requests over ``limit_s``, by
+    batch means: the requests cut into blocks of ``block_s`` seconds of arrivals, each block's late
+    share one observation, a t-interval over the blocks (steady-state simulation's method for
+    correlated output). None with fewer than ``min_blocks`` blocks holding requests."""
     from .latency import t975
 
     if not arrived:
@@ -186,4 +191,5 @@ def late_share_low(arrived: list[float], latencies: list[float], limit_s: float,
         return None
     mean = sum(shares) / len(shares)
     sd = math.sqrt(sum((s - mean) ** 2 for s in shares) / (len(shares) - 1))
-    return mean - t975(len(shares) - 1) * sd / math.sqrt(len(shares))
+    half = t975(len(shares) - 1) * sd / math.sqrt(len(shares))
+    return mean - half, mean + half

@@ -159,7 +159,18 @@ def _peak_words(record: dict, config: ServeConfig) -> str:
     text = f"{format_rate(record['passed'])} requests/s met it"
     if record.get("failed") is not None:
         text += f", {format_rate(record['failed'])} was not shown to"
-    return text + f" ({record['points']} points)"
+    return text + _confirmation_words(record) + f" ({record['points']} points)"
+
+
+def _confirmation_words(record: dict) -> str:
+    """What serving the peak again for the search's time left showed (nothing where it had no budget)."""
+    if "confirmed" not in record:
+        return ""
+    if not record.get("confirming"):
+        return "; not served again to confirm it (too little of the search's time was left)"
+    if record["confirmed"] is not None and record["confirmed"] == record["passed"]:
+        return "; it held when served again for the search's time left"
+    return "; served again to confirm it, no rate held over the search's time left (the peak is a short point's)"
 
 
 __all__ = ["ServeConfig", "serve_sweep"]

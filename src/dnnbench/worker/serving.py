@@ -36,6 +36,11 @@ MAX_POINTS = 8
 # usually near), growing where it was far off
 STEPS = (1.06, 1.25, 2.0)
 MIN_POINT_S = 1.0  # a point runs at least this long (and for the requests a bound needs)
+# An undecided point may gather this many times the requests a bound needs (p99: 897, which bear 3
+# requests over the limit; 299 bear none, so one stall of the machine leaves a point open): serving on
+# at the same rate decides it, where a lower rate starts again from no requests and meets the same
+# stalls (squeezenet1_1 ended open at 36, 34 and 27 requests/s, each on a stall or two)
+OPEN_REQUESTS = 3.0
 BACKLOG_LIMITS = 20  # waiting longer than this many latency limits: the rate cannot be kept up
 MIN_FAIL = 10  # requests a point serves at least before it may be called a fail
 # The peak found is served again, for the search's time left (up to CONFIRM_S), where at least
@@ -124,10 +129,11 @@ def _serve(spec: dict, emit) -> None:
 
 
 def point_seconds(qps: float, need: int, short: float, left: float) -> float:
-    """How long a point at ``qps`` may serve: long enough for the ``need`` requests a bound needs, however
-    low the rate (at least ``short``), and never past the ``left`` seconds of the search's budget: a
-    point cut short ends undecided, and says so, rather than overrun the budget."""
-    return max(0.5, min(max(short, 1.3 * need / qps + 1.0), left))
+    """How long a point at ``qps`` may serve: long enough for ``OPEN_REQUESTS`` times the ``need``
+    requests a bound needs, however low the rate (at least ``short``), and never past the ``left``
+    seconds of the search's budget: a point cut short ends undecided, and says so, rather than overrun
+    the budget. A point that is decided ends there: only an undecided one serves this long."""
+    return max(0.5, min(max(short, OPEN_REQUESTS * need / qps + 1.0), left))
 
 
 def _service_times(forward, x, budget_s: float = 2.0) -> list[float]:
@@ -153,16 +159,19 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
            confirm_min_s: float = CONFIRM_MIN_S) -> dict:
     """The highest rate that passes, by bisection between one that passes and one that does not,
     from ``start`` (the peak the queueing model predicts): the first rate just under it, then steps
-    of 6%, 25%, then doubling (or halving) until the verdict turns, then bisection. ``point(qps, k)`` measures one rate and
+    of 6%, 25%, then doubling (or halving) until the verdict turns, then bisection. An undecided
+    (``open``) point counts as not passed, and the steps start again from 6%: its tail is near the
+    limit, so the peak is too. ``point(qps, k)`` measures one rate and
     returns its record (``verdict``). Returns ``passed`` (the highest rate that passed, or None),
     ``failed`` (the lowest that did not, or None) and ``points``; where ``budget_s`` (seconds of
     ``clock`` from ``since``, by default from now) was spent before the peak was known to ``resolution``, a ``reason`` says so.
 
     ``confirm(qps, k)``: serves a rate for the time left; where given and at least ``confirm_min_s``
     are left, the highest rate that passed is served again so, and if it fails there the next
-    highest that passed is, while time is left (``confirmed``: the rate that held, or None)."""
-    passed, failed, k, passes = None, None, 0, []
-    qps, step = (0.97 * start, 1.06) if start else (1.0, 2.0)
+    highest that passed is, while time is left (``confirmed``: the rate that held, or None;
+    ``confirming``: the points served so)."""
+    passed, failed, k, passes, moves = None, None, 0, [], 0
+    qps = 0.97 * start if start else 1.0
     began, found = clock() if since is None else since, None
     while k < max_points:
         if clock() - began >= budget_s:
@@ -180,6 +189,10 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
             failed = qps if failed is None else min(failed, qps)
         if passed is not None and failed is not None and (failed - passed) / failed <= resolution:
             break
+        if found["verdict"] == "open":  # undecided: the limit is near, so small steps again from here
+            moves = 0
+        step = STEPS[min(moves, len(STEPS) - 1)] if start else 2.0
+        moves += 1
         if failed is None:
             qps *= step  # the prediction was low: a step up, then doubling
         elif passed is None:
@@ -188,7 +201,6 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
                 break
         else:
             qps = (passed + failed) / 2
-        step = STEPS[min(k, len(STEPS) - 1)] if start else 2.0
     found = {"passed": passed, "failed": failed, "points": k}
     if confirm is not None:
         found.update(_confirmed(confirm, passes, failed, k, lambda: budget_s - (clock() - began), confirm_min_s))
@@ -199,7 +211,7 @@ def _confirmed(confirm, passes: list[float], failed: float | None, k: int, left,
     """The highest rate that passed, served again for the time left (`search`); where it fails there,
     10% less, while time is left. ``passed``: the highest rate that passed below every fail."""
     below = [r for r in passes if failed is None or r < failed]
-    rate, confirmed = (max(below) if below else None), None
+    rate, confirmed, first = (max(below) if below else None), None, k
     while rate is not None and left() >= min_s:
         found = confirm(rate, k)
         k += 1
@@ -211,7 +223,8 @@ def _confirmed(confirm, passes: list[float], failed: float | None, k: int, left,
             break
         failed, rate = rate, 0.9 * rate
     below = [r for r in passes if failed is None or r < failed]
-    return {"passed": max(below) if below else None, "failed": failed, "points": k, "confirmed": confirmed}
+    return {"passed": max(below) if below else None, "failed": failed, "points": k, "confirmed": confirmed,
+            "confirming": k - first}
 
 
 def cores_apart(threads_needed: int) -> tuple[set[int], set[int]] | None:
@@ -376,6 +389,12 @@ class Server:
                 "wall_s": end - t0, "issued": state["issued"], "slowdown": slowdown}
 
 
+def _estimate(latencies: list[float], q: float) -> float:
+    """The ``q``-quantile of the latencies so far (the order statistic at ``q``)."""
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def served_until_undisturbed(serve_point, retries: int, emit) -> dict:
     """``serve_point(waited_s)`` once, and again up to ``retries`` times (--on-busy wait) while other
     processes disturbed it (a fresh wait for a quiet machine before each); the last one is emitted and
@@ -413,6 +432,8 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
         # share shown over seconds of arrivals (batch means): a queue's latencies come in runs, and a
         # fail on a few requests of one stall sent a search down to a third of the peak LoadGen met
         found = verdict(latencies, q, limit, arrived=arrived)
+        if found == "open" and not hold and len(latencies) >= need and _estimate(latencies, q) > limit:
+            return True  # its percentile already over the limit: more requests would not make it pass
         return found == "fail" or (found == "pass" and len(latencies) >= need and not hold)
 
     memory.reset_peak()
