@@ -1,6 +1,6 @@
 """dnnbench's peak rate under a p99 limit against MLPerf LoadGen's Server scenario, on this machine.
 
-For each model (eager fp32, the threads given, no batching): `dnnbench.serve` searches the highest
+For each model (eager fp32, the threads given, no batching), as a user runs it: `dnnbench.serve` searches the highest
 rate whose p99 has its 95% upper bound under the limit, timed; then LoadGen (``pip install
 mlcommons-loadgen``) serves the same model in this process, one request at a time from one FIFO
 queue, at rates around that peak (``--ratios``), each for ``--loadgen-seconds`` (MLPerf's rule is 600 s; 300 s is the issue's reference), and says which are
@@ -37,7 +37,7 @@ def dnnbench_peak(model: str, limit: str, threads: int, search_s: float, db: str
     import dnnbench
 
     t0 = time.perf_counter()
-    served = dnnbench.serve(model, p99=limit, threads=threads, on_busy="measure", progress=False,
+    served = dnnbench.serve(model, p99=limit, threads=threads, progress=False,
                             max_seconds_per_search=search_s, db=db)
     wall = time.perf_counter() - t0
     [peak] = served.peaks

@@ -508,3 +508,18 @@ def test_a_pass_must_hold_second_after_second_not_only_over_independent_requests
     assert verdict(run, 0.99, 0.1) == verdict(spread, 0.99, 0.1) == "pass"  # 900 requests bear three late
     assert verdict(run, 0.99, 0.1, arrived=arrived) == "open"  # a run this long in 15 s: the share is not shown
     assert verdict(spread, 0.99, 0.1, arrived=arrived) == "pass"
+
+
+def test_a_pass_waits_for_the_queue_to_settle_near_saturation():
+    from dnnbench.worker.serving import settled, utilisation
+
+    # 10 ms passes: at half load the queue settles in a fraction of a second, at 95% in about 80 s
+    half = {"seconds": 1.5, "passes": 150}  # 3 s of serving, half of it in passes
+    assert utilisation(half, 3.0, 1) == pytest.approx(0.5) and settled(half, 3.0, 1)
+    near = {"seconds": 2.85, "passes": 285}  # 95% busy
+    assert not settled(near, 3.0, 1)  # a 3 s point at 95%: its verdict would be the empty queue's
+    assert settled({"seconds": 95.0, "passes": 9500}, 100.0, 1)
+    assert not settled({"seconds": 3.0, "passes": 300}, 3.0, 1)  # saturated: never
+    assert utilisation({"seconds": 3.0, "passes": 300}, 3.0, 2) == pytest.approx(0.5)  # two instances share it
+    idle = {"seconds": 0.0, "passes": 0}
+    assert utilisation(idle, 3.0, 1) is None and not settled(idle, 3.0, 1)

@@ -115,6 +115,8 @@ def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, con
                 rows.append(row)
                 say(f"  {format_rate(record['qps'])} requests/s: p{100 * config.percentile:g} "
                     f"{_ms(record.get('q_low_s'))} to {_ms(record.get('q_high_s'))} (95% bounds), {record['verdict']}"
+                    + (f" (its queue, {100 * record['utilisation']:.0f}% busy, had not settled in its time)"
+                       if record.get("unsettled") and record.get("utilisation") else "")
                     + (", overloaded" if record.get("overloaded") else "")
                     + (", machine busy" if record.get("disturbed") else ""))
             elif kind == "peak":
