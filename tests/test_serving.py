@@ -135,6 +135,11 @@ def test_after_an_undecided_point_the_search_steps_small_again():
     downs = [a / b for a, b in zip(asked, asked[1:]) if b < a and b > 30.0]
     assert downs and all(r == pytest.approx(1.06) for r in downs)
     assert 30.0 * 0.94 <= found["passed"] <= 30.0 < found["failed"]
+    # open with the percentile over the limit (runs of late requests, not shown over seconds): the
+    # steps grow as after a fail
+    asked.clear()
+    leaning = search(lambda qps, k: {**point(qps, k), "estimate_s": 0.15, "limit_s": 0.1}, 37.0, max_points=12)
+    assert asked[1] / asked[2] == pytest.approx(1.25) and leaning["passed"] <= 30.0
 
 
 def test_a_peak_found_in_a_fast_phase_is_served_again_longer_and_stepped_down():

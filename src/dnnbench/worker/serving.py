@@ -163,8 +163,8 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
     """The highest rate that passes, by bisection between one that passes and one that does not,
     from ``start`` (the peak the queueing model predicts): the first rate just under it, then steps
     of 6%, 25%, then doubling (or halving) until the verdict turns, then bisection. An undecided
-    (``open``) point counts as not passed, and the steps start again from 6%: its tail is near the
-    limit, so the peak is too. ``point(qps, k)`` measures one rate and
+    (``open``) point counts as not passed; where its percentile (``estimate_s``) was under the limit
+    (``limit_s``), the steps start again from 6%: its tail is near the limit, so the peak is too. ``point(qps, k)`` measures one rate and
     returns its record (``verdict``). Returns ``passed`` (the highest rate that passed, or None),
     ``failed`` (the lowest that did not, or None) and ``points``; where ``budget_s`` (seconds of
     ``clock`` from ``since``, by default from now) was spent before the peak was known to ``resolution``, a ``reason`` says so.
@@ -192,8 +192,8 @@ def search(point, start: float | None, resolution: float = RESOLUTION, max_point
             failed = qps if failed is None else min(failed, qps)
         if passed is not None and failed is not None and (failed - passed) / failed <= resolution:
             break
-        if found["verdict"] == "open":  # undecided: the limit is near, so small steps again from here
-            moves = 0
+        if found["verdict"] == "open" and not found.get("estimate_s", 0.0) > found.get("limit_s", math.inf):
+            moves = 0  # undecided with its percentile under the limit: the peak is near, small steps again
         step = STEPS[min(moves, len(STEPS) - 1)] if start else 2.0
         moves += 1
         if failed is None:
@@ -487,6 +487,7 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
         "p90_s": percentile(latencies, 90) if len(latencies) >= 10 else None,
         "p99_s": percentile(latencies, 99) if len(latencies) >= 100 else None,
         "q": q, "q_low_s": low, "q_high_s": high, "limit_s": limit, "verdict": found, "overloaded": backlog,
+        "estimate_s": _estimate(latencies, q) if latencies else None,
         "utilisation": utilisation(served["busy"], served["wall_s"], server.policy.instances),
         "unsettled": unsettled,
         "slowdown": served["slowdown"], "load_cpu_s": served["load_cpu_s"], "busy_wait_s": waited_before + waited, "mem_peak_bytes": memory.peak_rss_bytes(),
