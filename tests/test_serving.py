@@ -135,10 +135,10 @@ def test_after_an_undecided_point_the_search_steps_small_again():
     downs = [a / b for a, b in zip(asked, asked[1:]) if b < a and b > 30.0]
     assert downs and all(r == pytest.approx(1.06) for r in downs)
     assert 30.0 * 0.94 <= found["passed"] <= 30.0 < found["failed"]
-    # open with the percentile over the limit (runs of late requests, not shown over seconds): the
-    # steps grow as after a fail
+    # open with the percentile over the limit and late requests second after second (not one run):
+    # the steps grow as after a fail
     asked.clear()
-    leaning = search(lambda qps, k: {**point(qps, k), "estimate_s": 0.15, "limit_s": 0.1}, 37.0, max_points=12)
+    leaning = search(lambda qps, k: {**point(qps, k), "late_throughout": True}, 37.0, max_points=12)
     assert asked[1] / asked[2] == pytest.approx(1.25) and leaning["passed"] <= 30.0
 
 
@@ -528,3 +528,14 @@ def test_a_pass_waits_for_the_queue_to_settle_near_saturation():
     assert utilisation({"seconds": 3.0, "passes": 300}, 3.0, 2) == pytest.approx(0.5)  # two instances share it
     idle = {"seconds": 0.0, "passes": 0}
     assert utilisation(idle, 3.0, 1) is None and not settled(idle, 3.0, 1)
+
+
+def test_a_point_stops_early_only_on_late_requests_second_after_second():
+    from dnnbench.worker.serving import _late_throughout
+
+    arrived = [i / 30 for i in range(330)]  # 11 s at 30 requests a second
+    one_stall = [0.3 if 150 <= i < 155 else 0.02 for i in range(330)]  # five late together: p99 over 100 ms
+    spread = [0.3 if i % 60 == 0 else 0.02 for i in range(330)]  # one late every other second
+    assert not _late_throughout(one_stall, 0.99, 0.1, arrived)  # more requests may still pass it
+    assert _late_throughout(spread, 0.99, 0.1, arrived)
+    assert not _late_throughout([0.02] * 330, 0.99, 0.1, arrived)
