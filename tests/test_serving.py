@@ -221,6 +221,11 @@ def test_a_pass_above_a_shown_fail_does_not_count():
     assert found.qps == 50
     (found,) = peaks([point("m", 50, 0.040), point("m", 45, 0.080)], 0.99, 0.030)  # another limit: its lower bound
     assert found.qps is None and found.next_failed == 45
+    # under the limit by its bound, but not shown over seconds of arrivals (or its queue not settled):
+    # open at the limit it was served for, a pass only at another limit, where its bound alone speaks
+    unsettled = {**point("m", 50, 0.040), "verdict": "open"}
+    assert peaks([point("m", 40, 0.030), unsettled], 0.99, 0.050)[0].qps == 40
+    assert peaks([point("m", 40, 0.030), unsettled], 0.99, 0.060)[0].qps == 50
 
 
 def test_the_answer_to_a_load_is_the_most_accurate_that_sustains_it():
