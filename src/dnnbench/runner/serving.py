@@ -6,6 +6,7 @@ points: ``measure.serving`` and ``analysis.serving``."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 
 from ..errors import UserError
@@ -94,6 +95,7 @@ def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, con
             "percentile": config.percentile, "limit_s": config.limit_s,
             "qps": list(config.qps) if config.qps else None, "max_seconds_per_point": config.max_seconds_per_point,
             "max_seconds_per_search": config.max_seconds_per_search,
+            "search_from": time.time(),  # the budget counts the worker's start too
             "busy": {"on_busy": config.on_busy, "wait_s": 30.0 if config.on_busy == "wait" else 0.0,
                      "retries": 1, "sweep": os.getpid()}}
     label = f"{entry.name} ({setup.runtime()}, {policy.words()})"

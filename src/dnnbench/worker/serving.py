@@ -78,7 +78,9 @@ def _serve(spec: dict, emit) -> None:
     from ..measure.serving import Policy, capacity, predicted_peak, samples_for_a_bound
     from .latency import BusyWatch, _prepare, built_model
 
-    began = time.monotonic()  # the search's budget counts from here: build, prepare and service times included
+    # the search's budget counts from the sweep's start of this worker: its start, the model's build,
+    # preparation and service times included
+    began = time.monotonic() - max(0.0, time.time() - float(spec.get("search_from") or time.time()))
     setup, policy = spec["setup"], Policy(**spec["policy"])
     model, make_input = built_model(spec, lambda name: emit("stage", stage=name))
     sizes = batch_sizes(policy.max_batch)
