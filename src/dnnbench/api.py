@@ -27,6 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -680,7 +681,9 @@ def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: floa
     ``max_batch`` or ``instances`` measures each. Setups as for `run`. Each point runs until its
     percentile is decided, at most ``max_seconds_per_point`` (longer where the requests its bound
     needs take longer to arrive); a search ends after ``max_seconds_per_search`` with what it has
-    bracketed. ``db``: stored there (None: a temporary file). Returns `Served`."""
+    bracketed. ``db``: stored there (None: a temporary file). The first search's budget counts from this
+    call. Returns `Served`."""
+    asked_at = time.time()
     from .measure.serving import Policy
     from .runner.serving import ServeConfig, serve_sweep
 
@@ -711,7 +714,7 @@ def serve(models: str | Sequence[str] = (), *, zoo: str | None = None, p99: floa
         with Store(db or Path(temporary) / "results.db") as store:
             points = serve_sweep(store, config, entries,
                                  list(argv) if argv is not None else ["(python)", "dnnbench.serve"],
-                                 say if progress else (lambda text: None))
+                                 say if progress else (lambda text: None), since=asked_at)
         return Served(points, [peak(s, q, limit) for s in group(points)], q, limit)
     finally:
         if temporary:

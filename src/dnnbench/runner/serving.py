@@ -53,13 +53,17 @@ class ServeConfig:
             raise UserError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {self.on_busy!r}")
 
 
-def serve_sweep(store, config: ServeConfig, entries, argv: list[str], say, launcher: Launcher | None = None) -> list[dict]:
+def serve_sweep(store, config: ServeConfig, entries, argv: list[str], say, launcher: Launcher | None = None,
+                since: float | None = None) -> list[dict]:
     """Serve each model of ``entries`` in each setup and policy of ``config``; every point stored in
-    ``store`` and returned (a model that fails is one row with its ``status`` and ``error``)."""
+    ``store`` and returned (a model that fails is one row with its ``status`` and ``error``). The first
+    search's budget counts from ``since`` (a time.time(): when the user asked; now by default), each
+    later one's from the end of the one before."""
     from ..measure.device import machine_environment
     from .lock import measuring
     from .sweep import _preload
 
+    since = since or time.time()
     env = machine_environment(config.setups[0].device)
     machine = config.setups[0].machine or machine_id(env)
     store.register_machine(machine, fingerprint(env))
@@ -73,7 +77,8 @@ def serve_sweep(store, config: ServeConfig, entries, argv: list[str], say, launc
             for setup in setups:
                 for policy in config.policies:
                     rows += _serve_one(store, launcher, run_id, entry, setup, policy, config, say,
-                                       _preload(entry.name))
+                                       _preload(entry.name), since)
+                    since = time.time()
     return rows
 
 
@@ -86,8 +91,9 @@ def _config_dict(config: ServeConfig, setups: list[Setup]) -> dict:
 
 
 def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, config: ServeConfig, say,
-               preload: str) -> list[dict]:
-    """One model in one setup and policy: its worker's points, stored as they come."""
+               preload: str, since: float) -> list[dict]:
+    """One model in one setup and policy: its worker's points, stored as they come. Its search's budget
+    counts from ``since`` (a time.time()): the machine's checks and the worker's start are inside it."""
     base = {"run_id": run_id, "model": entry.name, "input_size": entry.input_size, **setup.to_dict(),
             "max_batch": policy.max_batch, "max_wait_s": policy.max_wait_s, "instances": policy.instances}
     spec = {"model": entry.name, "base": entry.base, "weights_file": entry.weights_file,
@@ -95,7 +101,7 @@ def _serve_one(store, launcher, run_id, entry, setup: Setup, policy: Policy, con
             "percentile": config.percentile, "limit_s": config.limit_s,
             "qps": list(config.qps) if config.qps else None, "max_seconds_per_point": config.max_seconds_per_point,
             "max_seconds_per_search": config.max_seconds_per_search,
-            "search_from": time.time(),  # the budget counts the worker's start too
+            "search_from": since,
             "busy": {"on_busy": config.on_busy, "wait_s": 30.0 if config.on_busy == "wait" else 0.0,
                      "retries": 1, "sweep": os.getpid()}}
     label = f"{entry.name} ({setup.runtime()}, {policy.words()})"
