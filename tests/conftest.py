@@ -16,6 +16,13 @@ else:
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _a_usual_record_of_its_own(tmp_path, monkeypatch):
+    """Each test's sweeps check and keep this machine's usual cell times in a record of the test's own,
+    not the user's (`store.usual`): a test's tiny cells must neither read nor become the user's usual."""
+    monkeypatch.setenv("DNNBENCH_USUAL", str(tmp_path / "usual.sqlite"))
+
+
 # What each file's tests need beyond this process, as markers (pyproject.toml lists them): the README's
 # test command runs everything; the fast command for development deselects these.
 NEEDS = {
@@ -29,8 +36,10 @@ NEEDS = {
 
 
 # Tests that need the machine to themselves: they make loads and check that they are seen and
-# outlasted, or run with the default --on-busy wait (the README's lines, as a user pastes them)
-ALONE = {"test_busy.py": None, "test_docs.py": {"test_every_line_of_the_readme_python_section_runs"}}
+# outlasted, or run with the default --on-busy wait (the README's lines, as a user pastes them), or need
+# undisturbed cells to follow a path through (a disturbed cell is not recorded as this machine's usual)
+ALONE = {"test_busy.py": None, "test_docs.py": {"test_every_line_of_the_readme_python_section_runs"},
+         "test_run.py": {"test_a_second_run_in_another_database_is_checked_against_the_first_on_this_machine"}}
 
 
 def pytest_collection_modifyitems(items):

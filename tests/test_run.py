@@ -81,6 +81,44 @@ def test_cells_have_every_figure(tmp_path):
     assert _plan(events) == {"cells": 2, "already": 0, "models": 1, "rounds": 1}
 
 
+def test_a_second_run_in_another_database_is_checked_against_the_first_on_this_machine(tmp_path, monkeypatch):
+    from dnnbench.runner.progress import summary
+    from dnnbench.store import usual
+
+    monkeypatch.setenv("DNNBENCH_USUAL", str(tmp_path / "usual.sqlite"))
+    first_events = []
+    (tmp_path / "a").mkdir()
+    first, cells = sweep(tmp_path / "a", [model("tiny")], events=first_events)
+    assert first.usual.checked == 0 and first.usual.new == 2
+    assert all(c["usual_s"] is None for c in cells.values())
+    assert any(k == "usual" for k, _ in first_events)
+    # a cell others disturbed is checked but not recorded: the machine's usual is not what they made of it
+    recorded = {k for k, c in cells.items() if not c["disturbed"]}
+    with usual.Record() as record_:
+        assert record_.db.execute("SELECT COUNT(*) FROM medians").fetchone()[0] == len(recorded)
+    (tmp_path / "b").mkdir()
+    second, cells = sweep(tmp_path / "b", [model("tiny")])
+    assert second.usual.checked == len(recorded) and second.usual.new == 2 - len(recorded)
+    for k, c in cells.items():
+        assert c["usual_runs"] == (1 if k in recorded else 0) and bool(c["usual_s"]) == (k in recorded)
+        assert (usual.off(c) is None) == (not c["usual_s"] or c["latency_ci_low_s"] <= c["usual_s"] <= c["latency_ci_high_s"])
+    with Store(tmp_path / "b" / "t.db") as store:
+        text = summary(config(), store.cells(), second)
+    assert ("Against this machine's usual time for each cell (the median of its 1 earlier run(s)" in text) == bool(recorded)
+
+
+def test_a_record_of_usual_times_that_cannot_be_read_leaves_the_run_whole_and_says_so(tmp_path, monkeypatch):
+    bad = tmp_path / "usual.sqlite"
+    bad.write_bytes(b"garbage, not SQLite" * 200)
+    monkeypatch.setenv("DNNBENCH_USUAL", str(bad))
+    events = []
+    result, cells = sweep(tmp_path, [model("tiny")], events=events)
+    assert result.usual is None and all(c["status"] == "ok" for c in cells.values()) and len(cells) == 2
+    [note] = [d["text"] for k, d in events if k == "note" and "usual" in d["text"]]
+    assert "cannot be used" in note and "move" in note and "not checked" in note
+    assert bad.read_bytes().startswith(b"garbage")  # a cache it cannot read is left as it is
+
+
 def test_rounds_add_fresh_processes_and_resume_by_round(tmp_path, monkeypatch):
     monkeypatch.setenv("DNNBENCH_TEST_MARKER", str(tmp_path / "marker"))
     entries = [model("tiny"), model("aborts_at_2_in_a_later_process")]

@@ -193,7 +193,7 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
     """The table of a run's cells (``rows``) and what it did (``result``: a `SweepResult`), in words."""
     several = len({Setup.of(r) for r in rows}) > 1  # then each row says its backend and precision
     headings = ["model", *(["setup"] if several else []), "batch", "status", "median (ms)", "95% CI (±%)",
-                "p90 ≤ bound (ms)", "time/image (ms)", "images/s", "peak RSS", "samples", "rounds", "stop", "load"]
+                "p90 ≤ bound (ms)", "time/image (ms)", "images/s", "peak RSS", "samples", "rounds", "stop", "load", "usual"]
     body = []
     rows = sorted(rows, key=lambda r: (natural_key(r["model"]), Setup.of(r).runtime(), r["batch_size"]))
     for r in rows:
@@ -203,7 +203,7 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
             r["status"], _ms(r["latency_median_s"]), _ci(r) if ok else "-", _tail(r, 90),
             _ms(r["time_per_image_s"]), f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-",
             format_bytes(r.get("mem_peak_bytes")), str(r["samples"] or "-"), str(r.get("rounds") or "-"),
-            r.get("stop_reason") or "-", _load(r)])
+            r.get("stop_reason") or "-", _load(r), _usual(r)])
     shift = 1 if several else 0
     lines = [table(headings, body, right={1 + shift, *(i + shift for i in (3, 4, 5, 6, 7, 8, 9, 10))})]
     new_ok = sum(1 for m in result.measured if m.get("stored") and m["status"] == "ok")
@@ -217,7 +217,8 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
                  "interval of the median, widened by how much the rounds' medians differ; stop: converged "
                  "(target reached in every round) or time_cap (budget spent); p90 ≤ bound: the 90th percentile of "
                  "the passes and its 95% upper bound (few: under 29 passes, too few for a bound); load: busy when other "
-                 "processes used more than 5% of the cores the timed passes needed.")
+                 "processes used more than 5% of the cores the timed passes needed; usual: the median over this machine's usual "
+                 "time for the cell (the median of its earlier runs), off where the interval excludes it.")
     for reason in dict.fromkeys(m["error"] for m in untimed):
         lines.append(f"untimed: {reason}.")
     disturbed = [r for r in rows if r["status"] == "ok" and r.get("disturbed")]
@@ -233,6 +234,7 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
         lines.append(f"Between rounds the cells moved by ±{100 * math.expm1(drift.sd):.1f}% (one standard deviation, "
                      f"pooled over {drift.cells} cells, {drift.df} degrees of freedom): the interval of every cell of "
                      "two rounds or more covers that drift.")
+    lines += _usual_lines(getattr(result, "usual", None))
     if config.quick and config.rounds > 1:
         lines.append(f"quick mode: coarse figures from {config.rounds} short windows per cell, taken in fresh processes "
                      "as far apart as the run is long; their intervals cover the drift the run saw between them, "
@@ -243,6 +245,26 @@ def summary(config: RunConfig, rows: list[dict], result) -> str:
                      "only what varied within it: on a shared machine a later window can differ by more. Run "
                      "without --quick for the target precision and intervals that cover the spread between rounds.")
     return "\n".join(lines)
+
+
+def _usual_lines(found) -> list[str]:
+    """What the run's cells say against this machine's usual times for them (`store.usual.Against`)."""
+    if found is None:
+        return []
+    if not found.checked:
+        return [f"No earlier run of these {found.new} cells on this machine with these library versions: their "
+                "intervals cover this run's minutes only, and a later run can differ by more (a shared machine "
+                "runs slower or faster for minutes at a time). The next runs are checked against this one "
+                f"(record: {found.path})."]
+    runs = f"{found.runs[0]}" if found.runs[0] == found.runs[1] else f"{found.runs[0]} to {found.runs[1]}"
+    text = (f"Against this machine's usual time for each cell (the median of its {runs} earlier run(s) with these "
+            f"library versions): this run's cells ran at {found.ratio:.2f}x it (median over {found.checked} cells); "
+            f"{found.off} of them lie outside their intervals from it, flagged (usual: off)")
+    if found.off and found.ratio is not None and abs(math.log(found.ratio)) > math.log(1.03):
+        text += (f": the machine ran {'slower' if found.ratio > 1 else 'faster'} than usual for this run as a whole, "
+                 "which no interval of one run can see; compare with `dnnbench compare` across runs, or measure again")
+    text += "." + (f" {found.new} cells had no earlier run." if found.new else "")
+    return [text]
 
 
 _ON_BUSY = {
@@ -261,6 +283,15 @@ def _load(r: dict) -> str:
     if r.get("gpu_other_processes"):
         parts.append("+GPU")
     return " ".join(parts) or "busy"
+
+
+def _usual(r: dict) -> str:
+    """The cell's median over this machine's usual time for it, "off" where its interval excludes it."""
+    from ..store.usual import off
+
+    if not r.get("usual_s") or r.get("latency_median_s") is None:
+        return "-"
+    return f"{r['latency_median_s'] / r['usual_s']:.2f}x" + (" off" if off(r) is not None else "")
 
 
 def _ci(r: dict) -> str:

@@ -26,6 +26,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import tempfile
 import threading
 import time
@@ -38,6 +39,7 @@ from ..measure import memory
 from ..measure.latency import Drift
 from ..setup import CELL_KEY, fingerprint, machine_id
 from ..store import Store, StoreWriteError
+from ..store.usual import Against
 from ..units import format_bytes
 from ..worker import LATENCY, PROBE, RESTART
 from .lock import machine_lock
@@ -81,6 +83,7 @@ class SweepResult:
     interrupted: bool = False
     order_seed: int | None = None
     drift: Drift | None = None  # how far the run's cells moved between rounds (None under two rounds)
+    usual: Against | None = None  # the run's cells against this machine's usual times (None: not checked)
 
 
 class Sweep:
@@ -232,6 +235,37 @@ class Sweep:
             result.drift = self.store.settle_drift(result.run_id)
             if result.drift is not None:
                 self.on_event("drift", result.drift.to_dict())
+        self._against_usual(result)
+
+    def _against_usual(self, result: SweepResult) -> None:
+        """Check the cells this run settled against this machine's usual time for each (the median of their
+        earlier runs, kept across databases: `store.usual`), store that usual time with them, and record
+        their medians (not a disturbed cell's: the machine's usual is not what others made of it)."""
+        from ..measure.device import software
+        from ..store import usual
+
+        cells = self.store.cells_of_run(result.run_id)
+        if not cells:
+            return
+        uid, stamp = self.store.run_uid(result.run_id), usual.stamp(software())
+        try:
+            record = usual.Record()
+        except UserError as exc:
+            self._note(f"{exc}; the cells were not checked against this machine's earlier runs")
+            return
+        try:
+            found = record.usual(cells, stamp, uid)
+            record.add([c for c in cells if not c.get("disturbed")], stamp, uid)
+        except sqlite3.Error as exc:
+            self._note(f"this machine's record of usual cell times ({record.path}) could not be used ({exc}): move "
+                       f"it aside (it is only a cache) or set {usual.RECORD_ENV}; the cells were not checked")
+            return
+        finally:
+            record.close()
+        self.store.put_usual(found)
+        by_key = {usual.cell_id(f): f for f in found}
+        result.usual = usual.against([{**c, **by_key[usual.cell_id(c)]} for c in cells])
+        self.on_event("usual", result.usual.to_dict())
 
     def _on_this_machine(self, config: RunConfig) -> RunConfig:
         """``config`` with its machine named (``--machine``, else this machine's fingerprint id), and

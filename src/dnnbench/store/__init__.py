@@ -25,7 +25,7 @@ from ..measure.accuracy import evaluated_model
 from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -68,8 +68,11 @@ _FIGURES_V13 = [("artifact_bytes", "INTEGER")]
 # schema 14: the setup started again from its artifact alone in a fresh process (load + first pass),
 # once with the runtime's caches empty (cold) and once after (warm), or why not (restart_reason)
 _FIGURES_V14 = [("restart_cold_s", "REAL"), ("restart_warm_s", "REAL"), ("restart_reason", "TEXT")]
+# schema 15: this machine's usual time for the cell when it was measured (the median of its earlier runs'
+# medians, `store.usual`) and how many runs that was; null: no earlier run, or stored before
+_FIGURES_V15 = [("usual_s", "REAL"), ("usual_runs", "INTEGER")]
 FIGURE_COLUMNS = (_FIGURES_V1 + _FIGURES_V2 + _FIGURES_V3 + _FIGURES_V4 + _FIGURES_V7 + _FIGURES_V9 + _FIGURES_V13
-                  + _FIGURES_V14)
+                  + _FIGURES_V14 + _FIGURES_V15)
 _JSON_COLUMNS = ("latency_samples", "round_medians", "round_runs")
 CELL_COLUMNS = ["run_id", *KEY, *(c for c, _ in FIGURE_COLUMNS), "measured_at"]
 
@@ -293,11 +296,15 @@ def _migrate_13_to_14(db: sqlite3.Connection) -> None:
     _add_columns(db, "cells", _FIGURES_V14)
 
 
+def _migrate_14_to_15(db: sqlite3.Connection) -> None:
+    _add_columns(db, "cells", _FIGURES_V15)
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
               7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10,
               10: _migrate_10_to_11, 11: _migrate_11_to_12, 12: _migrate_12_to_13,
-              13: _migrate_13_to_14}  # from version n to n + 1
+              13: _migrate_13_to_14, 14: _migrate_14_to_15}  # from version n to n + 1
 
 
 def now() -> str:
@@ -307,7 +314,7 @@ def now() -> str:
 # what a sweep writes, by method: a store that forwards its writes (a cluster node's) wraps these; the
 # ones named in RUN_WRITES take a run id first, which the receiving database maps to its own
 WRITES = ("start_run", "finish_run", "put_cell", "put_restart", "put_model", "register_machine", "delete_failed",
-          "settle_drift")
+          "settle_drift", "put_usual")
 RUN_WRITES = ("finish_run", "put_cell", "settle_drift")
 
 
@@ -390,6 +397,25 @@ class Store:
             return drift
 
         return self._transaction(write)
+
+    def cells_of_run(self, run_id: int) -> list[dict]:
+        """The ``ok`` latency cells whose last round ``run_id`` measured, as stored (no samples)."""
+        cols = [c for c in CELL_COLUMNS if c != "latency_samples"]
+        cur = self.db.execute(f"SELECT {', '.join(cols)} FROM cells WHERE run_id = ? AND status = 'ok' "
+                              "AND latency_median_s IS NOT NULL", (run_id,))
+        return [_decode(dict(zip(cols, r, strict=True))) for r in cur]
+
+    def put_usual(self, rows: list[dict]) -> None:
+        """Give stored cells (``rows``: their key, ``usual_s`` and ``usual_runs``) this machine's usual time
+        for them (`store.usual`), in one transaction."""
+        where = " AND ".join(f"{k} = ?" for k in KEY)
+
+        def write(db: sqlite3.Connection) -> None:
+            for row in rows:
+                db.execute(f"UPDATE cells SET usual_s = ?, usual_runs = ? WHERE {where}",
+                           [row.get("usual_s"), row.get("usual_runs")] + [row[k] for k in KEY])
+
+        self._transaction(write)
 
     def put_model(self, figures: dict) -> None:
         cols = ["model", "input_size", "family", "source", "params", "macs", "flops", "file_size",
