@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import tempfile
 import threading
 import time
@@ -247,24 +246,13 @@ class Sweep:
         cells = self.store.cells_of_run(result.run_id)
         if not cells:
             return
-        uid, stamp = self.store.run_uid(result.run_id), usual.stamp(software())
         try:
-            record = usual.Record()
+            found = usual.check(cells, usual.stamp(software()), self.store.run_uid(result.run_id))
         except UserError as exc:
             self._note(f"{exc}; the cells were not checked against this machine's earlier runs")
             return
-        try:
-            found = record.usual(cells, stamp, uid)
-            record.add([c for c in cells if not c.get("disturbed")], stamp, uid)
-        except sqlite3.Error as exc:
-            self._note(f"this machine's record of usual cell times ({record.path}) could not be used ({exc}): move "
-                       f"it aside (it is only a cache) or set {usual.RECORD_ENV}; the cells were not checked")
-            return
-        finally:
-            record.close()
         self.store.put_usual(found)
-        by_key = {usual.cell_id(f): f for f in found}
-        result.usual = usual.against([{**c, **by_key[usual.cell_id(c)]} for c in cells])
+        result.usual = usual.against([{**c, **f} for c, f in zip(cells, found, strict=True)])
         self.on_event("usual", result.usual.to_dict())
 
     def _on_this_machine(self, config: RunConfig) -> RunConfig:

@@ -27,13 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..setup import CELL_KEY
+from ..setup import CELL_KEY, cell_key
 
 RECORD_ENV = "DNNBENCH_USUAL"
 KEEP = 20  # earlier runs kept per cell: enough for a stable median, few enough to follow a machine that changes
-# the libraries whose versions change a cell's time: a new version starts a new usual
-STAMP_LIBRARIES = ("python", "torch", "torchvision", "timm", "numpy", "onnxruntime", "openvino", "executorch",
-                   "ai-edge-litert", "coremltools")
 
 
 def record_path() -> Path:
@@ -45,12 +42,27 @@ def record_path() -> Path:
 
 
 def stamp(software: dict) -> str:
-    """The library versions a usual time holds for (``measure.device.software()``'s answer)."""
-    return json.dumps({k: software.get(k) for k in STAMP_LIBRARIES}, sort_keys=True)
+    """The versions of Python and the libraries a usual time holds for (``measure.device.software()``'s
+    answer, less the interpreter's path): a new version starts a new usual."""
+    return json.dumps({k: v for k, v in software.items() if k != "executable"}, sort_keys=True)
 
 
 def cell_id(cell: dict) -> str:
-    return json.dumps([cell[k] for k in CELL_KEY])
+    return json.dumps(cell_key(cell))
+
+
+def check(cells: list[dict], stamp_: str, run_uid: str) -> list[dict]:
+    """``cells`` (a run's, with their key) checked against the record: each cell's key with its ``usual_s``
+    and ``usual_runs`` (`Record.usual`); then their medians join the record, but a disturbed cell's
+    (the machine's usual is not what others made of it). `UserError` naming the file and the fix where
+    the record cannot be opened, read or written: it is left as it is."""
+    with Record() as record:
+        try:
+            found = record.usual(cells, stamp_, run_uid)
+            record.add([c for c in cells if not c.get("disturbed")], stamp_, run_uid)
+        except sqlite3.Error as exc:
+            raise record.unusable(exc) from None
+    return found
 
 
 def off(cell: dict) -> float | None:
@@ -96,7 +108,6 @@ class Record:
 
     def __init__(self, path: Path | None = None):
         self.path = path or record_path()
-        fix = f"move {self.path} aside (it is only a cache) or set {RECORD_ENV} to another file"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -105,8 +116,11 @@ class Record:
                             "stamp TEXT NOT NULL, run_uid TEXT NOT NULL, median_s REAL NOT NULL, "
                             "measured_at TEXT, PRIMARY KEY (machine, cell, stamp, run_uid))")
         except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"this machine's record of usual cell times ({self.path}) cannot be used ({exc}): "
-                            f"{fix}") from None
+            raise self.unusable(exc) from None
+
+    def unusable(self, exc: Exception) -> UserError:
+        return UserError(f"this machine's record of usual cell times ({self.path}) cannot be used ({exc}): move "
+                         f"{self.path} aside (it is only a cache) or set {RECORD_ENV} to another file")
 
     def close(self) -> None:
         self.db.close()
