@@ -150,6 +150,15 @@ def test_rounds_add_fresh_processes_and_resume_by_round(tmp_path, monkeypatch):
     assert result.measured == [] and result.already == 4
 
 
+def test_a_first_pass_of_seconds_is_the_whole_warm_up_of_each_round(tmp_path):
+    _, cells = sweep(tmp_path, [model("long_pass_at_2")], rounds=2)
+    short, long = cells[("long_pass_at_2", 1)], cells[("long_pass_at_2", 2)]
+    assert short["rounds"] == long["rounds"] == 2
+    assert short["warmup_n"] >= 2  # passes of milliseconds warm up until two agree, in each round
+    assert long["warmup_n"] == 0  # no pass but the first ran untimed, in either round
+    assert long["samples"] == 6 and min(long["latency_samples"]) >= 0.55  # three timed passes a round
+
+
 def test_resume_measures_only_what_is_missing(tmp_path):
     _, first = sweep(tmp_path, [model("tiny")], batch_sizes=(1,))
     result, cells = sweep(tmp_path, [model("tiny")], batch_sizes=(1, 2))

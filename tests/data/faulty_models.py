@@ -111,6 +111,15 @@ def slow2():
     return Slow()
 
 
+def _long_pass(x):
+    time.sleep(0.55)
+
+
+def long_pass_at_2():
+    """A pass of over half a second at batch size 2: its first pass is its whole warm-up."""
+    return _Fault(2, _long_pass)
+
+
 def _abort_in_a_later_process(x):
     # the first process to run a batch of 2 leaves its pid in the file named by
     # DNNBENCH_TEST_MARKER; any other process aborts there: a fault of a later round only

@@ -49,7 +49,7 @@ def run(spec: dict, emit) -> int:
 
 
 _stage = ["imports"]  # the stage a fatal error belongs to
-LONG_PASS_S = 0.5  # a pass this long is its own memory phase, and a later round's whole warm-up
+LONG_PASS_S = 0.5  # a pass this long is its own memory phase, and its round's whole warm-up
 CHECK_IMAGES = 8  # images compared with eager fp32 to judge a setup's correctness
 
 
@@ -291,10 +291,11 @@ def _measure_batches(spec: dict, emit, forward, make_input, policy, energy, stag
 
                 # after warm-up, so cuDNN's autotuning trials are not counted
                 reset = functools.partial(memory.cuda_reset_peak, torch.device(device)) if cuda else None
-                # a later round's first pass, in speed mode, is the warm-up where it takes seconds: in the
-                # main job every such cell's first pass, even in memory mode, agreed with the next
-                # within 10%, and one more pass was a tenth of a heavy cell's round
-                settled = not measure_peak and first_passes[0] >= LONG_PASS_S
+                # a first pass of seconds is the whole warm-up, in any round: in the main job every such
+                # cell's first pass, even in memory mode, agreed with the next within 10%, and one more
+                # pass was a tenth of a heavy cell's round (a quick cell's two rounds took 9 such passes
+                # where its one window had taken 8)
+                settled = first_passes[0] >= LONG_PASS_S
                 timing = watch.time_cell(batch, step, policy, sync_or_none, tuple(first_passes), meter, reset,
                                          prior_settles=settled)
                 if timing is None:  # --on-busy stop: the sweep ends here
