@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dnnbench.measure.kernels import profile, replay, time_call
+from dnnbench.measure.kernels import in_model_times, profile, replay, time_call
 from dnnbench.measure.ops import count_macs
 from dnnbench.measure.profile import Profile, replayable
 
@@ -40,6 +40,17 @@ def test_the_kinds_add_up_to_the_mac_count(meta_input):
         macs = sum(v for k, v in found.items() if k.startswith("macs_"))
         assert macs == count_macs(model, meta_input(entry.input_size)).macs
     assert found["macs_attention"] > 0 and found["macs_matmul"] > found["macs_attention"]  # ViT: mostly linear
+
+
+def test_kernels_timed_inside_a_real_pass_are_the_profile_s_kernels(meta_input):
+    from dnnbench.zoo import get
+
+    for model, size in ((tiny(), 8), (get("mobilenet_v3_small").build("cpu"), 64)):
+        recorded = profile(model.to("meta"), meta_input(size, batch=2))
+        found, seconds = in_model_times(model.to_empty(device="cpu").eval(), torch.randn(2, 3, size, size),
+                                        passes=3, warm=1)
+        assert found.calls == recorded.calls  # the same keys as on the meta device, as often
+        assert set(seconds) == set(recorded.calls) and all(s > 0 for s in seconds.values())
 
 
 def test_a_recorded_kernel_replays_on_the_cpu_with_its_shapes(meta_input):

@@ -24,6 +24,7 @@ import json
 import math
 import statistics
 import time
+from collections import Counter
 
 import torch
 
@@ -111,6 +112,46 @@ class KernelRecorder(MacCounter):
             self.profile.specs[key] = KernelSpec(key, _kind(func, args, macs), int(macs[1]) if macs else 0,
                                                  _elements(out), _bytes(args) + _bytes(kwargs) + _bytes(out))
         self.profile.calls[key] += 1
+        self.seen(key)
+
+    def seen(self, key: str) -> None:
+        """Called once per recorded kernel call, after it ran: a hook for `KernelClock`."""
+
+
+class KernelClock(KernelRecorder):
+    """A `KernelRecorder` over real tensors that also times each kernel call where it runs: inside the
+    model, its inputs just written by the layer before and its weights as cold as a pass leaves them,
+    not replayed alone on warm caches. ``seconds``: each kernel's seconds, summed over its calls. Only
+    the operator's own call is timed; the recording around it is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: Counter = Counter()
+        self._last = 0.0
+
+    def call(self, func, args, kwargs):
+        t0 = time.perf_counter()
+        out = func(*args, **kwargs)
+        self._last = time.perf_counter() - t0
+        return out
+
+    def seen(self, key: str) -> None:
+        self.seconds[key] += self._last
+
+
+def in_model_times(model: torch.nn.Module, example: torch.Tensor, passes: int = 5, warm: int = 2) -> tuple[Profile, dict]:
+    """(the profile of ``model(example)``, {key: seconds of one call of that kernel inside the model}):
+    the median over ``passes`` timed passes (after ``warm`` untimed ones, under the same recording) of
+    each kernel's time per pass, divided by its calls per pass."""
+    clocks = []
+    with torch.no_grad():  # as `profile` records, so that the keys are the same
+        for k in range(warm + passes):
+            with KernelClock() as clock:
+                model(example)
+            if k >= warm:
+                clocks.append(clock)
+    found = clocks[0].profile
+    return found, {key: statistics.median(c.seconds[key] for c in clocks) / n for key, n in found.calls.items()}
 
 
 def _loose(value):

@@ -5,7 +5,10 @@ that asked.
 Its spec is ``{"profile": [{"name", "input_size", "batch"}...]}`` (one ``profile`` record per model, or
 ``error``), or ``{"time": [key...], "dtype": "float32", "work": {key: [macs, bytes]}, "busy": {...}}``:
 one ``kernel`` record per key (seconds, calls, what other processes took meanwhile, whether that
-disturbed it, how often it was timed, or the error that stopped it).
+disturbed it, how often it was timed, or the error that stopped it), or ``{"in_model": [{"name",
+"input_size", "batch"}...], "passes": 5, "busy": {...}}``: one ``in_model`` record per model, the
+seconds of one call of each of its kernels timed inside real forward passes of it (`measure.kernels.
+KernelClock`), with the window's load, or ``error``.
 
 Kernels are timed under the sweep's rules (``busy``: ``on_busy``, ``wait_s``, ``retries``, as a
 sweep's `RunConfig.busy_spec`): kernels are timed in windows of at least GROUP_S whose load of other
@@ -161,11 +164,42 @@ def _time(spec: dict, emit) -> None:
             emit("futile", count=watch.futile)  # the caller carries it to its next kernel worker
 
 
+def _in_model(spec: dict, emit) -> None:
+    """Time each kernel of each model of ``spec["in_model"]`` inside a real forward pass of it (see the module)."""
+    import torch
+
+    from ..measure import busy
+    from ..measure.kernels import in_model_times
+    from ..zoo import get
+
+    threads = torch.get_num_threads()
+    watch = _watch(spec.get("busy") or {}, threads, emit)
+    for job in spec["in_model"]:
+        emit("start", name=job["name"], input_size=job.get("input_size"), batch=job["batch"])
+        try:
+            entry = get(job["name"], job.get("input_size"))
+            model = entry.build("cpu")
+            example = torch.randn(job["batch"], 3, entry.input_size, entry.input_size)
+            if not _quiet_enough(watch):
+                return
+            window = busy.Window(watch.own)
+            _, times = in_model_times(model, example, passes=int(spec.get("passes", 5)))
+            load = window.end()
+            watch.check_next = disturbed = bool(load is not None and load.disturbed(threads))
+            emit("in_model", name=job["name"], input_size=entry.input_size, batch=job["batch"], seconds=times,
+                 contention=load.excess(threads) if load else None, disturbed=disturbed)
+        except (Exception, SystemExit) as exc:  # one model's failure is its own record
+            emit("error", name=job["name"], input_size=job.get("input_size"), batch=job["batch"],
+                 error=" ".join(f"{type(exc).__name__}: {exc}".split())[:300])
+
+
 def run(spec: dict, emit) -> int:
     import torch
 
     if "time" in spec:
         _time(spec, emit)
+    elif "in_model" in spec:
+        _in_model(spec, emit)
     else:
         torch.set_num_threads(1)  # building on the meta device is single-threaded Python
         _profile(spec["profile"], emit)
