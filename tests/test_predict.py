@@ -36,6 +36,48 @@ def test_the_kernels_method_recovers_its_law_and_the_others_miss_it():
     assert ops.median_abs_error > 0.1  # operations alone cannot tell 1,200 small kernels from 60
 
 
+def test_in_model_fits_learn_how_a_kernel_s_time_alone_misleads_by_kind_and_size():
+    import json as _json
+
+    def spec(k, kind):
+        key = _json.dumps([f"aten.op{k % 2}.default", [k], {}])
+        return key, KernelSpec(key, kind, 0, 1, 1000)
+
+    specs = dict(spec(k, "grouped_conv" if k % 2 else "dense_conv") for k in range(16))
+    alone = {key: 1e-6 * 2 ** k for k, key in enumerate(specs)}
+    # inside a model: dense kernels take what they take alone; depthwise ones more the shorter they
+    # are: 2x at 1 ms, 4x at 1/16 ms
+    law = {"dense_conv": lambda s: 1.0, "grouped_conv": lambda s: 2.0 * (s / 1e-3) ** -0.25}
+    inside = {key: alone[key] * law[sp.kind](alone[key]) for key, sp in specs.items()}
+    # two calibration models, each running half of the kernels
+    keys = list(specs)
+    runs = [({k: 1 for k in keys[::2]}, {k: inside[k] for k in keys[::2]}),
+            ({k: 3 for k in keys[1::2]}, {k: inside[k] for k in keys[1::2]})]
+    fits = predictor.in_model_fits(alone, runs, specs)
+    assert fits["kind:dense_conv"](5e-4) == pytest.approx(1.0)
+    grouped = fits["kind:grouped_conv"]
+    assert grouped(1e-3) == pytest.approx(2.0) and grouped.coefficients[1] == pytest.approx(-0.25)
+    key = _json.dumps(["aten.op1.default", ["new"], {}])
+    new = {key: KernelSpec(key, "grouped_conv", 0, 1, 1000)}
+    assert predictor.inside_models({key: 1e-3 / 16}, new, fits)[key] == pytest.approx(1e-3 / 16 * 4.0)
+    assert predictor.inside_models({key: 1e-3}, new, {})[key] == 1e-3  # no fit: as timed alone
+    assert predictor.inside_models({key: 1e-12}, new, fits)[key] == 1e-12 * 8.0  # bounded: never beyond 8x
+
+
+def test_auto_chooses_the_method_with_the_smallest_leave_one_out_error():
+    rows = [{"kernel_s": s, "kernels": n, "macs": m, "macs_dense_conv": m, "activations": a} for s, n, m, a in
+            [(1e-3, 400, 5e8, 1e6), (5e-3, 60, 1e8, 4e6), (2e-2, 900, 3e9, 2e6), (4e-2, 100, 9e8, 9e6),
+             (8e-2, 1500, 2e9, 3e6), (3e-3, 1200, 7e8, 5e6), (1e-2, 250, 4e9, 8e6)]]
+    by_kernels = points(lambda f: 1.3 * f["kernel_s"] + 2e-5 * f["kernels"], rows)
+    assert predictor.best_calibration(by_kernels, predictor.AUTO, timed=True).method == "kernels"
+    # a runtime whose time follows operations and activations, not the eager kernels' sum
+    by_features = points(lambda f: 1e-11 * f["macs"] + 3e-9 * f["activations"], rows)
+    assert predictor.best_calibration(by_features, predictor.AUTO, timed=True).method == "features"
+    # without timed kernels, kernels is not a candidate
+    assert predictor.best_calibration(by_kernels, predictor.AUTO, timed=False).method != "kernels"
+    assert predictor.best_calibration(by_kernels, "ops", timed=True).method == "ops"  # asked: as asked
+
+
 def test_relative_fits_never_give_a_negative_cost():
     # time falls with operations here: an unconstrained line would have a negative slope
     rows = [{"kernel_s": s, "kernels": 10} for s in (1e-3, 2e-3, 3e-3, 4e-3)]
@@ -129,4 +171,5 @@ def test_summary_and_rank_correlation():
 def test_every_method_has_its_words():
     from dnnbench.analysis import PREDICT_METHODS
 
-    assert set(PREDICT_METHODS) == set(predictor.METHODS)
+    assert set(PREDICT_METHODS) == set(predictor.METHODS) | {predictor.AUTO}
+    assert set(predictor.AUTO_METHODS) < set(predictor.METHODS)

@@ -121,3 +121,29 @@ def test_recommend_measure_measures_in_workers_and_accounts_for_every_candidate(
         better = [r for r in answer if r["top1"] > answer.best["top1"]]
         assert not any(r["passes"] for r in better)
     assert "Measured" in str(answer) and "candidates to decide the answer" in str(answer)
+
+
+def test_kernels_are_timed_inside_real_passes_in_a_worker_and_a_crash_is_that_model_s_error(tmp_path):
+    from dnnbench.profiling import in_model, profiles
+    from dnnbench.setup import Setup
+
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\ndef net():\n    os.abort()\n")
+    wanted = [("squeezenet1_1", SIZE, 2), (f"{bad}:net", SIZE, 1), ("mnasnet0_5", SIZE, 1)]
+    found, errors = in_model(wanted, Setup(threads=1).resolved(), busy={"on_busy": "measure"}, passes=2)
+    assert list(errors) == [wanted[1]] and "died" in errors[wanted[1]]
+    recorded, _ = profiles([wanted[0]])
+    squeeze = found[wanted[0]]
+    assert set(squeeze["seconds"]) == set(recorded[wanted[0]]["calls"])  # the profile's kernels, by the same keys
+    assert all(s > 0 for s in squeeze["seconds"].values()) and squeeze["disturbed"] in (True, False)
+    assert found[wanted[2]]["seconds"]  # the model after the crash was timed by a fresh worker
+
+
+def test_the_inside_method_corrects_kernels_by_real_passes_of_the_calibration_models(tmp_path):
+    db = database(tmp_path / "i.db")
+    answer = dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="inside",
+                                       progress=False, on_busy="measure")
+    row = answer[0]
+    assert row["method"] == "inside" and row["low_s"] <= row["latency_s"] <= row["high_s"]
+    assert row["calibrated_on"] == 5 and "busy" in row
+    assert "corrected to its time inside a model" in str(answer)

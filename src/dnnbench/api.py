@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .analysis import PREDICT_METHODS
+from .analysis import AUTO_METHODS, PREDICT_METHODS
 from .errors import UserError
 from .runner.plan import BATCH_SIZES, MAX_BATCH, RunConfig
 from .setup import CELL_KEY, Setup, is_reference
@@ -1216,7 +1216,7 @@ class Results:
         return found
 
     def predict(self, models: str | Sequence[str] = (), *, zoo: str | None = None, all: bool = False,  # noqa: A002
-                batch_size: int = 16, input_size: int | None = None, method: str = "kernels",
+                batch_size: int = 16, input_size: int | None = None, method: str = "auto",
                 backend: str | Sequence[str] | None = None, precision: str | Sequence[str] | None = None,
                 machine: str | Sequence[str] | None = None, progress: bool = True,
                 time_targets: bool | None = None, on_busy: str = "wait") -> Predictions:
@@ -1225,10 +1225,13 @@ class Results:
         of, calibrated on the models measured there: `Predictions`, one row per model with its interval.
 
         ``models``: registry names or model files (a list, or one comma-separated string); ``zoo``: a
-        preset; ``all``: the whole registry. ``method``: ``kernels`` (its kernels timed on this machine,
-        summed: the kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of
-        the registry estimated from the timed ones), ``features`` (operations by kind, activations, kernel calls) or
-        ``ops`` (the line in operations). Profiles and kernel times are added to the database (nothing
+        preset; ``all``: the whole registry. ``method``: ``auto`` (default: whichever of the next three
+        has the smallest leave-one-out error on the calibration, since a runtime that fuses operators is
+        poorly summed by eager kernels), ``kernels`` (its kernels timed on this machine, summed: the
+        kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of the registry
+        estimated from the timed ones), ``features`` (operations by kind, activations, kernel calls),
+        ``ops`` (the line in operations) or ``inside`` (kernels, each corrected to its time inside a
+        model from real passes of the calibration models, which it runs on every call). Profiles and kernel times are added to the database (nothing
         measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
         and ``zoo`` (default), or estimate them as the rest of the registry's. ``on_busy``: while kernels are
         timed, ``wait`` for a quiet machine and time a disturbed window again (default), ``measure`` (flag
@@ -1237,8 +1240,8 @@ class Results:
         from .runner.plan import ON_BUSY
         from .zoo import all_names, get, preset
 
-        if method not in predictor.METHODS:
-            raise UserError(f"unknown method {method!r}: choose one of {', '.join(predictor.METHODS)}")
+        if method not in PREDICT_METHODS:
+            raise UserError(f"unknown method {method!r}: choose one of {', '.join(PREDICT_METHODS)}")
         if on_busy not in ON_BUSY:
             raise UserError(f"on_busy must be one of {', '.join(ON_BUSY)}, got {on_busy!r}")
         _flags(all=all, progress=progress)
@@ -1470,7 +1473,8 @@ class Predictions(Rows):
         super().__init__([{**r, **common} for r in result["rows"]], render=self._table)
         self.calibration = calibration
         self.points = result["points"]
-        self.setup, self.batch_size, self.method = setup, batch_size, method
+        self.setup, self.batch_size, self.asked = setup, batch_size, method
+        self.method = calibration.method  # for ``auto``, the method it chose
 
     def _table(self, rows: list) -> str:
         from .text import table
@@ -1479,7 +1483,10 @@ class Predictions(Rows):
         cal = self.calibration
         errors = [abs(e) for e in cal.loo_errors.values()]
         head = (f"Predicted at batch size {self.batch_size} in {self.setup.label(machine=True)}, from "
-                f"{PREDICT_METHODS[self.method]}, calibrated on the {cal.n} models measured there: leave-one-out error "
+                f"{PREDICT_METHODS[self.method]}"
+                + (f" (method {self.method}: the smallest leave-one-out error of {', '.join(AUTO_METHODS)})"
+                   if self.asked == "auto" else "")
+                + f", calibrated on the {cal.n} models measured there: leave-one-out error "
                 f"median ±{cal.median_abs_error:.0%}, worst ±{max(errors):.0%}; each interval covers a model like "
                 f"them {cal.coverage:.0%} of the time.")
         body = []

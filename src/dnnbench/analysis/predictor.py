@@ -9,7 +9,11 @@ setup and batch size:
 - ``ops``: intercept + MACs, ordinary least squares: the line of Canziani et al., the baseline;
 - ``features``: intercept + MACs by kernel kind + activations + kernel calls;
 - ``kernels``: kernel_s + kernel calls + intercept: the kernels timed on this machine, summed, with
-  what running them as a model adds (a dispatch cost per call, a cost per pass).
+  what running them as a model adds (a dispatch cost per call, a cost per pass);
+- ``inside``: the same, each kernel's time alone first corrected to its time inside a model: the
+  calibration models run for real with each kernel timed where it runs (`measure.kernels.KernelClock`),
+  and the ratio inside / alone fitted by operator, kind and size (`in_model_fits`). A kernel timed
+  alone runs on warm caches with its threads awake; inside a model it follows another layer.
 
 Except for the baseline, coefficients are non-negative (no cost is negative) and fitted to relative
 errors (a 1 ms model matters as much as a 1 s one): min sum ((predicted - measured) / measured)^2, by
@@ -31,12 +35,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import AUTO_METHODS
+
 METHODS: dict[str, tuple[str, ...]] = {
     "ops": ("one", "macs"),
     "features": ("one", "macs_dense_conv", "macs_grouped_conv", "macs_matmul", "macs_attention", "activations",
                  "kernels"),
     "kernels": ("one", "kernel_s", "kernels"),
+    "inside": ("one", "kernel_s", "kernels"),
 }
+# the methods that sum kernels timed on this machine; ``inside`` corrects each to its time inside a model
+TIMED_METHODS = ("kernels", "inside")
+# ``auto``: of these, the one whose leave-one-out error on the calibration is smallest. A runtime that
+# fuses what eager runs apart (ONNX Runtime, OpenVINO) is poorly summed by eager kernels, and its own
+# calibration says so (benchmarks/predict_accuracy.py: onnxruntime fp32 at batch 1, kernels ±41% and
+# features ±18% leave-one-out, ±42% and ±15% on 24 new models)
+AUTO = "auto"
 DEFAULT_METHOD = "kernels"
 MIN_POINTS = 4  # below this, leave-one-out leaves too few to fit three columns
 # a feature more than this factor outside the calibrated range is an extrapolation
@@ -242,6 +256,70 @@ def kernel_seconds(calls: dict[str, int], specs: dict, timed: dict[str, float],
     return total, (timed_total / total if total else 1.0)
 
 
+# -- from kernels timed alone to kernels inside a model ---------------------------------------------
+
+# a correction beyond these factors is a fit gone astray, not what a layer before a kernel does to it
+RATIO_BOUNDS = (1 / 8, 8.0)
+
+
+@dataclass(frozen=True)
+class InModelFit:
+    """log(seconds inside a model / seconds alone) = a + b log(seconds alone), fitted on the kernels of
+    one operator and kind (else kind, else all) of the calibration models, each weighted by its time in
+    their passes: how far timing a kernel alone misleads, by the kernel's size (a short kernel pays
+    more, relatively, for the thread wake-up and the caches the layer before left it)."""
+
+    coefficients: tuple[float, float]
+    n: int
+
+    def __call__(self, seconds_alone: float) -> float:
+        a, b = self.coefficients
+        ratio = math.exp(a + b * math.log(max(seconds_alone, 1e-9)))
+        return min(max(ratio, RATIO_BOUNDS[0]), RATIO_BOUNDS[1])
+
+
+def in_model_fits(alone: dict[str, float], runs: list[tuple[dict, dict]], specs: dict) -> dict[str, InModelFit]:
+    """Fits of the ratio of a kernel's time inside a model to its time alone, by operator and kind, by
+    kind and over all (the groups with at least MIN_KIND_POINTS kernels timed both ways), from ``alone``
+    {key: seconds of one call} and ``runs``: [(calls {key: calls per pass}, seconds {key: seconds of one
+    call inside the model})], one per calibration model; a kernel in several models counts with its
+    median time inside them, weighted by its seconds in all of their passes."""
+    inside: dict[str, list] = {}
+    weights: dict[str, float] = {}
+    for calls, seconds in runs:
+        for key, s in seconds.items():
+            inside.setdefault(key, []).append(s)
+            weights[key] = weights.get(key, 0.0) + s * calls.get(key, 1)
+    groups: dict[str, list] = {}
+    for key, found in inside.items():
+        spec, single, seconds = specs.get(key), alone.get(key), statistics.median(found)
+        if spec is None or not single or single <= 0 or seconds <= 0:
+            continue
+        for group in (f"op:{spec.op}:{spec.kind}", f"kind:{spec.kind}", "all"):
+            groups.setdefault(group, []).append((math.log(single), math.log(seconds / single), weights[key]))
+    fits = {}
+    for group, rows in groups.items():
+        if len(rows) < MIN_KIND_POINTS:
+            continue
+        w = np.sqrt(np.array([max(r[2], 1e-12) for r in rows]))
+        x = np.array([[1.0, r[0]] for r in rows]) * w[:, None]
+        y = np.array([r[1] for r in rows]) * w
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        fits[group] = InModelFit((float(coef[0]), float(coef[1])), len(rows))
+    return fits
+
+
+def inside_models(timed: dict[str, float], specs: dict, fits: dict[str, InModelFit]) -> dict[str, float]:
+    """``timed`` {key: seconds alone} as each kernel's estimated seconds inside a model: times the fit of
+    its operator and kind, else kind, else all (unchanged where none was made)."""
+    out = {}
+    for key, seconds in timed.items():
+        spec = specs.get(key)
+        fit = spec and (fits.get(f"op:{spec.op}:{spec.kind}") or fits.get(f"kind:{spec.kind}") or fits.get("all"))
+        out[key] = seconds * fit(seconds) if fit else seconds
+    return out
+
+
 # -- predictions ------------------------------------------------------------------------------------
 
 
@@ -334,6 +412,25 @@ def _label(name: str, size: int, names: list[str]) -> str:
     return name if names.count(name) <= 1 else f"{name}@{size}"
 
 
+def best_calibration(points: list[Point], method: str, timed: bool) -> Calibration:
+    """``method`` calibrated on ``points``; for AUTO, of AUTO_METHODS (kernels only where kernels were
+    ``timed``) the one with the smallest median leave-one-out error (the first of them on a tie).
+    ValueError when none can be calibrated."""
+    if method != AUTO:
+        return calibrate(points, method)
+    found, problem = [], None
+    for candidate in AUTO_METHODS:
+        if candidate in TIMED_METHODS and not timed:
+            continue
+        try:
+            found.append(calibrate(points, candidate))
+        except ValueError as exc:
+            problem = exc
+    if not found:
+        raise problem or ValueError("no method could be calibrated")
+    return min(found, key=lambda c: c.median_abs_error)
+
+
 def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict | None, batch: int, method: str,
                    targets: list[tuple[str, int]]) -> dict:
     """Calibrate ``method`` on the ``calibrating`` models (`data.Measured`, one setup, measured at ``batch``)
@@ -357,7 +454,8 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
     if lost and len(points) < MIN_POINTS:
         raise ValueError(f"{len(lost)} of the {len(calibrating)} measured models could not be profiled "
                          f"({lost[0][0]}: {lost[0][1]})")
-    calibration = calibrate(points, method)
+    calibration = best_calibration(points, method, timed is not None)
+    method = calibration.method
     rows = []
     for name, size in targets:
         key = (name, size, batch)
@@ -387,21 +485,20 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
 
 
 def for_report(models: list, profiles: dict, timed: dict, batch: int) -> dict | None:
-    """The predictions a report shows for ``models`` (one setup) at ``batch``: the best method the
-    database allows (``kernels`` where every measured model has a profile and kernels were timed on the
-    setup, ``features`` where they have profiles, else ``ops`` from the stored operation counts), its
-    leave-one-out prediction of every measured model, and a prediction of every other profiled model.
+    """The predictions a report shows for ``models`` (one setup) at ``batch``: where every measured model
+    has a profile, the method of AUTO_METHODS (kernels where kernels were timed on the setup) with the
+    smallest leave-one-out error, else ``ops`` from the stored operation counts; its leave-one-out
+    prediction of every measured model, and a prediction of every other profiled model.
     {"method", "calibration", "measured": [(Measured, cell, predicted latency)], "predicted": [(name, input
     size, `Predicted`, features)]}; None when fewer than MIN_POINTS models can calibrate."""
     _, calibrating = choose_setup(models, batch)
     have = [m for m in calibrating if (m.model, m.input_size, batch) in profiles]
-    method = "kernels" if timed and len(have) == len(calibrating) else "features" if len(have) == len(calibrating) \
-        else "ops"
-    fits = kernel_fits(timed, specs_of(profiles.values())) if method == "kernels" else None
+    profiled = len(have) == len(calibrating)
+    fits = kernel_fits(timed, specs_of(profiles.values())) if profiled and timed else None
     names = [m.model for m in calibrating]
     points, cells = [], []
     for m in calibrating:
-        if method == "ops":
+        if not profiled:
             if not m.macs:
                 continue
             found = {"macs": float(m.macs) * batch}
@@ -410,13 +507,14 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int) -> dict | 
         points.append(Point(_label(m.model, m.input_size, names), found, float(m.ok[batch]["latency_median_s"])))
         cells.append((m, m.ok[batch]))
     try:
-        calibration = calibrate(points, method)
+        calibration = best_calibration(points, AUTO if profiled else "ops", fits is not None)
     except ValueError:
         return None
+    method = calibration.method
     measured = [(m, cell, p.latency_s * (1 + calibration.loo_errors[p.label]))
                 for (m, cell), p in zip(cells, points, strict=True)]
     predicted = []
-    if method != "ops":
+    if profiled:
         done = {(m.model, m.input_size) for m in models}
         for (name, size, b), profile in sorted(profiles.items()):
             if b != batch or (name, size) in done:

@@ -192,6 +192,52 @@ def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict |
     return table.timed
 
 
+def in_model(wanted: list[tuple[str, int, int]], setup, busy: dict | None = None, progress=None,
+             passes: int = 5) -> tuple[dict, dict]:
+    """({(model, input size, batch): {"seconds": {kernel key: seconds of one call inside the model},
+    "disturbed", "contention"}}, {(model, input size, batch): error}) for ``wanted``: each model run for
+    real on ``setup``'s threads (eager, float32) by one worker holding the measuring lock, and each of its
+    kernels timed where it runs (`measure.kernels.in_model_times`), under the busy rules (``busy`` as
+    `kernel_times`'s). Not stored: it serves the calibration of one call."""
+    from ..runner.lock import machine_lock
+
+    if setup.device != "cpu":
+        raise UserError(f"kernels are timed on the CPU only, not {setup.device}")
+    found: dict = {}
+    errors: dict = {}
+    current: list = [None]
+
+    def on_record(record: dict) -> None:
+        if record["type"] == "start":
+            current[0] = next(k for k in wanted if k[0] == record["name"] and k[2] == record["batch"]
+                              and (record["input_size"] is None or k[1] == record["input_size"]))
+        elif record["type"] == "in_model":
+            found[current[0]] = {k: record[k] for k in ("seconds", "disturbed", "contention")}
+        elif record["type"] == "error":
+            errors[current[0]] = record["error"]
+        if progress and record["type"] in ("in_model", "error"):
+            progress(len(found) + len(errors), len(wanted))
+
+    spec = {"passes": passes, "busy": {"on_busy": "wait", "wait_s": 30.0, "retries": 1, **(busy or {}),
+                                       "parent": os.getpid(), "futile": _FUTILE[0]}}
+    with machine_lock():
+        while True:  # a model that kills its worker is recorded as failed, and the rest run by another
+            left = [k for k in dict.fromkeys(wanted) if k not in found and k not in errors]
+            if not left:
+                break
+            current[0] = None
+            job = {**spec, "threads": setup.threads,
+                   "in_model": [{"name": n, "input_size": size, "batch": b} for n, size, b in left]}
+            died = _run([job], on_record)
+            if not died:
+                for key in left:
+                    if key not in found:
+                        errors.setdefault(key, "the in-model timing worker recorded nothing")
+                break
+            errors[current[0] or left[0]] = died[0][1]
+    return found, errors
+
+
 class _KernelTable:
     """The kernel times of one setup: those stored on a quiet machine, and the worker's records as they
     come, stored in batches (an interrupted call keeps what it timed)."""
@@ -252,8 +298,9 @@ class _KernelTable:
 def predict(store, calibrating: list, entries: list, named: list, setup, batch: int, method: str,
             time_named: bool = True, on_busy: str = "wait", steps=None, say=None) -> dict:
     """`dnnbench predict`: profile the ``calibrating`` models (measured in ``setup`` at ``batch``) and the
-    ``entries``; with the kernels method, time the kernels of the calibration and of ``named`` (where
-    ``time_named``) under the busy rules; calibrate and predict (`analysis.predictor.predict_models`),
+    ``entries``; with the kernels and inside methods, time the kernels of the calibration and of ``named``
+    (where ``time_named``) under the busy rules, and with inside, the calibration models' kernels inside
+    real passes of them, to correct every kernel's time alone (not stored); calibrate and predict (`analysis.predictor.predict_models`),
     each row with ``busy`` where its kernels or the calibration's were timed on a busy machine.
     ``steps(what, unit)`` gives a progress context; ``say`` hears of waits. UserError when the
     calibration cannot be made."""
@@ -265,7 +312,7 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
     with steps("profile", "model") as step:
         got, failed = profiles(wanted, store, progress=step)
     timed = rows = None
-    if method == "kernels":
+    if method in predictor.TIMED_METHODS or method == predictor.AUTO:
         timing = calibrating + (named if time_named else [])
         profiled = [got[k] for k in (_key(m, batch) for m in timing) if k in got]
         keys = [k for p in profiled for k in p["calls"] if replayable(k)]
@@ -274,22 +321,33 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
             rows = kernel_times(keys, setup, store, progress=step, work=work, busy={"on_busy": on_busy},
                                 on_wait=say)
         timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
+    inside_busy = False
+    if method == "inside":
+        keys = [k for k in (_key(m, batch) for m in calibrating) if k in got]
+        with steps("time kernels inside the calibration models", "model") as step:
+            found, _ = in_model(keys, setup, busy={"on_busy": on_busy}, progress=step)
+        runs = [(got[k]["calls"], row["seconds"]) for k, row in found.items()]
+        inside_busy = any(row["disturbed"] for row in found.values())
+        timed = predictor.inside_models(timed, predictor.specs_of(got.values()),
+                                        predictor.in_model_fits(timed, runs, predictor.specs_of(got.values())))
     try:
         result = predictor.predict_models(calibrating, got, failed, timed, batch, method,
                                           [(e.name, e.input_size) for e in entries])
     except ValueError as exc:
         raise UserError(f"cannot calibrate on the models measured at batch size {batch}: {exc}") from exc
     if rows is not None:
-        _mark_busy(result["rows"], calibrating, got, rows, batch)
+        _mark_busy(result["rows"], calibrating, got, rows, batch, inside_busy)
     return result
 
 
 BUSY_SHARE = 0.02  # of a prediction's kernel time, timed while others disturbed the machine: it says so
 
 
-def _mark_busy(rows: list[dict], calibrating: list, profiles: dict, kernels: dict, batch: int) -> None:
+def _mark_busy(rows: list[dict], calibrating: list, profiles: dict, kernels: dict, batch: int,
+               inside_busy: bool = False) -> None:
     """Each prediction's ``busy_share`` (its own kernels' time taken on a busy machine) and ``busy``: its
-    kernels, or the calibration's, rest more than BUSY_SHARE on such times."""
+    kernels, or the calibration's, rest more than BUSY_SHARE on such times, or (``inside_busy``) the
+    correction to in-model times rests on passes others disturbed."""
     shares = [busy_share(profiles[k]["calls"], kernels) for m in calibrating
               if (k := (m.model, m.input_size, batch)) in profiles]
     calibration = max(shares, default=0.0)
@@ -298,7 +356,7 @@ def _mark_busy(rows: list[dict], calibrating: list, profiles: dict, kernels: dic
         if profile is None or "problem" in row:
             continue
         row["busy_share"] = busy_share(profile["calls"], kernels)
-        row["busy"] = row["busy_share"] > BUSY_SHARE or calibration > BUSY_SHARE
+        row["busy"] = row["busy_share"] > BUSY_SHARE or calibration > BUSY_SHARE or inside_busy
 
 
 def _key(m, batch: int):
