@@ -1,25 +1,33 @@
 """How well `dnnbench predict` predicts latency: on this machine, and on timm's published CPU benchmark.
 
-Part 1, this machine. A database holds the canziani2016 models and others (of other families), measured
-at the batch sizes given (e.g. `dnnbench run --zoo canziani2016 mobilenet_v2 ... --batch-sizes 1,16
---quick --db measured.db`). For each batch size, every method is calibrated on the canziani2016
+Part 1, this machine. A database holds the calibration models (``--calibrate``: a zoo preset, or a
+list chosen to span the families: dense, grouped and depthwise convolution, attention) and others,
+measured in one setup at the batch sizes given (e.g. `dnnbench run MODEL... --batch-sizes 1,16
+--rounds 3 --db measured.db`). For each batch size, every method is calibrated on the calibration
 models only and predicts the others, whose measured latency is then the check: the share within
-±10% and ±20%, the median and worst error, and Spearman's rank correlation. ``kernels`` times the
-others' kernels too (as `dnnbench predict MODEL` does); ``kernels-estimated`` times only the
-calibration's kernels and estimates every other kernel from them (as `predict --zoo/--all` does).
+±10% and ±20%, the median and worst error, Spearman's rank correlation, the share inside its
+interval, and the share within ±10% among the targets whose truth is steady (their rounds' medians
+within 1.10x of each other: on a shared host a memory-bound model's speed moves with the neighbours'
+memory traffic, and no prediction is closer than its truth). ``kernels`` times the others' kernels
+too (as `dnnbench predict MODEL` does); ``kernels-estimated`` times only the calibration's kernels
+and estimates every other kernel from them (as `predict --zoo/--all` does);
+``inside`` multiplies each kernel's time alone by how much slower or faster kernels of its operator,
+kind and size ran inside real passes of the calibration models (`measure.kernels.KernelClock`).
 
 Part 2, machine-independent: timm's CPU benchmark (batch 1, i9-10940X, torch.compile). Fit on a
 random half of its models, predict the other half, over several random halves: the line in timm's
 GMACs, timm's GMACs + activations (its ``infer_macts``) + parameters, and dnnbench's own features
 (profiled here, at each model's benchmark resolution) for a random sample of the models.
 
-    .venv/bin/python benchmarks/predict_accuracy.py --db measured.db --batch-sizes 1,16 [--timm-sample 400]
+    .venv/bin/python benchmarks/predict_accuracy.py --db measured.db --batch-sizes 1,16 [--calibrate M1,M2,...]
+        [--timm-sample 400] [--dump FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import statistics
 import sys
@@ -32,36 +40,59 @@ sys.path.insert(0, str(ROOT / "src"))
 from dnnbench.analysis import predictor  # noqa: E402
 from dnnbench.analysis.data import load  # noqa: E402
 from dnnbench.measure.profile import replayable  # noqa: E402
-from dnnbench.profiling import kernel_times, profiles  # noqa: E402
+from dnnbench.profiling import in_model, kernel_times, profiles  # noqa: E402
 from dnnbench.store import Store  # noqa: E402
 from dnnbench.zoo import preset  # noqa: E402
 
 TIMM_CSV = ROOT.parent / "shared" / "refdata" / "timm_benchmark_infer_fp32_nchw_pt240_cpu_i9_10940x_dynamo.csv"
 
 
-def _scores(predicted: list[float], measured: list[float]) -> dict:
+STEADY = 1.10  # a target whose rounds' medians lie within this factor of each other has a steady truth
+
+
+def _scores(predicted: list[float], measured: list[float], rows: list[dict] | None = None,
+            steady: list[bool] | None = None) -> dict:
     errors = [(p - m) / m for p, m in zip(predicted, measured, strict=True)]
     out = predictor.summary(errors)
     out["spearman"] = predictor.spearman(predicted, measured)
+    if rows is not None:
+        out["covered"] = sum(r["low_s"] <= m <= r["high_s"] for r, m in zip(rows, measured, strict=True)) / len(rows)
+    if steady is not None:
+        kept = [e for e, ok in zip(errors, steady, strict=True) if ok]
+        out["steady"] = (len(kept), sum(abs(e) <= 0.10 for e in kept) / len(kept) if kept else float("nan"))
     return out
 
 
 def _line(name: str, s: dict) -> str:
+    covered = f"{s['covered']:.0%}" if "covered" in s else ""
+    steady = f"{s['steady'][0]}: {s['steady'][1]:.0%}" if "steady" in s else ""
     return (f"| {name} | {s['n']} | {s['within_10']:.0%} | {s['within_20']:.0%} | ±{s['median_abs']:.1%} | "
-            f"±{s['max_abs']:.0%} | {s['spearman']:.3f} |")
+            f"±{s['max_abs']:.0%} | {s['spearman']:.3f} | {covered} | {steady} |")
 
 
-HEAD = ("| method | models | within ±10% | within ±20% | median error | worst error | Spearman |\n"
-        "|---|---|---|---|---|---|---|")
+HEAD = ("| method | models | within ±10% | within ±20% | median error | worst error | Spearman | inside its interval "
+        f"| steady truth (rounds within {STEADY:.2f}x): models, within ±10% |\n|---|---|---|---|---|---|---|---|---|")
 
 
-def this_machine(db: Path, batch: int, verbose: bool) -> None:
+def _range(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}x ({min(values):.2f} to {max(values):.2f})" if values else "none"
+
+
+def _steady(cell: dict) -> bool:
+    rounds = cell.get("round_medians") or []
+    if isinstance(rounds, str):
+        rounds = json.loads(rounds)
+    return len(rounds) >= 2 and max(rounds) <= STEADY * min(rounds)
+
+
+def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], dump: dict | None = None) -> None:
     store = Store(db)
     measured = load(store)
     setup, at_batch = predictor.choose_setup(measured, batch)
-    canziani = set(preset("canziani2016"))
-    calibrating = [m for m in at_batch if m.model in canziani]
-    targets = [m for m in at_batch if m.model not in canziani]
+    chosen = set(calibration)
+    calibrating = [m for m in at_batch if m.model in chosen]
+    targets = [m for m in at_batch if m.model not in chosen]
+    measured_of = {(m.model, m.input_size, batch): m.ok[batch]["latency_median_s"] for m in calibrating}
     wanted = [(m.model, m.input_size, batch) for m in at_batch]
     start = time.perf_counter()
     got, failed = profiles(wanted, store)
@@ -77,29 +108,73 @@ def this_machine(db: Path, batch: int, verbose: bool) -> None:
     failed_kernels = [k for k in keys if not rows.get(k, {}).get("seconds")]
     busy = [r["contention"] for r in rows.values() if r.get("contention") is not None]
     print(f"\n### batch size {batch}: {setup.label(machine=True)}\n")
-    print(f"calibrated on {len(calibrating)} canziani2016 models, predicting {len(targets)} others; "
+    print(f"calibrated on {len(calibrating)} models ({', '.join(m.model for m in calibrating)}), predicting {len(targets)} others; "
           f"{len(keys)} distinct kernels ({len(cal_keys)} in the calibration models), {len(failed_kernels)} not "
           f"replayable; profiles {profiled_s:.0f} s, kernel timing {timed_s:.0f} s (0 when stored); others' share "
           f"of the cores while timing kernels: median {statistics.median(busy or [0]):.1%}, largest "
           f"{max(busy or [0]):.1%}\n")
-    print(HEAD)
+    start = time.perf_counter()
+    inside_rows, inside_failed = in_model([(m.model, m.input_size, batch) for m in calibrating], setup)
+    inside_s = time.perf_counter() - start
+    specs = predictor.specs_of(got.values())
+    runs = [(got[k]["calls"], row["seconds"]) for k, row in inside_rows.items()]
+    fits = predictor.in_model_fits(timed, runs, specs)
+    corrected = predictor.inside_models(timed, specs, fits)
+    print(f"kernels timed inside real passes of the {len(inside_rows)} calibration models in {inside_s:.0f} s "
+          f"({len(inside_failed)} failed {inside_failed or ''}; "
+          f"{sum(r['disturbed'] for r in inside_rows.values())} disturbed). Their sum inside each model against "
+          "its measured latency (median, range): "
+          + _range([sum(n * row["seconds"].get(k, 0.0) for k, n in got[key]["calls"].items()) / measured_of[key]
+                    for key, row in inside_rows.items()])
+          + "; the share of the profiles' kernel calls found by the same key inside: "
+          + _range([sum(n for k, n in got[key]["calls"].items() if k in row["seconds"])
+                    / sum(got[key]["calls"].values()) for key, row in inside_rows.items()])
+          + "; the kernels alone summed: "
+          + _range([sum(n * timed.get(k, 0.0) for k, n in got[key]["calls"].items()) / measured_of[key]
+                    for key in inside_rows]))
+    print("By kind, the ratio inside / alone (weighted by time inside), and the fit's ratio for a kernel of "
+          "the kind's median time alone:")
+    for kind in sorted({sp.kind for sp in specs.values()}):
+        pairs = [(n * row["seconds"][k], n * timed[k]) for key, row in inside_rows.items()
+                 for k, n in got[key]["calls"].items() if k in timed and k in row["seconds"] and specs[k].kind == kind]
+        if not pairs:
+            continue
+        fit = fits.get(f"kind:{kind}")
+        typical = statistics.median(timed[k] for k in {k for key in inside_rows for k in got[key]["calls"]}
+                                    if k in timed and specs[k].kind == kind)
+        print(f"- {kind}: {len(pairs)} kernel calls, {sum(p[0] for p in pairs) / sum(p[1] for p in pairs):.2f}x"
+              + (f"; fit {fit(typical):.2f}x at {typical * 1e6:.0f} µs, slope {fit.coefficients[1]:+.2f}" if fit else ""))
     measured_t = [m.ok[batch]["latency_median_s"] for m in targets]
+    steady = [_steady(m.ok[batch]) for m in targets]
+    print(f"\nOf the {len(targets)} targets, {sum(steady)} have a steady truth (their rounds' medians within "
+          f"{STEADY:.2f}x of each other); the interval promises {(len(calibrating) - 1) / (len(calibrating) + 1):.0%}.\n")
+    print(HEAD)
     cal_only = {k: v for k, v in timed.items() if k in cal_keys}
     cases = [("ops (line in MACs)", "ops", None), ("features", "features", None),
+             ("auto (of kernels, features, ops: the smallest leave-one-out error)", "auto", timed),
              ("kernels (targets' kernels timed)", "kernels", timed),
-             ("kernels-estimated (calibration's kernels only)", "kernels", cal_only)]
+             ("inside (targets' kernels timed, corrected to in-model times)", "inside", corrected),
+             ("kernels-estimated (calibration's kernels only)", "kernels", cal_only),
+             ("inside-estimated (calibration's kernels only, corrected)", "inside",
+              {k: v for k, v in corrected.items() if k in cal_keys})]
     details = {}
     for name, method, table in cases:
         result = predictor.predict_models(calibrating, got, failed, table, batch, method,
                                           [(m.model, m.input_size) for m in targets])
         predicted = [r["latency_s"] for r in result["rows"]]
-        print(_line(name, _scores(predicted, measured_t)))
+        print(_line(name, _scores(predicted, measured_t, result["rows"], steady)))
         details[name] = (result, predicted)
         loo = result["calibration"].loo_errors
         print(f"|  (leave-one-out on the calibration) | {len(loo)} | "
               f"{sum(abs(e) <= .1 for e in loo.values()) / len(loo):.0%} | "
               f"{sum(abs(e) <= .2 for e in loo.values()) / len(loo):.0%} | "
-              f"±{statistics.median(abs(e) for e in loo.values()):.1%} | ±{max(abs(e) for e in loo.values()):.0%} | |")
+              f"±{statistics.median(abs(e) for e in loo.values()):.1%} | ±{max(abs(e) for e in loo.values()):.0%} | | | |")
+    if dump is not None:
+        dump[batch] = {"calibrating": [m.model for m in calibrating], "targets": [m.model for m in targets],
+                       "measured": {m.model: m.ok[batch]["latency_median_s"] for m in at_batch},
+                       "steady": {m.model: _steady(m.ok[batch]) for m in at_batch},
+                       "profiles": {m.model: got[(m.model, m.input_size, batch)] for m in at_batch},
+                       "alone": timed, "inside": {f"{n}@{b}": row["seconds"] for (n, _, b), row in inside_rows.items()}}
     if verbose:
         result, predicted = details["kernels (targets' kernels timed)"]
         cal = result["calibration"]
@@ -177,15 +252,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--batch-sizes", default="1,16")
+    parser.add_argument("--calibrate", default="canziani2016",
+                        help="the calibration models: a zoo preset, or a comma-separated list of models")
     parser.add_argument("--timm-sample", type=int, default=400, help="timm models to profile for dnnbench's features")
     parser.add_argument("--splits", type=int, default=20)
     parser.add_argument("--skip-machine", action="store_true")
     parser.add_argument("--skip-timm", action="store_true")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--dump", type=Path, help="write each batch size's profiles, kernel times and truth as JSON")
     args = parser.parse_args()
+    calibration = preset(args.calibrate) if "," not in args.calibrate else args.calibrate.split(",")
+    dumped = {} if args.dump else None
     if not args.skip_machine:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            this_machine(args.db, batch, args.verbose)
+            this_machine(args.db, batch, args.verbose, calibration, dumped)
+        if args.dump:
+            args.dump.write_text(json.dumps({str(b): d for b, d in dumped.items()}))
     if not args.skip_timm:
         timm_half_splits(args.timm_sample, args.splits, args.db)
 
