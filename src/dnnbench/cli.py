@@ -66,7 +66,7 @@ def _positive_int(text: str) -> int:
 def _model_args(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL",
                         help="registry names, aliases (vgg-16), timm/<name>, or path/file.py:function")
-    parser.add_argument("--zoo", metavar="NAME", help="a preset: canziani2016, culurciello2018, bianco2018, keras, mobile")
+    parser.add_argument("--zoo", metavar="NAME", help="a preset: canziani2016, culurciello2018, bianco2018, keras, mobile, calibration")
     parser.add_argument("--input-size", type=_positive_int, metavar="PX",
                         help="input side in pixels (default: each model's native size; 224 for user models)")
 
@@ -374,7 +374,7 @@ def _predict_command(sub) -> None:
     p = sub.add_parser("predict", help="predict models' latency on a measured setup from their kernels, "
                                        "calibrated on the models measured there")
     p.add_argument("models", nargs="*", metavar="MODEL", help="registry names, aliases, timm/<name>, or path/file.py:function")
-    p.add_argument("--zoo", metavar="NAME", help="a preset: canziani2016, culurciello2018, bianco2018, keras, mobile")
+    p.add_argument("--zoo", metavar="NAME", help="a preset: canziani2016, culurciello2018, bianco2018, keras, mobile, calibration")
     p.add_argument("--all", action="store_true", help="every model of the registry")
     _add_db(p)
     p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="batch size (default 16)")

@@ -40,6 +40,13 @@ PRESETS: dict[str, list[str]] = {
         "timm/nasnetalarge", *[f"efficientnet_b{i}" for i in range(8)],
         *[f"timm/tf_efficientnetv2_b{i}" for i in range(4)], "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
     ],
+    # Models to calibrate `dnnbench predict` on: spread over the kinds of kernel (dense convolution, large
+    # and small; grouped and depthwise convolution, with and without squeeze-excitation; channel
+    # shuffles; attention and the layer norms and large linear layers of transformers)
+    "calibration": [
+        "alexnet", "vgg11", "googlenet", "resnet18", "resnet50", "squeezenet1_1", "mobilenet_v2", "efficientnet_b0",
+        "regnet_x_400mf", "shufflenet_v2_x1_0", "convnext_tiny", "timm/deit_tiny_patch16_224",
+    ],
     # Small models for phones and boards
     "mobile": [
         "timm/mobilenetv1_100", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "shufflenet-v1",
