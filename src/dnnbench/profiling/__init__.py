@@ -173,8 +173,7 @@ def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict |
         raise UserError(f"kernels are timed on the CPU only, not {setup.device}: predict with --method features "
                         "or ops on this setup")
     work = work or {}
-    spec = {"dtype": dtype, "busy": {"on_busy": "wait", "wait_s": 30.0, "retries": 1, **(busy or {}),
-                                     "parent": os.getpid(), "futile": _FUTILE[0]}}
+    spec = {"dtype": dtype, "busy": _busy_spec(busy)}
     with machine_lock():
         try:
             while True:  # a kernel that kills its worker is recorded as failed, and the rest timed by another
@@ -190,6 +189,13 @@ def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict |
         finally:
             table.flush()
     return table.timed
+
+
+def _busy_spec(busy: dict | None) -> dict:
+    """The busy rules of a timing worker: the caller's (default: wait), this process counted as ours, and
+    the waits in vain so far."""
+    return {"on_busy": "wait", "wait_s": 30.0, "retries": 1, **(busy or {}), "parent": os.getpid(),
+            "futile": _FUTILE[0]}
 
 
 def in_model(wanted: list[tuple[str, int, int]], setup, busy: dict | None = None, progress=None,
@@ -218,8 +224,7 @@ def in_model(wanted: list[tuple[str, int, int]], setup, busy: dict | None = None
         if progress and record["type"] in ("in_model", "error"):
             progress(len(found) + len(errors), len(wanted))
 
-    spec = {"passes": passes, "busy": {"on_busy": "wait", "wait_s": 30.0, "retries": 1, **(busy or {}),
-                                       "parent": os.getpid(), "futile": _FUTILE[0]}}
+    spec = {"passes": passes, "busy": _busy_spec(busy)}
     with machine_lock():
         while True:  # a model that kills its worker is recorded as failed, and the rest run by another
             left = [k for k in dict.fromkeys(wanted) if k not in found and k not in errors]
@@ -298,10 +303,10 @@ class _KernelTable:
 def predict(store, calibrating: list, entries: list, named: list, setup, batch: int, method: str,
             time_named: bool = True, on_busy: str = "wait", steps=None, say=None) -> dict:
     """`dnnbench predict`: profile the ``calibrating`` models (measured in ``setup`` at ``batch``) and the
-    ``entries``; with the kernels and inside methods, time the kernels of the calibration and of ``named``
-    (where ``time_named``) under the busy rules, and with inside, the calibration models' kernels inside
-    real passes of them, to correct every kernel's time alone (not stored); calibrate and predict (`analysis.predictor.predict_models`),
-    each row with ``busy`` where its kernels or the calibration's were timed on a busy machine.
+    ``entries``; with the kernels, inside and auto methods, time the kernels of the calibration and of
+    ``named`` (where ``time_named``) under the busy rules, and with inside, the calibration models' kernels
+    inside real passes of them, to correct every kernel's time alone (not stored); calibrate and predict
+    (`analysis.predictor.predict_models`), each row with ``busy`` where its kernels or the calibration's were timed on a busy machine.
     ``steps(what, unit)`` gives a progress context; ``say`` hears of waits. UserError when the
     calibration cannot be made."""
     from ..analysis import predictor
@@ -325,7 +330,11 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
     if method == "inside":
         keys = [k for k in (_key(m, batch) for m in calibrating) if k in got]
         with steps("time kernels inside the calibration models", "model") as step:
-            found, _ = in_model(keys, setup, busy={"on_busy": on_busy}, progress=step)
+            found, lost = in_model(keys, setup, busy={"on_busy": on_busy}, progress=step)
+        for (name, _, _), error in lost.items():
+            if say:
+                say(f"{name} could not be run to time its kernels inside it ({error}); the correction rests on "
+                    f"the other {len(found)} calibration models")
         runs = [(got[k]["calls"], row["seconds"]) for k, row in found.items()]
         inside_busy = any(row["disturbed"] for row in found.values())
         timed = predictor.inside_models(timed, predictor.specs_of(got.values()),
