@@ -1231,8 +1231,8 @@ class Results:
         kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of the registry
         estimated from the timed ones), ``features`` (operations by kind, activations, kernel calls),
         ``ops`` (the line in operations) or ``inside`` (kernels, each corrected to its time inside a
-        model from real passes of the calibration models, which it runs on every call). Profiles and kernel times are added to the database (nothing
-        measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
+        model from real passes of the calibration models, which it runs on every call). Profiles and
+        kernel times are added to the database (nothing measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
         and ``zoo`` (default), or estimate them as the rest of the registry's. ``on_busy``: while kernels are
         timed, ``wait`` for a quiet machine and time a disturbed window again (default), ``measure`` (flag
         only) or ``stop``; a prediction resting on kernels timed on a busy machine says so (``busy``)."""

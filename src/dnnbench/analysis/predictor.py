@@ -206,6 +206,17 @@ class KindFit:
 MIN_KIND_POINTS = 4
 
 
+def _groups(spec, by_op: bool = True) -> tuple[str, ...]:
+    """The groups a kernel's fit is taken from, most specific first: its operator and kind, its operator
+    (``by_op``), its kind, all kernels."""
+    return (f"op:{spec.op}:{spec.kind}", *((f"op:{spec.op}",) if by_op else ()), f"kind:{spec.kind}", "all")
+
+
+def _fit_of(fits: dict, spec, by_op: bool = True):
+    """The most specific fit made for ``spec``'s groups; None where none was."""
+    return next((fits[g] for g in _groups(spec, by_op) if g in fits), None)
+
+
 def kernel_fits(timed: dict[str, float], specs: dict) -> dict[str, KindFit]:
     """Fits of kernel time from its bytes and MACs, by operator and kind (``op:NAME:KIND``: a depthwise
     convolution is not a dense one), by operator (``op:NAME``), by kind (``kind:KIND``) and over all
@@ -216,7 +227,7 @@ def kernel_fits(timed: dict[str, float], specs: dict) -> dict[str, KindFit]:
         spec = specs.get(key)
         if spec is None or not seconds or seconds <= 0:
             continue
-        for group in (f"op:{spec.op}:{spec.kind}", f"op:{spec.op}", f"kind:{spec.kind}", "all"):
+        for group in _groups(spec):
             groups.setdefault(group, []).append((spec.bytes, spec.macs, seconds))
     fits = {}
     for group, rows in groups.items():
@@ -240,19 +251,17 @@ def kernel_seconds(calls: dict[str, int], specs: dict, timed: dict[str, float],
     ``by_kind``, where given, receives the sum of each kind."""
     total = timed_total = 0.0
     for key, n in calls.items():
-        seconds = timed.get(key)
+        spec, seconds = specs[key], timed.get(key)
         if seconds is not None and seconds > 0:
             timed_total += n * seconds
         else:
-            spec = specs[key]
-            fit = (fits.get(f"op:{spec.op}:{spec.kind}") or fits.get(f"op:{spec.op}") or fits.get(f"kind:{spec.kind}")
-                   or fits.get("all"))
+            fit = _fit_of(fits, spec)
             if fit is None:
                 raise ValueError("no kernel was timed on this setup, so no untimed kernel can be estimated")
             seconds = fit(spec.bytes, spec.macs)
         total += n * seconds
         if by_kind is not None:
-            by_kind[specs[key].kind] = by_kind.get(specs[key].kind, 0.0) + n * seconds
+            by_kind[spec.kind] = by_kind.get(spec.kind, 0.0) + n * seconds
     return total, (timed_total / total if total else 1.0)
 
 
@@ -295,7 +304,7 @@ def in_model_fits(alone: dict[str, float], runs: list[tuple[dict, dict]], specs:
         spec, single, seconds = specs.get(key), alone.get(key), statistics.median(found)
         if spec is None or not single or single <= 0 or seconds <= 0:
             continue
-        for group in (f"op:{spec.op}:{spec.kind}", f"kind:{spec.kind}", "all"):
+        for group in _groups(spec, by_op=False):
             groups.setdefault(group, []).append((math.log(single), math.log(seconds / single), weights[key]))
     fits = {}
     for group, rows in groups.items():
@@ -314,8 +323,7 @@ def inside_models(timed: dict[str, float], specs: dict, fits: dict[str, InModelF
     its operator and kind, else kind, else all (unchanged where none was made)."""
     out = {}
     for key, seconds in timed.items():
-        spec = specs.get(key)
-        fit = spec and (fits.get(f"op:{spec.op}:{spec.kind}") or fits.get(f"kind:{spec.kind}") or fits.get("all"))
+        fit = _fit_of(fits, specs[key], by_op=False) if key in specs else None
         out[key] = seconds * fit(seconds) if fit else seconds
     return out
 

@@ -337,8 +337,8 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
                     f"the other {len(found)} calibration models")
         runs = [(got[k]["calls"], row["seconds"]) for k, row in found.items()]
         inside_busy = any(row["disturbed"] for row in found.values())
-        timed = predictor.inside_models(timed, predictor.specs_of(got.values()),
-                                        predictor.in_model_fits(timed, runs, predictor.specs_of(got.values())))
+        specs = predictor.specs_of(got.values())
+        timed = predictor.inside_models(timed, specs, predictor.in_model_fits(timed, runs, specs))
     try:
         result = predictor.predict_models(calibrating, got, failed, timed, batch, method,
                                           [(e.name, e.input_size) for e in entries])
