@@ -53,6 +53,32 @@ def test_kernels_timed_inside_a_real_pass_are_the_profile_s_kernels(meta_input):
         assert set(seconds) == set(recorded.calls) and all(s > 0 for s in seconds.values())
 
 
+def test_a_meta_profile_has_the_kernels_the_cpu_chooses_for_attention(meta_input):
+    # on meta tensors PyTorch takes attention's math path (bmm, softmax) and skips the multi-head
+    # attention fast path; the CPU runs one fused kernel for each: the profile must name the CPU's
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Conv2d(3, 32, 4, stride=4)
+            self.mha = nn.MultiheadAttention(32, 4, batch_first=True)
+            self.qkv = nn.Linear(32, 96)
+
+        def forward(self, x):
+            tokens = self.embed(x).flatten(2).transpose(1, 2)
+            tokens = self.mha(tokens, tokens, tokens, need_weights=False)[0]
+            q, k, v = self.qkv(tokens).reshape(x.shape[0], -1, 3, 4, 8).permute(2, 0, 3, 1, 4)
+            return nn.functional.scaled_dot_product_attention(q, k, v).sum()
+
+    model = Attention().eval()
+    recorded = profile(model.to("meta"), meta_input(16, batch=2))
+    real = profile(model.to_empty(device="cpu"), torch.randn(2, 3, 16, 16))
+    assert recorded.calls == real.calls
+    ops = {json.loads(key)[0] for key in recorded.calls}
+    assert {"aten._native_multi_head_attention.default",
+            "aten._scaled_dot_product_flash_attention_for_cpu.default"} <= ops
+    assert "aten.bmm.default" not in ops and recorded.features()["macs_attention"] > 0
+
+
 def test_a_recorded_kernel_replays_on_the_cpu_with_its_shapes(meta_input):
     model = tiny().to("meta").eval()
     found = profile(model, meta_input(8))

@@ -165,10 +165,50 @@ def _loose(value):
 
 
 def profile(model: torch.nn.Module, example: torch.Tensor) -> Profile:
-    """The kernels of ``model(example)`` (on any device; the meta device computes nothing)."""
+    """The kernels of ``model(example)``. On the meta device nothing is computed, and the kernels are the
+    ones the CPU runs (`_fake_cpu`); on another device, the kernels it runs."""
+    if example.device.type == "meta":
+        try:
+            fake_model, fake_example, mode = _fake_cpu(model, example)
+            with mode:
+                return _record(fake_model, fake_example)
+        except Exception:  # noqa: BLE001 - a forward fake tensors cannot run (a tensor kept outside its
+            pass  # parameters and buffers, a value read from a tensor): its kernels on the meta device
+    return _record(model, example)
+
+
+def _record(model: torch.nn.Module, example: torch.Tensor) -> Profile:
     with torch.no_grad(), KernelRecorder() as recorder:
         model(example)
     return recorder.profile
+
+
+def _fake_cpu(model: torch.nn.Module, example: torch.Tensor):
+    """(a copy of ``model``, ``example``, the mode they run in) with every tensor a fake CPU tensor: its
+    data on the meta device (nothing allocated or computed), its device the CPU. PyTorch chooses kernels
+    by device, and on meta it chooses otherwise than on the CPU: attention's math path (bmm, softmax)
+    instead of the CPU's fused kernel, no `nn.MultiheadAttention` fast path, other strides after a
+    permute. Recorded on fake CPU tensors, the profile is the CPU's kernels, key for key."""
+    import copy
+
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    mode = FakeTensorMode()
+    cpu = torch.device("cpu")
+
+    def fake(tensor: torch.Tensor) -> torch.Tensor:
+        return FakeTensor(mode, tensor if tensor.device.type == "meta" else tensor.to("meta"), cpu)
+
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in module._parameters.items():
+                if param is not None:
+                    module._parameters[name] = torch.nn.Parameter(fake(param.data), requires_grad=False)
+            for name, buffer in module._buffers.items():
+                if buffer is not None:
+                    module._buffers[name] = fake(buffer)
+    return model, fake(example), mode
 
 
 # -- replaying and timing ---------------------------------------------------------------------------

@@ -175,7 +175,8 @@ class MacCounter(TorchDispatchMode):
         # Under inference_mode, composite operators (linear, conv2d, layer_norm,
         # scaled_dot_product_attention, einsum) reach this mode whole; run their decomposition
         # inside the mode so that what they are made of is counted, once, by the rules below.
-        if torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), "CompositeImplicitAutograd"):
+        if func.namespace == "aten" and torch._C._dispatch_has_kernel_for_dispatch_key(func.name(),
+                                                                                       "CompositeImplicitAutograd"):
             with self:
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:

@@ -20,7 +20,7 @@ from ..launch import IMPORT_LIMIT_S, Job, Launcher
 from ..measure.device import DTYPE_NAMES
 from ..worker import KERNELS
 
-PROFILE_FORMAT = 1  # raise when the recorder's output changes: stored profiles are then recorded again
+PROFILE_FORMAT = 2  # raise when the recorder's output changes: stored profiles are then recorded again
 # eager has no int8 kernels (pt2e int8 runs as int8 only once compiled): an int8 setup's kernels are timed
 # in fp32, and its calibration on int8 cells absorbs the difference
 DTYPES = {**DTYPE_NAMES, "int8": "float32"}
