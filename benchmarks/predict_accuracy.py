@@ -114,13 +114,13 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
           f"of the cores while timing kernels: median {statistics.median(busy or [0]):.1%}, largest "
           f"{max(busy or [0]):.1%}\n")
     start = time.perf_counter()
-    inside_rows, inside_failed = in_model([(m.model, m.input_size, batch) for m in calibrating], setup)
+    inside_rows, inside_failed = in_model([(m.model, m.input_size, batch) for m in calibrating], setup, store)
     inside_s = time.perf_counter() - start
     specs = predictor.specs_of(got.values())
     runs = [(got[k]["calls"], row["seconds"]) for k, row in inside_rows.items()]
     fits = predictor.in_model_fits(timed, runs, specs)
     corrected = predictor.inside_models(timed, specs, fits)
-    print(f"kernels timed inside real passes of the {len(inside_rows)} calibration models in {inside_s:.0f} s "
+    print(f"kernels timed inside real passes of the {len(inside_rows)} calibration models in {inside_s:.0f} s (0 when stored) "
           f"({len(inside_failed)} failed {inside_failed or ''}; "
           f"{sum(r['disturbed'] for r in inside_rows.values())} disturbed). Their sum inside each model against "
           "its measured latency (median, range): "
@@ -150,17 +150,19 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
           f"{STEADY:.2f}x of each other); the interval promises {(len(calibrating) - 1) / (len(calibrating) + 1):.0%}.\n")
     print(HEAD)
     cal_only = {k: v for k, v in timed.items() if k in cal_keys}
-    cases = [("ops (line in MACs)", "ops", None), ("features", "features", None),
-             ("auto (of kernels, features, ops: the smallest leave-one-out error)", "auto", timed),
-             ("kernels (targets' kernels timed)", "kernels", timed),
-             ("inside (targets' kernels timed, corrected to in-model times)", "inside", corrected),
-             ("kernels-estimated (calibration's kernels only)", "kernels", cal_only),
-             ("inside-estimated (calibration's kernels only, corrected)", "inside",
-              {k: v for k, v in corrected.items() if k in cal_keys})]
+    cal_corrected = {k: v for k, v in corrected.items() if k in cal_keys}
+    cases = [("ops (line in MACs)", "ops", None, None), ("features", "features", None, None),
+             ("auto (of kernels, inside, features, ops: the smallest leave-one-out error)", "auto", timed, corrected),
+             ("kernels (targets' kernels timed)", "kernels", timed, None),
+             ("inside (targets' kernels timed, corrected to in-model times)", "inside", timed, corrected),
+             ("kernels-estimated (calibration's kernels only)", "kernels", cal_only, None),
+             ("inside-estimated (calibration's kernels only, corrected)", "inside", cal_only, cal_corrected)]
     details = {}
-    for name, method, table in cases:
+    for name, method, table, inside in cases:
         result = predictor.predict_models(calibrating, got, failed, table, batch, method,
-                                          [(m.model, m.input_size) for m in targets])
+                                          [(m.model, m.input_size) for m in targets], inside=inside)
+        if method == "auto":
+            name = f"{name}: chose {result['calibration'].method}"
         predicted = [r["latency_s"] for r in result["rows"]]
         print(_line(name, _scores(predicted, measured_t, result["rows"], steady)))
         details[name] = (result, predicted)

@@ -147,3 +147,38 @@ def test_the_inside_method_corrects_kernels_by_real_passes_of_the_calibration_mo
     assert row["method"] == "inside" and row["low_s"] <= row["latency_s"] <= row["high_s"]
     assert row["calibrated_on"] == 5 and "busy" in row
     assert "corrected to its time inside a model" in str(answer)
+    # the passes are kept: asked again, or by auto, no calibration model runs again
+    assert count(db, "in_model") == 5
+    with sqlite3.connect(db) as con:
+        stamps = con.execute("SELECT measured_at FROM in_model ORDER BY model").fetchall()
+    again = dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="inside",
+                                      progress=False, on_busy="measure")
+    assert again.to_dicts() == answer.to_dicts()
+    auto = dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, progress=False, on_busy="measure")
+    assert auto[0]["method"] in ("kernels", "inside", "features", "ops")
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT measured_at FROM in_model ORDER BY model").fetchall() == stamps
+
+
+def test_kernels_inside_a_pass_in_bfloat16_are_keyed_as_the_profile_records_them():
+    from dnnbench.profiling import in_model, profiles
+    from dnnbench.setup import Setup
+
+    wanted = [("squeezenet1_1", SIZE, 1)]
+    found, errors = in_model(wanted, Setup(threads=1, precision="bf16").resolved(), busy={"on_busy": "measure"},
+                             passes=2)
+    recorded, _ = profiles(wanted)
+    assert not errors and set(found[wanted[0]]["seconds"]) == set(recorded[wanted[0]]["calls"])
+
+
+def test_auto_weighs_inside_only_where_its_passes_are_affordable(tmp_path, monkeypatch, capsys):
+    import dnnbench.profiling
+
+    db = database(tmp_path / "a.db")
+    monkeypatch.setattr(dnnbench.profiling, "IN_MODEL_BUDGET_S", 0.0)
+    answer = dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, progress=False, on_busy="measure")
+    assert answer[0]["method"] != "inside" and count(db, "in_model") == 0
+    assert "auto does not weigh inside" in capsys.readouterr().err
+    monkeypatch.setattr(dnnbench.profiling, "IN_MODEL_BUDGET_S", 60.0)
+    dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, progress=False, on_busy="measure")
+    assert count(db, "in_model") == 5  # affordable: the calibration's passes are taken, and kept

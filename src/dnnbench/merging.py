@@ -167,6 +167,9 @@ def _absorb(db: sqlite3.Connection, target: Store, reader: Store, report: Merged
             db.execute("INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)", row)
         for row in reader.db.execute("SELECT * FROM kernels"):
             db.execute("INSERT OR IGNORE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    if reader._has("in_model"):
+        for row in reader.db.execute("SELECT * FROM in_model"):
+            db.execute("INSERT OR IGNORE INTO in_model VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
 
 def _absorb_runs(db: sqlite3.Connection, reader: Store, report: Merged) -> dict[int, int]:

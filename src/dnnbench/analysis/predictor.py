@@ -420,14 +420,18 @@ def _label(name: str, size: int, names: list[str]) -> str:
     return name if names.count(name) <= 1 else f"{name}@{size}"
 
 
+# ``inside`` sums other kernel times than kernels: its points are made apart (`predict_models`)
+_AUTO_ON_POINTS = tuple(m for m in AUTO_METHODS if m != "inside")
+
+
 def best_calibration(points: list[Point], method: str, timed: bool) -> Calibration:
-    """``method`` calibrated on ``points``; for AUTO, of AUTO_METHODS (kernels only where kernels were
-    ``timed``) the one with the smallest median leave-one-out error (the first of them on a tie).
-    ValueError when none can be calibrated."""
+    """``method`` calibrated on ``points``; for AUTO, of AUTO_METHODS but inside (kernels only where
+    kernels were ``timed``) the one with the smallest median leave-one-out error (the first of them on a
+    tie). ValueError when none can be calibrated."""
     if method != AUTO:
         return calibrate(points, method)
     found, problem = [], None
-    for candidate in AUTO_METHODS:
+    for candidate in _AUTO_ON_POINTS:
         if candidate in TIMED_METHODS and not timed:
             continue
         try:
@@ -439,16 +443,9 @@ def best_calibration(points: list[Point], method: str, timed: bool) -> Calibrati
     return min(found, key=lambda c: c.median_abs_error)
 
 
-def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict | None, batch: int, method: str,
-                   targets: list[tuple[str, int]]) -> dict:
-    """Calibrate ``method`` on the ``calibrating`` models (`data.Measured`, one setup, measured at ``batch``)
-    and predict ``targets`` [(name, input size)]: {"calibration": `Calibration`, "points": the calibration's
-    `Point`s, "rows": one dict per target}. ``profiles`` {(name, input size, batch): profile dict};
-    ``failed``: the same keys to the error that kept a profile from being recorded; ``timed``: kernel
-    seconds by key (``kernels`` method only). A target that was measured is predicted without itself
-    (its leave-one-out prediction). ValueError when the calibration cannot be made."""
-    fits = kernel_fits(timed, specs_of(profiles.values())) if timed is not None else None
-    names = [m.model for m in calibrating]
+def _calibration_points(calibrating: list, profiles: dict, timed: dict | None, fits, batch: int,
+                        names: list[str]) -> tuple[list[Point], dict]:
+    """The calibration's points (features with ``timed`` summed), and {(name, input size): (label, latency, cell)}."""
     points, measured = [], {}
     for m in calibrating:
         profile = profiles.get((m.model, m.input_size, batch))
@@ -458,11 +455,36 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
         latency = float(m.ok[batch]["latency_median_s"])
         points.append(Point(label, features(profile, timed, fits), latency))
         measured[(m.model, m.input_size)] = (label, latency, m.ok[batch])
+    return points, measured
+
+
+def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict | None, batch: int, method: str,
+                   targets: list[tuple[str, int]], inside: dict | None = None) -> dict:
+    """Calibrate ``method`` on the ``calibrating`` models (`data.Measured`, one setup, measured at ``batch``)
+    and predict ``targets`` [(name, input size)]: {"calibration": `Calibration`, "points": the calibration's
+    `Point`s, "rows": one dict per target}. ``profiles`` {(name, input size, batch): profile dict};
+    ``failed``: the same keys to the error that kept a profile from being recorded; ``timed``: kernel
+    seconds alone by key; ``inside``: the same corrected to their times inside a model (`inside_models`),
+    which the inside method sums, and AUTO weighs against the others where given. A target that was
+    measured is predicted without itself (its leave-one-out prediction). ValueError when the calibration
+    cannot be made."""
+    names = [m.model for m in calibrating]
     lost = [(m.model, failed[k]) for m in calibrating if (k := (m.model, m.input_size, batch)) in failed]
-    if lost and len(points) < MIN_POINTS:
-        raise ValueError(f"{len(lost)} of the {len(calibrating)} measured models could not be profiled "
-                         f"({lost[0][0]}: {lost[0][1]})")
-    calibration = best_calibration(points, method, timed is not None)
+    if method == "inside":
+        sources = [("inside", inside)]
+    else:
+        sources = [(method, timed)] + ([("inside", inside)] if method == AUTO and inside is not None else [])
+    best = None
+    for asked, times in sources:
+        fits = kernel_fits(times, specs_of(profiles.values())) if times is not None else None
+        points, measured = _calibration_points(calibrating, profiles, times, fits, batch, names)
+        if lost and len(points) < MIN_POINTS:
+            raise ValueError(f"{len(lost)} of the {len(calibrating)} measured models could not be profiled "
+                             f"({lost[0][0]}: {lost[0][1]})")
+        calibration = best_calibration(points, asked, times is not None)
+        if best is None or calibration.median_abs_error < best[0].median_abs_error:
+            best = (calibration, times, fits, points, measured)
+    calibration, timed, fits, points, measured = best
     method = calibration.method
     rows = []
     for name, size in targets:

@@ -267,6 +267,15 @@ def replay(key: str, dtype: torch.dtype | None = None):
     return lambda: func(*args, **kwargs)
 
 
+def as_recorded(key: str, dtype: torch.dtype) -> str:
+    """The key of a kernel that ran in ``dtype`` as a profile records it (floating tensors in float32,
+    as the meta profile holds them and `replay` casts them): the inverse of replaying it in ``dtype``."""
+    if dtype == torch.float32:
+        return key
+    name = str(dtype).removeprefix("torch.")
+    return key.replace(f'"d":"{name}"', '"d":"float32"').replace(f'{{"dtype":"{name}"}}', '{"dtype":"float32"}')
+
+
 def time_call(fn, min_calls: int = 5, min_s: float = 0.02, max_s: float = 1.0,
               clock=time.perf_counter) -> tuple[float, int]:
     """(median seconds, calls) of ``fn()`` after one warm call: at least ``min_calls`` calls and

@@ -1,7 +1,8 @@
 """Profiles and kernel tables for `dnnbench predict`: run the profiling workers, keep what they find.
 
 `profiles()` gives each model's kernels at a batch size: from the database where the same library
-versions recorded them, else recorded by worker processes (two at a time: building models on the
+versions recorded them, else from the profiles dnnbench ships for these versions (`shipped`), else
+recorded by worker processes (two at a time: building models on the
 meta device is single-threaded Python) and stored as each arrives. `kernel_times()` times the kernels
 no run has timed on this machine, device, thread count and precision, in one worker holding the
 measuring lock (as a sweep does: two timings never share the machine), and stores them in batches, so
@@ -13,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from importlib import metadata
 
 from ..errors import UserError
 from ..launch import IMPORT_LIMIT_S, Job, Launcher
 from ..measure.device import DTYPE_NAMES
 from ..worker import KERNELS
+from . import shipped
 
 PROFILE_FORMAT = 2  # raise when the recorder's output changes: stored profiles are then recorded again
 # eager has no int8 kernels (pt2e int8 runs as int8 only once compiled): an int8 setup's kernels are timed
@@ -31,11 +32,7 @@ STORE_EVERY = 50  # kernel times stored per transaction
 def versions() -> str:
     """The libraries a profile depends on, as one string (a profile of other versions is recorded again)."""
     found = [f"format={PROFILE_FORMAT}"]
-    for package in ("torch", "torchvision", "timm", "pretrainedmodels"):
-        try:
-            found.append(f"{package}={metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            pass
+    found += [f"{package}={version}" for package, version in shipped.libraries().items() if version]
     return ";".join(found)
 
 
@@ -92,7 +89,8 @@ def _follow(workers: list, on_record) -> list[tuple[int, str]]:
 def profiles(wanted: list[tuple[str, int, int]], store=None, progress=None) -> tuple[dict, dict]:
     """({(model, input size, batch): profile dict}, {(model, input size, batch): error}) for ``wanted``
     (registry names or model files, their input sizes and batch sizes): from ``store`` (a `Store`, may be
-    None or read-only) where recorded with these versions, else recorded now and stored there.
+    None or read-only) where recorded with these versions, else from the profiles dnnbench ships
+    (`shipped`) where they are for the versions installed, else recorded now and stored there.
     ``progress(done, total)`` after each model."""
     from ..zoo.registry import is_user_model
 
@@ -102,6 +100,9 @@ def profiles(wanted: list[tuple[str, int, int]], store=None, progress=None) -> t
         cached = store.profiles(stamp)
         found = {k: cached[k] for k in wanted if k in cached and not is_user_model(k[0])}
     missing = [k for k in dict.fromkeys(wanted) if k not in found]
+    if missing:
+        found.update(shipped.lookup(missing, PROFILE_FORMAT))
+        missing = [k for k in missing if k not in found]
     errors: dict = {}
     if progress:
         progress(len(found), len(found) + len(missing))
@@ -198,33 +199,50 @@ def _busy_spec(busy: dict | None) -> dict:
             "futile": _FUTILE[0]}
 
 
-def in_model(wanted: list[tuple[str, int, int]], setup, busy: dict | None = None, progress=None,
+def in_model(wanted: list[tuple[str, int, int]], setup, store=None, busy: dict | None = None, progress=None,
              passes: int = 5) -> tuple[dict, dict]:
     """({(model, input size, batch): {"seconds": {kernel key: seconds of one call inside the model},
-    "disturbed", "contention"}}, {(model, input size, batch): error}) for ``wanted``: each model run for
-    real on ``setup``'s threads (eager, float32) by one worker holding the measuring lock, and each of its
+    "disturbed", "contention"}}, {(model, input size, batch): error}) for ``wanted``: those ``store``
+    holds for ``setup``'s machine, device, threads and precision (timed on a quiet machine, unless the
+    caller only records the load), and the rest timed now and stored: each model run for real by one
+    worker holding the measuring lock, in the precision its kernels are timed alone in, and each of its
     kernels timed where it runs (`measure.kernels.in_model_times`), under the busy rules (``busy`` as
-    `kernel_times`'s). Not stored: it serves the calibration of one call."""
+    `kernel_times`'s)."""
     from ..runner.lock import machine_lock
 
     if setup.device != "cpu":
         raise UserError(f"kernels are timed on the CPU only, not {setup.device}")
-    found: dict = {}
+    dtype, stamp = DTYPES[setup.precision], versions()
+    retime = (busy or {}).get("on_busy", "wait") == "wait"
+    stored = store.in_model(setup.machine, setup.device, setup.threads, dtype, stamp) if store is not None else {}
+    found: dict = {k: row for k in wanted if (row := stored.get(k)) and not (retime and row["disturbed"])}
     errors: dict = {}
     current: list = [None]
+    writable = [store is not None and not store.readonly]
 
     def on_record(record: dict) -> None:
         if record["type"] == "start":
             current[0] = next(k for k in wanted if k[0] == record["name"] and k[2] == record["batch"]
                               and (record["input_size"] is None or k[1] == record["input_size"]))
         elif record["type"] == "in_model":
-            found[current[0]] = {k: record[k] for k in ("seconds", "disturbed", "contention")}
+            found[current[0]] = row = {k: record[k] for k in ("seconds", "disturbed", "contention")}
+            if writable[0] and not is_user_model(current[0][0]):
+                try:
+                    store.put_in_model(setup.machine, setup.device, setup.threads, dtype, stamp, current[0], row)
+                except UserError:  # a full disk or read-only file: the times still serve this call
+                    writable[0] = False
         elif record["type"] == "error":
             errors[current[0]] = record["error"]
         if progress and record["type"] in ("in_model", "error"):
             progress(len(found) + len(errors), len(wanted))
 
-    spec = {"passes": passes, "busy": _busy_spec(busy)}
+    from ..zoo.registry import is_user_model
+
+    if progress:
+        progress(len(found), len(wanted))
+    spec = {"passes": passes, "dtype": dtype, "busy": _busy_spec(busy)}
+    if all(k in found for k in wanted):
+        return found, errors
     with machine_lock():
         while True:  # a model that kills its worker is recorded as failed, and the rest run by another
             left = [k for k in dict.fromkeys(wanted) if k not in found and k not in errors]
@@ -303,50 +321,91 @@ class _KernelTable:
 def predict(store, calibrating: list, entries: list, named: list, setup, batch: int, method: str,
             time_named: bool = True, on_busy: str = "wait", steps=None, say=None) -> dict:
     """`dnnbench predict`: profile the ``calibrating`` models (measured in ``setup`` at ``batch``) and the
-    ``entries``; with the kernels, inside and auto methods, time the kernels of the calibration and of
-    ``named`` (where ``time_named``) under the busy rules, and with inside, the calibration models' kernels
-    inside real passes of them, to correct every kernel's time alone (not stored); calibrate and predict
-    (`analysis.predictor.predict_models`), each row with ``busy`` where its kernels or the calibration's were timed on a busy machine.
-    ``steps(what, unit)`` gives a progress context; ``say`` hears of waits. UserError when the
-    calibration cannot be made."""
+    ``entries``; with the kernels, inside and auto methods (on the CPU), time the kernels of the
+    calibration and of ``named`` (where ``time_named``) under the busy rules, and with inside and auto,
+    the calibration models' kernels inside real passes of them (`in_model`), to correct every kernel's
+    time alone; calibrate and predict (`analysis.predictor.predict_models`), each row with ``busy``
+    where its kernels or the calibration's were timed on a busy machine. ``steps(what, unit)`` gives a
+    progress context; ``say`` hears of waits. UserError when the calibration cannot be made."""
     from ..analysis import predictor
-    from ..measure.profile import replayable
 
     steps = steps or (lambda what, unit: contextlib.nullcontext(None))
     wanted = [_key(m, batch) for m in calibrating] + [_key(e, batch) for e in entries]
     with steps("profile", "model") as step:
         got, failed = profiles(wanted, store, progress=step)
-    timed = rows = None
-    if method in predictor.TIMED_METHODS or method == predictor.AUTO:
-        timing = calibrating + (named if time_named else [])
-        profiled = [got[k] for k in (_key(m, batch) for m in timing) if k in got]
-        keys = [k for p in profiled for k in p["calls"] if replayable(k)]
-        work = {k: [spec[1], spec[3]] for p in profiled for k, spec in p["specs"].items()}
-        with steps("time kernels", "kernel") as step:
-            rows = kernel_times(keys, setup, store, progress=step, work=work, busy={"on_busy": on_busy},
-                                on_wait=say)
-        timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
+    timed = rows = corrected = None
     inside_busy = False
-    if method == "inside":
-        keys = [k for k in (_key(m, batch) for m in calibrating) if k in got]
-        with steps("time kernels inside the calibration models", "model") as step:
-            found, lost = in_model(keys, setup, busy={"on_busy": on_busy}, progress=step)
-        for (name, _, _), error in lost.items():
-            if say:
-                say(f"{name} could not be run to time its kernels inside it ({error}); the correction rests on "
-                    f"the other {len(found)} calibration models")
-        runs = [(got[k]["calls"], row["seconds"]) for k, row in found.items()]
-        inside_busy = any(row["disturbed"] for row in found.values())
-        specs = predictor.specs_of(got.values())
-        timed = predictor.inside_models(timed, specs, predictor.in_model_fits(timed, runs, specs))
+    # auto weighs the methods that time kernels where kernels can be timed (the CPU); asked for, they are
+    # timed, or the user hears why not
+    timing = method in predictor.TIMED_METHODS or (method == predictor.AUTO and setup.device == "cpu")
+    if timing:
+        rows = _time_kernels(store, got, calibrating + (named if time_named else []), setup, batch, on_busy,
+                             steps, say)
+        timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"]}
+    if timing and (method == "inside" or (method == predictor.AUTO and _passes_affordable(store, calibrating, setup,
+                                                                                          batch, say))):
+        corrected, inside_busy = _inside_times(store, got, calibrating, setup, batch, timed, on_busy, steps, say)
     try:
         result = predictor.predict_models(calibrating, got, failed, timed, batch, method,
-                                          [(e.name, e.input_size) for e in entries])
+                                          [(e.name, e.input_size) for e in entries], inside=corrected)
     except ValueError as exc:
         raise UserError(f"cannot calibrate on the models measured at batch size {batch}: {exc}") from exc
-    if rows is not None:
-        _mark_busy(result["rows"], calibrating, got, rows, batch, inside_busy)
+    if rows is not None and result["calibration"].method in predictor.TIMED_METHODS:
+        _mark_busy(result["rows"], calibrating, got, rows, batch,
+                   inside_busy and result["calibration"].method == "inside")
     return result
+
+
+# auto weighs inside where the calibration models' passes not yet stored take at most this long (they
+# are stored: a later call takes none); ``--method inside`` takes them whatever they cost
+IN_MODEL_BUDGET_S = 60.0
+# seconds of passes per second of a model's measured latency: 2 warm and 5 timed passes, each kernel
+# recorded and timed (about 1.4x a plain pass on the calibration zoo)
+IN_MODEL_COST = 10.0
+
+
+def _passes_affordable(store, calibrating: list, setup, batch: int, say) -> bool:
+    """Whether auto can afford the in-model passes of the ``calibrating`` models that ``store`` lacks."""
+    stored = store.in_model(setup.machine, setup.device, setup.threads, DTYPES[setup.precision], versions()) \
+        if store is not None else {}
+    cost = IN_MODEL_COST * sum(float(m.ok[batch]["latency_median_s"]) for m in calibrating
+                               if _key(m, batch) not in stored)
+    if cost > IN_MODEL_BUDGET_S:
+        if say:
+            say(f"auto does not weigh inside: the passes of the calibration models would take about {cost:.0f} s; "
+                "predict once with --method inside to take them (they are kept)")
+        return False
+    return True
+
+
+def _time_kernels(store, got: dict, models: list, setup, batch: int, on_busy: str, steps, say) -> dict:
+    """`kernel_times` of every replayable kernel of ``models``' profiles."""
+    from ..measure.profile import replayable
+
+    profiled = [got[k] for k in (_key(m, batch) for m in models) if k in got]
+    keys = [k for p in profiled for k in p["calls"] if replayable(k)]
+    work = {k: [spec[1], spec[3]] for p in profiled for k, spec in p["specs"].items()}
+    with steps("time kernels", "kernel") as step:
+        return kernel_times(keys, setup, store, progress=step, work=work, busy={"on_busy": on_busy}, on_wait=say)
+
+
+def _inside_times(store, got: dict, calibrating: list, setup, batch: int, timed: dict, on_busy: str, steps,
+                  say) -> tuple[dict, bool]:
+    """(every timed kernel's time alone corrected to its time inside a model, by fits on the calibration
+    models' kernels timed inside real passes of them; whether those passes were disturbed)."""
+    from ..analysis import predictor
+
+    keys = [k for k in (_key(m, batch) for m in calibrating) if k in got]
+    with steps("time kernels inside the calibration models", "model") as step:
+        found, lost = in_model(keys, setup, store, busy={"on_busy": on_busy}, progress=step)
+    for (name, _, _), error in lost.items():
+        if say:
+            say(f"{name} could not be run to time its kernels inside it ({error}); the correction rests on "
+                f"the other {len(found)} calibration models")
+    runs = [(got[k]["calls"], row["seconds"]) for k, row in found.items()]
+    specs = predictor.specs_of(got.values())
+    corrected = predictor.inside_models(timed, specs, predictor.in_model_fits(timed, runs, specs))
+    return corrected, any(row["disturbed"] for row in found.values())
 
 
 BUSY_SHARE = 0.02  # of a prediction's kernel time, timed while others disturbed the machine: it says so

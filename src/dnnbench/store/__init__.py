@@ -25,7 +25,7 @@ from ..measure.accuracy import evaluated_model
 from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -300,11 +300,21 @@ def _migrate_14_to_15(db: sqlite3.Connection) -> None:
     _add_columns(db, "cells", _FIGURES_V15)
 
 
+def _migrate_15_to_16(db: sqlite3.Connection) -> None:
+    # each kernel's seconds inside a real pass of a model on a machine (`predict --method inside`): the
+    # calibration models' passes, kept like the kernels' times alone, so that they are taken once
+    db.execute("""CREATE TABLE IF NOT EXISTS in_model (machine TEXT NOT NULL, device TEXT NOT NULL,
+                  threads INTEGER NOT NULL, dtype TEXT NOT NULL, model TEXT NOT NULL, input_size INTEGER NOT NULL,
+                  batch_size INTEGER NOT NULL, versions TEXT NOT NULL, seconds BLOB NOT NULL, contention REAL,
+                  disturbed INTEGER, measured_at TEXT NOT NULL,
+                  UNIQUE (machine, device, threads, dtype, model, input_size, batch_size, versions))""")
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
               7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10,
               10: _migrate_10_to_11, 11: _migrate_11_to_12, 12: _migrate_12_to_13,
-              13: _migrate_13_to_14, 14: _migrate_14_to_15}  # from version n to n + 1
+              13: _migrate_13_to_14, 14: _migrate_14_to_15, 15: _migrate_15_to_16}  # from version n to n + 1
 
 
 def now() -> str:
@@ -644,6 +654,26 @@ class Store:
         cur = self.db.execute("SELECT kernel, seconds, calls, contention, error FROM kernels WHERE machine = ? AND "
                               "device = ? AND threads = ? AND dtype = ?", (machine, device, threads, dtype))
         return {k: {"seconds": s, "calls": c, "contention": x, "error": e} for k, s, c, x, e in cur}
+
+    def put_in_model(self, machine: str, device: str, threads: int, dtype: str, versions: str,
+                     key: tuple[str, int, int], row: dict) -> None:
+        """Store one model's kernel times inside its passes (``key``: model, input size, batch size; ``row``:
+        ``seconds`` {kernel key: seconds of one call}, ``contention``, ``disturbed``), replacing an older one."""
+        blob = zlib.compress(json.dumps(row["seconds"], separators=(",", ":")).encode())
+        self._write("INSERT OR REPLACE INTO in_model VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (machine, device, threads, dtype, *key, versions, blob, row.get("contention"),
+                     int(bool(row.get("disturbed"))), now()))
+
+    def in_model(self, machine: str, device: str, threads: int, dtype: str, versions: str) -> dict:
+        """{(model, input size, batch size): {seconds, contention, disturbed}} stored for this machine,
+        device, threads, dtype and library versions (none before schema 16)."""
+        if not self._has("in_model"):
+            return {}
+        cur = self.db.execute("SELECT model, input_size, batch_size, seconds, contention, disturbed FROM in_model "
+                              "WHERE machine = ? AND device = ? AND threads = ? AND dtype = ? AND versions = ?",
+                              (machine, device, threads, dtype, versions))
+        return {(m, i, b): {"seconds": json.loads(zlib.decompress(s)), "contention": c, "disturbed": bool(d)}
+                for m, i, b, s, c, d in cur}
 
     def machines(self) -> dict[str, dict]:
         """Every machine of this database: its name or id, and its fingerprint."""

@@ -169,7 +169,7 @@ def _in_model(spec: dict, emit) -> None:
     import torch
 
     from ..measure import busy
-    from ..measure.kernels import in_model_times
+    from ..measure.kernels import as_recorded, in_model_times
     from ..zoo import get
 
     threads = torch.get_num_threads()
@@ -178,12 +178,14 @@ def _in_model(spec: dict, emit) -> None:
         emit("start", name=job["name"], input_size=job.get("input_size"), batch=job["batch"])
         try:
             entry = get(job["name"], job.get("input_size"))
-            model = entry.build("cpu")
-            example = torch.randn(job["batch"], 3, entry.input_size, entry.input_size)
+            dtype = getattr(torch, spec.get("dtype", "float32"))  # the precision its kernels are timed alone in
+            model = entry.build("cpu").to(dtype)
+            example = torch.randn(job["batch"], 3, entry.input_size, entry.input_size, dtype=dtype)
             if not _quiet_enough(watch):
                 return
             window = busy.Window(watch.own)
             _, times = in_model_times(model, example, passes=int(spec.get("passes", 5)))
+            times = {as_recorded(k, dtype): s for k, s in times.items()}  # the profile's keys
             load = window.end()
             watch.check_next = disturbed = bool(load is not None and load.disturbed(threads))
             emit("in_model", name=job["name"], input_size=entry.input_size, batch=job["batch"], seconds=times,
