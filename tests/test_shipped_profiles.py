@@ -6,6 +6,7 @@ import torch
 from dnnbench import profiling
 from dnnbench.measure.kernels import profile
 from dnnbench.profiling import shipped
+from dnnbench.store import Store
 from dnnbench.zoo import get
 
 
@@ -41,6 +42,9 @@ def test_profiles_come_from_the_shipped_file_before_any_worker(tmp_path, monkeyp
     monkeypatch.setattr(profiling, "_run", no_worker)
     found, errors = profiling.profiles(list(made))
     assert found == made and errors == {}
+    with Store(tmp_path / "p.db") as store:  # kept in the database, as recorded ones are (the report reads them)
+        assert profiling.profiles(list(made), store)[0] == made
+        assert store.profiles(profiling.versions()) == made
     monkeypatch.setattr(shipped, "PATH", tmp_path / "absent.json.xz")  # no file: the workers record them
     with pytest.raises(AssertionError, match="worker was started"):
         profiling.profiles(list(made))

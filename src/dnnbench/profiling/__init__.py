@@ -100,15 +100,21 @@ def profiles(wanted: list[tuple[str, int, int]], store=None, progress=None) -> t
         cached = store.profiles(stamp)
         found = {k: cached[k] for k in wanted if k in cached and not is_user_model(k[0])}
     missing = [k for k in dict.fromkeys(wanted) if k not in found]
+    writable = [store is not None and not store.readonly]
     if missing:
-        found.update(shipped.lookup(missing, PROFILE_FORMAT))
+        served = shipped.lookup(missing, PROFILE_FORMAT)
+        if served and writable[0]:  # kept as recorded ones are: the report predicts from the database's
+            try:
+                store.put_profiles(served, stamp)
+            except UserError:  # a full disk or read-only file: the profiles still serve this call
+                writable[0] = False
+        found.update(served)
         missing = [k for k in missing if k not in found]
     errors: dict = {}
     if progress:
         progress(len(found), len(found) + len(missing))
     if not missing:
         return found, errors
-    writable = [store is not None and not store.readonly]
     current: dict[int, tuple] = {}  # job index -> the model it is profiling
 
     def on_record(record: dict) -> None:
@@ -209,6 +215,7 @@ def in_model(wanted: list[tuple[str, int, int]], setup, store=None, busy: dict |
     kernels timed where it runs (`measure.kernels.in_model_times`), under the busy rules (``busy`` as
     `kernel_times`'s)."""
     from ..runner.lock import machine_lock
+    from ..zoo.registry import is_user_model
 
     if setup.device != "cpu":
         raise UserError(f"kernels are timed on the CPU only, not {setup.device}")
@@ -235,8 +242,6 @@ def in_model(wanted: list[tuple[str, int, int]], setup, store=None, busy: dict |
             errors[current[0]] = record["error"]
         if progress and record["type"] in ("in_model", "error"):
             progress(len(found) + len(errors), len(wanted))
-
-    from ..zoo.registry import is_user_model
 
     if progress:
         progress(len(found), len(wanted))

@@ -626,9 +626,15 @@ class Store:
 
     def put_profile(self, model: str, input_size: int, batch_size: int, versions: str, profile: dict) -> None:
         """Store a model's kernels at ``batch_size`` (`measure.kernels.Profile.to_dict`), built with ``versions``."""
-        blob = zlib.compress(json.dumps(profile, separators=(",", ":")).encode())
-        self._write("INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
-                    (model, input_size, batch_size, versions, blob, now()))
+        self.put_profiles({(model, input_size, batch_size): profile}, versions)
+
+    def put_profiles(self, profiles: dict[tuple[str, int, int], dict], versions: str) -> None:
+        """Store ``profiles`` {(model, input size, batch size): profile dict} of ``versions``, in one transaction."""
+        stamp = now()
+        values = [(*key, versions, zlib.compress(json.dumps(p, separators=(",", ":")).encode()), stamp)
+                  for key, p in profiles.items()]
+        self._transaction(lambda db: db.executemany("INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)",
+                                                    values))
 
     def profiles(self, versions: str, batch_size: int | None = None) -> dict[tuple[str, int, int], dict]:
         """{(model, input size, batch size): profile dict} recorded with ``versions`` (none before schema 6)."""
