@@ -30,6 +30,7 @@ NEEDS = {
     "test_eval.py": ("process", "backends"), "test_predict_run.py": ("process",), "test_api.py": ("process",),
     "test_cli.py": ("process",), "test_bad_input.py": ("process",), "test_answer.py": ("process",),
     "test_search.py": ("process",), "test_setups.py": ("process", "backends"), "test_backends.py": ("backends",),
+    "test_runtime_kernels.py": ("process", "backends"),
     "test_cluster.py": ("cluster", "process"), "test_docs.py": ("process", "slow"),
     "test_zoo_forward.py": ("slow",),
 }

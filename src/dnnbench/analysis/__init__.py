@@ -4,11 +4,14 @@ over plain data (no I/O), and `load()` which reads that data from a store."""
 # the prediction methods of `predictor.METHODS`, in words (here, without numpy: the command line's
 # choices come from it)
 # ``auto`` chooses among these
-AUTO_METHODS = ("kernels", "inside", "features", "ops")
+AUTO_METHODS = ("kernels", "inside", "runtime", "features", "ops")
 PREDICT_METHODS = {
-    "auto": "whichever of kernels, inside, features and ops has the smallest leave-one-out error on the calibration",
+    "auto": "whichever of kernels, inside, runtime, features and ops has the smallest leave-one-out error on the "
+            "calibration",
     "kernels": "its kernels timed on this machine and summed",
     "inside": "its kernels timed on this machine, each corrected to its time inside a model, and summed",
+    "runtime": "the kernels the setup's runtime runs as one (ONNX Runtime's convolutions, matrix products, "
+               "attention), timed in it, and summed",
     "features": "operations by kind of kernel, activations and kernel calls",
     "ops": "a line in operations",
 }

@@ -43,9 +43,11 @@ METHODS: dict[str, tuple[str, ...]] = {
                  "kernels"),
     "kernels": ("one", "kernel_s", "kernels"),
     "inside": ("one", "kernel_s", "kernels"),
+    "runtime": ("one", "kernel_s", "kernels"),
 }
-# the methods that sum kernels timed on this machine; ``inside`` corrects each to its time inside a model
-TIMED_METHODS = ("kernels", "inside")
+# the methods that sum kernels timed on this machine; ``inside`` corrects each to its time inside a model;
+# ``runtime`` sums the kernels the setup's runtime runs, timed in it (`backends.ort_kernels`)
+TIMED_METHODS = ("kernels", "inside", "runtime")
 # ``auto``: of these, the one whose leave-one-out error on the calibration is smallest. A runtime that
 # fuses what eager runs apart (ONNX Runtime, OpenVINO) is poorly summed by eager kernels, and its own
 # calibration says so (benchmarks/predict_accuracy.py: onnxruntime fp32 at batch 1, kernels ±41% and
@@ -377,9 +379,10 @@ def spearman(x, y) -> float:
 # -- from measurements and profiles to predictions --------------------------------------------------
 
 
-def features(profile: dict, timed: dict[str, float] | None = None, fits: dict | None = None) -> dict:
+def features(profile: dict, timed: dict[str, float] | None = None, fits: dict | None = None, only=None) -> dict:
     """A model's features from its profile (`measure.kernels.Profile.to_dict`): those of FEATURES, ``macs``
-    (their sum), and with ``timed`` kernel seconds, ``kernel_s`` and ``timed_share`` (see `kernel_seconds`)."""
+    (their sum), and with ``timed`` kernel seconds, ``kernel_s`` and ``timed_share`` (see `kernel_seconds`),
+    over the kernels ``only(key)`` admits where given (a runtime's: the rest it fuses away)."""
     from ..measure.profile import Profile
 
     found = Profile.from_dict(profile)
@@ -387,7 +390,8 @@ def features(profile: dict, timed: dict[str, float] | None = None, fits: dict | 
     out["macs"] = sum(v for k, v in out.items() if k.startswith("macs_"))
     if timed is not None:
         kinds: dict = {}
-        out["kernel_s"], out["timed_share"] = kernel_seconds(found.calls, found.specs, timed, fits or {}, kinds)
+        calls = found.calls if only is None else {k: n for k, n in found.calls.items() if only(k)}
+        out["kernel_s"], out["timed_share"] = kernel_seconds(calls, found.specs, timed, fits or {}, kinds)
         out.update({f"kernel_s_{kind}": seconds for kind, seconds in kinds.items()})
         out["calls_other"] = sum(n for k, n in found.calls.items() if found.specs[k].kind == "other")
     return out
@@ -420,8 +424,8 @@ def _label(name: str, size: int, names: list[str]) -> str:
     return name if names.count(name) <= 1 else f"{name}@{size}"
 
 
-# ``inside`` sums other kernel times than kernels: its points are made apart (`predict_models`)
-_AUTO_ON_POINTS = tuple(m for m in AUTO_METHODS if m != "inside")
+# ``inside`` and ``runtime`` sum other kernel times than kernels: their points are made apart (`predict_models`)
+_AUTO_ON_POINTS = tuple(m for m in AUTO_METHODS if m not in ("inside", "runtime"))
 
 
 def best_calibration(points: list[Point], method: str, timed: bool) -> Calibration:
@@ -444,7 +448,7 @@ def best_calibration(points: list[Point], method: str, timed: bool) -> Calibrati
 
 
 def _calibration_points(calibrating: list, profiles: dict, timed: dict | None, fits, batch: int,
-                        names: list[str]) -> tuple[list[Point], dict]:
+                        names: list[str], only=None) -> tuple[list[Point], dict]:
     """The calibration's points (features with ``timed`` summed), and {(name, input size): (label, latency, cell)}."""
     points, measured = [], {}
     for m in calibrating:
@@ -453,38 +457,43 @@ def _calibration_points(calibrating: list, profiles: dict, timed: dict | None, f
             continue
         label = _label(m.model, m.input_size, names)
         latency = float(m.ok[batch]["latency_median_s"])
-        points.append(Point(label, features(profile, timed, fits), latency))
+        points.append(Point(label, features(profile, timed, fits, only), latency))
         measured[(m.model, m.input_size)] = (label, latency, m.ok[batch])
     return points, measured
 
 
 def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict | None, batch: int, method: str,
-                   targets: list[tuple[str, int]], inside: dict | None = None) -> dict:
+                   targets: list[tuple[str, int]], inside: dict | None = None, runtime: dict | None = None,
+                   runs=None) -> dict:
     """Calibrate ``method`` on the ``calibrating`` models (`data.Measured`, one setup, measured at ``batch``)
     and predict ``targets`` [(name, input size)]: {"calibration": `Calibration`, "points": the calibration's
     `Point`s, "rows": one dict per target}. ``profiles`` {(name, input size, batch): profile dict};
     ``failed``: the same keys to the error that kept a profile from being recorded; ``timed``: kernel
     seconds alone by key; ``inside``: the same corrected to their times inside a model (`inside_models`),
-    which the inside method sums, and AUTO weighs against the others where given. A target that was
+    which the inside method sums; ``runtime``: the seconds of the kernels the setup's runtime runs as
+    one (``runs(key)``), timed in it, which the runtime method sums. AUTO weighs those given against
+    the others. A target that was
     measured is predicted without itself (its leave-one-out prediction). ValueError when the calibration
     cannot be made."""
     names = [m.model for m in calibrating]
     lost = [(m.model, failed[k]) for m in calibrating if (k := (m.model, m.input_size, batch)) in failed]
-    if method == "inside":
-        sources = [("inside", inside)]
+    apart = {"inside": (inside, None), "runtime": (runtime, runs)}
+    if method in apart:
+        sources = [(method, *apart[method])]
     else:
-        sources = [(method, timed)] + ([("inside", inside)] if method == AUTO and inside is not None else [])
+        sources = [(method, timed, None)] + [(m, times, only) for m, (times, only) in apart.items()
+                                             if method == AUTO and times is not None]
     best = None
-    for asked, times in sources:
+    for asked, times, only in sources:
         fits = kernel_fits(times, specs_of(profiles.values())) if times is not None else None
-        points, measured = _calibration_points(calibrating, profiles, times, fits, batch, names)
+        points, measured = _calibration_points(calibrating, profiles, times, fits, batch, names, only)
         if lost and len(points) < MIN_POINTS:
             raise ValueError(f"{len(lost)} of the {len(calibrating)} measured models could not be profiled "
                              f"({lost[0][0]}: {lost[0][1]})")
         calibration = best_calibration(points, asked, times is not None)
         if best is None or calibration.median_abs_error < best[0].median_abs_error:
-            best = (calibration, times, fits, points, measured)
-    calibration, timed, fits, points, measured = best
+            best = (calibration, times, fits, points, measured, only)
+    calibration, timed, fits, points, measured, only = best
     method = calibration.method
     rows = []
     for name, size in targets:
@@ -493,7 +502,7 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
         if key not in profiles:
             rows.append({**row, "problem": failed.get(key, "no profile")})
             continue
-        found = features(profiles[key], timed, fits)
+        found = features(profiles[key], timed, fits, only)
         if (name, size) in measured:
             label, latency, cell = measured[(name, size)]
             value = latency * (1 + calibration.loo_errors[label])
