@@ -1225,14 +1225,15 @@ class Results:
         of, calibrated on the models measured there: `Predictions`, one row per model with its interval.
 
         ``models``: registry names or model files (a list, or one comma-separated string); ``zoo``: a
-        preset; ``all``: the whole registry. ``method``: ``auto`` (default: whichever of the next three
+        preset; ``all``: the whole registry. ``method``: ``auto`` (default: whichever of the others
         has the smallest leave-one-out error on the calibration, since a runtime that fuses operators is
         poorly summed by eager kernels), ``kernels`` (its kernels timed on this machine, summed: the
         kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of the registry
-        estimated from the timed ones), ``features`` (operations by kind, activations, kernel calls),
-        ``ops`` (the line in operations) or ``inside`` (kernels, each corrected to its time inside a
-        model from real passes of the calibration models, which it runs on every call). Profiles and
-        kernel times are added to the database (nothing measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
+        estimated from the timed ones), ``inside`` (kernels, each corrected to its time inside a model
+        from real passes of the calibration models), ``runtime`` (onnxruntime fp32 only: the kernels
+        ONNX Runtime runs as one, each timed in it, summed), ``features`` (operations by kind,
+        activations, kernel calls) or ``ops`` (the line in operations). Profiles, kernel times and
+        passes are added to the database (nothing measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
         and ``zoo`` (default), or estimate them as the rest of the registry's. ``on_busy``: while kernels are
         timed, ``wait`` for a quiet machine and time a disturbed window again (default), ``measure`` (flag
         only) or ``stop``; a prediction resting on kernels timed on a busy machine says so (``busy``)."""

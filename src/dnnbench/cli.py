@@ -380,11 +380,12 @@ def _predict_command(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="batch size (default 16)")
     p.add_argument("--input-size", type=_positive_int, metavar="PX", help="input side in pixels (default: native)")
     p.add_argument("--method", choices=list(api.PREDICT_METHODS), default="auto",
-                   help="auto: whichever of kernels, features and ops has the smallest leave-one-out error on the "
-                        "calibration (default); kernels: each kernel timed on this machine, summed (with --all, the "
-                        "kernels of models not named or in --zoo are estimated from the timed ones); features: "
-                        "operations by kind, activations, kernel calls; ops: a line in operations; inside: kernels, "
-                        "each corrected to its time inside a model by real passes of the calibration models")
+                   help="auto: whichever of the others has the smallest leave-one-out error on the calibration "
+                        "(default); kernels: each kernel timed on this machine, summed (with --all, the kernels of "
+                        "models not named or in --zoo are estimated from the timed ones); inside: kernels, each "
+                        "corrected to its time inside a model by real passes of the calibration models (kept); "
+                        "runtime: onnxruntime fp32's own kernels, each timed in it, summed; features: operations by "
+                        "kind, activations, kernel calls; ops: a line in operations")
     p.add_argument("--backend", metavar="LIST", help="calibrate on this backend's cells (default: the setup with the "
                                                        "most models measured at the batch size)")
     p.add_argument("--precision", metavar="LIST", help="calibrate on this precision's cells")
