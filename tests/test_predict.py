@@ -173,3 +173,36 @@ def test_every_method_has_its_words():
 
     assert set(PREDICT_METHODS) == set(predictor.METHODS) | {predictor.AUTO}
     assert set(predictor.AUTO_METHODS) <= set(predictor.METHODS)
+
+
+def test_auto_and_the_report_weigh_the_runtime_s_own_kernels_and_sum_only_those():
+    from dnnbench.analysis.data import Measured
+    from dnnbench.setup import Setup
+
+    # the runtime's latency follows its own convolution times; the activations it fuses away cost eager
+    # time that follows nothing, and operations follow neither
+    conv_s = [3e-3, 1e-3, 7e-3, 2e-3, 9e-3, 4e-3, 5e-3]
+    relu_s = [4e-3, 9e-3, 1e-3, 6e-3, 2e-3, 8e-3, 3e-3]
+    runs = lambda key: "convolution" in key  # noqa: E731
+    models, profiles, eager, runtime = [], {}, {}, {}
+    for i, (c, r) in enumerate(zip(conv_s, relu_s, strict=True)):
+        conv, relu = f'["aten.convolution.default",{i}]', f'["aten.relu.default",{i}]'
+        profiles[(f"net{i}", 224, 1)] = {"calls": {conv: 1, relu: 1}, "specs": {
+            conv: ["dense_conv", int(1e8 * (i + 1)), 1000, 8000], relu: ["other", 0, 1000, 8000]}}
+        eager.update({conv: c * 3, relu: r})
+        runtime[conv] = c
+        if i < 6:
+            cell = {"status": "ok", "latency_median_s": 2 * c + 1e-4}
+            models.append(Measured(model=f"net{i}", input_size=224, setup=Setup(machine="m", threads=2),
+                                   cells={1: cell}))
+    out = predictor.predict_models(models, profiles, {}, eager, 1, predictor.AUTO, [("net6", 224)], runtime=runtime,
+                                   runs=runs)
+    assert out["calibration"].method == "runtime"
+    assert out["rows"][0]["latency_s"] == pytest.approx(2 * 5e-3 + 1e-4, rel=1e-6)
+    # without the runtime's times, auto cannot find the law
+    assert predictor.predict_models(models, profiles, {}, eager, 1, predictor.AUTO, [("net6", 224)])[
+        "calibration"].median_abs_error > 0.05
+    report = predictor.for_report(models, profiles, eager, 1, runtime, runs)
+    assert report["method"] == "runtime" and report["predicted"][0][0] == "net6"
+    assert report["predicted"][0][2].latency_s == pytest.approx(2 * 5e-3 + 1e-4, rel=1e-6)
+    assert predictor.for_report(models, profiles, eager, 1)["method"] != "runtime"

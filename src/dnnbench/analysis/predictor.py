@@ -523,32 +523,45 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
     return {"calibration": calibration, "points": points, "rows": rows}
 
 
-def for_report(models: list, profiles: dict, timed: dict, batch: int) -> dict | None:
+def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: dict | None = None,
+               runs=None) -> dict | None:
     """The predictions a report shows for ``models`` (one setup) at ``batch``: where every measured model
-    has a profile, the method of AUTO_METHODS (kernels where kernels were timed on the setup) with the
-    smallest leave-one-out error, else ``ops`` from the stored operation counts; its leave-one-out
-    prediction of every measured model, and a prediction of every other profiled model.
+    has a profile, the method of AUTO_METHODS (kernels where kernels were timed on the setup; runtime
+    where ``runtime``, the setup's runtime kernels that ``runs`` admits, were) with the smallest
+    leave-one-out error, else ``ops`` from the stored operation counts; its leave-one-out prediction of
+    every measured model, and a prediction of every other profiled model.
     {"method", "calibration", "measured": [(Measured, cell, predicted latency)], "predicted": [(name, input
     size, `Predicted`, features)]}; None when fewer than MIN_POINTS models can calibrate."""
     _, calibrating = choose_setup(models, batch)
     have = [m for m in calibrating if (m.model, m.input_size, batch) in profiles]
     profiled = len(have) == len(calibrating)
-    fits = kernel_fits(timed, specs_of(profiles.values())) if profiled and timed else None
     names = [m.model for m in calibrating]
-    points, cells = [], []
-    for m in calibrating:
-        if not profiled:
-            if not m.macs:
-                continue
-            found = {"macs": float(m.macs) * batch}
-        else:
-            found = features(profiles[(m.model, m.input_size, batch)], timed if fits is not None else None, fits)
-        points.append(Point(_label(m.model, m.input_size, names), found, float(m.ok[batch]["latency_median_s"])))
-        cells.append((m, m.ok[batch]))
-    try:
-        calibration = best_calibration(points, AUTO if profiled else "ops", fits is not None)
-    except ValueError:
+    sources = [(AUTO if profiled else "ops", timed if profiled and timed else None, None)]
+    if profiled and runtime:
+        sources.append(("runtime", runtime, runs))
+    best = None
+    for asked, times, only in sources:
+        fits = kernel_fits(times, specs_of(profiles.values())) if times else None
+        points, cells = [], []
+        for m in calibrating:
+            if not profiled:
+                if not m.macs:
+                    continue
+                found = {"macs": float(m.macs) * batch}
+            else:
+                found = features(profiles[(m.model, m.input_size, batch)], times if fits is not None else None, fits,
+                                 only)
+            points.append(Point(_label(m.model, m.input_size, names), found, float(m.ok[batch]["latency_median_s"])))
+            cells.append((m, m.ok[batch]))
+        try:
+            calibration = best_calibration(points, asked, fits is not None)
+        except ValueError:
+            continue
+        if best is None or calibration.median_abs_error < best[0].median_abs_error:
+            best = (calibration, points, cells, times, fits, only)
+    if best is None:
         return None
+    calibration, points, cells, times, fits, only = best
     method = calibration.method
     measured = [(m, cell, p.latency_s * (1 + calibration.loo_errors[p.label]))
                 for (m, cell), p in zip(cells, points, strict=True)]
@@ -559,7 +572,7 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int) -> dict | 
             if b != batch or (name, size) in done:
                 continue
             try:
-                found = features(profile, timed if fits is not None else None, fits)
+                found = features(profile, times if fits is not None else None, fits, only)
             except ValueError:  # a kernel no timed one can estimate
                 continue
             found["params"] = profile.get("weights_bytes", 0) / 4
