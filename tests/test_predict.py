@@ -137,6 +137,28 @@ def test_untimed_kernels_are_estimated_from_timed_ones_of_their_operator():
         kernel_seconds({last: 1}, specs, {}, {})
 
 
+def test_a_fit_of_bytes_and_macs_that_grow_together_is_left_to_a_wider_group():
+    # batched products whose MACs are bytes to a fixed power: least squares may split the time between
+    # the two in any proportion, and with noise picks powers that cancel on them and explode elsewhere
+    import random
+
+    rng = random.Random(1)
+    keys = [f'["aten.bmm.default",{k}]' for k in range(10)]
+    specs = {k: KernelSpec(k, "attention", int(4000 * 2 ** i) ** 2, 100, 4000 * 2 ** i) for i, k in enumerate(keys)}
+    timed = {k: 1e-9 * s.bytes * rng.uniform(0.8, 1.25) for k, s in specs.items()}
+    others = {f'["aten.mul.Tensor",{k}]': spec(f'["aten.mul.Tensor",{k}]', kind="attention", b=1000 * 3 ** k)
+              for k in range(5)}
+    specs.update(others)
+    timed.update({k: s.bytes * 1e-9 for k, s in others.items()})
+    fits = kernel_fits(timed, specs)
+    assert all(predictor.POWER_BOUNDS[0] <= p <= predictor.POWER_BOUNDS[1]
+               for f in fits.values() for p in f.coefficients[1:])
+    far = '["aten.bmm.default","far"]'  # far beyond the timed ones: an estimate, and a finite one
+    total, _ = kernel_seconds({far: 1}, {**specs, far: KernelSpec(far, "attention", 10 ** 15, 100, 10 ** 9)}, timed,
+                              fits)
+    assert 0 < total <= 3600
+
+
 def test_measured_targets_are_predicted_without_themselves():
     from dnnbench.analysis.data import Measured
     from dnnbench.setup import Setup

@@ -202,10 +202,15 @@ class KindFit:
 
     def __call__(self, bytes_: float, macs: float) -> float:
         a, b, c = self.coefficients
-        return math.exp(a + b * math.log(max(bytes_, 1.0)) + c * math.log1p(max(macs, 0.0)))
+        return math.exp(min(a + b * math.log(max(bytes_, 1.0)) + c * math.log1p(max(macs, 0.0)), _LOG_HOUR))
 
 
 MIN_KIND_POINTS = 4
+# a fit whose power of bytes or MACs lies outside these is not a law of kernel time but of its few
+# points: bytes and MACs that grow together (the batched products of one attention model) give powers
+# of +-500,000 that cancel on them and explode elsewhere. Its group is left to a wider one.
+POWER_BOUNDS = (-1.0, 3.0)
+_LOG_HOUR = math.log(3600.0)  # no estimate beyond an hour a kernel, whatever the fit
 
 
 def _groups(spec, by_op: bool = True) -> tuple[str, ...]:
@@ -223,7 +228,7 @@ def kernel_fits(timed: dict[str, float], specs: dict) -> dict[str, KindFit]:
     """Fits of kernel time from its bytes and MACs, by operator and kind (``op:NAME:KIND``: a depthwise
     convolution is not a dense one), by operator (``op:NAME``), by kind (``kind:KIND``) and over all
     kernels (``all``), from ``timed`` {key: seconds} and ``specs`` {key: KernelSpec}, for the
-    groups with at least MIN_KIND_POINTS timed kernels."""
+    groups with at least MIN_KIND_POINTS timed kernels whose powers lie within POWER_BOUNDS."""
     groups: dict[str, list] = {}
     for key, seconds in timed.items():
         spec = specs.get(key)
@@ -241,7 +246,8 @@ def kernel_fits(timed: dict[str, float], specs: dict) -> dict[str, KindFit]:
             x = x[:, :2]
         coef, *_ = np.linalg.lstsq(x, y, rcond=None)
         coef = tuple(float(c) for c in coef) + (0.0,) * (3 - len(coef))
-        fits[group] = KindFit(coef, len(rows))
+        if all(POWER_BOUNDS[0] <= power <= POWER_BOUNDS[1] for power in coef[1:]):
+            fits[group] = KindFit(coef, len(rows))
     return fits
 
 
