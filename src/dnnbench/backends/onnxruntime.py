@@ -59,11 +59,7 @@ class OnnxRuntime(Backend):
         """The step of a session on the ONNX file at ``path``."""
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # the calling thread is one of them
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options = session_options(threads)
         if is_cuda(device):
             index = torch.device(device).index or 0
             session = ort.InferenceSession(str(path), options, providers=[
@@ -78,6 +74,18 @@ class OnnxRuntime(Backend):
 
         forward.shipped = onnx_files(path)
         return forward
+
+
+def session_options(threads: int):
+    """How this backend sets up a session: ``threads`` intra-op threads, sequential, every graph optimisation."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # the calling thread is one of them
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
 
 
 def _cuda_step(session, index: int):

@@ -50,13 +50,11 @@ def replay(key: str, threads: int):
     ValueError for a kernel it does not run as one (see `runs`)."""
     import onnxruntime as ort
 
+    from .onnxruntime import session_options  # as the backend runs a model
+
     model, feeds = _graph(eager_key(key))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # as backends.onnxruntime runs a model
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
+                                   providers=["CPUExecutionProvider"])
     return lambda: session.run(None, feeds)
 
 
