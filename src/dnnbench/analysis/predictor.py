@@ -468,6 +468,27 @@ def _calibration_points(calibrating: list, profiles: dict, timed: dict | None, f
     return points, measured
 
 
+def _best_source(sources: list, specs: dict, points_of) -> tuple:
+    """Of ``sources`` [(method, kernel seconds by key or None, ``only`` or None)], the one whose
+    calibration has the smallest median leave-one-out error: (calibration, seconds, their fits, only,
+    points, what ``points_of(seconds, fits, only)`` gave beside its points). A source that cannot be
+    calibrated is passed over; ValueError (the last one's) when none can."""
+    best, problem = None, None
+    for asked, times, only in sources:
+        fits = kernel_fits(times, specs) if times is not None else None
+        try:
+            points, extra = points_of(times, fits, only)
+            calibration = best_calibration(points, asked, times is not None)
+        except ValueError as exc:
+            problem = exc
+            continue
+        if best is None or calibration.median_abs_error < best[0].median_abs_error:
+            best = (calibration, times, fits, only, points, extra)
+    if best is None:
+        raise problem
+    return best
+
+
 def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict | None, batch: int, method: str,
                    targets: list[tuple[str, int]], inside: dict | None = None, runtime: dict | None = None,
                    runs=None) -> dict:
@@ -478,9 +499,8 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
     seconds alone by key; ``inside``: the same corrected to their times inside a model (`inside_models`),
     which the inside method sums; ``runtime``: the seconds of the kernels the setup's runtime runs as
     one (``runs(key)``), timed in it, which the runtime method sums. AUTO weighs those given against
-    the others. A target that was
-    measured is predicted without itself (its leave-one-out prediction). ValueError when the calibration
-    cannot be made."""
+    the others; one of them that cannot be calibrated is passed over. A target that was measured is
+    predicted without itself (its leave-one-out prediction). ValueError when no calibration can be made."""
     names = [m.model for m in calibrating]
     lost = [(m.model, failed[k]) for m in calibrating if (k := (m.model, m.input_size, batch)) in failed]
     apart = {"inside": (inside, None), "runtime": (runtime, runs)}
@@ -489,17 +509,15 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
     else:
         sources = [(method, timed, None)] + [(m, times, only) for m, (times, only) in apart.items()
                                              if method == AUTO and times is not None]
-    best = None
-    for asked, times, only in sources:
-        fits = kernel_fits(times, specs_of(profiles.values())) if times is not None else None
+
+    def points_of(times, fits, only):
         points, measured = _calibration_points(calibrating, profiles, times, fits, batch, names, only)
         if lost and len(points) < MIN_POINTS:
             raise ValueError(f"{len(lost)} of the {len(calibrating)} measured models could not be profiled "
                              f"({lost[0][0]}: {lost[0][1]})")
-        calibration = best_calibration(points, asked, times is not None)
-        if best is None or calibration.median_abs_error < best[0].median_abs_error:
-            best = (calibration, times, fits, points, measured, only)
-    calibration, timed, fits, points, measured, only = best
+        return points, measured
+
+    calibration, timed, fits, only, points, measured = _best_source(sources, specs_of(profiles.values()), points_of)
     method = calibration.method
     rows = []
     for name, size in targets:
@@ -545,9 +563,8 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: d
     sources = [(AUTO if profiled else "ops", timed if profiled and timed else None, None)]
     if profiled and runtime:
         sources.append(("runtime", runtime, runs))
-    best = None
-    for asked, times, only in sources:
-        fits = kernel_fits(times, specs_of(profiles.values())) if times else None
+
+    def points_of(times, fits, only):
         points, cells = [], []
         for m in calibrating:
             if not profiled:
@@ -555,19 +572,15 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: d
                     continue
                 found = {"macs": float(m.macs) * batch}
             else:
-                found = features(profiles[(m.model, m.input_size, batch)], times if fits is not None else None, fits,
-                                 only)
+                found = features(profiles[(m.model, m.input_size, batch)], times, fits, only)
             points.append(Point(_label(m.model, m.input_size, names), found, float(m.ok[batch]["latency_median_s"])))
             cells.append((m, m.ok[batch]))
-        try:
-            calibration = best_calibration(points, asked, fits is not None)
-        except ValueError:
-            continue
-        if best is None or calibration.median_abs_error < best[0].median_abs_error:
-            best = (calibration, points, cells, times, fits, only)
-    if best is None:
+        return points, cells
+
+    try:
+        calibration, times, fits, only, points, cells = _best_source(sources, specs_of(profiles.values()), points_of)
+    except ValueError:
         return None
-    calibration, points, cells, times, fits, only = best
     method = calibration.method
     measured = [(m, cell, p.latency_s * (1 + calibration.loo_errors[p.label]))
                 for (m, cell), p in zip(cells, points, strict=True)]
@@ -578,7 +591,7 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: d
             if b != batch or (name, size) in done:
                 continue
             try:
-                found = features(profile, times if fits is not None else None, fits, only)
+                found = features(profile, times, fits, only)
             except ValueError:  # a kernel no timed one can estimate
                 continue
             found["params"] = profile.get("weights_bytes", 0) / 4
