@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from dnnbench.analysis import predictor  # noqa: E402
-from dnnbench.backends import ort_kernels  # noqa: E402
+from dnnbench.backends import runtime_kernels  # noqa: E402
 from dnnbench.analysis.data import load  # noqa: E402
 from dnnbench.measure.profile import replayable  # noqa: E402
 from dnnbench.profiling import in_model, kernel_times, profiles  # noqa: E402
@@ -153,12 +153,14 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
     cal_only = {k: v for k, v in timed.items() if k in cal_keys}
     cal_corrected = {k: v for k, v in corrected.items() if k in cal_keys}
     runtime = cal_runtime = None
-    if setup.backend == "onnxruntime" and setup.precision == "fp32":  # its own kernels, timed in it
+    prefix = runtime_kernels.prefix(setup)
+    if prefix:  # the runtime's own kernels, timed in it
         start = time.perf_counter()
-        rt_rows = kernel_times(sorted(ort_kernels.runtime_key(k) for k in keys if ort_kernels.runs(k)), setup, store)
-        runtime = {k: r["seconds"] for k, r in ort_kernels.by_eager_key(rt_rows).items() if r["seconds"]}
+        rt_rows = kernel_times([runtime_kernels.runtime_key(k, prefix) for k in sorted(keys) if runtime_kernels.runs(k)],
+                               setup, store)
+        runtime = {k: r["seconds"] for k, r in runtime_kernels.by_eager_key(rt_rows, prefix).items() if r["seconds"]}
         cal_runtime = {k: v for k, v in runtime.items() if k in cal_keys}
-        print(f"onnxruntime's own kernels: {sum(ort_kernels.runs(k) for k in keys)} of the {len(keys)} kernels, "
+        print(f"{setup.backend}'s own kernels: {sum(runtime_kernels.runs(k) for k in keys)} of the {len(keys)} kernels, "
               f"{len(runtime)} timed in {time.perf_counter() - start:.0f} s (0 when stored)\n")
     cases = [("ops (line in MACs)", "ops", None, None, None), ("features", "features", None, None, None),
              ("auto (of kernels, inside, runtime, features, ops: the smallest leave-one-out error)", "auto", timed,
@@ -168,13 +170,13 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
              ("kernels-estimated (calibration's kernels only)", "kernels", cal_only, None, None),
              ("inside-estimated (calibration's kernels only, corrected)", "inside", cal_only, cal_corrected, None)]
     if runtime is not None:
-        cases += [("runtime (targets' kernels timed in onnxruntime)", "runtime", None, None, runtime),
+        cases += [(f"runtime (targets' kernels timed in {setup.backend})", "runtime", None, None, runtime),
                   ("runtime-estimated (calibration's kernels only)", "runtime", None, None, cal_runtime)]
     details = {}
     for name, method, table, inside, rt in cases:
         result = predictor.predict_models(calibrating, got, failed, table, batch, method,
                                           [(m.model, m.input_size) for m in targets], inside=inside, runtime=rt,
-                                          runs=ort_kernels.runs)
+                                          runs=runtime_kernels.runs)
         if method == "auto":
             name = f"{name}: chose {result['calibration'].method}"
         predicted = [r["latency_s"] for r in result["rows"]]

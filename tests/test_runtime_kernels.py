@@ -1,5 +1,6 @@
-"""ONNX Runtime's own kernels (`backends.ort_kernels`): each built from an eager kernel's key, run as the
-runtime runs a model, timed once per setup, and summed by `predict --method runtime`."""
+"""A runtime's own kernels (`backends.runtime_kernels`): each built from an eager kernel's key, run as
+the runtime runs a model (ONNX Runtime fp32, OpenVINO fp32 and int8), timed once per setup, and summed
+by `predict --method runtime`."""
 
 import json
 import sqlite3
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 import dnnbench
-from dnnbench.backends import ort_kernels
+from dnnbench.backends import runtime_kernels as rk
 from dnnbench.errors import UserError
 from dnnbench.measure.kernels import profile, replay
 from dnnbench.store import Store
@@ -19,20 +20,21 @@ CALIBRATION = {"squeezenet1_1": 2e-3, "mobilenet_v3_small": 1.5e-3, "shufflenet_
                "mnasnet0_5": 1.6e-3}
 
 
-def test_each_runtime_kernel_computes_what_the_eager_kernel_computes_in_shape():
+@pytest.mark.parametrize("prefix", sorted(rk.RUNTIMES.values()))
+def test_each_runtime_kernel_computes_what_the_eager_kernel_computes_in_shape(prefix):
     seen = set()
     for name, size in (("resnet18", SIZE), ("mobilenet_v3_small", SIZE), ("swin_t", 224),
                        ("timm/deit_tiny_patch16_224", 224)):
         entry = get(name)
         found = profile(entry.build("meta"), torch.empty(1, 3, size, size, device="meta"))
         for key in found.calls:
-            if not ort_kernels.runs(key):
+            if not rk.runs(key):
                 continue
             op = json.loads(key)[0]
             if op in seen:
                 continue
             seen.add(op)
-            runtime = ort_kernels.replay(ort_kernels.runtime_key(key), threads=1)()[0]
+            runtime = rk.replay(rk.runtime_key(key, prefix), threads=1)()
             eager = replay(key)()
             eager = eager[0] if isinstance(eager, (tuple, list)) else eager
             assert tuple(runtime.shape) == tuple(eager.shape), op
@@ -52,26 +54,71 @@ def test_what_the_runtime_fuses_away_is_not_one_of_its_kernels():
             transposed = key
         else:
             nn_key = key
-            assert not ort_kernels.runs(key), op  # the normalisation and the activation
-    assert transposed is not None and nn_key is not None and not ort_kernels.runs(transposed)
-    with pytest.raises(ValueError, match="not a kernel onnxruntime runs as one"):
-        ort_kernels.replay(ort_kernels.runtime_key(transposed), 1)
+            assert not rk.runs(key), op  # the normalisation and the activation
+    assert transposed is not None and nn_key is not None and not rk.runs(transposed)
+    for prefix in rk.RUNTIMES.values():
+        with pytest.raises(ValueError, match="not a kernel a runtime runs as one"):
+            rk.replay(rk.runtime_key(transposed, prefix), 1)
 
 
-def database(path, backend="onnxruntime"):
+def _conv_key(channels: int, size: int, groups: int = 1, in_channels: int | None = None) -> str:
+    x = {"T": [1, in_channels or channels, size, size]}
+    return json.dumps(["aten.convolution.default", [x, {"T": [channels, channels // groups, 3, 3]}, None, [1, 1],
+                                                    [1, 1], [1, 1], False, [0, 0], groups], {}])
+
+
+def test_an_openvino_int8_kernel_runs_in_int8_and_computes_what_fp32_computes():
+    import numpy as np
+
+    from dnnbench.backends.runtime_kernels import _graph, _openvino
+
+    key = _conv_key(32, 16)
+    out = {}
+    for runtime in ("openvino", "openvino-int8"):
+        request, inputs = _openvino(*_graph(key, quantized=runtime == "openvino-int8"), runtime, 1)
+        out[runtime] = request.infer(inputs)[0]
+        types = {p.exec_type for p in request.get_profiling_info() if p.node_type == "Convolution"}
+        assert any(("I8" in t or "i8" in t or "u8" in t) for t in types) == (runtime == "openvino-int8"), types
+    error = np.linalg.norm(out["openvino-int8"] - out["openvino"]) / np.linalg.norm(out["openvino"])
+    assert error < 0.05  # quantized inputs and weights, the same convolution
+
+
+def test_openvino_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed_again_when_asked_again():
+    keys = [rk.runtime_key(_conv_key(c, 14), "openvino|") for c in (8, 16, 32)]
+    keys.append(rk.runtime_key(_conv_key(16, 14, groups=16), "openvino-int8|"))  # another runtime: its own group
+    timer = rk.Timer(keys, threads=1)
+    assert timer.group_of[keys[0]] == keys[:3] and timer.group_of[keys[3]] == keys[3:]
+    first = timer.time(keys[0])
+    assert set(timer.ready) == set(keys[1:3])  # timed with it, kept for their asking
+    assert all(timer.time(k)[0] > 0 for k in keys[1:]) and not timer.ready
+    again = timer.time(keys[0])
+    assert first[0] > 0 and again[0] > 0 and first[1] >= 20 and set(timer.ready) == set(keys[1:3])
+
+
+def test_a_kernel_openvino_cannot_build_fails_alone_and_its_group_is_timed_without_it():
+    bad = rk.runtime_key(_conv_key(8, 14, in_channels=5), "openvino|")  # 5 channels into a 8-channel weight
+    good = [rk.runtime_key(_conv_key(c, 14), "openvino|") for c in (8, 16)]
+    timer = rk.Timer([good[0], bad, good[1]], threads=1)
+    assert timer.time(good[0])[0] > 0
+    with pytest.raises(Exception):  # noqa: B017 - whatever OpenVINO raises, for this kernel only
+        timer.time(bad)
+    assert timer.time(good[1])[0] > 0
+
+
+def database(path, backend="onnxruntime", precision="fp32"):
     with Store(path) as store:
         run = store.start_run(["run"], {}, {"cpu_model": "test CPU"})
         for name, latency in CALIBRATION.items():
             store.put_cell(run, {"model": name, "input_size": SIZE, "machine": "m1", "device": "cpu",
-                                 "backend": backend, "precision": "fp32", "threads": 1, "batch_size": 1,
+                                 "backend": backend, "precision": precision, "threads": 1, "batch_size": 1,
                                  "status": "ok", "latency_median_s": latency, "images_per_s": 1 / latency,
                                  "time_per_image_s": latency})
     return path
 
 
-def runtime_rows(db):
+def runtime_rows(db, prefix="onnxruntime|"):
     with sqlite3.connect(db) as con:
-        return con.execute("SELECT kernel, seconds FROM kernels WHERE kernel LIKE 'onnxruntime|%'").fetchall()
+        return con.execute("SELECT kernel, seconds FROM kernels WHERE kernel LIKE ?", (prefix + "%",)).fetchall()
 
 
 def test_the_runtime_method_times_the_runtime_s_kernels_once_and_sums_them(tmp_path):
@@ -83,7 +130,7 @@ def test_the_runtime_method_times_the_runtime_s_kernels_once_and_sums_them(tmp_p
     assert row["method"] == "runtime" and row["low_s"] <= row["latency_s"] <= row["high_s"] and "busy" in row
     timed = runtime_rows(db)
     assert len(timed) > 20 and all(s > 0 for _, s in timed)
-    assert all(ort_kernels.runs(ort_kernels.eager_key(k)) for k, _ in timed)
+    assert all(rk.runs(rk.eager_key(k)) for k, _ in timed)
     again = res.predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="runtime", progress=False,
                         on_busy="measure")
     assert runtime_rows(db) == timed and again.to_dicts() == first.to_dicts()  # kept: nothing timed anew
@@ -92,7 +139,19 @@ def test_the_runtime_method_times_the_runtime_s_kernels_once_and_sums_them(tmp_p
     assert auto[0]["method"] in ("kernels", "inside", "runtime", "features", "ops")
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_runtime_method_on_openvino_times_its_kernels_in_its_precision(tmp_path, precision):
+    db = database(tmp_path / "v.db", backend="openvino", precision=precision)
+    row = dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="runtime", progress=False,
+                                    on_busy="measure")[0]
+    assert row["method"] == "runtime" and row["low_s"] <= row["latency_s"] <= row["high_s"]
+    prefix = rk.RUNTIMES[("openvino", precision)]
+    timed = runtime_rows(db, prefix)
+    assert len(timed) > 20 and all(s > 0 for _, s in timed) and not runtime_rows(db, "onnxruntime|")
+    assert all(k.startswith(prefix) and rk.runs(rk.eager_key(k)) for k, _ in timed)
+
+
 def test_the_runtime_method_on_another_runtime_says_what_to_use(tmp_path):
     db = database(tmp_path / "e.db", backend="eager")
-    with pytest.raises(UserError, match="--method runtime times ONNX Runtime's kernels.*use --method auto"):
+    with pytest.raises(UserError, match="--method runtime times a runtime's own kernels.*use --method auto"):
         dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="runtime", progress=False)

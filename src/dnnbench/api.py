@@ -1230,8 +1230,8 @@ class Results:
         poorly summed by eager kernels), ``kernels`` (its kernels timed on this machine, summed: the
         kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of the registry
         estimated from the timed ones), ``inside`` (kernels, each corrected to its time inside a model
-        from real passes of the calibration models), ``runtime`` (onnxruntime fp32 only: the kernels
-        ONNX Runtime runs as one, each timed in it, summed), ``features`` (operations by kind,
+        from real passes of the calibration models), ``runtime`` (onnxruntime fp32, openvino fp32 and
+        int8: the kernels the runtime runs as one, each timed in it, summed), ``features`` (operations by kind,
         activations, kernel calls) or ``ops`` (the line in operations). Profiles, kernel times and
         passes are added to the database (nothing measured is changed), so asking again is fast. ``time_targets``: time the kernels of ``models``
         and ``zoo`` (default), or estimate them as the rest of the registry's. ``on_busy``: while kernels are

@@ -46,7 +46,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "runtime": ("one", "kernel_s", "kernels"),
 }
 # the methods that sum kernels timed on this machine; ``inside`` corrects each to its time inside a model;
-# ``runtime`` sums the kernels the setup's runtime runs, timed in it (`backends.ort_kernels`)
+# ``runtime`` sums the kernels the setup's runtime runs, timed in it (`backends.runtime_kernels`)
 TIMED_METHODS = ("kernels", "inside", "runtime")
 # ``auto``: of these, the one whose leave-one-out error on the calibration is smallest. A runtime that
 # fuses what eager runs apart (ONNX Runtime, OpenVINO) is poorly summed by eager kernels, and its own

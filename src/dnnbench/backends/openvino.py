@@ -21,7 +21,7 @@ CAPABILITY = {"bf16": ("BF16", cpu.BF16), "fp16": ("FP16", cpu.FP16)}
 
 
 @functools.cache
-def _core():
+def core():
     import openvino as ov
 
     return ov.Core()
@@ -42,7 +42,7 @@ class OpenVino(Backend):
             # OpenVINO does not emulate: without native support it runs fp32 under a bf16 / f16 hint
             # silently (2026.4 on an AVX2 CPU reported f32 for both)
             name, flags = CAPABILITY[precision]
-            if name not in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            if name not in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
                 raise self.refuse(precision, device, f"OpenVINO runs {precision} only natively, and "
                                   f"{cpu.lacks(flags)}")
         if precision == "int8":
@@ -53,11 +53,10 @@ class OpenVino(Backend):
         return None
 
     def _prepare(self, model, example, precision, device, threads, folder):
-        graph = _core().read_model(str(export_onnx(model, example, folder / "model.onnx", EXTRA)))
+        graph = core().read_model(str(export_onnx(model, example, folder / "model.onnx", EXTRA)))
         if precision == "int8":
             graph = quantize_nncf(graph, example)
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                  "INFERENCE_PRECISION_HINT": HINTS[precision]}
+        config = compile_config(precision, threads)
 
         def build(shape):
             return _compiled(graph, shape, config)
@@ -73,15 +72,20 @@ class OpenVino(Backend):
 
     def restart(self, files, shape, precision, device, threads, cache, architecture):
         # OpenVINO's model cache in ``cache``: the compiled blob written at the first start, read at the next
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                  "INFERENCE_PRECISION_HINT": HINTS[precision], "CACHE_DIR": str(cache)}
-        return _compiled(_core().read_model(str(files[0])), shape, config)
+        return _compiled(core().read_model(str(files[0])), shape,
+                         {**compile_config(precision, threads), "CACHE_DIR": str(cache)})
+
+
+def compile_config(precision: str, threads: int) -> dict:
+    """How this backend compiles a graph for the CPU: the LATENCY hint, ``threads``, the precision hint."""
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": HINTS[precision]}
 
 
 def _compiled(graph, shape, config: dict):
     """The step of ``graph`` compiled for ``shape``: static shapes are what OpenVINO runs fastest."""
     graph.reshape(list(shape))
-    request = _core().compile_model(graph, "CPU", config).create_infer_request()
+    request = core().compile_model(graph, "CPU", config).create_infer_request()
 
     def step(x):
         request.infer({0: x.detach().cpu().numpy()}, share_inputs=True)

@@ -15,7 +15,7 @@ import contextlib
 import os
 import time
 
-from ..backends import ort_kernels
+from ..backends import runtime_kernels
 from ..errors import UserError
 from ..launch import IMPORT_LIMIT_S, Job, Launcher
 from ..measure.device import DTYPE_NAMES
@@ -354,18 +354,19 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
                                           and _passes_affordable(store, calibrating, setup, batch, say))):
         corrected, inside_busy = _inside_times(store, got, calibrating, setup, batch, timed, on_busy, steps, say)
     runtime = runtime_rows = None
-    if method == "runtime" or (timing and method == predictor.AUTO and _runtime_kernels(setup)):
-        if not _runtime_kernels(setup):
-            raise UserError(f"--method runtime times ONNX Runtime's kernels, on the CPU in fp32: this setup is "
-                            f"{setup.backend} {setup.precision} on {setup.device}; use --method auto")
+    prefix = runtime_kernels.prefix(setup)
+    if method == "runtime" or (timing and method == predictor.AUTO and prefix):
+        if not prefix:
+            raise UserError(f"--method runtime times a runtime's own kernels ({runtime_kernels.described()}): "
+                            f"this setup is {setup.backend} {setup.precision} on {setup.device}; use --method auto")
         runtime_rows = _time_kernels(store, got, calibrating + (named if time_named else []), setup, batch, on_busy,
-                                     steps, say, runtime=True)
-        runtime_rows = ort_kernels.by_eager_key(runtime_rows)
+                                     steps, say, runtime=prefix)
+        runtime_rows = runtime_kernels.by_eager_key(runtime_rows, prefix)
         runtime = {k: r["seconds"] for k, r in runtime_rows.items() if r["seconds"]}
     try:
         result = predictor.predict_models(calibrating, got, failed, timed, batch, method,
                                           [(e.name, e.input_size) for e in entries], inside=corrected,
-                                          runtime=runtime, runs=ort_kernels.runs)
+                                          runtime=runtime, runs=runtime_kernels.runs)
     except ValueError as exc:
         raise UserError(f"cannot calibrate on the models measured at batch size {batch}: {exc}") from exc
     chosen = result["calibration"].method
@@ -374,11 +375,6 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
     elif rows is not None and chosen in predictor.TIMED_METHODS:
         _mark_busy(result["rows"], calibrating, got, rows, batch, inside_busy and chosen == "inside")
     return result
-
-
-def _runtime_kernels(setup) -> bool:
-    """Whether the setup's runtime has its own kernels timed (`backends.ort_kernels`): ONNX Runtime, fp32, CPU."""
-    return setup.backend == "onnxruntime" and setup.precision == "fp32" and setup.device == "cpu"
 
 
 # auto weighs inside where the calibration models' passes not yet stored take at most this long (they
@@ -404,18 +400,18 @@ def _passes_affordable(store, calibrating: list, setup, batch: int, say) -> bool
 
 
 def _time_kernels(store, got: dict, models: list, setup, batch: int, on_busy: str, steps, say,
-                  runtime: bool = False) -> dict:
-    """`kernel_times` of every replayable kernel of ``models``' profiles; with ``runtime``, of those ONNX
-    Runtime runs as one, timed in it (their keys prefixed, `backends.ort_kernels`)."""
+                  runtime: str | None = None) -> dict:
+    """`kernel_times` of every replayable kernel of ``models``' profiles; with ``runtime`` (a prefix of
+    `backends.runtime_kernels`), of those the setup's runtime runs as one, timed in it (keys prefixed)."""
     from ..measure.profile import replayable
 
     profiled = [got[k] for k in (_key(m, batch) for m in models) if k in got]
     keys = [k for p in profiled for k in p["calls"] if replayable(k)]
     work = {k: [spec[1], spec[3]] for p in profiled for k, spec in p["specs"].items()}
     if runtime:
-        keys = [ort_kernels.runtime_key(k) for k in keys if ort_kernels.runs(k)]
-        work = {ort_kernels.runtime_key(k): w for k, w in work.items()}
-    with steps("time onnxruntime's kernels" if runtime else "time kernels", "kernel") as step:
+        keys = [runtime_kernels.runtime_key(k, runtime) for k in keys if runtime_kernels.runs(k)]
+        work = {runtime_kernels.runtime_key(k, runtime): w for k, w in work.items()}
+    with steps(f"time {setup.backend}'s kernels" if runtime else "time kernels", "kernel") as step:
         return kernel_times(keys, setup, store, progress=step, work=work, busy={"on_busy": on_busy}, on_wait=say)
 
 

@@ -214,7 +214,7 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     """`analysis.predictor.for_report` on what `dnnbench predict` stored (profiles, kernel times), with the
     published top-1 of each predicted model."""
     from ..analysis.predictor import for_report
-    from ..backends import ort_kernels
+    from ..backends import runtime_kernels
     from ..profiling import DTYPES, versions
     from ..zoo import get, published_accuracy
 
@@ -225,10 +225,11 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     # a kernel timed while others disturbed the machine is not used: estimated from the others instead
     busy = {k for k, r in rows.items() if r["seconds"] and (r.get("contention") or 0) > DISTURBED_SHARE}
     timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"] and k not in busy}
-    # onnxruntime's own kernels, where `predict` timed them (`backends.ort_kernels`)
-    runtime = {k: r["seconds"] for k, r in ort_kernels.by_eager_key(rows).items()
-               if r["seconds"] and ort_kernels.runtime_key(k) not in busy}
-    found = for_report(models, profiles, timed, batch, runtime, ort_kernels.runs)
+    # the runtime's own kernels, where `predict` timed them (`backends.runtime_kernels`)
+    prefix = runtime_kernels.prefix(setup)
+    runtime = {k: r["seconds"] for k, r in runtime_kernels.by_eager_key(rows, prefix).items()
+               if r["seconds"] and prefix + k not in busy} if prefix else None
+    found = for_report(models, profiles, timed, batch, runtime, runtime_kernels.runs)
     if found is None:
         return None
     found["busy_kernels"] = len(busy)

@@ -125,18 +125,19 @@ def _time(spec: dict, emit) -> None:
     """Time each kernel of ``spec["time"]`` (see the module)."""
     import torch
 
-    from ..backends import ort_kernels
+    from ..backends import runtime_kernels
     from ..measure.kernels import replay, time_call
 
     dtype, threads = getattr(torch, spec.get("dtype", "float32")), torch.get_num_threads()
     work = spec.get("work") or {}
+    runtime = runtime_kernels.Timer(spec["time"], threads, work)  # a runtime's own kernels
     watch = _watch(spec.get("busy") or {}, threads, emit)
 
     def one(key: str) -> tuple:
         emit("start", key=key)
         try:
-            if key.startswith(ort_kernels.PREFIX):  # as ONNX Runtime runs it
-                return (*time_call(ort_kernels.replay(key, threads)), None)
+            if runtime_kernels.is_runtime(key):  # as its runtime runs it
+                return (*runtime.time(key), None)
             return (*time_call(replay(key, dtype)), None)
         except (Exception, SystemExit) as exc:
             return None, 0, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

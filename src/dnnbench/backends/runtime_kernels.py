@@ -1,0 +1,292 @@
+"""A runtime's own kernels, timed one by one: the nn-Meter step for a runtime that fuses.
+
+ONNX Runtime and OpenVINO fold normalisations into convolutions and fuse activations and residual
+additions into them, so eager kernels summed predict them poorly (on ONNX Runtime their sum ran 1.4x
+to 8x its time, differently by model). What such a runtime runs as one kernel is timed here as one
+kernel: each convolution, matrix product, batched product, softmax, layer norm and fused attention of
+a profile (`measure.kernels`) becomes a graph of that one operator, built from the kernel's key
+(shapes and arguments) and run as the backend runs a model (its threads, its graph optimisations; for
+OpenVINO int8, with the activations and weights of convolutions and linear layers quantized as NNCF
+quantizes them). What the runtime folds or fuses away (normalisations after a convolution,
+activations, element-wise additions) is not timed. A runtime kernel's key is the eager key prefixed
+with the runtime's name (``onnxruntime|``, ``openvino|``, ``openvino-int8|``).
+
+OpenVINO's kernels are timed by its own counters, the kernel's nodes only: a one-operator graph pays
+layout reorders at its input and output that a chain of layers in a model pays once (on a depthwise
+convolution, 3x the convolution's own time).
+"""
+
+from __future__ import annotations
+
+import json
+
+_CONV = "aten.convolution.default"
+_OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "aten._softmax.default",
+        "aten._safe_softmax.default", "aten.native_layer_norm.default",
+        "aten._scaled_dot_product_flash_attention_for_cpu.default"}
+_QUANTIZED = {_CONV, "aten.addmm.default", "aten.mm.default"}  # what NNCF quantizes (its weighted layers)
+_OPSET = 17
+# (backend, precision) -> the prefix of its kernels' keys, on the CPU
+RUNTIMES = {("onnxruntime", "fp32"): "onnxruntime|", ("openvino", "fp32"): "openvino|",
+            ("openvino", "int8"): "openvino-int8|"}
+# what OpenVINO runs around a kernel in a one-operator graph that a model runs once or fuses into the
+# layer before: layout reorders, the graph's ends, the quantization of the input (a post-op in a model)
+_AROUND = {"Parameter", "Result", "Reorder", "Subgraph", "FakeQuantize"}
+
+
+def prefix(setup) -> str | None:
+    """The prefix of the keys of ``setup``'s runtime kernels, or None where its runtime's are not timed."""
+    return RUNTIMES.get((setup.backend, setup.precision)) if setup.device == "cpu" else None
+
+
+def described() -> str:
+    """The setups whose runtimes' kernels are timed, in words."""
+    return "ONNX Runtime fp32, OpenVINO fp32 or int8, on the CPU"
+
+
+def runs(key: str) -> bool:
+    """Whether ``key`` (an eager kernel's) is a kernel the runtimes run as one, and is timed here."""
+    name, args, _ = json.loads(key)
+    if name not in _OPS or isinstance(args, str):
+        return False
+    if name == _CONV:  # 2-d, not transposed
+        return len(args[0]["T"]) == 4 and not args[6]
+    return True
+
+
+def runtime_key(key: str, prefix: str) -> str:
+    return prefix + key
+
+
+def is_runtime(key: str) -> bool:
+    return key.split("|", 1)[0] + "|" in RUNTIMES.values()
+
+
+def eager_key(key: str) -> str:
+    return key.split("|", 1)[1] if is_runtime(key) else key
+
+
+def by_eager_key(rows: dict, prefix: str) -> dict:
+    """The runtime kernels of ``rows`` (a kernel table: {key: row}) that ``prefix`` names, by their eager keys."""
+    return {k.removeprefix(prefix): row for k, row in rows.items() if k.startswith(prefix)}
+
+
+def replay(key: str, threads: int):
+    """A call of the eager kernel ``key`` as its runtime runs it, alone: a function of no arguments that
+    gives the kernel's output (an array). ValueError for a kernel it does not run as one (`runs`)."""
+    runtime = key.split("|", 1)[0]
+    model, feeds = _graph(eager_key(key), quantized=runtime == "openvino-int8")
+    if runtime == "onnxruntime":
+        return _onnxruntime(model, feeds, threads)
+    request, inputs = _openvino(model, feeds, runtime, threads)
+    return lambda: request.infer(inputs, share_inputs=True)[0]
+
+
+# OpenVINO's kernels are compiled and timed in groups (independent branches of one graph, run one after
+# another, each timed by the counters): compiling costs 0.1 to 0.3 s a graph, timing a kernel far less
+GROUP_KERNELS = 32
+GROUP_BYTES = 1 << 29  # of the group's kernels' traffic (`work`): their inputs, outputs and weights
+
+
+class Timer:
+    """Times runtime kernels (keys prefixed, `RUNTIMES`): ``time(key)`` -> (seconds of one call, calls).
+    ONNX Runtime's alone, each in its session (`measure.kernels.time_call`'s median); OpenVINO's in
+    groups of the ``keys`` given, in order (``work``: {key: [MACs, bytes]}), by its counters, each the
+    kernel's own nodes only (`_middle_mean`): a group is timed when one of its kernels is asked for,
+    and its other kernels' times are kept for their asking, once (a kernel asked for again is timed
+    again, with its group)."""
+
+    def __init__(self, keys: list[str], threads: int, work: dict | None = None):
+        self.threads, self.group_of, self.ready, self.compiled = threads, {}, {}, {}
+        group, traffic = [], 0
+        for key in [k for k in keys if k.startswith("openvino")]:
+            nbytes = ((work or {}).get(key) or [0, 0])[1]
+            if group and (len(group) == GROUP_KERNELS or traffic + nbytes > GROUP_BYTES
+                          or key.split("|")[0] != group[0].split("|")[0]):
+                group, traffic = [], 0
+            group.append(key)
+            traffic += nbytes
+            self.group_of[key] = group
+
+    def time(self, key: str) -> tuple[float, int]:
+        from ..measure.kernels import time_call
+
+        if not key.startswith("openvino"):
+            return time_call(replay(key, self.threads))
+        if key in self.ready:
+            return self.ready.pop(key)
+        group = tuple(self.group_of.get(key) or [key])
+        try:
+            found = self._time_group(group)
+        except Exception:  # noqa: BLE001 - one kernel OpenVINO cannot build: the others alone, this one's error raised
+            if len(group) == 1:
+                raise
+            for other in group:
+                self.group_of[other] = [other]
+            return self.time(key)
+        self.ready.update({k: t for k, t in found.items() if k != key})
+        return found[key]
+
+    def _time_group(self, group: tuple) -> dict:
+        from ..measure.kernels import time_call
+
+        if group not in self.compiled:
+            self.compiled = {group: _openvino_group(group, self.threads)}  # one group in memory at a time
+        request, inputs, owner = self.compiled[group]
+        own = []
+
+        def call():
+            request.infer(inputs, share_inputs=True)
+            seconds = [0.0] * len(group)
+            for p in request.get_profiling_info():
+                if p.node_type not in _AROUND and (i := owner(p.node_name)) is not None:
+                    seconds[i] += p.real_time.total_seconds()
+            own.append(seconds)
+
+        _, calls = time_call(call, min_calls=20, min_s=0.2)
+        own = own[1:]  # the warm call is not timed
+        return {key: (_middle_mean([c[i] for c in own]), calls) for i, key in enumerate(group)}
+
+
+COUNTER_S = 1e-6  # OpenVINO's counters count whole microseconds
+
+
+def _middle_mean(times: list[float]) -> float:
+    """The mean of the middle half of ``times``: robust as a median to a preempted call, and finer than
+    the counters' microsecond for a kernel of a few (a kernel below one is given half of one)."""
+    times = sorted(times)
+    middle = times[len(times) // 4: len(times) - len(times) // 4] or times
+    return max(sum(middle) / len(middle), COUNTER_S / 2)
+
+
+def _onnxruntime(model, feeds: dict, threads: int):
+    import onnxruntime as ort
+
+    from .onnxruntime import session_options  # as the backend runs a model
+
+    session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
+                                   providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, feeds)[0]
+
+
+def _openvino(model, feeds: dict, runtime: str, threads: int) -> tuple:
+    """(an infer request of ``model`` compiled as the backend compiles, with its counters on, its inputs)."""
+    import io
+
+    import openvino as ov
+
+    from .openvino import compile_config, core  # as the backend compiles a model
+
+    precision = "int8" if runtime == "openvino-int8" else "fp32"
+    graph = ov.convert_model(io.BytesIO(model.SerializeToString()))
+    config = {**compile_config(precision, threads), "PERF_COUNT": True}
+    return core().compile_model(graph, "CPU", config).create_infer_request(), list(feeds.values())
+
+
+def _openvino_group(keys: tuple, threads: int) -> tuple:
+    """(an infer request of the kernels ``keys`` (one runtime's) as branches of one graph, its inputs,
+    a function from a node's name to the index of the kernel it belongs to, or None)."""
+    from onnx import compose, helper
+
+    runtime = keys[0].split("|", 1)[0]
+    graphs, feeds = [], {}
+    for i, key in enumerate(keys):
+        model, inputs = _graph(eager_key(key), quantized=runtime == "openvino-int8")
+        graphs.append(compose.add_prefix(model, f"k{i}_").graph)
+        feeds.update({f"k{i}_{name}": x for name, x in inputs.items()})
+    merged = helper.make_graph([n for g in graphs for n in g.node], "kernels", [v for g in graphs for v in g.input],
+                               [v for g in graphs for v in g.output], [t for g in graphs for t in g.initializer])
+    model = helper.make_model(merged, opset_imports=[helper.make_opsetid("", _OPSET)])
+    request, inputs = _openvino(model, feeds, runtime, threads)
+
+    def owner(node: str) -> int | None:
+        index = node[1:].split("_", 1)[0] if node.startswith("k") else ""
+        return int(index) if index.isdigit() and int(index) < len(keys) else None
+
+    return request, inputs, owner
+
+
+def _graph(key: str, quantized: bool = False):
+    """(an ONNX model of the one operator of ``key``, its inputs as numpy arrays): activations as
+    inputs, weights as initialisers (so that the session can pack them, as it packs a model's); ``quantized``: a convolution's
+    or linear layer's input and weights quantized (`_quantize`)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not runs(key):
+        raise ValueError(f"{json.loads(key)[0]} is not a kernel a runtime runs as one")
+    name, args, kwargs = json.loads(key)
+    rng = np.random.default_rng(0)
+    inputs, feeds, inits = [], {}, []
+
+    def activation(spec: dict, label: str) -> str:
+        inputs.append(helper.make_tensor_value_info(label, TensorProto.FLOAT, spec["T"]))
+        feeds[label] = rng.standard_normal(spec["T"], dtype=np.float32)
+        return label
+
+    def weight(spec: dict | None, label: str, transpose: bool = False) -> str:
+        if spec is None:
+            return ""
+        shape = spec["T"][::-1] if transpose else spec["T"]
+        inits.append(numpy_helper.from_array(rng.standard_normal(shape, dtype=np.float32) * 0.02, label))
+        return label
+
+    if name == _CONV:
+        x, w, b, stride, pad, dilation, _, _, groups = args[:9]
+        node = [helper.make_node("Conv", [activation(x, "x"), weight(w, "w"), weight(b, "b")], ["y"],
+                                 strides=stride, pads=pad * 2, dilations=dilation, group=int(groups))]
+    elif name == "aten.addmm.default":  # a linear layer: bias + input x weight (the weight's transpose)
+        bias, a, b = args[:3]
+        node = [helper.make_node("Gemm", [activation(a, "a"), weight(b, "w", transpose=True), weight(bias, "c")],
+                                 ["y"], transB=1)]
+    elif name == "aten.mm.default":
+        a, b = args[:2]
+        node = [helper.make_node("Gemm", [activation(a, "a"), weight(b, "w", transpose=True)], ["y"], transB=1)]
+    elif name == "aten.bmm.default":  # a product of two activations (attention)
+        node = [helper.make_node("MatMul", [activation(args[0], "a"), activation(args[1], "b")], ["y"])]
+    elif name in ("aten._softmax.default", "aten._safe_softmax.default"):
+        node = [helper.make_node("Softmax", [activation(args[0], "x")], ["y"], axis=int(args[1]))]
+    elif name == "aten.native_layer_norm.default":
+        x, shape, w, b, eps = args[:5]
+        node = [helper.make_node("LayerNormalization", [activation(x, "x"), weight(w, "w"), weight(b, "b")], ["y"],
+                                 axis=-len(shape), epsilon=float(eps))]
+    else:  # fused attention: Q K^T scaled, softmax, times V, as ONNX Runtime fuses it
+        q, k, v = args[:3]
+        scale = kwargs.get("scale") or 1 / float(q["T"][-1]) ** 0.5
+        inits.append(numpy_helper.from_array(np.array(scale, dtype=np.float32), "scale"))
+        node = [helper.make_node("Transpose", [activation(k, "k")], ["kt"], perm=[0, 1, 3, 2]),
+                helper.make_node("MatMul", [activation(q, "q"), "kt"], ["s"]),
+                helper.make_node("Mul", ["s", "scale"], ["ss"]),
+                helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
+                helper.make_node("MatMul", ["p", activation(v, "v")], ["y"])]
+    if quantized and name in _QUANTIZED:
+        node = _quantize(node[0], inits)
+    for n in node:  # an absent optional input (a bias) is left out, not named "": ONNX Runtime runs another
+        while n.input and not n.input[-1]:  # kernel for an empty name
+            n.input.pop()
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(node, "kernel", inputs, [output], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)]), feeds
+
+
+def _quantize(node, inits: list) -> list:
+    """``node`` (a convolution or a linear layer) with its input and weights quantized and dequantized
+    (QDQ, as OpenVINO reads a quantized model and runs the layer in int8): the input per tensor in u8,
+    the weights per output channel in s8."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    x, w = node.input[0], node.input[1]
+    at = next(i for i, t in enumerate(inits) if t.name == w)
+    weights = numpy_helper.to_array(inits[at])
+    scale = np.abs(weights.reshape(len(weights), -1)).max(axis=1).astype(np.float32) / 127 + 1e-12
+    inits[at] = numpy_helper.from_array(
+        np.clip(np.round(weights / scale.reshape(-1, *[1] * (weights.ndim - 1))), -127, 127).astype(np.int8), w)
+    inits += [numpy_helper.from_array(scale, "w_scale"), numpy_helper.from_array(np.zeros(len(scale), np.int8), "w_zero"),
+              numpy_helper.from_array(np.array(4 / 127, np.float32), "x_scale"),  # inputs drawn from N(0, 1)
+              numpy_helper.from_array(np.array(128, np.uint8), "x_zero")]
+    quantize = [helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], ["xq"]),
+                helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xdq"]),
+                helper.make_node("DequantizeLinear", [w, "w_scale", "w_zero"], ["wdq"], axis=0)]
+    node.input[0], node.input[1] = "xdq", "wdq"
+    return quantize + [node]
