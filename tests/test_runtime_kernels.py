@@ -83,8 +83,9 @@ def test_an_openvino_int8_kernel_runs_in_int8_and_computes_what_fp32_computes():
     assert error < 0.05  # quantized inputs and weights, the same convolution
 
 
-def test_openvino_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed_again_when_asked_again():
-    keys = [rk.runtime_key(_conv_key(c, 14), "openvino|") for c in (8, 16, 32)]
+@pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])
+def test_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed_again_when_asked_again(prefix):
+    keys = [rk.runtime_key(_conv_key(c, 14), prefix) for c in (8, 16, 32)]
     keys.append(rk.runtime_key(_conv_key(16, 14, groups=16), "openvino-int8|"))  # another runtime: its own group
     timer = rk.Timer(keys, threads=1)
     assert timer.group_of[keys[0]] == keys[:3] and timer.group_of[keys[3]] == keys[3:]
@@ -95,12 +96,13 @@ def test_openvino_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed
     assert first[0] > 0 and again[0] > 0 and first[1] >= 20 and set(timer.ready) == set(keys[1:3])
 
 
-def test_a_kernel_openvino_cannot_build_fails_alone_and_its_group_is_timed_without_it():
-    bad = rk.runtime_key(_conv_key(8, 14, in_channels=5), "openvino|")  # 5 channels into a 8-channel weight
-    good = [rk.runtime_key(_conv_key(c, 14), "openvino|") for c in (8, 16)]
+@pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])
+def test_a_kernel_the_runtime_cannot_build_fails_alone_and_its_group_is_timed_without_it(prefix):
+    bad = rk.runtime_key(_conv_key(8, 14, in_channels=5), prefix)  # 5 channels into a 8-channel weight
+    good = [rk.runtime_key(_conv_key(c, 14), prefix) for c in (8, 16)]
     timer = rk.Timer([good[0], bad, good[1]], threads=1)
     assert timer.time(good[0])[0] > 0
-    with pytest.raises(Exception):  # noqa: B017 - whatever OpenVINO raises, for this kernel only
+    with pytest.raises(Exception):  # noqa: B017 - whatever the runtime raises, for this kernel only
         timer.time(bad)
     assert timer.time(good[1])[0] > 0
 

@@ -11,9 +11,9 @@ quantizes them). What the runtime folds or fuses away (normalisations after a co
 activations, element-wise additions) is not timed. A runtime kernel's key is the eager key prefixed
 with the runtime's name (``onnxruntime|``, ``openvino|``, ``openvino-int8|``).
 
-OpenVINO's kernels are timed by its own counters, the kernel's nodes only: a one-operator graph pays
-layout reorders at its input and output that a chain of layers in a model pays once (on a depthwise
-convolution, 3x the convolution's own time).
+Kernels are timed in groups (`Timer`), by the runtime's own counters, each kernel's own nodes only: a
+one-operator graph pays layout reorders at its input and output that a chain of layers in a model pays
+once (on OpenVINO, a depthwise convolution's were 3x its own time), and a run's overhead.
 """
 
 from __future__ import annotations
@@ -90,16 +90,18 @@ GROUP_BYTES = 1 << 29  # of the group's kernels' traffic (`work`): their inputs,
 
 class Timer:
     """Times runtime kernels (keys prefixed, `RUNTIMES`): ``time(key)`` -> (seconds of one call, calls).
-    ONNX Runtime's alone, each in its session (`measure.kernels.time_call`'s median); OpenVINO's in
-    groups of the ``keys`` given, in order (``work``: {key: [MACs, bytes]}), by its counters, each the
-    kernel's own nodes only (`_middle_mean`): a group is timed when one of its kernels is asked for,
-    and its other kernels' times are kept for their asking, once (a kernel asked for again is timed
-    again, with its group)."""
+    Kernels are timed in groups of the ``keys`` given, in order (one runtime's; ``work``: {key: [MACs,
+    bytes]}): independent branches of one graph, run one after another, each kernel timed by the
+    runtime's own counters (OpenVINO's performance counters, ONNX Runtime's profiler), its own nodes
+    only: a one-operator graph pays layout reorders and a call's overhead that a model's chain of
+    layers pays once. A group is timed when one of its kernels is asked for, and its other kernels'
+    times are kept for their asking, once (a kernel asked for again is timed again, with its group);
+    a group that cannot be built is split, so that only the kernel at fault fails."""
 
     def __init__(self, keys: list[str], threads: int, work: dict | None = None):
         self.threads, self.group_of, self.ready, self.compiled = threads, {}, {}, {}
         group, traffic = [], 0
-        for key in [k for k in keys if k.startswith("openvino")]:
+        for key in [k for k in keys if is_runtime(k)]:
             nbytes = ((work or {}).get(key) or [0, 0])[1]
             if group and (len(group) == GROUP_KERNELS or traffic + nbytes > GROUP_BYTES
                           or key.split("|")[0] != group[0].split("|")[0]):
@@ -109,16 +111,12 @@ class Timer:
             self.group_of[key] = group
 
     def time(self, key: str) -> tuple[float, int]:
-        from ..measure.kernels import time_call
-
-        if not key.startswith("openvino"):
-            return time_call(replay(key, self.threads))
         if key in self.ready:
             return self.ready.pop(key)
         group = tuple(self.group_of.get(key) or [key])
         try:
             found = self._time_group(group)
-        except Exception:  # noqa: BLE001 - one kernel OpenVINO cannot build: the others alone, this one's error raised
+        except Exception:  # noqa: BLE001 - a kernel the runtime cannot build: the others alone, its error raised
             if len(group) == 1:
                 raise
             for other in group:
@@ -130,25 +128,20 @@ class Timer:
     def _time_group(self, group: tuple) -> dict:
         from ..measure.kernels import time_call
 
-        if group not in self.compiled:
-            self.compiled = {group: _openvino_group(group, self.threads)}  # one group in memory at a time
-        request, inputs, owner = self.compiled[group]
-        own = []
-
-        def call():
-            request.infer(inputs, share_inputs=True)
-            seconds = [0.0] * len(group)
-            for p in request.get_profiling_info():
-                if p.node_type not in _AROUND and (i := owner(p.node_name)) is not None:
-                    seconds[i] += p.real_time.total_seconds()
-            own.append(seconds)
-
-        _, calls = time_call(call, min_calls=20, min_s=0.2)
-        own = own[1:]  # the warm call is not timed
-        return {key: (_middle_mean([c[i] for c in own]), calls) for i, key in enumerate(group)}
+        if group not in self.compiled:  # one group in memory at a time
+            self.compiled = {}
+            runtime = group[0].split("|", 1)[0]
+            model, feeds = _group_graph(group)
+            self.compiled = {group: (_OnnxRuntimeGroup if runtime == "onnxruntime" else _OpenVinoGroup)(
+                model, feeds, runtime, self.threads, len(group))}
+        compiled = self.compiled[group]
+        _, calls = time_call(compiled.run, min_calls=20, min_s=0.2)
+        if not compiled.reusable:
+            self.compiled = {}
+        return {key: (_middle_mean(times), calls) for key, times in zip(group, compiled.times())}
 
 
-COUNTER_S = 1e-6  # OpenVINO's counters count whole microseconds
+COUNTER_S = 1e-6  # the runtimes' counters count whole microseconds
 
 
 def _middle_mean(times: list[float]) -> float:
@@ -157,6 +150,78 @@ def _middle_mean(times: list[float]) -> float:
     times = sorted(times)
     middle = times[len(times) // 4: len(times) - len(times) // 4] or times
     return max(sum(middle) / len(middle), COUNTER_S / 2)
+
+
+def _owner(node: str, n: int) -> int | None:
+    """The index of the kernel of a group (of ``n``) that a node named ``node`` belongs to, or None."""
+    index = node[1:].split("_", 1)[0] if node.startswith("k") else ""
+    return int(index) if index.isdigit() and int(index) < n else None
+
+
+class _OpenVinoGroup:
+    """A group compiled as the backend compiles a model, its counters on; ``times()``: each kernel's
+    own seconds in each call after the first."""
+
+    def __init__(self, model, feeds: dict, runtime: str, threads: int, n: int):
+        self.request, self.inputs = _openvino(model, feeds, runtime, threads)
+        self.n, self.own = n, []
+
+    reusable = True
+
+    def run(self):
+        self.request.infer(self.inputs, share_inputs=True)
+        seconds = [0.0] * self.n
+        for p in self.request.get_profiling_info():
+            if p.node_type not in _AROUND and (i := _owner(p.node_name, self.n)) is not None:
+                seconds[i] += p.real_time.total_seconds()
+        self.own.append(seconds)
+
+    def times(self) -> list[list[float]]:
+        own, self.own = self.own[1:], []  # the first call warms
+        return [[call[i] for call in own] for i in range(self.n)]
+
+
+# what ONNX Runtime runs around a kernel in a one-operator graph that a model runs once: layout reorders
+_ORT_AROUND = {"ReorderInput", "ReorderOutput"}
+
+
+class _OnnxRuntimeGroup:
+    """A group in a session set up as the backend's, its profiler on; ``times()``: each kernel's own
+    seconds in each call after the first (the profiler's node times, without a run's own overhead)."""
+
+    def __init__(self, model, feeds: dict, runtime: str, threads: int, n: int):
+        import tempfile
+
+        import onnxruntime as ort
+
+        from .onnxruntime import session_options  # as the backend runs a model
+
+        self.folder = tempfile.TemporaryDirectory(prefix="dnnbench-ort-")
+        options = session_options(threads)
+        options.enable_profiling = True
+        options.profile_file_prefix = f"{self.folder.name}/profile"
+        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.feeds, self.n = feeds, n
+
+    reusable = False  # its profiler is read once
+
+    def run(self):
+        self.session.run(None, self.feeds)
+
+    def times(self) -> list[list[float]]:
+        with open(self.session.end_profiling()) as f:  # the profiler stops: a group is timed once
+            events = json.load(f)
+        by_node = {}  # node -> its kernel times, call by call
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") \
+                    and e.get("args", {}).get("op_name") not in _ORT_AROUND:
+                by_node.setdefault(e["name"].removesuffix("_kernel_time"), []).append(e["dur"] * 1e-6)
+        own = [[] for _ in range(self.n)]
+        for node, durations in by_node.items():
+            if (i := _owner(node, self.n)) is not None:
+                calls = durations[1:]  # the first call warms
+                own[i] = [a + b for a, b in zip(own[i], calls)] if own[i] else calls
+        return own
 
 
 def _onnxruntime(model, feeds: dict, threads: int):
@@ -183,27 +248,20 @@ def _openvino(model, feeds: dict, runtime: str, threads: int) -> tuple:
     return core().compile_model(graph, "CPU", config).create_infer_request(), list(feeds.values())
 
 
-def _openvino_group(keys: tuple, threads: int) -> tuple:
-    """(an infer request of the kernels ``keys`` (one runtime's) as branches of one graph, its inputs,
-    a function from a node's name to the index of the kernel it belongs to, or None)."""
+def _group_graph(keys: tuple) -> tuple:
+    """(one ONNX model of the kernels ``keys`` (one runtime's) as independent branches, each kernel's
+    names prefixed ``k<i>_``, their inputs)."""
     from onnx import compose, helper
 
-    runtime = keys[0].split("|", 1)[0]
+    quantized = keys[0].startswith("openvino-int8|")
     graphs, feeds = [], {}
     for i, key in enumerate(keys):
-        model, inputs = _graph(eager_key(key), quantized=runtime == "openvino-int8")
+        model, inputs = _graph(eager_key(key), quantized=quantized)
         graphs.append(compose.add_prefix(model, f"k{i}_").graph)
         feeds.update({f"k{i}_{name}": x for name, x in inputs.items()})
     merged = helper.make_graph([n for g in graphs for n in g.node], "kernels", [v for g in graphs for v in g.input],
                                [v for g in graphs for v in g.output], [t for g in graphs for t in g.initializer])
-    model = helper.make_model(merged, opset_imports=[helper.make_opsetid("", _OPSET)])
-    request, inputs = _openvino(model, feeds, runtime, threads)
-
-    def owner(node: str) -> int | None:
-        index = node[1:].split("_", 1)[0] if node.startswith("k") else ""
-        return int(index) if index.isdigit() and int(index) < len(keys) else None
-
-    return request, inputs, owner
+    return helper.make_model(merged, opset_imports=[helper.make_opsetid("", _OPSET)]), feeds
 
 
 def _graph(key: str, quantized: bool = False):
@@ -261,6 +319,8 @@ def _graph(key: str, quantized: bool = False):
                 helper.make_node("MatMul", ["p", activation(v, "v")], ["y"])]
     if quantized and name in _QUANTIZED:
         node = _quantize(node[0], inits)
+    for i, n in enumerate(node):  # named, so that the runtimes' counters name them
+        n.name = f"n{i}"
     for n in node:  # an absent optional input (a bias) is left out, not named "": ONNX Runtime runs another
         while n.input and not n.input[-1]:  # kernel for an empty name
             n.input.pop()
