@@ -23,7 +23,7 @@ CALIBRATION = {"squeezenet1_1": 2e-3, "mobilenet_v3_small": 1.5e-3, "shufflenet_
 @pytest.mark.parametrize("prefix", sorted(rk.RUNTIMES.values()))
 def test_each_runtime_kernel_computes_what_the_eager_kernel_computes_in_shape(prefix):
     seen = set()
-    for name, size in (("resnet18", SIZE), ("mobilenet_v3_small", SIZE), ("swin_t", 224),
+    for name, size in (("resnet18", SIZE), ("mobilenet_v3_small", SIZE), ("densenet121", SIZE), ("swin_t", 224),
                        ("timm/deit_tiny_patch16_224", 224)):
         entry = get(name)
         found = profile(entry.build("meta"), torch.empty(1, 3, size, size, device="meta"))
@@ -38,10 +38,13 @@ def test_each_runtime_kernel_computes_what_the_eager_kernel_computes_in_shape(pr
             eager = replay(key)()
             eager = eager[0] if isinstance(eager, (tuple, list)) else eager
             assert tuple(runtime.shape) == tuple(eager.shape), op
-    # convolutions, linear layers, layer norms, attention fused and as batched products, softmax
+    # convolutions, linear layers, layer norms, attention fused and as batched products, softmax, and
+    # between the layers pooling, means and concatenation
     assert seen == {"aten.convolution.default", "aten.addmm.default", "aten.mm.default", "aten.bmm.default",
                     "aten._softmax.default", "aten.native_layer_norm.default",
-                    "aten._scaled_dot_product_flash_attention_for_cpu.default"}
+                    "aten._scaled_dot_product_flash_attention_for_cpu.default",
+                    "aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim",
+                    "aten.cat.default"}
 
 
 def test_what_the_runtime_fuses_away_is_not_one_of_its_kernels():
@@ -81,6 +84,13 @@ def test_an_openvino_int8_kernel_runs_in_int8_and_computes_what_fp32_computes():
         assert any(("I8" in t or "i8" in t or "u8" in t) for t in types) == (runtime == "openvino-int8"), types
     error = np.linalg.norm(out["openvino-int8"] - out["openvino"]) / np.linalg.norm(out["openvino"])
     assert error < 0.05  # quantized inputs and weights, the same convolution
+    # as in a model NNCF quantized: a depthwise convolution stays f32, pooling after a layer runs in u8
+    pool = json.dumps(["aten.max_pool2d_with_indices.default", [{"T": [1, 32, 16, 16]}, [3, 3], [2, 2], [1, 1]], {}])
+    for key, node_type, int8 in ((_conv_key(32, 16, groups=32), "GroupConvolution", False), (pool, "MaxPool", True)):
+        request, inputs = _openvino(*_graph(key, quantized=True), "openvino-int8", 1)
+        request.infer(inputs)
+        types = {p.exec_type.lower() for p in request.get_profiling_info() if p.node_type == node_type}
+        assert types and any(("i8" in t or "u8" in t) for t in types) == int8, types
 
 
 @pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])

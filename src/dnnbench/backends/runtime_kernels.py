@@ -23,8 +23,14 @@ import json
 _CONV = "aten.convolution.default"
 _OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "aten._softmax.default",
         "aten._safe_softmax.default", "aten.native_layer_norm.default",
-        "aten._scaled_dot_product_flash_attention_for_cpu.default"}
-_QUANTIZED = {_CONV, "aten.addmm.default", "aten.mm.default"}  # what NNCF quantizes (its weighted layers)
+        "aten._scaled_dot_product_flash_attention_for_cpu.default",
+        # what runs between the layers: pooling, means (global pooling, squeeze-and-excitation), concatenation
+        "aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim", "aten.cat.default"}
+# what OpenVINO runs in int8 in a model NNCF quantized: its weighted layers (input and weights) but
+# grouped and depthwise convolutions (f32: in regnet_x_400mf they were half its time at batch 16), and
+# what follows a quantized layer's output (pooling, means, concatenation: u8 in, u8 out)
+_QUANTIZED = {_CONV, "aten.addmm.default", "aten.mm.default"}
+_U8 = {"aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim", "aten.cat.default"}
 _OPSET = 17
 # (backend, precision) -> the prefix of its kernels' keys, on the CPU
 RUNTIMES = {("onnxruntime", "fp32"): "onnxruntime|", ("openvino", "fp32"): "openvino|",
@@ -51,6 +57,10 @@ def runs(key: str) -> bool:
         return False
     if name == _CONV:  # 2-d, not transposed
         return len(args[0]["T"]) == 4 and not args[6]
+    if name == "aten.cat.default":
+        return all(isinstance(t, dict) and "T" in t for t in args[0])
+    if name in ("aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default"):
+        return len(args[0]["T"]) == 4
     return True
 
 
@@ -266,8 +276,8 @@ def _group_graph(keys: tuple) -> tuple:
 
 def _graph(key: str, quantized: bool = False):
     """(an ONNX model of the one operator of ``key``, its inputs as numpy arrays): activations as
-    inputs, weights as initialisers (so that the session can pack them, as it packs a model's); ``quantized``: a convolution's
-    or linear layer's input and weights quantized (`_quantize`)."""
+    inputs, weights as initialisers (so that the session can pack them, as it packs a model's);
+    ``quantized``: as OpenVINO runs it in a quantized model (`_quantize`)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -308,6 +318,14 @@ def _graph(key: str, quantized: bool = False):
         x, shape, w, b, eps = args[:5]
         node = [helper.make_node("LayerNormalization", [activation(x, "x"), weight(w, "w"), weight(b, "b")], ["y"],
                                  axis=-len(shape), epsilon=float(eps))]
+    elif name in ("aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default"):
+        node = [_pool(name, args, activation(args[0], "x"))]
+    elif name == "aten.mean.dim":
+        keep = bool(args[2]) if len(args) > 2 else False
+        node = [helper.make_node("ReduceMean", [activation(args[0], "x")], ["y"], axes=list(args[1]), keepdims=int(keep))]
+    elif name == "aten.cat.default":
+        dim = int(args[1]) if len(args) > 1 else 0
+        node = [helper.make_node("Concat", [activation(t, f"x{i}") for i, t in enumerate(args[0])], ["y"], axis=dim)]
     else:  # fused attention: Q K^T scaled, softmax, times V, as ONNX Runtime fuses it
         q, k, v = args[:3]
         scale = kwargs.get("scale") or 1 / float(q["T"][-1]) ** 0.5
@@ -317,8 +335,9 @@ def _graph(key: str, quantized: bool = False):
                 helper.make_node("Mul", ["s", "scale"], ["ss"]),
                 helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
                 helper.make_node("MatMul", ["p", activation(v, "v")], ["y"])]
-    if quantized and name in _QUANTIZED:
-        node = _quantize(node[0], inits)
+    grouped = name == _CONV and int(args[8]) > 1
+    if quantized and name in _QUANTIZED | _U8 and not grouped:
+        node = _quantize(node[0], inits, weights=name in _QUANTIZED)
     for i, n in enumerate(node):  # named, so that the runtimes' counters name them
         n.name = f"n{i}"
     for n in node:  # an absent optional input (a bias) is left out, not named "": ONNX Runtime runs another
@@ -329,24 +348,47 @@ def _graph(key: str, quantized: bool = False):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)]), feeds
 
 
-def _quantize(node, inits: list) -> list:
-    """``node`` (a convolution or a linear layer) with its input and weights quantized and dequantized
-    (QDQ, as OpenVINO reads a quantized model and runs the layer in int8): the input per tensor in u8,
-    the weights per output channel in s8."""
+def _pool(name: str, args: list, x: str):
+    """A MaxPool or AveragePool node of the eager pooling's arguments (kernel, stride, padding, ...)."""
+    from onnx import helper
+
+    kernel = list(args[1])
+    stride = list(args[2]) if len(args) > 2 and args[2] else kernel
+    pad = list(args[3]) if len(args) > 3 else [0, 0]
+    if name == "aten.max_pool2d_with_indices.default":
+        dilation = list(args[4]) if len(args) > 4 else [1, 1]
+        ceil = bool(args[5]) if len(args) > 5 else False
+        return helper.make_node("MaxPool", [x], ["y"], kernel_shape=kernel, strides=stride, pads=pad * 2,
+                                dilations=dilation, ceil_mode=int(ceil))
+    ceil = bool(args[4]) if len(args) > 4 else False
+    include_pad = bool(args[5]) if len(args) > 5 else True
+    return helper.make_node("AveragePool", [x], ["y"], kernel_shape=kernel, strides=stride, pads=pad * 2,
+                            ceil_mode=int(ceil), count_include_pad=int(include_pad))
+
+
+def _quantize(node, inits: list, weights: bool) -> list:
+    """``node`` with its activations quantized and dequantized (QDQ, as OpenVINO reads a quantized model
+    and runs the node in int8): per tensor in u8; with ``weights`` (a convolution or a linear layer:
+    its input, then its weights), the weights per output channel in s8."""
     import numpy as np
     from onnx import helper, numpy_helper
 
-    x, w = node.input[0], node.input[1]
-    at = next(i for i, t in enumerate(inits) if t.name == w)
-    weights = numpy_helper.to_array(inits[at])
-    scale = np.abs(weights.reshape(len(weights), -1)).max(axis=1).astype(np.float32) / 127 + 1e-12
-    inits[at] = numpy_helper.from_array(
-        np.clip(np.round(weights / scale.reshape(-1, *[1] * (weights.ndim - 1))), -127, 127).astype(np.int8), w)
-    inits += [numpy_helper.from_array(scale, "w_scale"), numpy_helper.from_array(np.zeros(len(scale), np.int8), "w_zero"),
-              numpy_helper.from_array(np.array(4 / 127, np.float32), "x_scale"),  # inputs drawn from N(0, 1)
+    inits += [numpy_helper.from_array(np.array(4 / 127, np.float32), "x_scale"),  # inputs drawn from N(0, 1)
               numpy_helper.from_array(np.array(128, np.uint8), "x_zero")]
-    quantize = [helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], ["xq"]),
-                helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xdq"]),
-                helper.make_node("DequantizeLinear", [w, "w_scale", "w_zero"], ["wdq"], axis=0)]
-    node.input[0], node.input[1] = "xdq", "wdq"
-    return quantize + [node]
+    nodes = []
+    for j, x in enumerate(node.input[:1] if weights else node.input):
+        nodes += [helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], [f"quantized{j}"]),
+                  helper.make_node("DequantizeLinear", [f"quantized{j}", "x_scale", "x_zero"], [f"dequantized{j}"])]
+        node.input[j] = f"dequantized{j}"
+    if weights:
+        w = node.input[1]
+        at = next(i for i, t in enumerate(inits) if t.name == w)
+        values = numpy_helper.to_array(inits[at])
+        scale = np.abs(values.reshape(len(values), -1)).max(axis=1).astype(np.float32) / 127 + 1e-12
+        inits[at] = numpy_helper.from_array(
+            np.clip(np.round(values / scale.reshape(-1, *[1] * (values.ndim - 1))), -127, 127).astype(np.int8), w)
+        inits += [numpy_helper.from_array(scale, "w_scale"),
+                  numpy_helper.from_array(np.zeros(len(scale), np.int8), "w_zero")]
+        nodes.append(helper.make_node("DequantizeLinear", [w, "w_scale", "w_zero"], ["dequantized_w"], axis=0))
+        node.input[1] = "dequantized_w"
+    return nodes + [node]
