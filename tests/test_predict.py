@@ -64,7 +64,7 @@ def test_in_model_fits_learn_how_a_kernel_s_time_alone_misleads_by_kind_and_size
     assert predictor.inside_models({key: 1e-12}, new, fits)[key] == 1e-12 * 8.0  # bounded: never beyond 8x
 
 
-def test_auto_chooses_the_method_with_the_smallest_leave_one_out_error():
+def test_auto_chooses_the_method_whose_leave_one_out_errors_are_smallest():
     rows = [{"kernel_s": s, "kernels": n, "macs": m, "macs_dense_conv": m, "activations": a} for s, n, m, a in
             [(1e-3, 400, 5e8, 1e6), (5e-3, 60, 1e8, 4e6), (2e-2, 900, 3e9, 2e6), (4e-2, 100, 9e8, 9e6),
              (8e-2, 1500, 2e9, 3e6), (3e-3, 1200, 7e8, 5e6), (1e-2, 250, 4e9, 8e6)]]
@@ -76,6 +76,19 @@ def test_auto_chooses_the_method_with_the_smallest_leave_one_out_error():
     # without timed kernels, kernels is not a candidate
     assert predictor.best_calibration(by_kernels, predictor.AUTO, timed=False).method != "kernels"
     assert predictor.best_calibration(by_kernels, "ops", timed=True).method == "ops"  # asked: as asked
+
+
+def test_auto_ranks_by_the_share_within_ten_percent_before_the_median_error():
+    def cal(errors):
+        return predictor.Calibration("ops", ("one",), (1.0,), {f"m{i}": e for i, e in enumerate(errors)}, {})
+
+    # a smaller median error, but one model missed by 89% and fewer within ±10%
+    tight_median = cal([0.01, -0.02, 0.03, 0.04, -0.05, 0.15, -0.2, 0.89])
+    fewer_misses = cal([0.05, -0.06, 0.07, -0.08, 0.08, 0.09, -0.09, 0.18])
+    assert tight_median.median_abs_error < fewer_misses.median_abs_error
+    assert fewer_misses.rank < tight_median.rank
+    # the same share within ±10%: the smaller median error ranks first
+    assert cal([0.01, 0.02, 0.3, 0.3]).rank < cal([0.05, 0.06, 0.3, 0.3]).rank
 
 
 def test_relative_fits_never_give_a_negative_cost():

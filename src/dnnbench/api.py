@@ -1226,8 +1226,8 @@ class Results:
 
         ``models``: registry names or model files (a list, or one comma-separated string); ``zoo``: a
         preset; ``all``: the whole registry. ``method``: ``auto`` (default: whichever of the others
-        has the smallest leave-one-out error on the calibration, since a runtime that fuses operators is
-        poorly summed by eager kernels), ``kernels`` (its kernels timed on this machine, summed: the
+        has the most leave-one-out predictions within ±10% on the calibration, since a runtime that
+        fuses operators is poorly summed by eager kernels), ``kernels`` (its kernels timed on this machine, summed: the
         kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of the registry
         estimated from the timed ones), ``inside`` (kernels, each corrected to its time inside a model
         from real passes of the calibration models), ``runtime`` (onnxruntime fp32, openvino fp32 and
@@ -1485,7 +1485,7 @@ class Predictions(Rows):
         errors = [abs(e) for e in cal.loo_errors.values()]
         head = (f"Predicted at batch size {self.batch_size} in {self.setup.label(machine=True)}, from "
                 f"{PREDICT_METHODS[self.method]}"
-                + (f" (method {self.method}: the smallest leave-one-out error of {', '.join(AUTO_METHODS)})"
+                + (f" (method {self.method}: of {', '.join(AUTO_METHODS)}, the most leave-one-out predictions within ±10%)"
                    if self.asked == "auto" else "")
                 + f", calibrated on the {cal.n} models measured there: leave-one-out error "
                 f"median ±{cal.median_abs_error:.0%}, worst ±{max(errors):.0%}; each interval covers a model like "
