@@ -1,13 +1,12 @@
-"""A runtime's own kernels, timed one by one: the nn-Meter step for a runtime that fuses.
+"""A runtime's own kernels, each timed in it: the nn-Meter step for a runtime that fuses.
 
 ONNX Runtime and OpenVINO fold normalisations into convolutions and fuse activations and residual
 additions into them, so eager kernels summed predict them poorly (on ONNX Runtime their sum ran 1.4x
 to 8x its time, differently by model). What such a runtime runs as one kernel is timed here as one
-kernel: each convolution, matrix product, batched product, softmax, layer norm and fused attention of
-a profile (`measure.kernels`) becomes a graph of that one operator, built from the kernel's key
+kernel: each convolution, matrix product, batched product, softmax, layer norm, fused attention,
+pooling, mean and concatenation of a profile (`measure.kernels`) becomes a graph of that one operator, built from the kernel's key
 (shapes and arguments) and run as the backend runs a model (its threads, its graph optimisations; for
-OpenVINO int8, with the activations and weights of convolutions and linear layers quantized as NNCF
-quantizes them). What the runtime folds or fuses away (normalisations after a convolution,
+OpenVINO int8, quantized as OpenVINO runs a model NNCF quantized, `_quantize`). What the runtime folds or fuses away (normalisations after a convolution,
 activations, element-wise additions) is not timed. A runtime kernel's key is the eager key prefixed
 with the runtime's name (``onnxruntime|``, ``openvino|``, ``openvino-int8|``).
 
@@ -68,8 +67,13 @@ def runtime_key(key: str, prefix: str) -> str:
     return prefix + key
 
 
+def _runtime_of(key: str) -> str:
+    """The runtime a runtime kernel's key names: ``onnxruntime``, ``openvino``, ``openvino-int8``."""
+    return key.split("|", 1)[0]
+
+
 def is_runtime(key: str) -> bool:
-    return key.split("|", 1)[0] + "|" in RUNTIMES.values()
+    return _runtime_of(key) + "|" in RUNTIMES.values()
 
 
 def eager_key(key: str) -> str:
@@ -84,7 +88,7 @@ def by_eager_key(rows: dict, prefix: str) -> dict:
 def replay(key: str, threads: int):
     """A call of the eager kernel ``key`` as its runtime runs it, alone: a function of no arguments that
     gives the kernel's output (an array). ValueError for a kernel it does not run as one (`runs`)."""
-    runtime = key.split("|", 1)[0]
+    runtime = _runtime_of(key)
     model, feeds = _graph(eager_key(key), quantized=runtime == "openvino-int8")
     if runtime == "onnxruntime":
         return _onnxruntime(model, feeds, threads)
@@ -92,8 +96,8 @@ def replay(key: str, threads: int):
     return lambda: request.infer(inputs, share_inputs=True)[0]
 
 
-# OpenVINO's kernels are compiled and timed in groups (independent branches of one graph, run one after
-# another, each timed by the counters): compiling costs 0.1 to 0.3 s a graph, timing a kernel far less
+# kernels are compiled and timed in groups (independent branches of one graph, run one after another,
+# each timed by the runtime's counters): OpenVINO compiles a graph in 0.1 to 0.3 s, and times a kernel faster
 GROUP_KERNELS = 32
 GROUP_BYTES = 1 << 29  # of the group's kernels' traffic (`work`): their inputs, outputs and weights
 
@@ -114,7 +118,7 @@ class Timer:
         for key in [k for k in keys if is_runtime(k)]:
             nbytes = ((work or {}).get(key) or [0, 0])[1]
             if group and (len(group) == GROUP_KERNELS or traffic + nbytes > GROUP_BYTES
-                          or key.split("|")[0] != group[0].split("|")[0]):
+                          or _runtime_of(key) != _runtime_of(group[0])):
                 group, traffic = [], 0
             group.append(key)
             traffic += nbytes
@@ -140,7 +144,7 @@ class Timer:
 
         if group not in self.compiled:  # one group in memory at a time
             self.compiled = {}
-            runtime = group[0].split("|", 1)[0]
+            runtime = _runtime_of(group[0])
             model, feeds = _group_graph(group)
             self.compiled = {group: (_OnnxRuntimeGroup if runtime == "onnxruntime" else _OpenVinoGroup)(
                 model, feeds, runtime, self.threads, len(group))}
