@@ -152,7 +152,7 @@ def test_the_runtime_method_times_the_runtime_s_kernels_once_and_sums_them(tmp_p
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_the_runtime_method_on_openvino_times_its_kernels_in_its_precision(tmp_path, precision):
+def test_the_runtime_method_on_openvino_times_its_kernels_in_its_precision(tmp_path, monkeypatch, precision):
     db = database(tmp_path / "v.db", backend="openvino", precision=precision)
     row = dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="runtime", progress=False,
                                     on_busy="measure")[0]
@@ -161,6 +161,17 @@ def test_the_runtime_method_on_openvino_times_its_kernels_in_its_precision(tmp_p
     timed = runtime_rows(db, prefix)
     assert len(timed) > 20 and all(s > 0 for _, s in timed) and not runtime_rows(db, "onnxruntime|")
     assert all(k.startswith(prefix) and rk.runs(rk.eager_key(k)) for k, _ in timed)
+    # the report weighs what predict stored: this runtime's kernels, by their eager keys
+    from dnnbench.analysis import predictor
+    from dnnbench.analysis.data import load
+    from dnnbench.report.build import _predictions
+
+    given = {}
+    monkeypatch.setattr(predictor, "for_report", lambda *args: given.update(runtime=args[4]))
+    with Store(db) as store:
+        models = load(store)
+        _predictions(store, models, models[0].setup, 1)
+    assert given["runtime"] == {rk.eager_key(k): s for k, s in timed}
 
 
 def test_the_runtime_method_on_another_runtime_says_what_to_use(tmp_path):

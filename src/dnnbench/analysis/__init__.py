@@ -10,8 +10,8 @@ PREDICT_METHODS = {
             "within ±10% on the calibration (then the smallest median error)",
     "kernels": "its kernels timed on this machine and summed",
     "inside": "its kernels timed on this machine, each corrected to its time inside a model, and summed",
-    "runtime": "the kernels the setup's runtime runs as one (ONNX Runtime's convolutions, matrix products, "
-               "attention), timed in it, and summed",
+    "runtime": "the kernels the setup's runtime (ONNX Runtime or OpenVINO) runs as one (convolutions, matrix "
+               "products, attention, pooling, concatenations), timed in it, and summed",
     "features": "operations by kind of kernel, activations and kernel calls",
     "ops": "a line in operations",
 }

@@ -561,8 +561,8 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: d
                runs=None) -> dict | None:
     """The predictions a report shows for ``models`` (one setup) at ``batch``: where every measured model
     has a profile, the method of AUTO_METHODS (kernels where kernels were timed on the setup; runtime
-    where ``runtime``, the setup's runtime kernels that ``runs`` admits, were) with the smallest
-    leave-one-out error, else ``ops`` from the stored operation counts; its leave-one-out prediction of
+    where ``runtime``, the setup's runtime kernels that ``runs`` admits, were) ranked best
+    (`Calibration.rank`), else ``ops`` from the stored operation counts; its leave-one-out prediction of
     every measured model, and a prediction of every other profiled model.
     {"method", "calibration", "measured": [(Measured, cell, predicted latency)], "predicted": [(name, input
     size, `Predicted`, features)]}; None when fewer than MIN_POINTS models can calibrate."""
