@@ -5,7 +5,8 @@ that asked.
 Its spec is ``{"profile": [{"name", "input_size", "batch"}...]}`` (one ``profile`` record per model, or
 ``error``), or ``{"time": [key...], "dtype": "float32", "work": {key: [macs, bytes]}, "busy": {...}}``:
 one ``kernel`` record per key (seconds, calls, what other processes took meanwhile, whether that
-disturbed it, how often it was timed, or the error that stopped it), or ``{"in_model": [{"name",
+disturbed it, how often it was timed, or the error that stopped it; a key prefixed with a runtime's
+name is timed as that runtime runs it, `backends.runtime_kernels.Timer`), or ``{"in_model": [{"name",
 "input_size", "batch"}...], "passes": 5, "busy": {...}}``: one ``in_model`` record per model, the
 seconds of one call of each of its kernels timed inside real forward passes of it (`measure.kernels.
 KernelClock`), with the window's load, or ``error``.
