@@ -164,6 +164,7 @@ def test_the_runtime_method_on_openvino_times_its_kernels_in_its_precision(tmp_p
     # the report weighs what predict stored: this runtime's kernels, by their eager keys
     from dnnbench.analysis import predictor
     from dnnbench.analysis.data import load
+    from dnnbench.measure.busy import DISTURBED_SHARE
     from dnnbench.report.build import _predictions
 
     given = {}
@@ -171,7 +172,10 @@ def test_the_runtime_method_on_openvino_times_its_kernels_in_its_precision(tmp_p
     with Store(db) as store:
         models = load(store)
         _predictions(store, models, models[0].setup, 1)
-    assert given["runtime"] == {rk.eager_key(k): s for k, s in timed}
+    with sqlite3.connect(db) as con:  # a kernel timed on a busy machine is left out (estimated instead)
+        quiet = con.execute("SELECT kernel, seconds FROM kernels WHERE kernel LIKE ? AND "
+                            "(contention IS NULL OR contention <= ?)", (prefix + "%", DISTURBED_SHARE)).fetchall()
+    assert given["runtime"] is not None and given["runtime"] == {rk.eager_key(k): s for k, s in quiet}
 
 
 def test_the_runtime_method_on_another_runtime_says_what_to_use(tmp_path):
