@@ -103,7 +103,7 @@ def test_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed_again_wh
     assert set(timer.ready) == set(keys[1:3])  # timed with it, kept for their asking
     assert all(timer.time(k)[0] > 0 for k in keys[1:]) and not timer.ready
     again = timer.time(keys[0])
-    assert first[0] > 0 and again[0] > 0 and first[1] >= 20 and set(timer.ready) == set(keys[1:3])
+    assert first[0] > 0 and again[0] > 0 and first[1] >= 3 and set(timer.ready) == set(keys[1:3])
 
 
 @pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])
