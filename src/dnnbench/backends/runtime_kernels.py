@@ -206,15 +206,8 @@ class _OnnxRuntimeGroup:
     def __init__(self, model, feeds: dict, runtime: str, threads: int, n: int):
         import tempfile
 
-        import onnxruntime as ort
-
-        from .onnxruntime import session_options  # as the backend runs a model
-
         self.folder = tempfile.TemporaryDirectory(prefix="dnnbench-ort-")
-        options = session_options(threads)
-        options.enable_profiling = True
-        options.profile_file_prefix = f"{self.folder.name}/profile"
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.session = _onnxruntime_session(model, threads, profile=f"{self.folder.name}/profile")
         self.feeds, self.n = feeds, n
 
     reusable = False  # its profiler is read once
@@ -239,13 +232,22 @@ class _OnnxRuntimeGroup:
 
 
 def _onnxruntime(model, feeds: dict, threads: int):
+    session = _onnxruntime_session(model, threads)
+    return lambda: session.run(None, feeds)[0]
+
+
+def _onnxruntime_session(model, threads: int, profile: str | None = None):
+    """A session of ``model`` set up as the backend runs a model; with ``profile``, its profiler on,
+    writing under that prefix."""
     import onnxruntime as ort
 
-    from .onnxruntime import session_options  # as the backend runs a model
+    from .onnxruntime import session_options
 
-    session = ort.InferenceSession(model.SerializeToString(), session_options(threads),
-                                   providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, feeds)[0]
+    options = session_options(threads)
+    if profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def _openvino(model, feeds: dict, runtime: str, threads: int) -> tuple:
