@@ -18,6 +18,7 @@ once (on OpenVINO, a depthwise convolution's were 3x its own time), and a run's 
 from __future__ import annotations
 
 import json
+import re
 
 _CONV = "aten.convolution.default"
 _OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "aten._softmax.default",
@@ -35,8 +36,9 @@ _OPSET = 17
 RUNTIMES = {("onnxruntime", "fp32"): "onnxruntime|", ("openvino", "fp32"): "openvino|",
             ("openvino", "int8"): "openvino-int8|"}
 # what OpenVINO runs around a kernel in a one-operator graph that a model runs once or fuses into the
-# layer before: layout reorders, the graph's ends, the quantization of the input (a post-op in a model)
-_AROUND = {"Parameter", "Result", "Reorder", "Subgraph", "FakeQuantize"}
+# layer before (layer types of its compiled graph): layout reorders, the graph's ends, a quantization
+_AROUND = {"Input", "Output", "Reorder", "FakeQuantize"}
+_QUANTIZER = re.compile(r"k\d+_q\d+")  # the names `_graph` gives the quantizers of a branch's inputs
 
 
 def prefix(setup) -> str | None:
@@ -179,6 +181,7 @@ class _OpenVinoGroup:
     def __init__(self, model, feeds: dict, runtime: str, threads: int, n: int):
         self.request, self.inputs = _openvino(model, feeds, runtime, threads)
         self.n, self.own = n, []
+        self.owner = _openvino_owners(self.request.get_compiled_model().get_runtime_model(), n)
 
     reusable = True
 
@@ -186,13 +189,58 @@ class _OpenVinoGroup:
         self.request.infer(self.inputs, share_inputs=True)
         seconds = [0.0] * self.n
         for p in self.request.get_profiling_info():
-            if p.node_type not in _AROUND and (i := _owner(p.node_name, self.n)) is not None:
+            if (i := self.owner.get(p.node_name)) is not None:
                 seconds[i] += p.real_time.total_seconds()
         self.own.append(seconds)
 
     def times(self) -> list[list[float]]:
         own, self.own = self.own[1:], []  # the first call warms
         return [[call[i] for call in own] for i in range(self.n)]
+
+
+def _openvino_owners(graph, n: int) -> dict:
+    """{node name: the index of the group's kernel it computes} of each node of OpenVINO's compiled
+    ``graph`` that a model pays for. OpenVINO names the nodes it makes (a layer norm's ReduceMean_3782,
+    attention's fused Subgraph), so a node belongs to the branch it is connected to (constants aside:
+    branches may share one), named by its inputs ``k<i>_``. Left out: `_AROUND`, and in int8 the
+    quantization of a branch's input and the dequantization of its output, which a model fuses into the
+    layers around (their original layers are all the graph's quantizers, `_graph`, or OpenVINO's
+    ``/Dequantization`` of an output)."""
+    def layer(op) -> str:
+        info = op.get_rt_info()
+        return info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+
+    def originals(op) -> list[str]:
+        info = op.get_rt_info()
+        names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else ""
+        return [x for x in names.split(",") if x] or [op.get_friendly_name()]
+
+    ops = [op for op in graph.get_ordered_ops() if layer(op) != "Const"]
+    root = {op.get_friendly_name(): op.get_friendly_name() for op in ops}
+
+    def find(x: str) -> str:
+        while root[x] != x:
+            root[x] = root[root[x]]
+            x = root[x]
+        return x
+
+    for op in ops:
+        for source in (i.get_source_output().get_node().get_friendly_name() for i in op.inputs()):
+            if source in root:
+                root[find(source)] = find(op.get_friendly_name())
+    branch = {}  # component -> kernel index, from the names OpenVINO kept
+    for op in ops:
+        for name in [op.get_friendly_name(), *originals(op)]:
+            if (i := _owner(name, n)) is not None:
+                branch.setdefault(find(op.get_friendly_name()), i)
+    owners = {}
+    for op in ops:
+        feeds_output = all(layer(t.get_node()) == "Output" for out in op.outputs() for t in out.get_target_inputs())
+        quantizes = all(_QUANTIZER.fullmatch(x) for x in originals(op)) or (
+            feeds_output and any("/Dequantization" in x for x in originals(op)))
+        if layer(op) not in _AROUND and not quantizes and find(op.get_friendly_name()) in branch:
+            owners[op.get_friendly_name()] = branch[find(op.get_friendly_name())]
+    return owners
 
 
 # what ONNX Runtime runs around a kernel in a one-operator graph that a model runs once: layout reorders
@@ -342,8 +390,8 @@ def _graph(key: str, quantized: bool = False):
     grouped = name == _CONV and int(args[8]) > 1
     if quantized and name in _QUANTIZED | _U8 and not grouped:
         node = _quantize(node[0], inits, weights=name in _QUANTIZED)
-    for i, n in enumerate(node):  # named, so that the runtimes' counters name them
-        n.name = f"n{i}"
+    for i, n in enumerate(node):  # named, so that the runtimes' counters name them (quantizers apart)
+        n.name = f"{'q' if n.op_type in ('QuantizeLinear', 'DequantizeLinear') else 'n'}{i}"
     for n in node:  # an absent optional input (a bias) is left out, not named "": ONNX Runtime runs another
         while n.input and not n.input[-1]:  # kernel for an empty name
             n.input.pop()
