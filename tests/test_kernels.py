@@ -127,3 +127,11 @@ def test_time_call_counts_calls_and_stops_by_its_rules():
     slow = iter(range(10**6))
     median, n = time_call(lambda: None, min_calls=5, min_s=0.0, max_s=1.0, clock=lambda: next(slow) * 2.0)
     assert n == 1  # a call longer than the budget is timed once
+    steady_clock = iter(range(10**6))
+    _, n = time_call(lambda: None, min_calls=20, min_s=0.005, steady=0.01, clock=lambda: next(steady_clock) * 0.001)
+    assert n == 5  # calls that repeat themselves: 5 are enough
+    jitter = iter([0, 0, 0.001, 0.001, 0.004] * 10**4)  # every other call 3 ms slower
+    readings = iter(range(10**6))
+    _, n = time_call(lambda: None, min_calls=20, min_s=0.005, steady=0.01,
+                     clock=lambda: next(readings) * 0.001 + next(jitter))
+    assert n == 20  # calls that do not: the usual count

@@ -102,6 +102,8 @@ def replay(key: str, threads: int):
 # each timed by the runtime's counters): OpenVINO compiles a graph in 0.1 to 0.3 s, and times a kernel faster
 GROUP_KERNELS = 32
 GROUP_BYTES = 1 << 29  # of the group's kernels' traffic (`work`): their inputs, outputs and weights
+GROUP_MAX_S = 1.0  # a group's calls stop after this long (3 calls at least)
+GROUP_STEADY = 0.01  # or once the mean of its calls (5 at least, 0.2 s) is known within this (standard error)
 
 
 class Timer:
@@ -151,7 +153,7 @@ class Timer:
             self.compiled = {group: (_OnnxRuntimeGroup if runtime == "onnxruntime" else _OpenVinoGroup)(
                 model, feeds, runtime, self.threads, len(group))}
         compiled = self.compiled[group]
-        _, calls = time_call(compiled.run, min_calls=20, min_s=0.2)
+        _, calls = time_call(compiled.run, min_calls=20, min_s=0.2, max_s=GROUP_MAX_S, steady=GROUP_STEADY)
         if not compiled.reusable:
             self.compiled = {}
         return {key: (_middle_mean(times), calls) for key, times in zip(group, compiled.times())}
@@ -336,19 +338,18 @@ def _graph(key: str, quantized: bool = False):
     if not runs(key):
         raise ValueError(f"{json.loads(key)[0]} is not a kernel a runtime runs as one")
     name, args, kwargs = json.loads(key)
-    rng = np.random.default_rng(0)
     inputs, feeds, inits = [], {}, []
 
     def activation(spec: dict, label: str) -> str:
         inputs.append(helper.make_tensor_value_info(label, TensorProto.FLOAT, spec["T"]))
-        feeds[label] = rng.standard_normal(spec["T"], dtype=np.float32)
+        feeds[label] = _normal(spec["T"])
         return label
 
     def weight(spec: dict | None, label: str, transpose: bool = False) -> str:
         if spec is None:
             return ""
         shape = spec["T"][::-1] if transpose else spec["T"]
-        inits.append(numpy_helper.from_array(rng.standard_normal(shape, dtype=np.float32) * 0.02, label))
+        inits.append(numpy_helper.from_array(_normal(shape) * 0.02, label))
         return label
 
     if name == _CONV:
@@ -398,6 +399,19 @@ def _graph(key: str, quantized: bool = False):
     output = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
     graph = helper.make_graph(node, "kernel", inputs, [output], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)]), feeds
+
+
+_NORMAL = []  # draws from N(0, 1), made once
+
+
+def _normal(shape):
+    """An fp32 array of ``shape`` of draws from N(0, 1), the same draws repeated: a kernel's time does not
+    depend on which draws, and drawing every input afresh took a quarter of a group's time at batch 16."""
+    import numpy as np
+
+    if not _NORMAL:
+        _NORMAL.append(np.random.default_rng(0).standard_normal(1 << 20, dtype=np.float32))
+    return np.resize(_NORMAL[0], shape)
 
 
 def _pool(name: str, args: list, x: str):

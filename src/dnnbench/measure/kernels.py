@@ -276,11 +276,21 @@ def as_recorded(key: str, dtype: torch.dtype) -> str:
     return key.replace(f'"d":"{name}"', '"d":"float32"').replace(f'{{"dtype":"{name}"}}', '{"dtype":"float32"}')
 
 
-def time_call(fn, min_calls: int = 5, min_s: float = 0.02, max_s: float = 1.0,
+STEADY_CALLS = 5  # the fewest calls whose spread `time_call` trusts to stop early
+
+
+def _relative_error(times: list[float]) -> float:
+    """The relative standard error of the mean of ``times``."""
+    mean = statistics.fmean(times)
+    return statistics.stdev(times) / mean / len(times) ** 0.5 if mean > 0 else float("inf")
+
+
+def time_call(fn, min_calls: int = 5, min_s: float = 0.02, max_s: float = 1.0, steady: float | None = None,
               clock=time.perf_counter) -> tuple[float, int]:
     """(median seconds, calls) of ``fn()`` after one warm call: at least ``min_calls`` calls and
     ``min_s`` seconds, stopping once ``max_s`` is spent (after 3 calls at least, or one call longer
-    than ``max_s``)."""
+    than ``max_s``); with ``steady``, also once ``min_s`` is spent over 5 calls at least whose mean's
+    relative standard error is at most ``steady`` (a slow call that repeats itself needs no more)."""
     fn()
     times = []
     start = clock()
@@ -293,5 +303,7 @@ def time_call(fn, min_calls: int = 5, min_s: float = 0.02, max_s: float = 1.0,
         if len(times) >= min_calls and spent >= min_s:
             break
         if spent >= max_s and (len(times) >= 3 or times[0] >= max_s):
+            break
+        if steady is not None and len(times) >= STEADY_CALLS and spent >= min_s and _relative_error(times) <= steady:
             break
     return statistics.median(times), len(times)
