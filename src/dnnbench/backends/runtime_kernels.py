@@ -100,10 +100,10 @@ def replay(key: str, threads: int):
 
 # kernels are compiled and timed in groups (independent branches of one graph, run one after another,
 # each timed by the runtime's counters): OpenVINO compiles a graph in 0.1 to 0.3 s, and times a kernel faster
-# (64 rather than 32: a group's compiling, building and warm call took 0.6 s, and the same 1,039 kernels
-# of 36 models at batch 16 took 42 to 45 s instead of 47 to 52 s, their per-model sums as repeatable)
-GROUP_KERNELS = 64
-GROUP_BYTES = 1 << 30  # of the group's kernels' traffic (`work`): their inputs, outputs and weights
+# (not 64: it saved 6 of 50 s at batch 16, but batch 1's small kernels ran colder in a bigger group: the
+# sums of 36 models' kernels 1.05x in the median and up to 1.24x, against 32 and 32 timed between them)
+GROUP_KERNELS = 32
+GROUP_BYTES = 1 << 29  # of the group's kernels' traffic (`work`): their inputs, outputs and weights
 GROUP_MAX_S = 1.0  # a group's calls stop after this long (3 calls at least)
 GROUP_STEADY = 0.01  # or once the mean of its calls (5 at least, 0.2 s) is known within this (standard error)
 
