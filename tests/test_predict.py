@@ -87,7 +87,8 @@ def test_auto_ranks_by_the_share_within_ten_percent_before_the_median_error():
     fewer_misses = cal([0.05, -0.06, 0.07, -0.08, 0.08, 0.09, -0.09, 0.18])
     assert tight_median.median_abs_error < fewer_misses.median_abs_error
     assert fewer_misses.rank < tight_median.rank
-    # the same share within ±10%: the smaller median error ranks first
+    # the same share within ±10%: fewer misses beyond ±20% rank first, then the smaller median error
+    assert cal([0.05, 0.06, 0.15, 0.3]).rank < cal([0.01, 0.02, 0.3, 0.3]).rank
     assert cal([0.01, 0.02, 0.3, 0.3]).rank < cal([0.05, 0.06, 0.3, 0.3]).rank
 
 
