@@ -107,6 +107,18 @@ def test_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed_again_wh
     assert first[0] > 0 and again[0] > 0 and first[1] >= 3 and set(timer.ready) == set(keys[1:3])
 
 
+def test_a_group_grows_past_32_kernels_only_where_they_move_more_than_the_cache_holds():
+    from dnnbench.backends.cpu import last_level_cache_bytes
+
+    keys = [rk.runtime_key(_conv_key(c, 14), "openvino|") for c in range(8, 88)]  # 80 kernels
+    small = rk.Timer(keys, threads=1, work={k: [0, 1 << 10] for k in keys})
+    assert [len(small.group_of[k]) for k in (keys[0], keys[32], keys[64])] == [32, 32, 16]
+    big = last_level_cache_bytes() // 4  # beyond the cache after 5 kernels: cold whatever the group's size
+    cold = rk.Timer(keys, threads=1, work={k: [0, big] for k in keys})
+    assert len(cold.group_of[keys[0]]) == min(rk.GROUP_KERNELS_COLD, rk.GROUP_BYTES // big)
+    assert len(cold.group_of[keys[0]]) > rk.GROUP_KERNELS or rk.GROUP_BYTES // big <= rk.GROUP_KERNELS
+
+
 @pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])
 def test_a_kernel_the_runtime_cannot_build_fails_alone_and_its_group_is_timed_without_it(prefix):
     bad = rk.runtime_key(_conv_key(8, 14, in_channels=5), prefix)  # 5 channels into a 8-channel weight

@@ -42,5 +42,23 @@ def lacks(names: tuple[str, ...]) -> str:
     return f"this CPU ({_cpu_model()}) has none of {', '.join(names)}"
 
 
+LAST_LEVEL_CACHE_BYTES = 32 << 20  # where sysfs does not say
+
+
+@functools.cache
+def last_level_cache_bytes() -> int:
+    """The size of the CPU's last-level cache (sysfs; ``LAST_LEVEL_CACHE_BYTES`` where unreadable)."""
+    sizes = {}
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level, size = int((index / "level").read_text()), (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+        if size.rstrip("KMG").isdigit():
+            sizes[level] = int(size.rstrip("KMG")) * scale
+    return sizes[max(sizes)] if sizes else LAST_LEVEL_CACHE_BYTES
+
+
 def is_x86() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")

@@ -100,9 +100,11 @@ def replay(key: str, threads: int):
 
 # kernels are compiled and timed in groups (independent branches of one graph, run one after another,
 # each timed by the runtime's counters): OpenVINO compiles a graph in 0.1 to 0.3 s, and times a kernel faster
-# (not 64: it saved 6 of 50 s at batch 16, but batch 1's small kernels ran colder in a bigger group: the
-# sums of 36 models' kernels 1.05x in the median and up to 1.24x, against 32 and 32 timed between them)
+# (64 throughout saved 6 of 50 s at batch 16, but batch 1's small kernels ran colder in the bigger group:
+# the sums of 36 models' kernels 1.05x in the median and up to 1.24x, against 32 and 32 timed between
+# them; at batch 16, where 32 kernels already move more than the cache holds, 0.98x and 1.01x)
 GROUP_KERNELS = 32
+GROUP_KERNELS_COLD = 64  # where the group's traffic is already beyond the last-level cache
 GROUP_BYTES = 1 << 29  # of the group's kernels' traffic (`work`): their inputs, outputs and weights
 GROUP_MAX_S = 1.0  # a group's calls stop after this long (3 calls at least)
 GROUP_STEADY = 0.01  # or once the mean of its calls (5 at least, 0.2 s) is known within this (standard error)
@@ -120,10 +122,13 @@ class Timer:
 
     def __init__(self, keys: list[str], threads: int, work: dict | None = None):
         self.threads, self.group_of, self.ready, self.compiled = threads, {}, {}, {}
-        group, traffic = [], 0
+        from .cpu import last_level_cache_bytes
+
+        group, traffic, cache = [], 0, last_level_cache_bytes()
         for key in [k for k in keys if is_runtime(k)]:
             nbytes = ((work or {}).get(key) or [0, 0])[1]
-            if group and (len(group) == GROUP_KERNELS or traffic + nbytes > GROUP_BYTES
+            size = GROUP_KERNELS_COLD if traffic > cache else GROUP_KERNELS  # no kernel stays cached anyway
+            if group and (len(group) >= size or traffic + nbytes > GROUP_BYTES
                           or _runtime_of(key) != _runtime_of(group[0])):
                 group, traffic = [], 0
             group.append(key)
