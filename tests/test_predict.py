@@ -78,7 +78,7 @@ def test_auto_chooses_the_method_whose_leave_one_out_errors_are_smallest():
     assert predictor.best_calibration(by_kernels, "ops", timed=True).method == "ops"  # asked: as asked
 
 
-def test_auto_ranks_by_the_share_within_ten_percent_before_the_median_error():
+def test_auto_ranks_by_the_predictions_within_ten_and_twenty_percent_before_the_median_error():
     def cal(errors):
         return predictor.Calibration("ops", ("one",), (1.0,), {f"m{i}": e for i, e in enumerate(errors)}, {})
 
@@ -87,8 +87,10 @@ def test_auto_ranks_by_the_share_within_ten_percent_before_the_median_error():
     fewer_misses = cal([0.05, -0.06, 0.07, -0.08, 0.08, 0.09, -0.09, 0.18])
     assert tight_median.median_abs_error < fewer_misses.median_abs_error
     assert fewer_misses.rank < tight_median.rank
-    # the same share within ±10%: fewer misses beyond ±20% rank first, then the smaller median error
+    # one fewer within ±10%, but none missed by more than 20%: within ±10% counts twice, ±20% once
+    assert cal([0.05, 0.15, 0.15, 0.15]).rank < cal([0.05, 0.06, 0.5, 0.5]).rank
     assert cal([0.05, 0.06, 0.15, 0.3]).rank < cal([0.01, 0.02, 0.3, 0.3]).rank
+    # as many near: the smaller median error ranks first
     assert cal([0.01, 0.02, 0.3, 0.3]).rank < cal([0.05, 0.06, 0.3, 0.3]).rank
 
 

@@ -7,7 +7,7 @@ over plain data (no I/O), and `load()` which reads that data from a store."""
 AUTO_METHODS = ("kernels", "inside", "runtime", "features", "ops")
 PREDICT_METHODS = {
     "auto": "whichever of kernels, inside, runtime, features and ops has the most leave-one-out predictions "
-            "within ±10% on the calibration (then within ±20%, then the smallest median error)",
+            "within ±10% on the calibration (counted twice, and within ±20% once; then the smallest median error)",
     "kernels": "its kernels timed on this machine and summed",
     "inside": "its kernels timed on this machine, each corrected to its time inside a model, and summed",
     "runtime": "the kernels the setup's runtime (ONNX Runtime or OpenVINO) runs as one (convolutions, matrix "
