@@ -39,6 +39,7 @@ RUNTIMES = {("onnxruntime", "fp32"): "onnxruntime|", ("openvino", "fp32"): "open
 # layer before (layer types of its compiled graph): layout reorders, the graph's ends, a quantization
 _AROUND = {"Input", "Output", "Reorder", "FakeQuantize"}
 _QUANTIZER = re.compile(r"k\d+_q\d+")  # the names `_graph` gives the quantizers of a branch's inputs
+_OUTPUT = re.compile(r"k\d+_y")  # and a branch's output
 
 
 def prefix(setup) -> str | None:
@@ -215,7 +216,7 @@ def _openvino_owners(graph, n: int) -> dict:
     branches may share one), named by its inputs ``k<i>_``. Left out: `_AROUND`, and in int8 the
     quantization of a branch's input and the dequantization of its output, which a model fuses into the
     layers around (their original layers are all the graph's quantizers, `_graph`, or OpenVINO's
-    ``/Dequantization`` of an output)."""
+    ``/Dequantization`` of an output, not fused into the layer: an int8 FullyConnected carries its own)."""
     def layer(op) -> str:
         info = op.get_rt_info()
         return info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
@@ -245,9 +246,11 @@ def _openvino_owners(graph, n: int) -> dict:
                 branch.setdefault(find(op.get_friendly_name()), i)
     owners = {}
     for op in ops:
+        names = originals(op)
         feeds_output = all(layer(t.get_node()) == "Output" for out in op.outputs() for t in out.get_target_inputs())
-        quantizes = all(_QUANTIZER.fullmatch(x) for x in originals(op)) or (
-            feeds_output and any("/Dequantization" in x for x in originals(op)))
+        dequantizes = [x for x in names if "/Dequantization" in x]  # alone, not fused into a layer (a FullyConnected)
+        quantizes = all(_QUANTIZER.fullmatch(x) for x in names) or (
+            feeds_output and dequantizes and all(x in dequantizes or _OUTPUT.fullmatch(x) for x in names))
         if layer(op) not in _AROUND and not quantizes and find(op.get_friendly_name()) in branch:
             owners[op.get_friendly_name()] = branch[find(op.get_friendly_name())]
     return owners
