@@ -45,7 +45,7 @@ def test_each_runtime_kernel_computes_what_the_eager_kernel_computes_in_shape(pr
                     "aten._softmax.default", "aten.native_layer_norm.default",
                     "aten._scaled_dot_product_flash_attention_for_cpu.default",
                     "aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim",
-                    "aten.cat.default"}
+                    "aten.cat.default", "aten.mul.Tensor"}
 
 
 def test_what_the_runtime_fuses_away_is_not_one_of_its_kernels():
@@ -63,6 +63,20 @@ def test_what_the_runtime_fuses_away_is_not_one_of_its_kernels():
     for prefix in rk.RUNTIMES.values():
         with pytest.raises(ValueError, match="not a kernel a runtime runs as one"):
             rk.replay(rk.runtime_key(transposed, prefix), 1)
+
+
+def test_a_squeeze_and_excitation_s_product_is_a_runtime_kernel_and_other_products_are_not():
+    def mul(a, b):
+        return json.dumps(["aten.mul.Tensor", [{"T": a}, {"T": b}], {}])
+
+    found = profile(get("mobilenet_v3_small").build("meta"), torch.empty(2, 3, SIZE, SIZE, device="meta"))
+    gates = [k for k in found.calls if json.loads(k)[0] == "aten.mul.Tensor" and rk.runs(k)]
+    assert gates  # mobilenet_v3's
+    se = mul([2, 16, 1, 1], [2, 16, 8, 8])
+    assert rk.runs(se) and rk.runs(mul([2, 16, 8, 8], [2, 16, 1, 1]))
+    assert not rk.runs(mul([2, 16, 8, 8], [2, 16, 8, 8]))  # element by element: fused into the layer before
+    assert not rk.runs(mul([2, 8, 8, 16], [16]))  # a layer scale over channels last
+    assert not rk.runs(mul([2, 16, 8, 8], [1, 16, 1, 1]))  # a weight over a batch of 2
 
 
 def _conv_key(channels: int, size: int, groups: int = 1, in_channels: int | None = None) -> str:

@@ -25,7 +25,10 @@ _OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "ate
         "aten._safe_softmax.default", "aten.native_layer_norm.default",
         "aten._scaled_dot_product_flash_attention_for_cpu.default",
         # what runs between the layers: pooling, means (global pooling, squeeze-and-excitation), concatenation
-        "aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim", "aten.cat.default"}
+        "aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim", "aten.cat.default",
+        # a feature map times a per-channel gate (squeeze-and-excitation): no layer can take it as a
+        # post-op (4.6 of efficientnet_b0's 64 ms in OpenVINO fp32 at batch 16)
+        "aten.mul.Tensor"}
 # what OpenVINO runs in int8 in a model NNCF quantized: its weighted layers (input and weights) but
 # grouped and depthwise convolutions (f32: in regnet_x_400mf they were half its time at batch 16), and
 # what follows a quantized layer's output (pooling, means, concatenation: u8 in, u8 out)
@@ -63,7 +66,19 @@ def runs(key: str) -> bool:
         return all(isinstance(t, dict) and "T" in t for t in args[0])
     if name in ("aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default"):
         return len(args[0]["T"]) == 4
+    if name == "aten.mul.Tensor":
+        return _gated(args)
     return True
+
+
+def _gated(args: list) -> bool:
+    """Whether a product's ``args`` are a feature map [N,C,H,W] and a gate [N,C,1,1] of the same batch
+    (a squeeze-and-excitation's; at batch 1 a layer scale [1,C,1,1] reads the same, and is counted too)."""
+    shapes = [a["T"] for a in args[:2] if isinstance(a, dict) and "T" in a]
+    if len(shapes) != 2 or any(len(s) != 4 for s in shapes):
+        return False
+    gate, feature = sorted(shapes, key=lambda s: s[2] * s[3])
+    return gate[2:] == [1, 1] and feature[2] * feature[3] > 1 and gate[:2] == feature[:2]
 
 
 def runtime_key(key: str, prefix: str) -> str:
@@ -387,6 +402,8 @@ def _graph(key: str, quantized: bool = False):
     elif name == "aten.mean.dim":
         keep = bool(args[2]) if len(args) > 2 else False
         node = [helper.make_node("ReduceMean", [activation(args[0], "x")], ["y"], axes=list(args[1]), keepdims=int(keep))]
+    elif name == "aten.mul.Tensor":  # a squeeze-and-excitation's gate (`_gated`)
+        node = [helper.make_node("Mul", [activation(args[0], "a"), activation(args[1], "b")], ["y"])]
     elif name == "aten.cat.default":
         dim = int(args[1]) if len(args) > 1 else 0
         node = [helper.make_node("Concat", [activation(t, f"x{i}") for i, t in enumerate(args[0])], ["y"], axis=dim)]
