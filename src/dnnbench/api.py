@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .analysis import AUTO_METHODS, PREDICT_METHODS
+from .analysis import AUTO_METHODS, AUTO_RULE, PREDICT_METHODS
 from .errors import UserError
 from .runner.plan import BATCH_SIZES, MAX_BATCH, RunConfig
 from .setup import CELL_KEY, Setup, is_reference
@@ -1226,8 +1226,8 @@ class Results:
 
         ``models``: registry names or model files (a list, or one comma-separated string); ``zoo``: a
         preset; ``all``: the whole registry. ``method``: ``auto`` (default: whichever of the others
-        has the most leave-one-out predictions within ±10% on the calibration, since a runtime that
-        fuses operators is poorly summed by eager kernels), ``kernels`` (its kernels timed on this machine, summed: the
+        has the most leave-one-out predictions within ±10% on the calibration (`AUTO_RULE`), since a
+        runtime that fuses operators is poorly summed by eager kernels), ``kernels`` (its kernels timed on this machine, summed: the
         kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of the registry
         estimated from the timed ones), ``inside`` (kernels, each corrected to its time inside a model
         from real passes of the calibration models), ``runtime`` (onnxruntime fp32, openvino fp32 and
@@ -1485,7 +1485,7 @@ class Predictions(Rows):
         errors = [abs(e) for e in cal.loo_errors.values()]
         head = (f"Predicted at batch size {self.batch_size} in {self.setup.label(machine=True)}, from "
                 f"{PREDICT_METHODS[self.method]}"
-                + (f" (method {self.method}: of {', '.join(AUTO_METHODS)}, the most leave-one-out predictions within ±10%)"
+                + (f" (method {self.method}: of {', '.join(AUTO_METHODS)}, {AUTO_RULE})"
                    if self.asked == "auto" else "")
                 + f", calibrated on the {cal.n} models measured there: leave-one-out error "
                 f"median ±{cal.median_abs_error:.0%}, worst ±{max(errors):.0%}; each interval covers a model like "

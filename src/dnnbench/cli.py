@@ -380,8 +380,8 @@ def _predict_command(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=16, metavar="B", help="batch size (default 16)")
     p.add_argument("--input-size", type=_positive_int, metavar="PX", help="input side in pixels (default: native)")
     p.add_argument("--method", choices=list(api.PREDICT_METHODS), default="auto",
-                   help="auto: whichever of the others has the most leave-one-out predictions within ±10%% on the "
-                        "calibration (default); kernels: each kernel timed on this machine, summed (with --all, the kernels of "
+                   help="auto: whichever of the others has " + api.AUTO_RULE.replace("%", "%%") + " (default); "
+                        "kernels: each kernel timed on this machine, summed (with --all, the kernels of "
                         "models not named or in --zoo are estimated from the timed ones); inside: kernels, each "
                         "corrected to its time inside a model by real passes of the calibration models (kept); "
                         "runtime: the kernels onnxruntime fp32 or openvino fp32 / int8 runs as one, each timed in it, summed; features: operations by "

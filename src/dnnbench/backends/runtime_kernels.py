@@ -4,10 +4,11 @@ ONNX Runtime and OpenVINO fold normalisations into convolutions and fuse activat
 additions into them, so eager kernels summed predict them poorly (on ONNX Runtime their sum ran 1.4x
 to 8x its time, differently by model). What such a runtime runs as one kernel is timed here as one
 kernel: each convolution, matrix product, batched product, softmax, layer norm, fused attention,
-pooling, mean and concatenation of a profile (`measure.kernels`) becomes a graph of that one operator, built from the kernel's key
-(shapes and arguments) and run as the backend runs a model (its threads, its graph optimisations; for
-OpenVINO int8, quantized as OpenVINO runs a model NNCF quantized, `_quantize`). What the runtime folds or fuses away (normalisations after a convolution,
-activations, element-wise additions) is not timed. A runtime kernel's key is the eager key prefixed
+pooling, mean, concatenation and squeeze-and-excitation product of a profile (`measure.kernels`)
+becomes a graph of that one operator, built from the kernel's key (shapes and arguments) and run as
+the backend runs a model (its threads, its graph optimisations; for OpenVINO int8, quantized as
+OpenVINO runs a model NNCF quantized, `_quantize`). What the runtime folds or fuses away
+(normalisations after a convolution, activations, element-wise additions) is not timed. A runtime kernel's key is the eager key prefixed
 with the runtime's name (``onnxruntime|``, ``openvino|``, ``openvino-int8|``).
 
 Kernels are timed in groups (`Timer`), by the runtime's own counters, each kernel's own nodes only: a
