@@ -156,12 +156,16 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
     prefix = runtime_kernels.prefix(setup)
     if prefix:  # the runtime's own kernels, timed in it
         start = time.perf_counter()
-        rt_rows = kernel_times([runtime_kernels.runtime_key(k, prefix) for k in sorted(keys) if runtime_kernels.runs(k)],
-                               setup, store)
+        def runtime_keys(models):  # the runtime's kernels: its layers with their epilogues
+            return {k for m in models for k in runtime_kernels.kernels(got[(m.model, m.input_size, batch)])[0]}
+
+        rt_keys = runtime_keys(at_batch)
+        rt_rows = kernel_times([runtime_kernels.runtime_key(k, prefix) for k in sorted(rt_keys)], setup, store)
         runtime = {k: r["seconds"] for k, r in runtime_kernels.by_eager_key(rt_rows, prefix).items() if r["seconds"]}
-        cal_runtime = {k: v for k, v in runtime.items() if k in cal_keys}
-        print(f"{setup.backend}'s own kernels: {sum(runtime_kernels.runs(k) for k in keys)} of the {len(keys)} kernels, "
-              f"{len(runtime)} timed in {time.perf_counter() - start:.0f} s (0 when stored)\n")
+        cal_runtime = {k: v for k, v in runtime.items() if k in runtime_keys(calibrating)}
+        print(f"{setup.backend}'s own kernels: {len(rt_keys)} (of {sum(runtime_kernels.runs(k) for k in keys)} of the "
+              f"{len(keys)} kernels, layers apart by epilogue), {len(runtime)} timed in "
+              f"{time.perf_counter() - start:.0f} s (0 when stored)\n")
     cases = [("ops (line in MACs)", "ops", None, None, None), ("features", "features", None, None, None),
              ("auto (of kernels, inside, runtime, features, ops: the most leave-one-out predictions within ±10%, counted twice, and ±20%)", "auto", timed,
               corrected, runtime),
@@ -176,7 +180,7 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
     for name, method, table, inside, rt in cases:
         result = predictor.predict_models(calibrating, got, failed, table, batch, method,
                                           [(m.model, m.input_size) for m in targets], inside=inside, runtime=rt,
-                                          runs=runtime_kernels.runs)
+                                          kernels_of=runtime_kernels.kernels)
         if method == "auto":
             name = f"{name}: chose {result['calibration'].method}"
         predicted = [r["latency_s"] for r in result["rows"]]

@@ -53,6 +53,31 @@ def test_kernels_timed_inside_a_real_pass_are_the_profile_s_kernels(meta_input):
         assert set(seconds) == set(recorded.calls) and all(s > 0 for s in seconds.values())
 
 
+def test_a_layer_s_epilogue_is_what_takes_its_output_in_order_a_folded_normalisation_passed_over(meta_input):
+    class Block(nn.Module):  # a residual block, a squeeze-and-excitation, a ConvNeXt-like late residual
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+            self.norm, self.fc = nn.BatchNorm2d(4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            y = torch.relu(self.norm(self.a(x)))  # relu, after a batch norm that folds
+            y = nn.functional.relu6(self.b(y) + y)  # its input y was read by b: the addition is b's
+            z = self.c(y)
+            gate = torch.sigmoid(z.mean((2, 3), keepdim=True))  # z is read by the mean: c's chain ends
+            y = nn.functional.silu(z * gate)  # not a layer's output
+            pooled = y.mean((2, 3))
+            out = nn.functional.gelu(self.fc(pooled).view(2, 2, 2))  # through a view
+            return out + pooled.view(2, 2, 2)  # the sum of a layer's result and another tensor: the layer's
+
+    found = profile(Block().eval().to("meta"), meta_input(8, batch=2))
+    by_op = {json.loads(k)[0] + str(json.loads(k)[1][1]["T"]): dict(c) for k, c in found.then.items()}
+    assert by_op == {"aten.convolution.default[4, 3, 1, 1]": {"relu": 1},
+                     "aten.convolution.default[4, 4, 3, 3]": {"add,relu6": 1},
+                     "aten.addmm.default[2, 4]": {"gelu,add": 1}}
+    assert Profile.from_dict(json.loads(json.dumps(found.to_dict()))).then == found.then
+
+
 def test_a_meta_profile_has_the_kernels_the_cpu_chooses_for_attention(meta_input):
     # on meta tensors PyTorch takes attention's math path (bmm, softmax) and skips the multi-head
     # attention fast path; the CPU runs one fused kernel for each: the profile must name the CPU's

@@ -221,7 +221,11 @@ def test_auto_and_the_report_weigh_the_runtime_s_own_kernels_and_sum_only_those(
     # time that follows nothing, and operations follow neither
     conv_s = [3e-3, 1e-3, 7e-3, 2e-3, 9e-3, 4e-3, 5e-3]
     relu_s = [4e-3, 9e-3, 1e-3, 6e-3, 2e-3, 8e-3, 3e-3]
-    runs = lambda key: "convolution" in key  # noqa: E731
+
+    def kernels_of(profile):  # the runtime's: its convolutions
+        calls = {k: n for k, n in profile["calls"].items() if "convolution" in k}
+        return calls, {k: predictor.specs_of([profile])[k] for k in calls}
+
     models, profiles, eager, runtime = [], {}, {}, {}
     for i, (c, r) in enumerate(zip(conv_s, relu_s, strict=True)):
         conv, relu = f'["aten.convolution.default",{i}]', f'["aten.relu.default",{i}]'
@@ -234,13 +238,13 @@ def test_auto_and_the_report_weigh_the_runtime_s_own_kernels_and_sum_only_those(
             models.append(Measured(model=f"net{i}", input_size=224, setup=Setup(machine="m", threads=2),
                                    cells={1: cell}))
     out = predictor.predict_models(models, profiles, {}, eager, 1, predictor.AUTO, [("net6", 224)], runtime=runtime,
-                                   runs=runs)
+                                   kernels_of=kernels_of)
     assert out["calibration"].method == "runtime"
     assert out["rows"][0]["latency_s"] == pytest.approx(2 * 5e-3 + 1e-4, rel=1e-6)
     # without the runtime's times, auto cannot find the law
     assert predictor.predict_models(models, profiles, {}, eager, 1, predictor.AUTO, [("net6", 224)])[
         "calibration"].median_abs_error > 0.05
-    report = predictor.for_report(models, profiles, eager, 1, runtime, runs)
+    report = predictor.for_report(models, profiles, eager, 1, runtime, kernels_of)
     assert report["method"] == "runtime" and report["predicted"][0][0] == "net6"
     assert report["predicted"][0][2].latency_s == pytest.approx(2 * 5e-3 + 1e-4, rel=1e-6)
     assert predictor.for_report(models, profiles, eager, 1)["method"] != "runtime"

@@ -48,6 +48,51 @@ def test_each_runtime_kernel_computes_what_the_eager_kernel_computes_in_shape(pr
                     "aten.cat.default", "aten.mul.Tensor"}
 
 
+_EAGER_EPILOGUE = {"relu": torch.relu, "relu6": torch.nn.functional.relu6, "silu": torch.nn.functional.silu,
+                   "gelu": torch.nn.functional.gelu, "hardswish": torch.nn.functional.hardswish,
+                   "gelu_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
+                   "hardsigmoid": torch.nn.functional.hardsigmoid, "sigmoid": torch.sigmoid}
+
+
+@pytest.mark.parametrize("layer", ["conv", "linear"])
+def test_a_layer_s_epilogue_computes_what_eager_computes_after_the_layer(layer):
+    from onnx import numpy_helper
+
+    from dnnbench.measure.profile import EPILOGUE_TAGS
+
+    if layer == "conv":  # 8 -> 4 channels, 3x3, stride 2, padding 1, on 9x9: 5x5
+        key = json.dumps(["aten.convolution.default", [{"T": [2, 8, 9, 9], "d": "float32"}, {"T": [4, 8, 3, 3], "d": "float32"},
+                          {"T": [4], "d": "float32"}, [2, 2], [1, 1], [1, 1], False, [0, 0], 1], {}], separators=(",", ":"))
+    else:
+        key = json.dumps(["aten.addmm.default", [{"T": [4], "d": "float32"}, {"T": [3, 8], "d": "float32"},
+                          {"T": [8, 4], "d": "float32", "s": [1, 8]}], {}], separators=(",", ":"))
+    for tags in [*EPILOGUE_TAGS, "add,relu", "silu,add"]:
+        fused = rk.with_epilogue(key, tags)
+        assert json.loads(fused)[:2] == json.loads(key)[:2] and rk.runs(fused)
+        model, feeds = rk._graph(fused)
+        w = {t.name: torch.from_numpy(numpy_helper.to_array(t)) for t in model.graph.initializer}
+        x = torch.from_numpy(feeds["x" if layer == "conv" else "a"])
+        y = torch.nn.functional.conv2d(x, w["w"], w["b"], stride=2, padding=1) if layer == "conv" else x @ w["w"].T + w["c"]
+        for i, tag in enumerate(tags.split(",")):
+            y = y + torch.from_numpy(feeds[f"r{i}"]) if tag == "add" else _EAGER_EPILOGUE[tag](y)
+        for prefix in ("onnxruntime|", "openvino|"):
+            out = torch.from_numpy(rk.replay(rk.runtime_key(fused, prefix), threads=1)())
+            assert torch.allclose(out, y, atol=1e-4), (prefix, tags)
+        assert tuple(rk.replay(rk.runtime_key(fused, "openvino-int8|"), threads=1)().shape) == tuple(y.shape)
+
+
+def test_a_profile_s_runtime_kernels_are_its_layers_apart_by_epilogue():
+    found = profile(get("resnet18").build("meta"), torch.empty(1, 3, SIZE, SIZE, device="meta")).to_dict()
+    calls, specs = rk.kernels(found)
+    layers = {k: n for k, n in found["calls"].items() if json.loads(k)[0] == "aten.convolution.default"}
+    assert sum(n for k, n in calls.items() if json.loads(k)[0] == "aten.convolution.default") == sum(layers.values())
+    then = {tuple(json.loads(k)[2].get("then", [])): n for k, n in calls.items() if json.loads(k)[0] == "aten.convolution.default"}
+    assert {t for t in then} == {(), ("relu",), ("add", "relu")}  # downsampling convolutions have none
+    assert sum(n for k, n in calls.items() if json.loads(k)[2].get("then") == ["add", "relu"]) == 8  # 8 blocks
+    assert all(rk.with_epilogue(specs[k].key, ",".join(json.loads(k)[2].get("then", []))) == k for k in calls)
+    assert not any(json.loads(k)[0] == "aten.relu_.default" for k in calls)  # fused away
+
+
 def test_what_the_runtime_fuses_away_is_not_one_of_its_kernels():
     transposed = nn_key = None
     found = profile(torch.nn.Sequential(torch.nn.ConvTranspose2d(3, 4, 2), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
@@ -119,6 +164,26 @@ def test_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed_again_wh
     assert all(timer.time(k)[0] > 0 for k in keys[1:]) and not timer.ready
     again = timer.time(keys[0])
     assert first[0] > 0 and again[0] > 0 and first[1] >= 3 and set(timer.ready) == set(keys[1:3])
+
+
+def test_every_node_of_a_layer_and_its_epilogue_is_counted_for_it_fused_or_not():
+    # ONNX Runtime fuses a linear layer's ReLU into a node it names "fused k0_n0", and runs a SiLU beside
+    # the convolution (its Sigmoid and Mul fused into a QuickGelu): all are the layer's
+    linear = json.dumps(["aten.addmm.default", [{"T": [64]}, {"T": [2, 128]}, {"T": [128, 64], "s": [1, 128]}], {}])
+    keys = [rk.runtime_key(rk.with_epilogue(linear, "relu"), "onnxruntime|"),
+            rk.runtime_key(rk.with_epilogue(_conv_key(16, 14), "silu"), "onnxruntime|")]
+    model, feeds = rk._group_graph(tuple(keys))
+    group = rk._OnnxRuntimeGroup(model, feeds, "onnxruntime", 1, len(keys))
+    for _ in range(3):
+        group.run()
+    with open(group.session.end_profiling()) as f:
+        nodes = {e["name"].removesuffix("_kernel_time"): e["args"]["op_name"] for e in json.load(f)
+                 if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
+    owned = {op: rk._owner(name, len(keys)) for name, op in nodes.items() if op not in rk._ORT_AROUND}
+    assert owned.pop("FusedGemm") == 0 and owned.pop("Conv") == 1 and None not in owned.values()
+    assert set(owned.values()) == {1}  # the SiLU, apart from the convolution
+    timer = rk.Timer(keys, threads=1)
+    assert all(timer.time(k)[0] > 0 for k in keys)
 
 
 def test_a_group_grows_past_32_kernels_only_where_they_move_more_than_the_cache_holds():

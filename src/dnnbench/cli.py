@@ -384,7 +384,8 @@ def _predict_command(sub) -> None:
                         "kernels: each kernel timed on this machine, summed (with --all, the kernels of "
                         "models not named or in --zoo are estimated from the timed ones); inside: kernels, each "
                         "corrected to its time inside a model by real passes of the calibration models (kept); "
-                        "runtime: the kernels onnxruntime fp32 or openvino fp32 / int8 runs as one, each timed in it, summed; features: operations by "
+                        "runtime: the kernels onnxruntime fp32 or openvino fp32 / int8 runs as one (a layer with the "
+                        "activations and residual addition it fuses), each timed in it, summed; features: operations by "
                         "kind, activations, kernel calls; ops: a line in operations")
     p.add_argument("--backend", metavar="LIST", help="calibrate on this backend's cells (default: the setup with the "
                                                        "most models measured at the batch size)")

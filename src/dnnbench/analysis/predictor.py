@@ -400,10 +400,12 @@ def spearman(x, y) -> float:
 # -- from measurements and profiles to predictions --------------------------------------------------
 
 
-def features(profile: dict, timed: dict[str, float] | None = None, fits: dict | None = None, only=None) -> dict:
+def features(profile: dict, timed: dict[str, float] | None = None, fits: dict | None = None,
+             kernels_of=None) -> dict:
     """A model's features from its profile (`measure.kernels.Profile.to_dict`): those of FEATURES, ``macs``
     (their sum), and with ``timed`` kernel seconds, ``kernel_s`` and ``timed_share`` (see `kernel_seconds`),
-    over the kernels ``only(key)`` admits where given (a runtime's: the rest it fuses away)."""
+    over the kernels ``kernels_of(profile)`` gives ((calls, specs) by key) where given: a runtime's, its
+    layers with their epilogues, the rest fused away."""
     from ..measure.profile import Profile
 
     found = Profile.from_dict(profile)
@@ -411,20 +413,21 @@ def features(profile: dict, timed: dict[str, float] | None = None, fits: dict | 
     out["macs"] = sum(v for k, v in out.items() if k.startswith("macs_"))
     if timed is not None:
         kinds: dict = {}
-        calls = found.calls if only is None else {k: n for k, n in found.calls.items() if only(k)}
-        out["kernel_s"], out["timed_share"] = kernel_seconds(calls, found.specs, timed, fits or {}, kinds)
+        calls, specs = (found.calls, found.specs) if kernels_of is None else kernels_of(profile)
+        out["kernel_s"], out["timed_share"] = kernel_seconds(calls, specs, timed, fits or {}, kinds)
         out.update({f"kernel_s_{kind}": seconds for kind, seconds in kinds.items()})
         out["calls_other"] = sum(n for k, n in found.calls.items() if found.specs[k].kind == "other")
     return out
 
 
-def specs_of(profiles) -> dict:
-    """Every kernel spec of ``profiles`` (profile dicts), by key."""
+def specs_of(profiles, kernels_of=None) -> dict:
+    """Every kernel spec of ``profiles`` (profile dicts), by key; with ``kernels_of``, of the kernels it
+    gives (see `features`)."""
     from ..measure.profile import Profile
 
     out = {}
     for p in profiles:
-        out.update(Profile.from_dict(p).specs)
+        out.update(Profile.from_dict(p).specs if kernels_of is None else kernels_of(p)[1])
     return out
 
 
@@ -469,7 +472,7 @@ def best_calibration(points: list[Point], method: str, timed: bool) -> Calibrati
 
 
 def _calibration_points(calibrating: list, profiles: dict, timed: dict | None, fits, batch: int,
-                        names: list[str], only=None) -> tuple[list[Point], dict]:
+                        names: list[str], kernels_of=None) -> tuple[list[Point], dict]:
     """The calibration's points (features with ``timed`` summed), and {(name, input size): (label, latency, cell)}."""
     points, measured = [], {}
     for m in calibrating:
@@ -478,27 +481,27 @@ def _calibration_points(calibrating: list, profiles: dict, timed: dict | None, f
             continue
         label = _label(m.model, m.input_size, names)
         latency = float(m.ok[batch]["latency_median_s"])
-        points.append(Point(label, features(profile, timed, fits, only), latency))
+        points.append(Point(label, features(profile, timed, fits, kernels_of), latency))
         measured[(m.model, m.input_size)] = (label, latency, m.ok[batch])
     return points, measured
 
 
-def _best_source(sources: list, specs: dict, points_of) -> tuple:
-    """Of ``sources`` [(method, kernel seconds by key or None, ``only`` or None)], the one whose
-    calibration ranks best (`Calibration.rank`): (calibration, seconds, their fits, only,
-    points, what ``points_of(seconds, fits, only)`` gave beside its points). A source that cannot be
-    calibrated is passed over; ValueError (the last one's) when none can."""
+def _best_source(sources: list, profiles: list, points_of) -> tuple:
+    """Of ``sources`` [(method, kernel seconds by key or None, ``kernels_of`` or None)], the one whose
+    calibration ranks best (`Calibration.rank`): (calibration, seconds, their fits (on the kernels of
+    ``profiles``), kernels_of, points, what ``points_of(seconds, fits, kernels_of)`` gave beside its
+    points). A source that cannot be calibrated is passed over; ValueError (the last one's) when none can."""
     best, problem = None, None
-    for asked, times, only in sources:
-        fits = kernel_fits(times, specs) if times is not None else None
+    for asked, times, kernels_of in sources:
+        fits = kernel_fits(times, specs_of(profiles, kernels_of)) if times is not None else None
         try:
-            points, extra = points_of(times, fits, only)
+            points, extra = points_of(times, fits, kernels_of)
             calibration = best_calibration(points, asked, times is not None)
         except ValueError as exc:
             problem = exc
             continue
         if best is None or calibration.rank < best[0].rank:
-            best = (calibration, times, fits, only, points, extra)
+            best = (calibration, times, fits, kernels_of, points, extra)
     if best is None:
         raise problem
     return best
@@ -506,33 +509,33 @@ def _best_source(sources: list, specs: dict, points_of) -> tuple:
 
 def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict | None, batch: int, method: str,
                    targets: list[tuple[str, int]], inside: dict | None = None, runtime: dict | None = None,
-                   runs=None) -> dict:
+                   kernels_of=None) -> dict:
     """Calibrate ``method`` on the ``calibrating`` models (`data.Measured`, one setup, measured at ``batch``)
     and predict ``targets`` [(name, input size)]: {"calibration": `Calibration`, "points": the calibration's
     `Point`s, "rows": one dict per target}. ``profiles`` {(name, input size, batch): profile dict};
     ``failed``: the same keys to the error that kept a profile from being recorded; ``timed``: kernel
     seconds alone by key; ``inside``: the same corrected to their times inside a model (`inside_models`),
     which the inside method sums; ``runtime``: the seconds of the kernels the setup's runtime runs as
-    one (``runs(key)``), timed in it, which the runtime method sums. AUTO weighs those given against
+    one (those ``kernels_of(profile)`` gives, see `features`), timed in it, which the runtime method sums. AUTO weighs those given against
     the others; one of them that cannot be calibrated is passed over. A target that was measured is
     predicted without itself (its leave-one-out prediction). ValueError when no calibration can be made."""
     names = [m.model for m in calibrating]
     lost = [(m.model, failed[k]) for m in calibrating if (k := (m.model, m.input_size, batch)) in failed]
-    apart = {"inside": (inside, None), "runtime": (runtime, runs)}
+    apart = {"inside": (inside, None), "runtime": (runtime, kernels_of)}
     if method in apart:
         sources = [(method, *apart[method])]
     else:
-        sources = [(method, timed, None)] + [(m, times, only) for m, (times, only) in apart.items()
+        sources = [(method, timed, None)] + [(m, times, of) for m, (times, of) in apart.items()
                                              if method == AUTO and times is not None]
 
-    def points_of(times, fits, only):
-        points, measured = _calibration_points(calibrating, profiles, times, fits, batch, names, only)
+    def points_of(times, fits, of):
+        points, measured = _calibration_points(calibrating, profiles, times, fits, batch, names, of)
         if lost and len(points) < MIN_POINTS:
             raise ValueError(f"{len(lost)} of the {len(calibrating)} measured models could not be profiled "
                              f"({lost[0][0]}: {lost[0][1]})")
         return points, measured
 
-    calibration, timed, fits, only, points, measured = _best_source(sources, specs_of(profiles.values()), points_of)
+    calibration, timed, fits, kernels_of, points, measured = _best_source(sources, list(profiles.values()), points_of)
     method = calibration.method
     rows = []
     for name, size in targets:
@@ -541,7 +544,7 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
         if key not in profiles:
             rows.append({**row, "problem": failed.get(key, "no profile")})
             continue
-        found = features(profiles[key], timed, fits, only)
+        found = features(profiles[key], timed, fits, kernels_of)
         if (name, size) in measured:
             label, latency, cell = measured[(name, size)]
             value = latency * (1 + calibration.loo_errors[label])
@@ -563,10 +566,10 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
 
 
 def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: dict | None = None,
-               runs=None) -> dict | None:
+               kernels_of=None) -> dict | None:
     """The predictions a report shows for ``models`` (one setup) at ``batch``: where every measured model
     has a profile, the method of AUTO_METHODS (kernels where kernels were timed on the setup; runtime
-    where ``runtime``, the setup's runtime kernels that ``runs`` admits, were) ranked best
+    where ``runtime``, the setup's runtime kernels (those ``kernels_of`` gives, see `features`), were) ranked best
     (`Calibration.rank`), else ``ops`` from the stored operation counts; its leave-one-out prediction of
     every measured model, and a prediction of every other profiled model.
     {"method", "calibration", "measured": [(Measured, cell, predicted latency)], "predicted": [(name, input
@@ -577,9 +580,9 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: d
     names = [m.model for m in calibrating]
     sources = [(AUTO if profiled else "ops", timed if profiled and timed else None, None)]
     if profiled and runtime:
-        sources.append(("runtime", runtime, runs))
+        sources.append(("runtime", runtime, kernels_of))
 
-    def points_of(times, fits, only):
+    def points_of(times, fits, of):
         points, cells = [], []
         for m in calibrating:
             if not profiled:
@@ -587,13 +590,13 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: d
                     continue
                 found = {"macs": float(m.macs) * batch}
             else:
-                found = features(profiles[(m.model, m.input_size, batch)], times, fits, only)
+                found = features(profiles[(m.model, m.input_size, batch)], times, fits, of)
             points.append(Point(_label(m.model, m.input_size, names), found, float(m.ok[batch]["latency_median_s"])))
             cells.append((m, m.ok[batch]))
         return points, cells
 
     try:
-        calibration, times, fits, only, points, cells = _best_source(sources, specs_of(profiles.values()), points_of)
+        calibration, times, fits, kernels_of, points, cells = _best_source(sources, list(profiles.values()), points_of)
     except ValueError:
         return None
     method = calibration.method
@@ -606,7 +609,7 @@ def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: d
             if b != batch or (name, size) in done:
                 continue
             try:
-                found = features(profile, times, fits, only)
+                found = features(profile, times, fits, kernels_of)
             except ValueError:  # a kernel no timed one can estimate
                 continue
             found["params"] = profile.get("weights_bytes", 0) / 4

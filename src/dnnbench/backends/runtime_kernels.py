@@ -7,9 +7,13 @@ kernel: each convolution, matrix product, batched product, softmax, layer norm, 
 pooling, mean, concatenation and squeeze-and-excitation product of a profile (`measure.kernels`)
 becomes a graph of that one operator, built from the kernel's key (shapes and arguments) and run as
 the backend runs a model (its threads, its graph optimisations; for OpenVINO int8, quantized as
-OpenVINO runs a model NNCF quantized, `_quantize`). What the runtime folds or fuses away
-(normalisations after a convolution, activations, element-wise additions) is not timed. A runtime kernel's key is the eager key prefixed
-with the runtime's name (``onnxruntime|``, ``openvino|``, ``openvino-int8|``).
+OpenVINO runs a model NNCF quantized, `_quantize`). A layer (a convolution, a linear layer) is built
+with its epilogue (`measure.profile`: the activations and residual addition that take its output, as
+the model's ONNX export writes them), which a runtime fuses into the layer or runs beside it: a SiLU
+is OpenVINO's post-op but a node of its own on ONNX Runtime (QuickGelu). Normalisations after a layer fold into its
+weights and are not timed. `kernels` gives a profile's runtime kernels: a layer's calls apart by
+epilogue, the epilogue in the key's keyword arguments (``"then": [tags]``). A runtime kernel's key is
+that key prefixed with the runtime's name (``onnxruntime|``, ``openvino|``, ``openvino-int8|``).
 
 Kernels are timed in groups (`Timer`), by the runtime's own counters, each kernel's own nodes only: a
 one-operator graph pays layout reorders at its input and output that a chain of layers in a model pays
@@ -18,6 +22,7 @@ once (on OpenVINO, a depthwise convolution's were 3x its own time), and a run's 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -35,7 +40,7 @@ _OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "ate
 # what follows a quantized layer's output (pooling, means, concatenation: u8 in, u8 out)
 _QUANTIZED = {_CONV, "aten.addmm.default", "aten.mm.default"}
 _U8 = {"aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim", "aten.cat.default"}
-_OPSET = 17
+_OPSET = 20  # as `onnx_export` writes a model: GELU is one operator (Gelu) since 20
 # (backend, precision) -> the prefix of its kernels' keys, on the CPU
 RUNTIMES = {("onnxruntime", "fp32"): "onnxruntime|", ("openvino", "fp32"): "openvino|",
             ("openvino", "int8"): "openvino-int8|"}
@@ -84,6 +89,35 @@ def _gated(args: list) -> bool:
 
 def runtime_key(key: str, prefix: str) -> str:
     return prefix + key
+
+
+def kernels(profile: dict) -> tuple[dict, dict]:
+    """({key: calls}, {key: KernelSpec}) of the kernels a runtime runs of ``profile`` (a profile dict):
+    those it runs as one (`runs`), a layer's calls apart by epilogue, each epilogue in its key
+    (`with_epilogue`), with its layer's spec."""
+    from ..measure.profile import Profile
+
+    found = Profile.from_dict(profile)
+    calls, specs = {}, {}
+    for key, n in found.calls.items():
+        if not runs(key):
+            continue
+        epilogues = found.then.get(key, {})
+        for tags, m in [("", n - sum(epilogues.values())), *epilogues.items()]:
+            if m > 0:
+                k = with_epilogue(key, tags)
+                calls[k] = calls.get(k, 0) + m
+                specs[k] = found.specs[key]
+    return calls, specs
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def with_epilogue(key: str, tags: str) -> str:
+    """The key of layer ``key``'s kernel with its epilogue ``tags`` (joined by commas; "" for none)."""
+    if not tags:
+        return key
+    name, args, kwargs = json.loads(key)
+    return json.dumps([name, args, {**kwargs, "then": tags.split(",")}], separators=(",", ":"))
 
 
 def _runtime_of(key: str) -> str:
@@ -180,7 +214,10 @@ class Timer:
         _, calls = time_call(compiled.run, min_calls=20, min_s=0.2, max_s=GROUP_MAX_S, steady=GROUP_STEADY)
         if not compiled.reusable:
             self.compiled = {}
-        return {key: (_fast_half_mean(times), calls) for key, times in zip(group, compiled.times())}
+        found = dict(zip(group, compiled.times()))
+        if unnamed := [key for key, times in found.items() if not times]:  # a node named otherwise than k<i>_
+            raise ValueError(f"the runtime's counters name none of the nodes of {json.loads(eager_key(unnamed[0]))[0]}")
+        return {key: (_fast_half_mean(times), calls) for key, times in found.items()}
 
 
 COUNTER_S = 1e-6  # the runtimes' counters count whole microseconds
@@ -195,10 +232,13 @@ def _fast_half_mean(times: list[float]) -> float:
     return max(sum(fast) / len(fast), COUNTER_S / 2)
 
 
+_BRANCH = re.compile(r"(?:^|\s)k(\d+)_")  # ONNX Runtime names a node it fuses "fused k3_n0"
+
+
 def _owner(node: str, n: int) -> int | None:
     """The index of the kernel of a group (of ``n``) that a node named ``node`` belongs to, or None."""
-    index = node[1:].split("_", 1)[0] if node.startswith("k") else ""
-    return int(index) if index.isdigit() and int(index) < n else None
+    found = _BRANCH.search(node)
+    return int(found.group(1)) if found and int(found.group(1)) < n else None
 
 
 class _OpenVinoGroup:
@@ -402,7 +442,8 @@ def _graph(key: str, quantized: bool = False):
         node = [_pool(name, args, activation(args[0], "x"))]
     elif name == "aten.mean.dim":
         keep = bool(args[2]) if len(args) > 2 else False
-        node = [helper.make_node("ReduceMean", [activation(args[0], "x")], ["y"], axes=list(args[1]), keepdims=int(keep))]
+        inits.append(numpy_helper.from_array(np.array(list(args[1]), dtype=np.int64), "axes"))
+        node = [helper.make_node("ReduceMean", [activation(args[0], "x"), "axes"], ["y"], keepdims=int(keep))]
     elif name == "aten.mul.Tensor":  # a squeeze-and-excitation's gate (`_gated`)
         node = [helper.make_node("Mul", [activation(args[0], "a"), activation(args[1], "b")], ["y"])]
     elif name == "aten.cat.default":
@@ -420,6 +461,8 @@ def _graph(key: str, quantized: bool = False):
     grouped = name == _CONV and int(args[8]) > 1
     if quantized and name in _QUANTIZED | _U8 and not grouped:
         node = _quantize(node[0], inits, weights=name in _QUANTIZED)
+    if kwargs.get("then"):
+        node += _epilogue(node[-1], kwargs["then"], _output_shape(name, args), activation, inits)
     for i, n in enumerate(node):  # named, so that the runtimes' counters name them (quantizers apart)
         n.name = f"{'q' if n.op_type in ('QuantizeLinear', 'DequantizeLinear') else 'n'}{i}"
     for n in node:  # an absent optional input (a bias) is left out, not named "": ONNX Runtime runs another
@@ -430,6 +473,45 @@ def _graph(key: str, quantized: bool = False):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)]), feeds
 
 
+def _output_shape(name: str, args: list) -> list[int]:
+    """The output shape of a layer (a convolution or a linear layer) called with ``args``."""
+    if name == _CONV:
+        x, w, _, stride, pad, dilation = args[:6]
+        size = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+                for n, k, s, p, d in zip(x["T"][2:], w["T"][2:], stride, pad, dilation, strict=True)]
+        return [x["T"][0], w["T"][0], *size]
+    a, b = args[1:3] if name == "aten.addmm.default" else args[:2]
+    return [a["T"][0], b["T"][1]]
+
+
+def _epilogue(layer, tags: list[str], shape: list[int], activation, inits: list) -> list:
+    """The nodes of a layer's epilogue ``tags`` after the ``layer`` node (its output renamed), as the
+    model's ONNX export writes them; an addition adds an input of the layer's output ``shape``."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    layer.output[0] = "l0"
+    nodes = []
+    for i, tag in enumerate(tags):
+        x, y = f"l{i}", "y" if i == len(tags) - 1 else f"l{i + 1}"
+        if tag == "silu":
+            nodes += [helper.make_node("Sigmoid", [x], [f"s{i}"]), helper.make_node("Mul", [x, f"s{i}"], [y])]
+        elif tag == "relu6":
+            inits += [numpy_helper.from_array(np.array(0, np.float32), f"lo{i}"),
+                      numpy_helper.from_array(np.array(6, np.float32), f"hi{i}")]
+            nodes.append(helper.make_node("Clip", [x, f"lo{i}", f"hi{i}"], [y]))
+        elif tag == "add":
+            nodes.append(helper.make_node("Add", [x, activation({"T": shape}, f"r{i}")], [y]))
+        elif tag in ("gelu", "gelu_tanh"):
+            nodes.append(helper.make_node("Gelu", [x], [y], approximate="tanh" if tag == "gelu_tanh" else "none"))
+        elif tag == "hardsigmoid":
+            nodes.append(helper.make_node("HardSigmoid", [x], [y], alpha=1 / 6, beta=0.5))
+        else:
+            nodes.append(helper.make_node(_UNARY[tag], [x], [y]))
+    return nodes
+
+
+_UNARY = {"relu": "Relu", "hardswish": "HardSwish", "sigmoid": "Sigmoid"}
 _NORMAL = []  # draws from N(0, 1), made once
 
 
@@ -470,8 +552,10 @@ def _quantize(node, inits: list, weights: bool) -> list:
 
     inits += [numpy_helper.from_array(np.array(4 / 127, np.float32), "x_scale"),  # inputs drawn from N(0, 1)
               numpy_helper.from_array(np.array(128, np.uint8), "x_zero")]
-    nodes = []
+    nodes, constant = [], {t.name for t in inits}
     for j, x in enumerate(node.input[:1] if weights else node.input):
+        if x in constant:  # an argument (a mean's axes), not an activation
+            continue
         nodes += [helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], [f"quantized{j}"]),
                   helper.make_node("DequantizeLinear", [f"quantized{j}", "x_scale", "x_zero"], [f"dequantized{j}"])]
         node.input[j] = f"dequantized{j}"

@@ -14,6 +14,9 @@ is one kernel, timed once. From the profile come the model's *features*, each a 
 - ``bytes``: bytes read and written by every kernel, weights included;
 - ``kernels``: kernel calls, each of which pays a dispatch cost whatever its size.
 
+Each layer call's epilogue (`measure.profile`) is followed by tensor identity (`_Epilogues`): the
+element-wise operators that take the layer's output, or what they made of it, as their input.
+
 `replay` turns a recorded kernel back into a call on random tensors of its shapes on the CPU, and
 `time_call` times it (the median of repeated calls after one warm call).
 """
@@ -38,6 +41,90 @@ _SILENT = {"detach", "alias", "lift_fresh", "lift_fresh_copy", "_to_copy_meta", 
 
 class _Unreplayable(Exception):
     pass
+
+
+# the layers a runtime fuses an epilogue into; what folds into their weights (an inference batch norm)
+_LAYERS = {"convolution", "addmm", "mm"}
+_FOLDED = {"_native_batch_norm_legit_no_training", "native_batch_norm"}
+_ACTIVATIONS = {"relu": "relu", "silu": "silu", "hardswish": "hardswish", "hardsigmoid": "hardsigmoid",
+                "sigmoid": "sigmoid"}
+
+
+def _tag(name: str, args, kwargs) -> str | None:
+    """The epilogue tag (`profile.EPILOGUE_TAGS`) of the aten operator ``name`` called so, or None."""
+    name = name.removesuffix("_")
+    if name in _ACTIVATIONS:
+        return _ACTIVATIONS[name]
+    if name == "gelu":
+        return "gelu_tanh" if kwargs.get("approximate", args[1] if len(args) > 1 else "none") == "tanh" else "gelu"
+    if name == "hardtanh" and [float(a) for a in args[1:3]] == [0.0, 6.0]:
+        return "relu6"
+    if name == "add" and len(args) >= 2 and all(isinstance(a, torch.Tensor) for a in args[:2]) \
+            and args[0].shape == args[1].shape and kwargs.get("alpha", 1) == 1:
+        return "add"
+    return None
+
+
+class _Epilogues:
+    """Each layer call's epilogue, followed by tensor identity: a chain per layer call ([key, tags, open])
+    and its *head*, the tensor that holds the chain's result so far (and views of it). An element-wise
+    operator of `_tag` on a head extends that chain (an addition of two heads, the later layer's: a
+    runtime fuses it into the layer computed last); a normalisation that folds passes it on. Any other
+    operator that reads a head closes its chain: the layer's result is then written out for it, and a
+    residual addition that comes later fuses into the layer of its other operand (in ConvNeXt, a stage's
+    first input is read by its first block and added at its end)."""
+
+    def __init__(self):
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        self.chains: list[list] = []
+        self.heads = WeakIdKeyDictionary()  # tensor -> (chain index, its tags' length when it became head)
+
+    def _chain(self, value) -> int | None:
+        found = self.heads.get(value) if isinstance(value, torch.Tensor) else None
+        if found is None:
+            return None
+        _, tags, is_open = self.chains[found[0]]
+        return found[0] if is_open and len(tags) == found[1] else None
+
+    def _head(self, out, chain: int) -> None:
+        if isinstance(out, torch.Tensor):
+            self.heads[out] = (chain, len(self.chains[chain][1]))
+
+    def _close(self, values) -> None:
+        for value in values:
+            if isinstance(value, (list, tuple)):
+                self._close(value)
+            elif (chain := self._chain(value)) is not None:
+                self.chains[chain][2] = False
+
+    def viewed(self, func, args, out) -> None:
+        if func.is_view and args and (chain := self._chain(args[0])) is not None:
+            self._head(out, chain)
+
+    def ran(self, name: str, key: str, args, kwargs, out) -> None:
+        if name in _FOLDED and (chain := self._chain(args[0] if args else None)) is not None:
+            self._head(out[0] if isinstance(out, (list, tuple)) else out, chain)
+            return
+        tag = _tag(name, args, kwargs)
+        chains = [c for c in (self._chain(a) for a in (args[:2] if tag == "add" else args[:1])) if c is not None]
+        self._close(list(args) + list(kwargs.values()))
+        if name in _LAYERS:
+            self.chains.append([key, [], True])
+            self._head(out, len(self.chains) - 1)
+        elif tag is not None and chains:
+            chain = max(chains)
+            self.chains[chain][1].append(tag)
+            self.chains[chain][2] = True
+            self._head(out, chain)
+
+    def counts(self) -> dict[str, Counter]:
+        """{layer key: Counter of its calls by epilogue (tags joined by commas)}, calls with one."""
+        out: dict[str, Counter] = {}
+        for key, tags, _ in self.chains:
+            if tags:
+                out.setdefault(key, Counter())[",".join(tags)] += 1
+        return out
 
 
 def _encode(value):
@@ -97,21 +184,29 @@ class KernelRecorder(MacCounter):
 
     def __init__(self):
         super().__init__()
-        self.profile = Profile()
+        self._profile = Profile()
+        self._epilogues = _Epilogues()
+
+    @property
+    def profile(self) -> Profile:
+        self._profile.then = self._epilogues.counts()
+        return self._profile
 
     def executed(self, func, args, kwargs, out, macs) -> None:
         name = func.overloadpacket.__name__
         if func.is_view or name in _SILENT or not _elements(out):
+            self._epilogues.viewed(func, args, out)
             return
         try:
             key = json.dumps([str(func), _encode(args), {k: _encode(v) for k, v in kwargs.items()}],
                              separators=(",", ":"))
         except _Unreplayable as exc:  # still one key per distinct call, from the arguments' text
             key = json.dumps([str(func), f"unreplayable {exc}", _loose(args), _loose(kwargs)], separators=(",", ":"))
-        if key not in self.profile.specs:
-            self.profile.specs[key] = KernelSpec(key, _kind(func, args, macs), int(macs[1]) if macs else 0,
-                                                 _elements(out), _bytes(args) + _bytes(kwargs) + _bytes(out))
-        self.profile.calls[key] += 1
+        if key not in self._profile.specs:
+            self._profile.specs[key] = KernelSpec(key, _kind(func, args, macs), int(macs[1]) if macs else 0,
+                                                  _elements(out), _bytes(args) + _bytes(kwargs) + _bytes(out))
+        self._profile.calls[key] += 1
+        self._epilogues.ran(name, key, args, kwargs, out)
         self.seen(key)
 
     def seen(self, key: str) -> None:

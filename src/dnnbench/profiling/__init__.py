@@ -22,7 +22,7 @@ from ..measure.device import DTYPE_NAMES
 from ..worker import KERNELS
 from . import shipped
 
-PROFILE_FORMAT = 2  # raise when the recorder's output changes: stored profiles are then recorded again
+PROFILE_FORMAT = 3  # raise when the recorder's output changes: stored profiles are then recorded again
 # eager has no int8 kernels (pt2e int8 runs as int8 only once compiled): an int8 setup's kernels are timed
 # in fp32, and its calibration on int8 cells absorbs the difference
 DTYPES = {**DTYPE_NAMES, "int8": "float32"}
@@ -366,14 +366,16 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
     try:
         result = predictor.predict_models(calibrating, got, failed, timed, batch, method,
                                           [(e.name, e.input_size) for e in entries], inside=corrected,
-                                          runtime=runtime, runs=runtime_kernels.runs)
+                                          runtime=runtime, kernels_of=runtime_kernels.kernels)
     except ValueError as exc:
         raise UserError(f"cannot calibrate on the models measured at batch size {batch}: {exc}") from exc
     chosen = result["calibration"].method
     if chosen == "runtime":
-        _mark_busy(result["rows"], calibrating, got, runtime_rows, batch)
+        _mark_busy(result["rows"], calibrating, {k: runtime_kernels.kernels(p)[0] for k, p in got.items()},
+                   runtime_rows, batch)
     elif rows is not None and chosen in predictor.TIMED_METHODS:
-        _mark_busy(result["rows"], calibrating, got, rows, batch, inside_busy and chosen == "inside")
+        _mark_busy(result["rows"], calibrating, {k: p["calls"] for k, p in got.items()}, rows, batch,
+                   inside_busy and chosen == "inside")
     return result
 
 
@@ -408,9 +410,11 @@ def _time_kernels(store, got: dict, models: list, setup, batch: int, on_busy: st
     profiled = [got[k] for k in (_key(m, batch) for m in models) if k in got]
     keys = [k for p in profiled for k in p["calls"] if replayable(k)]
     work = {k: [spec[1], spec[3]] for p in profiled for k, spec in p["specs"].items()}
-    if runtime:
-        keys = [runtime_kernels.runtime_key(k, runtime) for k in keys if runtime_kernels.runs(k)]
-        work = {runtime_kernels.runtime_key(k, runtime): w for k, w in work.items()}
+    if runtime:  # the runtime's kernels: its layers with their epilogues
+        found = [runtime_kernels.kernels(p) for p in profiled]
+        keys = [runtime_kernels.runtime_key(k, runtime) for calls, _ in found for k in calls]
+        work = {runtime_kernels.runtime_key(k, runtime): [s.macs, s.bytes] for _, specs in found
+                for k, s in specs.items()}
     with steps(f"time {setup.backend}'s kernels" if runtime else "time kernels", "kernel") as step:
         return kernel_times(keys, setup, store, progress=step, work=work, busy={"on_busy": on_busy}, on_wait=say)
 
@@ -437,19 +441,19 @@ def _inside_times(store, got: dict, calibrating: list, setup, batch: int, timed:
 BUSY_SHARE = 0.02  # of a prediction's kernel time, timed while others disturbed the machine: it says so
 
 
-def _mark_busy(rows: list[dict], calibrating: list, profiles: dict, kernels: dict, batch: int,
+def _mark_busy(rows: list[dict], calibrating: list, calls: dict, kernels: dict, batch: int,
                inside_busy: bool = False) -> None:
     """Each prediction's ``busy_share`` (its own kernels' time taken on a busy machine) and ``busy``: its
     kernels, or the calibration's, rest more than BUSY_SHARE on such times, or (``inside_busy``) the
-    correction to in-model times rests on passes others disturbed."""
-    shares = [busy_share(profiles[k]["calls"], kernels) for m in calibrating
-              if (k := (m.model, m.input_size, batch)) in profiles]
+    correction to in-model times rests on passes others disturbed. ``calls``: {(name, input size,
+    batch): the kernels summed, {key: calls}}; ``kernels``: their `kernel_times` rows."""
+    shares = [busy_share(calls[k], kernels) for m in calibrating if (k := (m.model, m.input_size, batch)) in calls]
     calibration = max(shares, default=0.0)
     for row in rows:
-        profile = profiles.get((row["model"], row["input_size"], batch))
-        if profile is None or "problem" in row:
+        found = calls.get((row["model"], row["input_size"], batch))
+        if found is None or "problem" in row:
             continue
-        row["busy_share"] = busy_share(profile["calls"], kernels)
+        row["busy_share"] = busy_share(found, kernels)
         row["busy"] = row["busy_share"] > BUSY_SHARE or calibration > BUSY_SHARE or inside_busy
 
 
