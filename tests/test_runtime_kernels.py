@@ -198,6 +198,15 @@ def test_a_group_grows_past_32_kernels_only_where_they_move_more_than_the_cache_
     assert len(cold.group_of[keys[0]]) > rk.GROUP_KERNELS or rk.GROUP_BYTES // big <= rk.GROUP_KERNELS
 
 
+def test_a_group_holds_kernels_of_like_traffic_so_that_a_small_one_is_not_timed_behind_a_large_one():
+    keys = [rk.runtime_key(_conv_key(c, 14), "openvino|") for c in range(8, 72)]  # 64 kernels
+    work = {k: [0, (1 << 10) if i % 2 else (1 << 22)] for i, k in enumerate(keys)}  # small and large, alternating
+    timer = rk.Timer(keys, threads=1, work=work)
+    groups = {tuple(g) for g in timer.group_of.values()}
+    assert len(groups) == 2 and all(len({work[k][1] for k in g}) == 1 for g in groups)
+    assert rk.Timer.ordered(keys, None) == keys  # without traffic, as given
+
+
 @pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])
 def test_a_kernel_the_runtime_cannot_build_fails_alone_and_its_group_is_timed_without_it(prefix):
     bad = rk.runtime_key(_conv_key(8, 14, in_channels=5), prefix)  # 5 channels into a 8-channel weight
