@@ -10,8 +10,8 @@ the backend runs a model (its threads, its graph optimisations; for OpenVINO int
 OpenVINO runs a model NNCF quantized, `_quantize`). A layer (a convolution, a linear layer) is built
 with its epilogue (`measure.profile`: the activations and residual addition that take its output, as
 the model's ONNX export writes them), which a runtime fuses into the layer or runs beside it: a SiLU
-is OpenVINO's post-op but a node of its own on ONNX Runtime (QuickGelu). Normalisations after a layer fold into its
-weights and are not timed. `kernels` gives a profile's runtime kernels: a layer's calls apart by
+is OpenVINO's post-op but a node of its own on ONNX Runtime (QuickGelu). Normalisations after a
+layer fold into its weights and are not timed. `kernels` gives a profile's runtime kernels: a layer's calls apart by
 epilogue, the epilogue in the key's keyword arguments (``"then": [tags]``). A runtime kernel's key is
 that key prefixed with the runtime's name (``onnxruntime|``, ``openvino|``, ``openvino-int8|``).
 
