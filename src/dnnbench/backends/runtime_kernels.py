@@ -61,6 +61,7 @@ def described() -> str:
     return "ONNX Runtime fp32, OpenVINO fp32 or int8, on the CPU"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked of every kernel of every profile: 1,500 share a few thousand keys
 def runs(key: str) -> bool:
     """Whether ``key`` (an eager kernel's) is a kernel the runtimes run as one, and is timed here."""
     name, args, _ = json.loads(key)
