@@ -61,18 +61,21 @@ def test_a_layer_s_epilogue_computes_what_eager_computes_after_the_layer(layer):
     from dnnbench.measure.profile import EPILOGUE_TAGS
 
     if layer == "conv":  # 8 -> 4 channels, 3x3, stride 2, padding 1, on 9x9: 5x5
-        key = json.dumps(["aten.convolution.default", [{"T": [2, 8, 9, 9], "d": "float32"}, {"T": [4, 8, 3, 3], "d": "float32"},
-                          {"T": [4], "d": "float32"}, [2, 2], [1, 1], [1, 1], False, [0, 0], 1], {}], separators=(",", ":"))
+        args = [{"T": [2, 8, 9, 9]}, {"T": [4, 8, 3, 3]}, {"T": [4]}, [2, 2], [1, 1], [1, 1], False, [0, 0], 1]
+        key = json.dumps(["aten.convolution.default", args, {}], separators=(",", ":"))
     else:
-        key = json.dumps(["aten.addmm.default", [{"T": [4], "d": "float32"}, {"T": [3, 8], "d": "float32"},
-                          {"T": [8, 4], "d": "float32", "s": [1, 8]}], {}], separators=(",", ":"))
+        args = [{"T": [4]}, {"T": [3, 8]}, {"T": [8, 4], "s": [1, 8]}]
+        key = json.dumps(["aten.addmm.default", args, {}], separators=(",", ":"))
     for tags in [*EPILOGUE_TAGS, "add,relu", "silu,add"]:
         fused = rk.with_epilogue(key, tags)
         assert json.loads(fused)[:2] == json.loads(key)[:2] and rk.runs(fused)
         model, feeds = rk._graph(fused)
         w = {t.name: torch.from_numpy(numpy_helper.to_array(t)) for t in model.graph.initializer}
         x = torch.from_numpy(feeds["x" if layer == "conv" else "a"])
-        y = torch.nn.functional.conv2d(x, w["w"], w["b"], stride=2, padding=1) if layer == "conv" else x @ w["w"].T + w["c"]
+        if layer == "conv":
+            y = torch.nn.functional.conv2d(x, w["w"], w["b"], stride=2, padding=1)
+        else:
+            y = x @ w["w"].T + w["c"]
         for i, tag in enumerate(tags.split(",")):
             y = y + torch.from_numpy(feeds[f"r{i}"]) if tag == "add" else _EAGER_EPILOGUE[tag](y)
         for prefix in ("onnxruntime|", "openvino|"):
@@ -86,8 +89,8 @@ def test_a_profile_s_runtime_kernels_are_its_layers_apart_by_epilogue():
     calls, specs = rk.kernels(found)
     layers = {k: n for k, n in found["calls"].items() if json.loads(k)[0] == "aten.convolution.default"}
     assert sum(n for k, n in calls.items() if json.loads(k)[0] == "aten.convolution.default") == sum(layers.values())
-    then = {tuple(json.loads(k)[2].get("then", [])): n for k, n in calls.items() if json.loads(k)[0] == "aten.convolution.default"}
-    assert {t for t in then} == {(), ("relu",), ("add", "relu")}  # downsampling convolutions have none
+    convs = [k for k in calls if json.loads(k)[0] == "aten.convolution.default"]
+    assert {tuple(json.loads(k)[2].get("then", [])) for k in convs} == {(), ("relu",), ("add", "relu")}  # downsampling: none
     assert sum(n for k, n in calls.items() if json.loads(k)[2].get("then") == ["add", "relu"]) == 8  # 8 blocks
     assert all(rk.with_epilogue(specs[k].key, ",".join(json.loads(k)[2].get("then", []))) == k for k in calls)
     assert not any(json.loads(k)[0] == "aten.relu_.default" for k in calls)  # fused away

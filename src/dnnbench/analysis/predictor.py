@@ -516,8 +516,8 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
     ``failed``: the same keys to the error that kept a profile from being recorded; ``timed``: kernel
     seconds alone by key; ``inside``: the same corrected to their times inside a model (`inside_models`),
     which the inside method sums; ``runtime``: the seconds of the kernels the setup's runtime runs as
-    one (those ``kernels_of(profile)`` gives, see `features`), timed in it, which the runtime method sums. AUTO weighs those given against
-    the others; one of them that cannot be calibrated is passed over. A target that was measured is
+    one (those ``kernels_of(profile)`` gives, see `features`), timed in it, which the runtime method
+    sums. AUTO weighs those given against the others; one of them that cannot be calibrated is passed over. A target that was measured is
     predicted without itself (its leave-one-out prediction). ValueError when no calibration can be made."""
     names = [m.model for m in calibrating]
     lost = [(m.model, failed[k]) for m in calibrating if (k := (m.model, m.input_size, batch)) in failed]
