@@ -25,7 +25,7 @@ CALIBRATION = {"squeezenet1_1": 2e-3, "mobilenet_v3_small": 1.5e-3, "shufflenet_
 def test_each_runtime_kernel_computes_what_the_eager_kernel_computes_in_shape(prefix):
     seen = set()
     for name, size in (("resnet18", SIZE), ("mobilenet_v3_small", SIZE), ("densenet121", SIZE), ("swin_t", 224),
-                       ("timm/deit_tiny_patch16_224", 224)):
+                       ("timm/deit_tiny_patch16_224", 224), ("shufflenet_v2_x0_5", SIZE)):
         entry = get(name)
         found = profile(entry.build("meta"), torch.empty(1, 3, size, size, device="meta"))
         for key in found.calls:
@@ -45,7 +45,7 @@ def test_each_runtime_kernel_computes_what_the_eager_kernel_computes_in_shape(pr
                     "aten._softmax.default", "aten.native_layer_norm.default",
                     "aten._scaled_dot_product_flash_attention_for_cpu.default",
                     "aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim",
-                    "aten.cat.default", "aten.mul.Tensor"}
+                    "aten.cat.default", "aten.mul.Tensor", "aten.clone.default"}
 
 
 _EAGER_EPILOGUE = {"relu": torch.relu, "relu6": torch.nn.functional.relu6, "silu": torch.nn.functional.silu,
@@ -94,6 +94,22 @@ def test_a_profile_s_runtime_kernels_are_its_layers_apart_by_epilogue():
     assert sum(n for k, n in calls.items() if json.loads(k)[2].get("then") == ["add", "relu"]) == 8  # 8 blocks
     assert all(rk.with_epilogue(specs[k].key, ",".join(json.loads(k)[2].get("then", []))) == k for k in calls)
     assert not any(json.loads(k)[0] == "aten.relu_.default" for k in calls)  # fused away
+
+
+def test_a_permuted_tensor_made_contiguous_is_a_transpose_and_a_slice_or_an_expansion_is_not():
+    def clone(shape, strides):
+        return json.dumps(["aten.clone.default", [{"T": shape, "d": "float32", "s": strides}],
+                           {"memory_format": {"memory_format": "contiguous_format"}}], separators=(",", ":"))
+
+    shuffle = clone([2, 24, 2, 8, 8], [3072, 64, 1536, 8, 1])  # ShuffleNet's channel shuffle: groups and channels swapped
+    assert rk.runs(shuffle)
+    assert not rk.runs(clone([2, 336, 21, 21], [162624, 484, 22, 1]))  # a slice: rows of 22, 21 kept
+    assert not rk.runs(clone([2, 8, 8, 8], [64, 0, 8, 1]))  # an expansion
+    assert tuple(replay(shuffle)().shape) == (2, 24, 2, 8, 8)  # eager: the strided view made contiguous
+    _, feeds = rk._graph(shuffle)  # the runtime's input: the tensor as laid out in memory
+    expected = torch.from_numpy(feeds["x"]).flatten().as_strided([2, 24, 2, 8, 8], [3072, 64, 1536, 8, 1]).contiguous()
+    for prefix in rk.RUNTIMES.values():
+        assert torch.equal(torch.from_numpy(rk.replay(rk.runtime_key(shuffle, prefix), threads=1)()), expected), prefix
 
 
 def test_what_the_runtime_fuses_away_is_not_one_of_its_kernels():

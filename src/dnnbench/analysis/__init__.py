@@ -13,7 +13,7 @@ PREDICT_METHODS = {
     "kernels": "its kernels timed on this machine and summed",
     "inside": "its kernels timed on this machine, each corrected to its time inside a model, and summed",
     "runtime": "the kernels the setup's runtime (ONNX Runtime or OpenVINO) runs as one (convolutions, matrix "
-               "products, attention, pooling, concatenations, squeeze-and-excitation products), timed in it, and summed",
+               "products, attention, pooling, concatenations, squeeze-and-excitation products, transposes), timed in it, and summed",
     "features": "operations by kind of kernel, activations and kernel calls",
     "ops": "a line in operations",
 }

@@ -4,7 +4,8 @@ ONNX Runtime and OpenVINO fold normalisations into convolutions and fuse activat
 additions into them, so eager kernels summed predict them poorly (on ONNX Runtime their sum ran 1.4x
 to 8x its time, differently by model). What such a runtime runs as one kernel is timed here as one
 kernel: each convolution, matrix product, batched product, softmax, layer norm, fused attention,
-pooling, mean, concatenation and squeeze-and-excitation product of a profile (`measure.kernels`)
+pooling, mean, concatenation, squeeze-and-excitation product and transpose (a permuted tensor made
+contiguous: a channel shuffle) of a profile (`measure.kernels`)
 becomes a graph of that one operator, built from the kernel's key (shapes and arguments) and run as
 the backend runs a model (its threads, its graph optimisations; for OpenVINO int8, quantized as
 OpenVINO runs a model NNCF quantized, `_quantize`). A layer (a convolution, a linear layer) is built
@@ -34,7 +35,10 @@ _OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "ate
         "aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim", "aten.cat.default",
         # a feature map times a per-channel gate (squeeze-and-excitation): no layer can take it as a
         # post-op (4.6 of efficientnet_b0's 64 ms in OpenVINO fp32 at batch 16)
-        "aten.mul.Tensor"}
+        "aten.mul.Tensor",
+        # a permuted tensor made contiguous: a Transpose (ShuffleNet's channel shuffle, 7.7 of its 24 ms
+        # in OpenVINO int8 at batch 16, its ShuffleChannels nodes)
+        "aten.clone.default"}
 # what OpenVINO runs in int8 in a model NNCF quantized: its weighted layers (input and weights) but
 # grouped and depthwise convolutions (f32: in regnet_x_400mf they were half its time at batch 16), and
 # what follows a quantized layer's output (pooling, means, concatenation: u8 in, u8 out)
@@ -75,7 +79,22 @@ def runs(key: str) -> bool:
         return len(args[0]["T"]) == 4
     if name == "aten.mul.Tensor":
         return _gated(args)
+    if name == "aten.clone.default":
+        return isinstance(args[0], dict) and "s" in args[0] and _permutation(args[0]) is not None
     return True
+
+
+def _permutation(spec: dict) -> list[int] | None:
+    """The order of a tensor's dimensions in memory, outermost first, where its strides (``spec["s"]``)
+    are a contiguous tensor's permuted (a transpose's view), else None (a slice, an expansion)."""
+    shape, strides = spec["T"], spec["s"]
+    order = sorted(range(len(shape)), key=lambda d: (-strides[d], d))
+    expected = 1
+    for d in reversed(order):
+        if shape[d] != 1 and strides[d] != expected:
+            return None
+        expected *= shape[d]
+    return order
 
 
 def _gated(args: list) -> bool:
@@ -457,6 +476,10 @@ def _graph(key: str, quantized: bool = False):
         node = [helper.make_node("ReduceMean", [activation(args[0], "x"), "axes"], ["y"], keepdims=int(keep))]
     elif name == "aten.mul.Tensor":  # a squeeze-and-excitation's gate (`_gated`)
         node = [helper.make_node("Mul", [activation(args[0], "a"), activation(args[1], "b")], ["y"])]
+    elif name == "aten.clone.default":  # a transpose's view made contiguous: the tensor as laid out, permuted
+        order = _permutation(args[0])
+        stored = activation({"T": [args[0]["T"][d] for d in order]}, "x")
+        node = [helper.make_node("Transpose", [stored], ["y"], perm=[order.index(d) for d in range(len(order))])]
     elif name == "aten.cat.default":
         dim = int(args[1]) if len(args) > 1 else 0
         node = [helper.make_node("Concat", [activation(t, f"x{i}") for i, t in enumerate(args[0])], ["y"], axis=dim)]
