@@ -223,7 +223,7 @@ def test_a_group_holds_kernels_of_like_traffic_so_that_a_small_one_is_not_timed_
     timer = rk.Timer(keys, threads=1, work=work)
     groups = {tuple(g) for g in timer.group_of.values()}
     assert len(groups) == 2 and all(len({work[k][1] for k in g}) == 1 for g in groups)
-    assert rk.Timer.ordered(keys, None) == keys  # without traffic, as given
+    assert rk.Timer(keys, threads=1).order == keys  # without traffic, as given
 
 
 @pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])

@@ -5,14 +5,14 @@ additions into them, so eager kernels summed predict them poorly (on ONNX Runtim
 to 8x its time, differently by model). What such a runtime runs as one kernel is timed here as one
 kernel: each convolution, matrix product, batched product, softmax, layer norm, fused attention,
 pooling, mean, concatenation, squeeze-and-excitation product and transpose (a permuted tensor made
-contiguous: a channel shuffle) of a profile (`measure.kernels`)
-becomes a graph of that one operator, built from the kernel's key (shapes and arguments) and run as
-the backend runs a model (its threads, its graph optimisations; for OpenVINO int8, quantized as
-OpenVINO runs a model NNCF quantized, `_quantize`). A layer (a convolution, a linear layer) is built
-with its epilogue (`measure.profile`: the activations and residual addition that take its output, as
-the model's ONNX export writes them), which a runtime fuses into the layer or runs beside it: a SiLU
-is OpenVINO's post-op but a node of its own on ONNX Runtime (QuickGelu). Normalisations after a
-layer fold into its weights and are not timed. `kernels` gives a profile's runtime kernels: a layer's calls apart by
+contiguous: a channel shuffle) of a profile (`measure.kernels`) becomes a graph of that one
+operator, built from the kernel's key (shapes and arguments) and run as the backend runs a model (its
+threads, its graph optimisations; for OpenVINO int8, quantized as OpenVINO runs a model NNCF
+quantized, `_quantize`). A layer (a convolution, a linear layer) is built with its epilogue
+(`measure.profile`: the activations and residual addition that take its output, as the model's ONNX
+export writes them), which a runtime fuses into the layer or runs beside it: a SiLU is OpenVINO's
+post-op but a node of its own on ONNX Runtime (QuickGelu). Normalisations after a layer fold into
+its weights and are not timed. `kernels` gives a profile's runtime kernels: a layer's calls apart by
 epilogue, the epilogue in the key's keyword arguments (``"then": [tags]``). A runtime kernel's key is
 that key prefixed with the runtime's name (``onnxruntime|``, ``openvino|``, ``openvino-int8|``).
 
@@ -183,7 +183,7 @@ GROUP_STEADY = 0.01  # or once the mean of its calls (5 at least, 0.2 s) is know
 
 class Timer:
     """Times runtime kernels (keys prefixed, `RUNTIMES`): ``time(key)`` -> (seconds of one call, calls).
-    Kernels are timed in groups of the ``keys`` given, in `ordered`'s order (``work``: {key: [MACs,
+    Kernels are timed in groups of the ``keys`` given, in the order ``order`` holds (``work``: {key: [MACs,
     bytes]}): independent branches of one graph, run one after another, each kernel timed by the
     runtime's own counters (OpenVINO's performance counters, ONNX Runtime's profiler), its own nodes
     only: a one-operator graph pays layout reorders and a call's overhead that a model's chain of
@@ -196,7 +196,8 @@ class Timer:
         from .cpu import last_level_cache_bytes
 
         group, traffic, cache = [], 0, last_level_cache_bytes()
-        for key in self.ordered(keys, work):
+        self.order = _by_traffic(keys, work)
+        for key in self.order:
             nbytes = ((work or {}).get(key) or [0, 0])[1]
             size = GROUP_KERNELS_COLD if traffic > cache else GROUP_KERNELS  # no kernel stays cached anyway
             if group and (len(group) >= size or traffic + nbytes > GROUP_BYTES
@@ -205,16 +206,6 @@ class Timer:
             group.append(key)
             traffic += nbytes
             self.group_of[key] = group
-
-    @staticmethod
-    def ordered(keys: list[str], work: dict | None) -> list[str]:
-        """The runtime kernels of ``keys`` in the order they are grouped: by runtime, then by traffic
-        where ``work`` gives it. A small kernel then shares its group with small ones, which leave its
-        data in the cache, as the layer before it does in a model at batch 1; behind a large one it
-        ran cold (at batch 1, 36 models' layer norms 1.8x and means 1.6x slower from one grouping to
-        another)."""
-        found = [k for k in keys if is_runtime(k)]
-        return sorted(found, key=lambda k: (_runtime_of(k), ((work or {}).get(k) or [0, 0])[1])) if work else found
 
     def time(self, key: str) -> tuple[float, int]:
         if key in self.ready:
@@ -248,6 +239,15 @@ class Timer:
         if unnamed := [key for key, times in found.items() if not times]:  # a node named otherwise than k<i>_
             raise ValueError(f"the runtime's counters name none of the nodes of {json.loads(eager_key(unnamed[0]))[0]}")
         return {key: (_fast_half_mean(times), calls) for key, times in found.items()}
+
+
+def _by_traffic(keys: list[str], work: dict | None) -> list[str]:
+    """The runtime kernels of ``keys`` in the order they are grouped: by runtime, then by traffic where
+    ``work`` gives it. A small kernel then shares its group with small ones, which leave its data in
+    the cache, as the layer before it does in a model at batch 1; behind a large one it ran cold (at
+    batch 1, 36 models' layer norms 1.8x and means 1.6x slower from one grouping to another)."""
+    found = [k for k in keys if is_runtime(k)]
+    return sorted(found, key=lambda k: (_runtime_of(k), ((work or {}).get(k) or [0, 0])[1])) if work else found
 
 
 COUNTER_S = 1e-6  # the runtimes' counters count whole microseconds

@@ -46,15 +46,14 @@ class _Unreplayable(Exception):
 # the layers a runtime fuses an epilogue into; what folds into their weights (an inference batch norm)
 _LAYERS = {"convolution", "addmm", "mm"}
 _FOLDED = {"_native_batch_norm_legit_no_training", "native_batch_norm"}
-_ACTIVATIONS = {"relu": "relu", "silu": "silu", "hardswish": "hardswish", "hardsigmoid": "hardsigmoid",
-                "sigmoid": "sigmoid"}
+_ACTIVATIONS = {"relu", "silu", "hardswish", "hardsigmoid", "sigmoid"}  # their tags are their names
 
 
 def _tag(name: str, args, kwargs) -> str | None:
     """The epilogue tag (`profile.EPILOGUE_TAGS`) of the aten operator ``name`` called so, or None."""
     name = name.removesuffix("_")
     if name in _ACTIVATIONS:
-        return _ACTIVATIONS[name]
+        return name
     if name == "gelu":
         return "gelu_tanh" if kwargs.get("approximate", args[1] if len(args) > 1 else "none") == "tanh" else "gelu"
     if name == "hardtanh" and [float(a) for a in args[1:3]] == [0.0, 6.0]:

@@ -146,7 +146,7 @@ def _time(spec: dict, emit) -> None:
     with torch.inference_mode():
         speed = _machine_speed(threads)
         # a runtime's kernels in the order they are grouped, so that a group is timed in one window
-        pending = runtime.ordered(spec["time"], work) + [k for k in spec["time"] if not runtime_kernels.is_runtime(k)]
+        pending = runtime.order + [k for k in spec["time"] if not runtime_kernels.is_runtime(k)]
         while pending:
             if not _quiet_enough(watch):
                 return
