@@ -198,16 +198,20 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
                        "profiles": {m.model: got[(m.model, m.input_size, batch)] for m in at_batch},
                        "alone": timed, "inside": {f"{n}@{b}": row["seconds"] for (n, _, b), row in inside_rows.items()}}
     if verbose:
-        result, predicted = details["kernels (targets' kernels timed)"]
+        result, predicted = next(v for k, v in details.items() if k.startswith("auto"))
         cal = result["calibration"]
-        print(f"\nkernels fit: {dict(zip(cal.columns, cal.coefficients, strict=True))}")
-        print("\n| model | measured (ms) | kernels (ms) | error | inside interval | extrapolates | ops error |")
-        print("|---|---|---|---|---|---|---|")
+        print(f"\nauto's fit ({cal.method}): {dict(zip(cal.columns, cal.coefficients, strict=True))}")
+        print(f"\n| model | measured (ms) | rounds' medians (ms) | {cal.method} (ms) | error | interval (ms) | "
+              "inside | extrapolates | ops error |")
+        print("|---|---|---|---|---|---|---|---|---|")
         _, ops_pred = details["ops (line in MACs)"]
-        for r, p, m, o in zip(result["rows"], predicted, measured_t, ops_pred, strict=True):
+        for r, p, m, o, t in zip(result["rows"], predicted, measured_t, ops_pred, targets, strict=True):
             inside = r["low_s"] <= m <= r["high_s"]
-            print(f"| {r['model']} | {m * 1e3:.2f} | {p * 1e3:.2f} | {(p - m) / m:+.0%} | {'yes' if inside else 'no'} | "
-                  f"{'; '.join(r['extrapolations']) or ''} | {(o - m) / m:+.0%} |")
+            rounds = t.ok[batch].get("round_medians") or []
+            rounds = json.loads(rounds) if isinstance(rounds, str) else rounds
+            print(f"| {r['model']} | {m * 1e3:.2f} | {', '.join(f'{v * 1e3:.1f}' for v in rounds)} | {p * 1e3:.2f} | "
+                  f"{(p - m) / m:+.0%} | {r['low_s'] * 1e3:.1f} to {r['high_s'] * 1e3:.1f} | "
+                  f"{'yes' if inside else 'no'} | {'; '.join(r['extrapolations']) or ''} | {(o - m) / m:+.0%} |")
     store.close()
 
 

@@ -138,6 +138,7 @@ def environment(device: str, threads: int) -> dict:
         "timm": _version("timm"),
         "numpy": _version("numpy"),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "allocator": memory.allocator(),
         "cuda_build": torch.version.cuda,
         "gpu": None,
         "gpu_driver": None,

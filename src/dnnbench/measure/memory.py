@@ -7,9 +7,14 @@ freed memory and serves later, smaller batches from it. So each batch size start
 phase: freed heap is returned to the system (``malloc_trim``), the mmap threshold is fixed low
 (``memory_mode``: every block above 128 KiB is its own mapping, returned the moment it is freed),
 the peak is reset, and the first passes run. The peak is then the same whether or not batch size 64
-ran before (tested; within 1% for ResNet-50). Timing runs after, in ``speed_mode`` (mmap threshold
-32 MiB and trim threshold 64 MiB, glibc's own steady state): a low threshold would map and fault every activation anew and
-double the time of a small network.
+ran before (tested; within 1% for ResNet-50). Timing runs after, in ``speed_mode``: freed memory is
+kept for the next pass (no block is mapped apart, the heap is never trimmed), as a caching allocator
+(jemalloc, tcmalloc: what PyTorch's CPU launcher ``torch.backends.xeon.run_cpu`` preloads) keeps it.
+Every torch worker starts in it (`worker.main`). glibc's default maps each block above 32 MiB apart
+and unmaps it when freed, so a pass at batch 16 faulted every large activation in again, zeroed by
+the kernel: efficientnet_b1 in eager spent 49% of its time so (112,000 page faults a pass, 274 ms
+against 140 ms kept), by an amount that moved with the host's load. ONNX Runtime and OpenVINO keep
+their own arenas, and did not fault either way.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import gc
 import os
 from pathlib import Path
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # mallopt parameters
 MEMORY_MODE_THRESHOLD = 128 * 1024
-SPEED_MODE_THRESHOLD = 32 * 1024 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
+DEFAULT_MMAP_MAX = 65536  # glibc's: how many blocks may be mapped apart at once
+KEPT_TRIM_THRESHOLD = 2 ** 31 - 1  # mallopt takes an int: the heap's free top is never given back
 
 
 def _status_kib(field: str, pid: int | str = "self") -> int | None:
@@ -91,20 +97,32 @@ def release_free_memory() -> None:
 def memory_mode() -> bool:
     """Large blocks mapped apart and unmapped when freed, free heap returned: peaks without history."""
     libc = _glibc()
-    ok = (bool(libc) and libc.mallopt(_M_MMAP_THRESHOLD, MEMORY_MODE_THRESHOLD) == 1
+    ok = (bool(libc) and libc.mallopt(_M_MMAP_MAX, DEFAULT_MMAP_MAX) == 1
+          and libc.mallopt(_M_MMAP_THRESHOLD, MEMORY_MODE_THRESHOLD) == 1
           and libc.mallopt(_M_TRIM_THRESHOLD, MEMORY_MODE_THRESHOLD) == 1)
     release_free_memory()
     return ok
 
 
 def speed_mode() -> bool:
-    """glibc's steady state for timing: blocks up to 32 MiB served from the heap, and the heap kept
-    (trim threshold twice the mmap threshold, as glibc's own adaptation sets it). A fixed mmap
-    threshold alone leaves the trim threshold at 128 KiB: the heap then shrinks after every pass and
-    faults its pages back in on the next, which made ResNet-18 1.5x slower."""
+    """Freed memory kept for the next pass, for timing: every block served from the heap, none mapped
+    apart, and the heap never trimmed. A pass in steady state then faults no page in: glibc's own
+    steady state (mmap threshold at most 32 MiB, trim threshold twice that) still maps larger blocks
+    apart and unmaps them when freed."""
     libc = _glibc()
-    return (bool(libc) and libc.mallopt(_M_MMAP_THRESHOLD, SPEED_MODE_THRESHOLD) == 1
-            and libc.mallopt(_M_TRIM_THRESHOLD, 2 * SPEED_MODE_THRESHOLD) == 1)
+    ok = (bool(libc) and libc.mallopt(_M_MMAP_MAX, 0) == 1
+          and libc.mallopt(_M_TRIM_THRESHOLD, KEPT_TRIM_THRESHOLD) == 1)
+    _mode[0] = "kept" if ok else "system"
+    return ok
+
+
+_mode = ["system"]  # what `speed_mode` last made of this process's allocator
+
+
+def allocator() -> str:
+    """How this process's allocator treats freed memory, for the run's record: ``kept`` (speed mode,
+    no page faulted in again in steady state) or ``system`` (glibc's default, or not glibc)."""
+    return _mode[0]
 
 
 def total_memory_bytes() -> int | None:

@@ -51,9 +51,13 @@ def die_with_parent() -> None:
 
 
 def prepare_torch(threads: int) -> None:
-    """Denormals flushed first (before any parallel op creates the thread pool), then the threads."""
+    """The allocator in speed mode; denormals flushed (before any parallel op creates the thread pool);
+    then the threads."""
     import torch
 
+    from ..measure import memory
+
+    memory.speed_mode()  # freed memory kept: a pass in steady state faults no page in (see `measure.memory`)
     torch.set_flush_denormal(True)
     torch.set_num_threads(int(threads))
     try:
