@@ -86,9 +86,12 @@ SOFTWARE = ("torch", "torchvision", "timm", "numpy", "onnxruntime", "openvino", 
 
 
 def software() -> dict:
-    """This interpreter's and its libraries' versions (None: not installed), read from the packages'
-    metadata without importing them: each side of a pair reports its own (`run --versus python=...`)."""
-    return {"executable": sys.executable, "python": platform.python_version(),
+    """This interpreter's, its libraries' and dnnbench's versions (None: not installed), read from the
+    packages' metadata without importing them: each side of a pair reports its own (`run --versus
+    python=...`). dnnbench's own: a version that times otherwise starts a new usual (`store.usual`)."""
+    from .._version import __version__
+
+    return {"executable": sys.executable, "python": platform.python_version(), "dnnbench": __version__,
             **{name: _version(name) for name in SOFTWARE}}
 
 

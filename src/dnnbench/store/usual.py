@@ -7,7 +7,8 @@ every cell slower than its interval says a later run will find (benchmarks/drift
 to 1.12x the usual). No counter inside the run sees it; only earlier runs of the same cells do.
 
 So every sweep keeps each cell's median in a small record beside the user's other caches, per machine
-and per set of library versions (an upgrade starts a new usual, it does not hide in it), and checks
+and per set of library versions, dnnbench's own included (an upgrade starts a new usual, it does not
+hide in it: 0.2.0 times eager passes with freed memory kept, up to 3x faster at batch 16), and checks
 the cells it measured against the median of their earlier runs: a cell whose interval excludes that
 usual time is flagged (`off`), and the run says how far its cells sat from their usual as a whole.
 
