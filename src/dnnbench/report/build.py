@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -396,10 +397,25 @@ def _meta(store, models, setup, batch: int, others) -> str:
         meta += (", intervals widened by the spread between them" if rounds[-1] > 1 else
                  " (intervals cover the noise within one process only: `dnnbench run --rounds 3` adds the spread "
                  "between processes)")
+    meta += _allocator_words(env)
     if others:
         meta += (f"; figures 1 to 13 show {setup.label(machine=True)} (choose another with --setup); other setups "
                  f"in the database: {'; '.join(o.label(machine=True) for o in others)}")
     return meta
+
+
+def _allocator_words(env: dict) -> str:
+    """How the last run's passes treated freed memory (`measure.memory.speed_mode`), in words: up to 3x
+    on eager's times at batch 16. Nothing where the run does not say."""
+    if env.get("allocator") == "kept":
+        return "; passes timed with freed memory kept for the next one, as a caching allocator (jemalloc, tcmalloc) keeps it"
+    if env.get("allocator") == "system":
+        return "; passes timed with the system allocator, which may fault a pass's large activations in again"
+    version = tuple(int(x) for x in re.findall(r"\d+", str(env.get("dnnbench") or ""))[:2])
+    if version and version < (0, 2):
+        return (f"; timed by dnnbench {env['dnnbench']}, whose passes faulted their large activations in again "
+                "(eager at batch 16 up to 3x slower than 0.2.0 measures it)")
+    return ""
 
 
 def build_report(store, out: str | Path, batch: int | None = None, limits=None, force: bool = False,
