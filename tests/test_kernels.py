@@ -117,6 +117,40 @@ def test_a_recorded_kernel_replays_on_the_cpu_with_its_shapes(meta_input):
     assert again.features() == found.features()
 
 
+def test_a_replayed_kernel_s_inputs_are_normal_draws_of_their_own_even_beyond_the_pool():
+    """Copied from one pool of draws (drawing them anew was 14 of 70 s of timing at batch 16), each from
+    a start of its own: a difference of two inputs must not be all zeros."""
+    from dnnbench.measure import kernels
+
+    key = json.dumps(["aten.sub.Tensor", [{"T": [3, 50], "d": "float32"}, {"T": [3, 50], "d": "float32"}], {}])
+    assert torch.count_nonzero(replay(key)()) == 150
+    big = kernels._tensor({"T": [kernels._POOL + 7], "d": "float32"}, torch.bfloat16)
+    assert big.dtype == torch.bfloat16 and torch.count_nonzero(big) == big.numel()
+    assert 0.9 < big.float().std() < 1.1 and abs(big.float().mean()) < 0.01
+
+
+def test_kernels_are_timed_in_windows_of_about_group_s_each_not_all_in_one(monkeypatch):
+    """A window's load of other processes is read around it, and a disturbed one is timed again: all
+    2,000 kernels of a registry in one window (as they were) shared one reading of 57 s."""
+    import time
+
+    from dnnbench.worker import kernels as worker
+
+    monkeypatch.setattr(worker, "GROUP_S", 0.05)
+    watch = worker._watch({"on_busy": "measure"}, 1, lambda *a, **k: None)
+
+    def one(key):
+        time.sleep(0.02)
+        return 0.02, 1, None
+
+    pending = list(range(20))
+    first, _ = worker._timed_window(watch, pending, one)
+    assert 1 <= len(first) < 20 and list(first) == pending[:len(first)]
+    # a runtime's group timed ahead ends in the window it began
+    whole, _ = worker._timed_window(watch, pending, one, timed_ahead=lambda: True)
+    assert list(whole) == pending
+
+
 def test_every_kernel_of_real_models_replays(meta_input):
     from dnnbench.zoo import get
 

@@ -317,6 +317,7 @@ _FAULTS = """
 import resource, sys
 import numpy as np
 from dnnbench.measure import memory
+memory.speed_mode()  # as every worker starts: memory mode must undo it
 getattr(memory, sys.argv[1])()
 faults = []
 for _ in range(6):  # a pass's activations: 48 MiB written, then freed

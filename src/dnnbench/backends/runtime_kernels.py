@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import statistics
 
 _CONV = "aten.convolution.default"
 _OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "aten._softmax.default",
@@ -396,8 +397,7 @@ class _OnnxRuntimeGroup:
 def _net_of_probe(by_node: dict, n: int) -> list[list[float]]:
     """Each of ``n`` kernels' seconds in each call after the first, from ``by_node`` {node name: its
     seconds call by call}: its nodes' summed, less the median of `_PROBE`'s for each of its nodes."""
-    probe = sorted(by_node.get(_PROBE, [0.0, 0.0])[1:] or [0.0])
-    empty = probe[len(probe) // 2]
+    empty = statistics.median(by_node.get(_PROBE, [0.0, 0.0])[1:] or [0.0])
     own, nodes = [[] for _ in range(n)], [0] * n
     for node, durations in by_node.items():
         if (i := _owner(node, n)) is not None:

@@ -316,21 +316,27 @@ def _operator(name: str):
 
 
 _POOL = 1 << 22  # normal draws made once per dtype, copied into every replayed tensor
+_STRIDE = 1_000_003  # a prime: each tensor starts at its own place in the pool
+_drawn = [0]  # tensors made so far
 
 
 @functools.lru_cache(maxsize=8)
 def _pool(dtype: torch.dtype) -> torch.Tensor:
-    return torch.randn(_POOL, generator=torch.Generator().manual_seed(0)).to(dtype)
+    """2 x _POOL values: any _POOL of them in a row, from any start below _POOL, is one slice."""
+    return torch.randn(_POOL, generator=torch.Generator().manual_seed(0)).to(dtype).repeat(2)
 
 
 def _normal(size: int, dtype: torch.dtype) -> torch.Tensor:
-    """``size`` values drawn from N(0, 1), as a timing needs them (no zeros, no denormals, no pattern a
-    kernel can exploit): the draws of `_pool`, repeated. Copying them is 20x faster than drawing: at
-    batch 16, drawing the inputs of a registry's kernels took 14 s of their 70 s of timing."""
+    """``size`` values drawn from N(0, 1), as a timing needs them (no zeros, no denormals): the draws of
+    `_pool`, repeated, from a start of its own, so that two inputs of one kernel differ (a difference
+    of equal tensors is all zeros). Copying them is 20x faster than drawing: at batch 16, drawing the
+    inputs of a registry's kernels took 14 s of their 70 s of timing."""
     pool, out = _pool(dtype), torch.empty(size, dtype=dtype)
+    offset = _drawn[0] * _STRIDE % _POOL
+    _drawn[0] += 1
     for start in range(0, size, _POOL):
         n = min(_POOL, size - start)
-        out[start:start + n].copy_(pool[:n])
+        out[start:start + n].copy_(pool[offset:offset + n])
     return out
 
 

@@ -8,7 +8,7 @@ phase: freed heap is returned to the system (``malloc_trim``), the mmap threshol
 (``memory_mode``: every block above 128 KiB is its own mapping, returned the moment it is freed),
 the peak is reset, and the first passes run. The peak is then the same whether or not batch size 64
 ran before (tested; within 1% for ResNet-50). Timing runs after, in ``speed_mode``: freed memory is
-kept for the next pass (no block is mapped apart, the heap is never trimmed), as a caching allocator
+kept for the next pass (in the main arena no block is mapped apart and the heap is never trimmed), as a caching allocator
 (jemalloc, tcmalloc: what PyTorch's CPU launcher ``torch.backends.xeon.run_cpu`` preloads) keeps it.
 Every torch worker starts in it (`worker.main`). glibc's default maps each block above 32 MiB apart
 and unmaps it when freed, so a pass at batch 16 faulted every large activation in again, zeroed by
@@ -100,15 +100,17 @@ def memory_mode() -> bool:
     ok = (bool(libc) and libc.mallopt(_M_MMAP_MAX, DEFAULT_MMAP_MAX) == 1
           and libc.mallopt(_M_MMAP_THRESHOLD, MEMORY_MODE_THRESHOLD) == 1
           and libc.mallopt(_M_TRIM_THRESHOLD, MEMORY_MODE_THRESHOLD) == 1)
+    _mode[0] = "memory" if ok else "system"
     release_free_memory()
     return ok
 
 
 def speed_mode() -> bool:
-    """Freed memory kept for the next pass, for timing: every block served from the heap, none mapped
-    apart, and the heap never trimmed. A pass in steady state then faults no page in: glibc's own
-    steady state (mmap threshold at most 32 MiB, trim threshold twice that) still maps larger blocks
-    apart and unmaps them when freed."""
+    """Freed memory kept for the next pass, for timing: every block the calling thread asks for served
+    from the main arena's heap, none mapped apart, and the heap never trimmed. A pass in steady state
+    then faults no page in: glibc's own steady state (mmap threshold at most 32 MiB, trim threshold
+    twice that) still maps larger blocks apart and unmaps them when freed. (Other threads' arenas
+    still map a block beyond their 64 MiB heaps, and free a heap left empty.)"""
     libc = _glibc()
     ok = (bool(libc) and libc.mallopt(_M_MMAP_MAX, 0) == 1
           and libc.mallopt(_M_TRIM_THRESHOLD, KEPT_TRIM_THRESHOLD) == 1)
@@ -116,12 +118,13 @@ def speed_mode() -> bool:
     return ok
 
 
-_mode = ["system"]  # what `speed_mode` last made of this process's allocator
+_mode = ["system"]  # the mode `speed_mode` or `memory_mode` last set ("system": neither took)
 
 
 def allocator() -> str:
-    """How this process's allocator treats freed memory, for the run's record: ``kept`` (speed mode,
-    no page faulted in again in steady state) or ``system`` (glibc's default, or not glibc)."""
+    """The allocator's mode this process last set, for the run's record: ``kept`` (speed mode, which
+    the worker contract sets and times in: no page faulted in again in steady state), ``memory``
+    (memory mode) or ``system`` (glibc's default, or not glibc)."""
     return _mode[0]
 
 

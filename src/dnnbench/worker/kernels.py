@@ -100,15 +100,23 @@ def _quiet_enough(watch) -> bool:
     return quiet or watch.mode != "stop"
 
 
-def _timed_window(watch, keys: list, one) -> tuple[dict, object]:
-    """({key: (seconds, calls, error)}, load) of the least disturbed attempt at timing ``keys``: a
-    disturbed window is timed again, as a disturbed cell is (``retries``, two waits in vain at most)."""
+def _timed_window(watch, pending: list, one, timed_ahead=lambda: False) -> tuple[dict, object]:
+    """({key: (seconds, calls, error)}, load) of the least disturbed attempt at timing a window: the
+    first keys of ``pending``, as many as GROUP_S of timing holds (one at least), and those timed
+    ahead with them (``timed_ahead()``: a runtime's group, timed as one, ends in the window it began).
+    A disturbed window is timed again, the same keys, as a disturbed cell is (``retries``, two waits
+    in vain at most)."""
     from ..measure import busy
 
-    best = None
+    best, keys = None, None
     for attempt in range(1 + watch.retries):
         window = busy.Window(watch.own)
-        results = {key: one(key) for key in keys}
+        results, start = {}, time.monotonic()
+        for key in keys or pending:
+            if keys is None and results and time.monotonic() - start >= GROUP_S and not timed_ahead():
+                break
+            results[key] = one(key)
+        keys = list(results)
         load = window.end()
         excess = load.excess(watch.cores) if load else 0.0
         if best is None or excess < best[2]:
@@ -150,10 +158,8 @@ def _time(spec: dict, emit) -> None:
         while pending:
             if not _quiet_enough(watch):
                 return
-            keys, start = [], time.monotonic()
-            while pending and (not keys or time.monotonic() - start < GROUP_S):
-                keys.append(pending.pop(0))
-            results, load = _timed_window(watch, keys, one)
+            results, load = _timed_window(watch, pending, one, lambda: bool(runtime.ready))
+            del pending[:len(results)]  # a window times the first of them
             excess = load.excess(threads) if load else None
             disturbed = bool(load is not None and load.disturbed(threads))
             for key, (seconds, calls, error) in results.items():

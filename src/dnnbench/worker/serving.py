@@ -79,6 +79,7 @@ def batch_sizes(max_batch: int) -> list[int]:
 
 
 def _serve(spec: dict, emit) -> None:
+    from ..measure import memory
     from ..measure.serving import Policy, capacity, predicted_peak, samples_for_a_bound
     from .latency import BusyWatch, _prepare, built_model
 
@@ -94,6 +95,7 @@ def _serve(spec: dict, emit) -> None:
         forwards[b], _, _ = _prepare(model, setup, make_input, b)
         inputs[b] = make_input(b)
     del model
+    memory.release_free_memory()  # freed memory is kept for speed (`measure.memory`): the model's goes back
     emit("stage", stage="service")
     service = {b: _service_times(forwards[b], inputs[b]) for b in sizes}
     median = {b: sorted(t)[len(t) // 2] for b, t in service.items()}
@@ -486,6 +488,7 @@ def _point(server: Server, watch, qps: float, q: float, limit: float, max_second
             return False  # a queue started empty is still below its steady state (a fail shown is shown)
         return found == "fail" or (found == "pass" and len(latencies) >= need and not hold)
 
+    memory.release_free_memory()  # the peak of this point, not of what freed memory the last one kept
     memory.reset_peak()
     window = busy.Window(watch.own)
     served = server.run(schedule, decided, max_seconds)
