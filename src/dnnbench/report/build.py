@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
 import tempfile
 from collections import Counter
@@ -411,8 +410,7 @@ def _allocator_words(env: dict) -> str:
         return "; passes timed with freed memory kept for the next one, as a caching allocator (jemalloc, tcmalloc) keeps it"
     if env.get("allocator") == "system":
         return "; passes timed with the system allocator, which may fault a pass's large activations in again"
-    version = tuple(int(x) for x in re.findall(r"\d+", str(env.get("dnnbench") or ""))[:2])
-    if version and version < (0, 2):
+    if env.get("dnnbench"):  # a run that names its dnnbench but not its allocator: before 0.2.0 recorded it
         return (f"; timed by dnnbench {env['dnnbench']}, whose passes faulted their large activations in again "
                 "(eager at batch 16 up to 3x slower than 0.2.0 measures it)")
     return ""
