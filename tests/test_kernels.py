@@ -210,3 +210,14 @@ def test_time_call_counts_calls_and_stops_by_its_rules():
     _, n = time_call(lambda: None, min_calls=20, min_s=0.005, steady=0.01,
                      clock=lambda: next(readings) * 0.001 + next(jitter))
     assert n == 20  # calls that do not: the usual count
+    # a kernel called ``settled`` times stops at half the floor, one called fewer times does not
+    def ticking(step):
+        readings = iter(range(10**6))
+        return lambda: next(readings) * step  # a call lasts one step, and so does the gap to the next
+
+    _, n = time_call(lambda: None, min_calls=5, min_s=0.02, settled=50, clock=ticking(0.0001))
+    assert n == 50  # 10 ms
+    _, n = time_call(lambda: None, min_calls=5, min_s=0.02, clock=ticking(0.0001))
+    assert n == 100  # 20 ms without the rule
+    _, n = time_call(lambda: None, min_calls=5, min_s=0.02, settled=50, clock=ticking(0.001))
+    assert n == 10  # 10 calls in 20 ms: the whole floor

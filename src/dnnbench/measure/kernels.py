@@ -412,6 +412,12 @@ def as_recorded(key: str, dtype: torch.dtype) -> str:
 
 
 STEADY_CALLS = 5  # the fewest calls whose spread `time_call` trusts to stop early
+# a kernel called this often in 10 ms has settled: over its first 10 ms its median was that of its
+# first 20 ms within +0.0 to +0.3% (median by size, 90% within +1.5%) for 300 kernels of 63 to 1,500
+# calls in 10 ms, at batch 1 and 16, while timing them again a minute later moved them by -2% to +40%
+# (p10 to p90). Kernels called 5 to 31 times in 10 ms were 0.4 to 3.5% slower in their first 10 ms
+# (benchmarks/kernel_floor.py). Stopping the many small kernels at 10 ms shortens timing a registry's.
+SETTLED_CALLS = 50
 
 
 def _relative_error(times: list[float]) -> float:
@@ -421,11 +427,12 @@ def _relative_error(times: list[float]) -> float:
 
 
 def time_call(fn, min_calls: int = 5, min_s: float = 0.02, max_s: float = 1.0, steady: float | None = None,
-              clock=time.perf_counter) -> tuple[float, int]:
+              settled: int | None = None, clock=time.perf_counter) -> tuple[float, int]:
     """(median seconds, calls) of ``fn()`` after one warm call: at least ``min_calls`` calls and
     ``min_s`` seconds, stopping once ``max_s`` is spent (after 3 calls at least, or one call longer
     than ``max_s``); with ``steady``, also once ``min_s`` is spent over 5 calls at least whose mean's
-    relative standard error is at most ``steady`` (a slow call that repeats itself needs no more)."""
+    relative standard error is at most ``steady`` (a slow call that repeats itself needs no more); with
+    ``settled``, also once half of ``min_s`` is spent over that many calls at least (`SETTLED_CALLS`)."""
     fn()
     times = []
     start = clock()
@@ -436,6 +443,8 @@ def time_call(fn, min_calls: int = 5, min_s: float = 0.02, max_s: float = 1.0, s
         times.append(t1 - t0)
         spent = t1 - start
         if len(times) >= min_calls and spent >= min_s:
+            break
+        if settled is not None and len(times) >= settled and spent >= min_s / 2:
             break
         if spent >= max_s and (len(times) >= 3 or times[0] >= max_s):
             break

@@ -135,7 +135,7 @@ def _time(spec: dict, emit) -> None:
     import torch
 
     from ..backends import runtime_kernels
-    from ..measure.kernels import replay, time_call
+    from ..measure.kernels import SETTLED_CALLS, replay, time_call
 
     dtype, threads = getattr(torch, spec.get("dtype", "float32")), torch.get_num_threads()
     work = spec.get("work") or {}
@@ -147,7 +147,7 @@ def _time(spec: dict, emit) -> None:
         try:
             if runtime_kernels.is_runtime(key):  # as its runtime runs it
                 return (*runtime.time(key), None)
-            return (*time_call(replay(key, dtype)), None)
+            return (*time_call(replay(key, dtype), settled=SETTLED_CALLS), None)
         except (Exception, SystemExit) as exc:
             return None, 0, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
