@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
+import math
 import random
 import statistics
 import sys
@@ -73,6 +75,24 @@ def _line(name: str, s: dict) -> str:
 
 HEAD = ("| method | models | within ±10% | within ±20% | median error | worst error | Spearman | inside its interval "
         f"| steady truth (rounds within {STEADY:.2f}x): models, within ±10% |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def coverage_band(n: int, targets: int, tail: float = 0.05) -> tuple[float, float]:
+    """The share of ``targets`` like models inside their intervals that one calibration of ``n`` holds,
+    90% of the time (5% in each tail): an interval from the least to the largest of n exchangeable
+    leave-one-out errors holds a new model with a probability that is itself random, Beta(n - 1, 2)
+    (mean (n - 1) / (n + 1), the promise), so the count of ``targets`` inside is beta-binomial."""
+    a, b = n - 1, 2
+
+    def log_beta(x, y):
+        return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+    pmf = [math.exp(math.lgamma(targets + 1) - math.lgamma(k + 1) - math.lgamma(targets - k + 1)
+                    + log_beta(k + a, targets - k + b) - log_beta(a, b)) for k in range(targets + 1)]
+    cdf = list(itertools.accumulate(pmf))
+    low = next(k for k, c in enumerate(cdf) if c >= tail)
+    high = next(k for k, c in enumerate(cdf) if c >= 1 - tail)
+    return low / targets, high / targets
 
 
 def _range(values: list[float]) -> str:
@@ -148,7 +168,9 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
     measured_t = [m.ok[batch]["latency_median_s"] for m in targets]
     steady = [_steady(m.ok[batch]) for m in targets]
     print(f"\nOf the {len(targets)} targets, {sum(steady)} have a steady truth (their rounds' medians within "
-          f"{STEADY:.2f}x of each other); the interval promises {(len(calibrating) - 1) / (len(calibrating) + 1):.0%}.\n")
+          f"{STEADY:.2f}x of each other); the interval promises {(len(calibrating) - 1) / (len(calibrating) + 1):.0%} "
+          "on average over calibrations; one calibration of {} holds {:.0%} to {:.0%} of {} like targets 90% of the "
+          "time.\n".format(len(calibrating), *coverage_band(len(calibrating), len(targets)), len(targets)))
     print(HEAD)
     cal_only = {k: v for k, v in timed.items() if k in cal_keys}
     cal_corrected = {k: v for k, v in corrected.items() if k in cal_keys}
