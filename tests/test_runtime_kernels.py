@@ -307,9 +307,13 @@ def test_the_runtime_method_times_the_runtime_s_kernels_once_and_sums_them(tmp_p
     again = res.predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="runtime", progress=False,
                         on_busy="measure")
     assert runtime_rows(db) == timed and again.to_dicts() == first.to_dicts()  # kept: nothing timed anew
-    # auto weighs it on an onnxruntime fp32 setup
+    # auto weighs it on an onnxruntime fp32 setup, with the methods that time nothing: eager's kernels
+    # sum what the runtime does not run, and are not timed
     auto = res.predict("mnasnet0_75", batch_size=1, input_size=SIZE, progress=False, on_busy="measure")
-    assert auto[0]["method"] in ("kernels", "inside", "runtime", "features", "ops")
+    assert auto.weighed == ["runtime", "features", "ops"] and auto[0]["method"] in auto.weighed
+    assert "of runtime, features, ops" in str(auto)
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM kernels WHERE kernel NOT LIKE 'onnxruntime|%'").fetchone()[0] == 0
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])

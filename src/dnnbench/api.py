@@ -1476,6 +1476,7 @@ class Predictions(Rows):
         self.points = result["points"]
         self.setup, self.batch_size, self.asked = setup, batch_size, method
         self.method = calibration.method  # for ``auto``, the method it chose
+        self.weighed = result.get("weighed") or list(AUTO_METHODS)  # and those it chose from
 
     def _table(self, rows: list) -> str:
         from .text import table
@@ -1485,7 +1486,7 @@ class Predictions(Rows):
         errors = [abs(e) for e in cal.loo_errors.values()]
         head = (f"Predicted at batch size {self.batch_size} in {self.setup.label(machine=True)}, from "
                 f"{PREDICT_METHODS[self.method]}"
-                + (f" (method {self.method}: of {', '.join(AUTO_METHODS)}, {AUTO_RULE})"
+                + (f" (method {self.method}: of {', '.join(self.weighed)}, {AUTO_RULE})"
                    if self.asked == "auto" else "")
                 + f", calibrated on the {cal.n} models measured there: leave-one-out error "
                 f"median ±{cal.median_abs_error:.0%}, worst ±{max(errors):.0%}; each interval covers a model like "

@@ -512,7 +512,8 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
                    kernels_of=None) -> dict:
     """Calibrate ``method`` on the ``calibrating`` models (`data.Measured`, one setup, measured at ``batch``)
     and predict ``targets`` [(name, input size)]: {"calibration": `Calibration`, "points": the calibration's
-    `Point`s, "rows": one dict per target}. ``profiles`` {(name, input size, batch): profile dict};
+    `Point`s, "rows": one dict per target, "weighed": the methods calibrated to choose from}. ``profiles``
+    {(name, input size, batch): profile dict};
     ``failed``: the same keys to the error that kept a profile from being recorded; ``timed``: kernel
     seconds alone by key; ``inside``: the same corrected to their times inside a model (`inside_models`),
     which the inside method sums; ``runtime``: the seconds of the kernels the setup's runtime runs as
@@ -537,6 +538,9 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
 
     calibration, timed, fits, kernels_of, points, measured = _best_source(sources, list(profiles.values()), points_of)
     method = calibration.method
+    weighed = [m for asked, times, _ in sources
+               for m in ([c for c in _AUTO_ON_POINTS if times is not None or c not in TIMED_METHODS]
+                         if asked == AUTO else [asked])]
     rows = []
     for name, size in targets:
         key = (name, size, batch)
@@ -562,7 +566,8 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
         rows.append({**row, "latency_s": value, "low_s": low, "high_s": high, "time_per_image_s": value / batch,
                      "macs": found["macs"] / batch, "timed_share": found.get("timed_share"),
                      "extrapolations": extrapolations})
-    return {"calibration": calibration, "points": points, "rows": rows}
+    return {"calibration": calibration, "points": points, "rows": rows,
+            "weighed": [m for m in AUTO_METHODS if m in weighed]}
 
 
 def for_report(models: list, profiles: dict, timed: dict, batch: int, runtime: dict | None = None,

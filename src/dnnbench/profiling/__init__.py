@@ -341,9 +341,15 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
         got, failed = profiles(wanted, store, progress=step)
     timed = rows = corrected = None
     inside_busy = False
-    # auto weighs the methods that time kernels where kernels can be timed (the CPU); asked for, they are
-    # timed, or the user hears why not
-    timing = method in ("kernels", "inside") or (method == predictor.AUTO and setup.device == "cpu")
+    prefix = runtime_kernels.prefix(setup)
+    cpu_auto = method == predictor.AUTO and setup.device == "cpu"
+    # auto weighs the kernels the setup runs where they can be timed (the CPU): a runtime's own where it
+    # has them, else eager's. Eager kernels sum what a fusing runtime does not run: on onnxruntime and
+    # openvino (fp32 and int8, batch 1 and 16) they put 4% to 17% of 24 new models within ±10%, the
+    # runtime's own 25% to 79%, and auto chose those every time (benchmarks/predict_accuracy.py), while
+    # timing both made the first `predict --all` at batch 16 on openvino take 116 s. Asked for, they
+    # are timed, or the user hears why not
+    timing = method in ("kernels", "inside") or (cpu_auto and not prefix)
     if timing:
         rows = _time_kernels(store, got, calibrating + (named if time_named else []), setup, batch, on_busy,
                              steps, say)
@@ -354,8 +360,7 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
                                           and _passes_affordable(store, calibrating, setup, batch, say))):
         corrected, inside_busy = _inside_times(store, got, calibrating, setup, batch, timed, on_busy, steps, say)
     runtime = runtime_rows = None
-    prefix = runtime_kernels.prefix(setup)
-    if method == "runtime" or (timing and method == predictor.AUTO and prefix):
+    if method == "runtime" or (cpu_auto and prefix):
         if not prefix:
             raise UserError(f"--method runtime times a runtime's own kernels ({runtime_kernels.described()}): "
                             f"this setup is {setup.backend} {setup.precision} on {setup.device}; use --method auto")
