@@ -168,3 +168,23 @@ def test_two_real_tiny_databases(tmp_path):
     page = (tmp_path / "cmp" / "compare.html").read_text()
     assert "<svg" in page and "New over base" in page and (tmp_path / "cmp" / "compare.png").stat().st_size > 0
     assert (tmp_path / "cmp" / "compare.csv").read_text().splitlines()[0].startswith("model,input_size,batch_size")
+
+
+def test_sides_timed_with_freed_memory_treated_otherwise_are_said_to_differ_in_it(tmp_path):
+    """A run before 0.2.0 recorded no allocator, and its eager passes returned freed memory to glibc
+    (up to 3x slower at batch 16): a comparison with a later run says so, unless asked by allocator."""
+    old, kept, kept_too = tmp_path / "old.db", tmp_path / "kept.db", tmp_path / "kept2.db"
+    for path, env in ((old, {"torch": "2.14.1"}), (kept, {"torch": "2.14.1", "allocator": "kept"}),
+                      (kept_too, {"torch": "2.14.1", "allocator": "kept"})):
+        with Store(path) as store:
+            run = store.start_run(["run"], {}, env)
+            put_rounds(store, run, [0.010, 0.0101, 0.0099], model="resnet18", backend="eager")
+            put_rounds(store, run, [0.005, 0.0051, 0.0049], model="resnet18", backend="onnxruntime")
+    apart = dnnbench.compare(old, kept)
+    (warning,) = apart.warnings
+    assert "base's returned freed memory to the system (dnnbench before 0.2.0), new's kept freed memory" in warning
+    assert str(apart).startswith("warning: the sides' eager/compile passes were timed apart")
+    assert json.loads(cli("compare", old, kept, "--json").stdout)["warnings"] == [warning]
+    assert not dnnbench.compare(kept, kept_too).warnings
+    # onnxruntime keeps an arena of its own: its cells alone are not said to differ
+    assert not dnnbench.compare(old, kept, base_where="backend=onnxruntime", new_where="backend=onnxruntime").warnings

@@ -845,6 +845,7 @@ class Comparison(Rows):
         self.base, self.new = base, new
         self.differing = found.differing
         self.only_base, self.only_new = len(found.only_base), len(found.only_new)
+        self.warnings = list(found.warnings)  # conditions the sides were measured apart in, beyond what was asked
         self.geomeans = Rows([{"base_setup": a, "new_setup": b, "cells": len(rs), "ratio": g.value, "low": g.low,
                                "high": g.high, "verdict": verdict(g, margin)}
                               for (a, b), rs in groups.items() for g in [geometric_mean(rs)]])
@@ -879,7 +880,7 @@ class Comparison(Rows):
                  _ratio_words(r), "in turns" if r.get("interleaved") else "paired" if r["paired"] else
                  ("rounds" if r["rounds"] else "-"),
                  r["verdict"] + (" [busy]" if r["disturbed"] else "")] for r in rows]
-        lines = []
+        lines = [f"warning: {w}" for w in self.warnings]
         versions = [{k: v for k, v in w.items() if k not in CELL_KEY} for w in self.wheres]
         if any(versions):  # sides told apart by what their runs or interpreters recorded (torch=2.14.1)
             lines.append("   ".join(f"{side}: {', '.join(f'{k}={v}' for k, v in w.items()) or 'the rest'}"

@@ -294,7 +294,7 @@ def cmd_compare(args) -> int:
     found = api.compare(args.base, args.new, base_where=args.base_where, new_where=args.new_where, margin=margin)
     if args.json:
         _json({"margin": margin, "cells": _finite(found.to_dicts()), "geomeans": _finite(found.geomeans.to_dicts()),
-               "only_base": found.only_base, "only_new": found.only_new})
+               "only_base": found.only_base, "only_new": found.only_new, "warnings": found.warnings})
     else:
         print(found)
     if args.report:

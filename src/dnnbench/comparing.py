@@ -72,12 +72,39 @@ def select(cells: list[dict], runs: list[dict], where: dict[str, str], what: str
 @dataclass
 class Sides:
     """The cells of the two sides, paired: ``pairs`` of (base cell, new cell) that differ only in the
-    ``differing`` fields; ``only_base``/``only_new``: cells with no partner on the other side."""
+    ``differing`` fields; ``only_base``/``only_new``: cells with no partner on the other side;
+    ``warnings``: conditions of measurement the sides differ in beyond what was asked (`conditions_apart`)."""
 
     pairs: list[tuple[dict, dict]]
     differing: tuple[str, ...]
     only_base: list[dict]
     only_new: list[dict]
+    warnings: tuple[str, ...] = ()
+
+
+# backends whose passes run in a torch worker's heap, so that what a run did with freed memory (its
+# environment's ``allocator``) changes their times: eager at batch 16 ran up to 3x slower when glibc
+# returned its large blocks after each pass (dnnbench before 0.2.0) than kept (`measure.memory`)
+HEAP_BACKENDS = ("eager", "compile")
+_ALLOCATOR_WORDS = {"kept": "kept freed memory", "system": "returned freed memory to the system",
+                    None: "returned freed memory to the system (dnnbench before 0.2.0)"}
+
+
+def conditions_apart(pairs: list[tuple[dict, dict]], base_runs: list[dict], new_runs: list[dict],
+                     wheres: tuple[dict, dict]) -> tuple[str, ...]:
+    """Why the ratios of ``pairs`` may hold more than the change asked about: the sides' torch passes
+    treated freed memory otherwise (their runs' ``allocator``), where the selections do not name it."""
+    if any("allocator" in w for w in wheres):
+        return ()
+    envs = [{r["run_id"]: r.get("environment") or {} for r in runs} for runs in (base_runs, new_runs)]
+    heap = [(b, n) for b, n in pairs if b.get("backend") in HEAP_BACKENDS or n.get("backend") in HEAP_BACKENDS]
+    found = [{envs[side].get(cells[side].get("run_id"), {}).get("allocator") for cells in heap} for side in (0, 1)]
+    if not heap or found[0] == found[1]:
+        return ()
+    words = [" and ".join(_ALLOCATOR_WORDS.get(v, f"allocator={v}") for v in sorted(side, key=str)) for side in found]
+    return (f"the sides' {'/'.join(HEAP_BACKENDS)} passes were timed apart: base's {words[0]}, new's {words[1]} "
+            "(eager at batch 16 ran up to 3x faster with it kept), so their ratios hold that too: measure base again "
+            "with this dnnbench, or select sides that agree (--base allocator=kept)",)
 
 
 def pair(base: list[dict], new: list[dict], differing: set[str]) -> Sides:
@@ -126,9 +153,11 @@ def sides(base_path, new_path, base_where: dict, new_where: dict) -> Sides:
                             f"--new {field}=B")
     if new_path is None and base_pairs:
         found = _interleaved_sides(base_pairs, base_runs, base_where, new_where, differing)
-        if found.pairs:
+        if found.pairs:  # both sides in one run, taking turns: measured alike
             return found
-    return pair(base_side, new_side, differing)
+    found = pair(base_side, new_side, differing)
+    found.warnings = conditions_apart(found.pairs, base_runs, new_runs, (base_where, new_where))
+    return found
 
 
 def pair_sides(rows: list[dict]) -> list[tuple[dict, dict]]:
