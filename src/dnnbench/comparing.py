@@ -98,13 +98,14 @@ def conditions_apart(pairs: list[tuple[dict, dict]], base_runs: list[dict], new_
         return ()
     envs = [{r["run_id"]: r.get("environment") or {} for r in runs} for runs in (base_runs, new_runs)]
     heap = [(b, n) for b, n in pairs if b.get("backend") in HEAP_BACKENDS or n.get("backend") in HEAP_BACKENDS]
-    found = [{envs[side].get(cells[side].get("run_id"), {}).get("allocator") for cells in heap} for side in (0, 1)]
+    found = [{envs[side].get(cells[side].get("run_id"), {}).get("allocator") for cells in heap
+              if cells[side].get("backend") in HEAP_BACKENDS} for side in (0, 1)]
     if not heap or found[0] == found[1]:
         return ()
     words = [" and ".join(_ALLOCATOR_WORDS.get(v, f"allocator={v}") for v in sorted(side, key=str)) for side in found]
     return (f"the sides' {'/'.join(HEAP_BACKENDS)} passes were timed apart: base's {words[0]}, new's {words[1]} "
             "(eager at batch 16 ran up to 3x faster with it kept), so their ratios hold that too: measure base again "
-            "with this dnnbench, or select sides that agree (--base allocator=kept)",)
+            "with this dnnbench (where a database holds runs of both, select the sides by allocator=kept)",)
 
 
 def pair(base: list[dict], new: list[dict], differing: set[str]) -> Sides:

@@ -512,7 +512,7 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
                    kernels_of=None) -> dict:
     """Calibrate ``method`` on the ``calibrating`` models (`data.Measured`, one setup, measured at ``batch``)
     and predict ``targets`` [(name, input size)]: {"calibration": `Calibration`, "points": the calibration's
-    `Point`s, "rows": one dict per target, "weighed": the methods calibrated to choose from}. ``profiles``
+    `Point`s, "rows": one dict per target, "weighed": the methods it chose from (one that could not be calibrated is passed over, and still named)}. ``profiles``
     {(name, input size, batch): profile dict};
     ``failed``: the same keys to the error that kept a profile from being recorded; ``timed``: kernel
     seconds alone by key; ``inside``: the same corrected to their times inside a model (`inside_models`),

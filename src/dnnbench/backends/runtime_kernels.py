@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import statistics
 
@@ -442,8 +441,8 @@ def _openvino(model, feeds: dict, runtime: str, threads: int) -> tuple:
 def _group_graph(keys: tuple) -> tuple:
     """(one ONNX model of the kernels ``keys`` (one runtime's) as independent branches, each kernel's
     names prefixed ``k<i>_``, their inputs). Built from the kernels' parts, so that each weight is
-    copied into the model once: building each kernel's model and merging them copied it four times, and
-    took 9.5 s of the 60 s of timing openvino's kernels of 36 models at batch 16."""
+    copied into the model once: building each kernel's model and merging them copied it four times
+    (under a profiler, 2.7 of the 6.8 s of building openvino's groups for 36 models at batch 16)."""
     from onnx import TensorProto, helper
 
     quantized = keys[0].startswith("openvino-int8|")
@@ -453,7 +452,7 @@ def _group_graph(keys: tuple) -> tuple:
         node, given, weights, values = _parts(eager_key(key), quantized=quantized)
         for n in node:
             n.name = prefix + n.name
-            n.input[:] = [prefix + x for x in n.input]
+            n.input[:] = [prefix + x if x else x for x in n.input]  # an absent input stays absent
             n.output[:] = [prefix + y for y in n.output]
         for tensor in (*given, *weights):
             tensor.name = prefix + tensor.name
@@ -611,16 +610,13 @@ _NORMAL = []  # draws from N(0, 1), made once
 def _normal(shape):
     """An fp32 array of ``shape`` of draws from N(0, 1), the same draws repeated: a kernel's time does not
     depend on which draws, and drawing every input afresh took a quarter of a group's time at batch 16.
-    Up to 2^20 values, a read-only view of the draws (copying them took 2.6 s for openvino's kernels
-    of 36 models at batch 16)."""
+    A copy of its own: views of one pool would put every kernel of a group on the same memory (its
+    inputs hot in the cache for the next kernel), and OpenVINO copies a read-only input on every call."""
     import numpy as np
 
     if not _NORMAL:
-        draws = np.random.default_rng(0).standard_normal(1 << 20, dtype=np.float32)
-        draws.flags.writeable = False
-        _NORMAL.append(draws)
-    size = math.prod(shape)
-    return _NORMAL[0][:size].reshape(shape) if size <= _NORMAL[0].size else np.resize(_NORMAL[0], shape)
+        _NORMAL.append(np.random.default_rng(0).standard_normal(1 << 20, dtype=np.float32))
+    return np.resize(_NORMAL[0], shape)
 
 
 def _pool(name: str, args: list, x: str):

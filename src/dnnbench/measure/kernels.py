@@ -389,7 +389,9 @@ def replay(key: str, dtype: torch.dtype | None = None):
 
 
 def _zero_what_it_writes(func, args: list, kwargs: dict) -> None:
-    """Start the tensors an in-place kernel writes at zero, a fixed point of every activation. Called
+    """Start the tensors an in-place kernel writes at zero (whatever the kernel: an activation, add_,
+    an ``out=``), from which an activation stays at zero or goes to a normal fixed point (sigmoid_ to
+    0.66), never through denormals. Called
     again and again on its own output, silu_ or hardswish_ halves values near zero on each call, so that
     after about 120 calls they pass through denormals, which cost up to 4x here (hardswish_ at batch 16:
     52 us a call, 106 us in the transit): the median of a timing depended on how many calls it took.
@@ -416,7 +418,8 @@ STEADY_CALLS = 5  # the fewest calls whose spread `time_call` trusts to stop ear
 # first 20 ms within +0.0 to +0.3% (median by size, 90% within +1.5%) for 300 kernels of 63 to 1,500
 # calls in 10 ms, at batch 1 and 16, while timing them again a minute later moved them by -2% to +40%
 # (p10 to p90). Kernels called 5 to 31 times in 10 ms were 0.4 to 3.5% slower in their first 10 ms
-# (benchmarks/kernel_floor.py). Stopping the many small kernels at 10 ms shortens timing a registry's.
+# (benchmarks/kernel_floor.py). Stopping the many small kernels at 10 ms took `predict --all` at batch
+# 16 from 65 s to 53 s the first time.
 SETTLED_CALLS = 50
 
 

@@ -327,10 +327,11 @@ class _KernelTable:
 def predict(store, calibrating: list, entries: list, named: list, setup, batch: int, method: str,
             time_named: bool = True, on_busy: str = "wait", steps=None, say=None) -> dict:
     """`dnnbench predict`: profile the ``calibrating`` models (measured in ``setup`` at ``batch``) and the
-    ``entries``; with the kernels, inside and auto methods (on the CPU), time the kernels of the
-    calibration and of ``named`` (where ``time_named``) under the busy rules, and with inside and auto,
-    the calibration models' kernels inside real passes of them (`in_model`), to correct every kernel's
-    time alone; calibrate and predict (`analysis.predictor.predict_models`), each row with ``busy``
+    ``entries``; with the kernels, inside and auto methods (on the CPU; auto where the setup's runtime
+    has no kernels of its own to time), time the kernels of the calibration and of ``named`` (where
+    ``time_named``) under the busy rules, and with inside and auto (on eager), the calibration models'
+    kernels inside real passes of them (`in_model`), to correct every kernel's time alone; with the
+    runtime method, and auto on its setups, the runtime's own kernels; calibrate and predict (`analysis.predictor.predict_models`), each row with ``busy``
     where its kernels or the calibration's were timed on a busy machine. ``steps(what, unit)`` gives a
     progress context; ``say`` hears of waits. UserError when the calibration cannot be made."""
     from ..analysis import predictor

@@ -229,6 +229,8 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     prefix = runtime_kernels.prefix(setup)
     runtime = {k: r["seconds"] for k, r in runtime_kernels.by_eager_key(rows, prefix).items()
                if r["seconds"] and prefix + k not in busy} if prefix else None
+    if prefix:  # as `predict`'s auto: eager's kernels sum what the runtime does not run
+        timed = {}
     found = for_report(models, profiles, timed, batch, runtime, runtime_kernels.kernels)
     if found is None:
         return None
