@@ -172,6 +172,20 @@ def test_an_openvino_int8_kernel_runs_in_int8_and_computes_what_fp32_computes():
         assert types and any(("i8" in t or "u8" in t) for t in types) == int8, types
 
 
+def test_in_int8_a_silu_after_a_layer_runs_apart_from_it_as_nncf_quantizes_it_and_is_the_kernel_s_time():
+    """NNCF quantizes a SiLU's Mul (its inputs and output), so OpenVINO runs it as an element-wise
+    Subgraph apart from the layer (32 of efficientnet_b0's 59 ms at batch 16), not fused into it."""
+    from dnnbench.backends.runtime_kernels import _group_graph, _openvino, _openvino_owners
+
+    key = rk.with_epilogue(_conv_key(32, 28), "silu")
+    for runtime, apart in (("openvino", False), ("openvino-int8", True)):
+        request, inputs = _openvino(*_group_graph((f"{runtime}|{key}",)), runtime, 1)
+        request.infer(inputs)
+        owners = _openvino_owners(request.get_compiled_model().get_runtime_model(), 1)
+        counted = {p.node_type for p in request.get_profiling_info() if p.node_name in owners}
+        assert ("Subgraph" in counted or "Eltwise" in counted) == apart, counted
+
+
 @pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])
 def test_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed_again_when_asked_again(prefix):
     keys = [rk.runtime_key(_conv_key(c, 14), prefix) for c in (8, 16, 32)]

@@ -556,7 +556,7 @@ def _parts(key: str, quantized: bool = False) -> tuple:
     if quantized and name in _QUANTIZED | _U8 and not grouped:
         node = _quantize(node[0], inits, weights=name in _QUANTIZED)
     if kwargs.get("then"):
-        node += _epilogue(node[-1], kwargs["then"], _output_shape(name, args), activation, inits)
+        node += _epilogue(node[-1], kwargs["then"], _output_shape(name, args), activation, inits, quantized)
     for i, n in enumerate(node):  # named, so that the runtimes' counters name them (quantizers apart)
         n.name = f"{'q' if n.op_type in ('QuantizeLinear', 'DequantizeLinear') else 'n'}{i}"
     for n in node:  # an absent optional input (a bias) is left out, not named "": ONNX Runtime runs another
@@ -576,17 +576,34 @@ def _output_shape(name: str, args: list) -> list[int]:
     return [a["T"][0], b["T"][1]]
 
 
-def _epilogue(layer, tags: list[str], shape: list[int], activation, inits: list) -> list:
+def _epilogue(layer, tags: list[str], shape: list[int], activation, inits: list, quantized: bool = False) -> list:
     """The nodes of a layer's epilogue ``tags`` after the ``layer`` node (its output renamed), as the
-    model's ONNX export writes them; an addition adds an input of the layer's output ``shape``."""
+    model's ONNX export writes them; an addition adds an input of the layer's output ``shape``.
+    ``quantized``: a SiLU (a Sigmoid and a Mul in the export) with NNCF's quantizers on the Mul's inputs
+    and output, which keep OpenVINO from fusing it into the layer: it runs as an element-wise
+    ``Subgraph`` of its own (at batch 16 in int8, 32 of efficientnet_b0's 59 ms)."""
     import numpy as np
     from onnx import helper, numpy_helper
 
     layer.output[0] = "l0"
     nodes = []
+
+    def quantizer(x: str, label: str) -> str:  # a quantize-dequantize pair on the edge ``x``, as `_quantize`'s
+        if not any(t.name == "x_scale" for t in inits):
+            inits.extend([numpy_helper.from_array(np.array(4 / 127, np.float32), "x_scale"),
+                          numpy_helper.from_array(np.array(128, np.uint8), "x_zero")])
+        nodes.extend([helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], [f"{label}_q"]),
+                      helper.make_node("DequantizeLinear", [f"{label}_q", "x_scale", "x_zero"], [f"{label}_dq"])])
+        return f"{label}_dq"
+
     for i, tag in enumerate(tags):
         x, y = f"l{i}", "y" if i == len(tags) - 1 else f"l{i + 1}"
-        if tag == "silu":
+        if tag == "silu" and quantized:
+            gate = quantizer(x, f"e{i}x")
+            nodes.append(helper.make_node("Sigmoid", [x], [f"s{i}"]))
+            nodes.append(helper.make_node("Mul", [gate, quantizer(f"s{i}", f"e{i}s")], [f"m{i}"]))
+            nodes.append(helper.make_node("Identity", [quantizer(f"m{i}", f"e{i}m")], [y]))
+        elif tag == "silu":
             nodes += [helper.make_node("Sigmoid", [x], [f"s{i}"]), helper.make_node("Mul", [x, f"s{i}"], [y])]
         elif tag == "relu6":
             inits += [numpy_helper.from_array(np.array(0, np.float32), f"lo{i}"),
