@@ -177,8 +177,9 @@ def test_in_int8_a_silu_after_a_layer_runs_apart_from_it_as_nncf_quantizes_it_an
     Subgraph apart from the layer (32 of efficientnet_b0's 59 ms at batch 16), not fused into it."""
     from dnnbench.backends.runtime_kernels import _group_graph, _openvino, _openvino_owners
 
-    key = rk.with_epilogue(_conv_key(32, 28), "silu")
-    for runtime, apart in (("openvino", False), ("openvino-int8", True)):
+    for key, runtime, apart in [(rk.with_epilogue(layer, "silu"), runtime, runtime == "openvino-int8")
+                                for layer in (_conv_key(32, 28), _conv_key(32, 28, groups=32))  # int8, and f32
+                                for runtime in ("openvino", "openvino-int8")]:
         request, inputs = _openvino(*_group_graph((f"{runtime}|{key}",)), runtime, 1)
         request.infer(inputs)
         owners = _openvino_owners(request.get_compiled_model().get_runtime_model(), 1)

@@ -555,10 +555,13 @@ def _parts(key: str, quantized: bool = False) -> tuple:
     grouped = name == _CONV and int(args[8]) > 1
     if quantized and name in _QUANTIZED | _U8 and not grouped:
         node = _quantize(node[0], inits, weights=name in _QUANTIZED)
-    if kwargs.get("then"):
-        node += _epilogue(node[-1], kwargs["then"], _output_shape(name, args), activation, inits, quantized)
+    tail = _epilogue(node[-1], kwargs["then"], _output_shape(name, args), activation, inits, quantized) \
+        if kwargs.get("then") else []
+    node += tail
+    paid = {id(n) for n in tail}  # an epilogue's quantizers are work a model pays for, not the input's
     for i, n in enumerate(node):  # named, so that the runtimes' counters name them (quantizers apart)
-        n.name = f"{'q' if n.op_type in ('QuantizeLinear', 'DequantizeLinear') else 'n'}{i}"
+        quantizer = n.op_type in ("QuantizeLinear", "DequantizeLinear") and id(n) not in paid
+        n.name = f"{'q' if quantizer else 'n'}{i}"
     for n in node:  # an absent optional input (a bias) is left out, not named "": ONNX Runtime runs another
         while n.input and not n.input[-1]:  # kernel for an empty name
             n.input.pop()
