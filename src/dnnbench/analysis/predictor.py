@@ -452,6 +452,11 @@ def _label(name: str, size: int, names: list[str]) -> str:
 _AUTO_ON_POINTS = tuple(m for m in AUTO_METHODS if m not in ("inside", "runtime"))
 
 
+def _auto_candidates(timed: bool) -> list[str]:
+    """The methods AUTO calibrates on one set of points: those summing kernels only where they were ``timed``."""
+    return [m for m in _AUTO_ON_POINTS if timed or m not in TIMED_METHODS]
+
+
 def best_calibration(points: list[Point], method: str, timed: bool) -> Calibration:
     """``method`` calibrated on ``points``; for AUTO, of AUTO_METHODS but inside (kernels only where
     kernels were ``timed``) the one of the best `Calibration.rank` (the first of them on a tie).
@@ -459,9 +464,7 @@ def best_calibration(points: list[Point], method: str, timed: bool) -> Calibrati
     if method != AUTO:
         return calibrate(points, method)
     found, problem = [], None
-    for candidate in _AUTO_ON_POINTS:
-        if candidate in TIMED_METHODS and not timed:
-            continue
+    for candidate in _auto_candidates(timed):
         try:
             found.append(calibrate(points, candidate))
         except ValueError as exc:
@@ -539,8 +542,7 @@ def predict_models(calibrating: list, profiles: dict, failed: dict, timed: dict 
     calibration, timed, fits, kernels_of, points, measured = _best_source(sources, list(profiles.values()), points_of)
     method = calibration.method
     weighed = [m for asked, times, _ in sources
-               for m in ([c for c in _AUTO_ON_POINTS if times is not None or c not in TIMED_METHODS]
-                         if asked == AUTO else [asked])]
+               for m in (_auto_candidates(times is not None) if asked == AUTO else [asked])]
     rows = []
     for name, size in targets:
         key = (name, size, batch)

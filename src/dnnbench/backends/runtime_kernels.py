@@ -591,12 +591,8 @@ def _epilogue(layer, tags: list[str], shape: list[int], activation, inits: list,
     layer.output[0] = "l0"
     nodes = []
 
-    def quantizer(x: str, label: str) -> str:  # a quantize-dequantize pair on the edge ``x``, as `_quantize`'s
-        if not any(t.name == "x_scale" for t in inits):
-            inits.extend([numpy_helper.from_array(np.array(4 / 127, np.float32), "x_scale"),
-                          numpy_helper.from_array(np.array(128, np.uint8), "x_zero")])
-        nodes.extend([helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], [f"{label}_q"]),
-                      helper.make_node("DequantizeLinear", [f"{label}_q", "x_scale", "x_zero"], [f"{label}_dq"])])
+    def quantizer(x: str, label: str) -> str:  # the edge ``x`` quantized, as `_quantize` quantizes a layer's input
+        nodes.extend(_quantizer(x, f"{label}_q", f"{label}_dq", inits))
         return f"{label}_dq"
 
     for i, tag in enumerate(tags):
@@ -657,6 +653,19 @@ def _pool(name: str, args: list, x: str):
                             ceil_mode=int(ceil), count_include_pad=int(include_pad))
 
 
+def _quantizer(x: str, quantized: str, dequantized: str, inits: list) -> list:
+    """The quantize-dequantize pair of NNCF's quantizer on the edge ``x`` (per tensor, u8), its scale
+    added to ``inits`` once per kernel."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    if not any(t.name == "x_scale" for t in inits):
+        inits += [numpy_helper.from_array(np.array(4 / 127, np.float32), "x_scale"),  # inputs drawn from N(0, 1)
+                  numpy_helper.from_array(np.array(128, np.uint8), "x_zero")]
+    return [helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], [quantized]),
+            helper.make_node("DequantizeLinear", [quantized, "x_scale", "x_zero"], [dequantized])]
+
+
 def _quantize(node, inits: list, weights: bool) -> list:
     """``node`` with its activations quantized and dequantized (QDQ, as OpenVINO reads a quantized model
     and runs the node in int8): per tensor in u8; with ``weights`` (a convolution or a linear layer:
@@ -664,14 +673,11 @@ def _quantize(node, inits: list, weights: bool) -> list:
     import numpy as np
     from onnx import helper, numpy_helper
 
-    inits += [numpy_helper.from_array(np.array(4 / 127, np.float32), "x_scale"),  # inputs drawn from N(0, 1)
-              numpy_helper.from_array(np.array(128, np.uint8), "x_zero")]
     nodes, constant = [], {t.name for t in inits}
     for j, x in enumerate(node.input[:1] if weights else node.input):
         if x in constant:  # an argument (a mean's axes), not an activation
             continue
-        nodes += [helper.make_node("QuantizeLinear", [x, "x_scale", "x_zero"], [f"quantized{j}"]),
-                  helper.make_node("DequantizeLinear", [f"quantized{j}", "x_scale", "x_zero"], [f"dequantized{j}"])]
+        nodes += _quantizer(x, f"quantized{j}", f"dequantized{j}", inits)
         node.input[j] = f"dequantized{j}"
     if weights:
         w = node.input[1]
