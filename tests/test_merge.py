@@ -201,13 +201,15 @@ def test_profiles_kernel_times_and_in_model_times_are_merged(tmp_path):
     put(target, [cell("resnet50", 1, 0.03)])
     with Store(source) as store:
         store.put_profile("resnet18", 224, 1, "v1", {"calls": {"k": 2}, "specs": {"k": ["other", 0, 1, 4]}})
-        store.put_kernels("laptop", "cpu", 2, "float32", [{"key": "k", "seconds": 1e-4, "calls": 9}])
+        store.put_kernels("laptop", "cpu", 2, "float32", [{"key": "k", "seconds": 1e-4, "calls": 9,
+                                                             "stamp": "eager=2;torch=2.14.1"}])
         store.put_in_model("laptop", "cpu", 2, "float32", "v1", ("resnet18", 224, 1),
                            {"seconds": {"k": 2e-4}, "contention": 0.0, "disturbed": False})
     merge([source], target)
     merge([source], target)  # idempotent
     with Store(target) as store:
         assert store.profiles("v1") == {("resnet18", 224, 1): {"calls": {"k": 2}, "specs": {"k": ["other", 0, 1, 4]}}}
-        assert store.kernels("laptop", "cpu", 2, "float32")["k"]["seconds"] == 1e-4
+        assert store.kernels("laptop", "cpu", 2, "float32")["k"] == {
+            "seconds": 1e-4, "calls": 9, "contention": None, "error": None, "stamp": "eager=2;torch=2.14.1"}
         assert store.in_model("laptop", "cpu", 2, "float32", "v1") == {
             ("resnet18", 224, 1): {"seconds": {"k": 2e-4}, "contention": 0.0, "disturbed": False}}

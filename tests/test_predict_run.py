@@ -182,3 +182,34 @@ def test_auto_weighs_inside_only_where_its_passes_are_affordable(tmp_path, monke
     monkeypatch.setattr(dnnbench.profiling, "IN_MODEL_BUDGET_S", 60.0)
     dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, progress=False, on_busy="measure")
     assert count(db, "in_model") == 5  # affordable: the calibration's passes are taken, and kept
+
+
+def test_a_kernel_time_taken_otherwise_than_today_is_taken_again_and_one_taken_alike_is_kept(tmp_path):
+    import torchvision
+
+    from dnnbench.backends import runtime_kernels as rk
+    from dnnbench.measure.kernels import profile
+    from dnnbench.measure.profile import replayable
+    from dnnbench.profiling import kernel_times
+    from dnnbench.setup import Setup
+
+    import torch
+
+    found = profile(torchvision.models.squeezenet1_1(), torch.zeros(1, 3, SIZE, SIZE))
+    keys = [k for k in found.calls if replayable(k)][:3]
+    setup = Setup(threads=1).resolved().on("m1")
+    today = rk.stamp(keys[0])
+    assert today.startswith(f"eager={rk.FORMATS['eager']};torch=") and rk.stamp("openvino-int8|" + keys[0]) != today
+    absurd = 1.0  # no kernel of a 64-pixel squeezenet takes a second
+    with Store(tmp_path / "k.db") as store:
+        store.put_kernels(setup.machine, setup.device, setup.threads, "float32", [
+            {"key": keys[0], "seconds": absurd, "calls": 3, "stamp": None},  # stored before kernels were stamped
+            {"key": keys[1], "seconds": absurd, "calls": 3, "stamp": today.replace(
+                f"eager={rk.FORMATS['eager']}", f"eager={rk.FORMATS['eager'] - 1}")},  # an earlier way of timing
+            {"key": keys[2], "seconds": absurd, "calls": 3, "stamp": today}])  # taken as today: kept
+        times = kernel_times(keys, setup, store, busy={"on_busy": "measure"})
+        stored = store.kernels(setup.machine, setup.device, setup.threads, "float32")
+    assert times[keys[2]]["seconds"] == absurd
+    for key in keys[:2]:
+        assert times[key]["seconds"] < 0.1 and stored[key]["seconds"] == times[key]["seconds"]
+        assert stored[key]["stamp"] == today

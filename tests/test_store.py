@@ -414,3 +414,20 @@ def test_cells_stored_before_the_restart_figures_still_read(tmp_path, synthetic)
     mine = got[first["model"], first["batch_size"], first["backend"]]
     assert (mine["restart_cold_s"], mine["restart_warm_s"], mine["restart_reason"]) == (0.5, 0.25, None)
     assert sum(r["restart_cold_s"] is not None for r in got.values()) == 1  # that cell only
+
+
+def test_kernel_times_stored_before_their_stamp_read_as_unstamped_as_they_are_and_once_migrated(tmp_path):
+    path = tmp_path / "k16.db"
+    with Store(path) as store:
+        store.put_kernels("m1", "cpu", 1, "float32", [{"key": "k", "seconds": 1e-4, "calls": 9, "stamp": "eager=2"}])
+    with sqlite3.connect(path) as db:  # the file as schema 16 wrote it: kernels without a stamp
+        db.execute("ALTER TABLE kernels DROP COLUMN stamp")
+        db.execute("PRAGMA user_version = 16")
+    before = digest(path)
+    with Store(path, create=False) as store:  # read as it is
+        assert store.kernels("m1", "cpu", 1, "float32")["k"] == {"seconds": 1e-4, "calls": 9, "contention": None,
+                                                                 "error": None, "stamp": None}
+    assert digest(path) == before
+    with Store(path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.kernels("m1", "cpu", 1, "float32")["k"]["stamp"] is None

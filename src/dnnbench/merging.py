@@ -165,8 +165,10 @@ def _absorb(db: sqlite3.Connection, target: Store, reader: Store, report: Merged
     if reader._has("profiles"):
         for row in reader.db.execute("SELECT * FROM profiles"):
             db.execute("INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?, ?, ?)", row)
-        for row in reader.db.execute("SELECT * FROM kernels"):
-            db.execute("INSERT OR IGNORE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        # by name: a source read as it is may be older than schema 17 (no stamp: timed again when used)
+        columns = ", ".join(r[1] for r in reader.db.execute("PRAGMA table_info(kernels)"))
+        for row in reader.db.execute(f"SELECT {columns} FROM kernels"):
+            db.execute(f"INSERT OR IGNORE INTO kernels ({columns}) VALUES ({', '.join('?' * len(row))})", row)
     if reader._has("in_model"):
         for row in reader.db.execute("SELECT * FROM in_model"):
             db.execute("INSERT OR IGNORE INTO in_model VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)

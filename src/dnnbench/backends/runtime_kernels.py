@@ -49,6 +49,14 @@ _OPSET = 20  # as `onnx_export` writes a model: GELU is one operator (Gelu) sinc
 # (backend, precision) -> the prefix of its kernels' keys, on the CPU
 RUNTIMES = {("onnxruntime", "fp32"): "onnxruntime|", ("openvino", "fp32"): "openvino|",
             ("openvino", "int8"): "openvino-int8|"}
+# how the kernels of eager (`measure.kernels.replay`, `time_call`) and of each runtime (here) are built
+# and timed: raise one when that changes, and the times an earlier version stored are taken again
+# (eager 2: what an in-place kernel writes starts at zero, a kernel settled over 50 calls stops at 10 ms;
+# openvino-int8 2: a SiLU epilogue quantized as NNCF quantizes it)
+FORMATS = {"eager": 2, "onnxruntime": 1, "openvino": 1, "openvino-int8": 2}
+# the libraries that build and run them: a time taken with other versions is taken again
+_LIBRARIES = {"eager": ("torch",), "onnxruntime": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino"),
+              "openvino-int8": ("onnx", "openvino")}
 # what OpenVINO runs around a kernel in a one-operator graph that a model runs once or fuses into the
 # layer before (layer types of its compiled graph): layout reorders, the graph's ends, a quantization
 _AROUND = {"Input", "Output", "Reorder", "FakeQuantize"}
@@ -152,6 +160,25 @@ def is_runtime(key: str) -> bool:
 
 def eager_key(key: str) -> str:
     return key.split("|", 1)[1] if is_runtime(key) else key
+
+
+def stamp(key: str) -> str:
+    """What a time of kernel ``key`` was taken with: the format of its timing and the versions of the
+    libraries that ran it. A stored time whose stamp differs from today's is taken again."""
+    return _stamp(_runtime_of(key) if is_runtime(key) else "eager")
+
+
+@functools.lru_cache(maxsize=None)
+def _stamp(runtime: str) -> str:
+    from importlib import metadata
+
+    found = [f"{runtime}={FORMATS[runtime]}"]
+    for package in _LIBRARIES[runtime]:
+        try:
+            found.append(f"{package}={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{package}=none")
+    return ";".join(found)
 
 
 def by_eager_key(rows: dict, prefix: str) -> dict:

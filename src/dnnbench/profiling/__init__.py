@@ -4,7 +4,8 @@
 versions recorded them, else from the profiles dnnbench ships for these versions (`shipped`), else
 recorded by worker processes (two at a time: building models on the
 meta device is single-threaded Python) and stored as each arrives. `kernel_times()` times the kernels
-no run has timed on this machine, device, thread count and precision, in one worker holding the
+no run has timed on this machine, device, thread count and precision (or an earlier dnnbench, or
+other library versions, timed otherwise: `runtime_kernels.stamp`), in one worker holding the
 measuring lock (as a sweep does: two timings never share the machine), and stores them in batches, so
 an interrupted call keeps what it timed.
 """
@@ -156,7 +157,8 @@ def profiles(wanted: list[tuple[str, int, int]], store=None, progress=None) -> t
 def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict | None = None,
                  busy: dict | None = None, on_wait=None) -> dict[str, dict]:
     """{kernel key: {seconds, calls, contention, error}} on ``setup``'s machine, device, threads and
-    precision: those ``store`` holds that were timed on a quiet machine, and the rest timed now by one
+    precision: those ``store`` holds that were timed on a quiet machine as today's dnnbench and libraries
+    time them (`stored_kernels`), and the rest timed now by one
     worker holding the measuring lock, under the sweep's busy rules (``busy``: ``on_busy``, ``wait_s``,
     ``retries``; default: wait). ``work`` {key: [MACs, bytes]} lets the worker time again a kernel
     whose time is impossible for its work; one still impossible is kept out (seconds None, its error
@@ -267,6 +269,14 @@ def in_model(wanted: list[tuple[str, int, int]], setup, store=None, busy: dict |
     return found, errors
 
 
+def stored_kernels(store, setup) -> dict[str, dict]:
+    """{kernel key: {seconds, calls, contention, error}} that ``store`` holds for ``setup``'s machine,
+    device, threads and precision, taken as today's dnnbench and libraries take them (`runtime_kernels.stamp`):
+    one an earlier version timed otherwise is left out, so that it is timed again."""
+    rows = store.kernels(setup.machine, setup.device, setup.threads, DTYPES[setup.precision])
+    return {k: r for k, r in rows.items() if r.pop("stamp") == runtime_kernels.stamp(k)}
+
+
 class _KernelTable:
     """The kernel times of one setup: those stored on a quiet machine, and the worker's records as they
     come, stored in batches (an interrupted call keeps what it timed)."""
@@ -275,7 +285,7 @@ class _KernelTable:
         from ..measure.busy import DISTURBED_SHARE
 
         self.store, self.setup, self.dtype, self.progress, self.on_wait = store, setup, dtype, progress, on_wait
-        stored = store.kernels(setup.machine, setup.device, setup.threads, dtype) if store is not None else {}
+        stored = stored_kernels(store, setup) if store is not None else {}
         for row in stored.values():
             row["disturbed"] = (row.get("contention") or 0) > DISTURBED_SHARE
         self.timed = {k: r for k, r in stored.items() if not (retime and r["disturbed"])}
@@ -298,7 +308,7 @@ class _KernelTable:
             record = {**record, "error": f"timed at {record['seconds']:.3g} s, beyond what its work can take "
                                          "here: estimated from the other kernels instead", "seconds": None}
         else:
-            self.pending.append(record)
+            self.pending.append({**record, "stamp": runtime_kernels.stamp(record["key"])})
         self.timed[record["key"]] = {**{k: record.get(k) for k in ("seconds", "calls", "contention", "error")},
                                      "disturbed": bool(record.get("disturbed"))}
         if len(self.pending) >= STORE_EVERY:

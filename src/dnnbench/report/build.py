@@ -215,13 +215,13 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     published top-1 of each predicted model."""
     from ..analysis.predictor import for_report
     from ..backends import runtime_kernels
-    from ..profiling import DTYPES, versions
+    from ..profiling import stored_kernels, versions
     from ..zoo import get, published_accuracy
 
     from ..measure.busy import DISTURBED_SHARE
 
     profiles = store.profiles(versions(), batch)
-    rows = store.kernels(setup.machine, setup.device, setup.threads, DTYPES[setup.precision])
+    rows = stored_kernels(store, setup)  # as `predict` weighs them: none an earlier version timed otherwise
     # a kernel timed while others disturbed the machine is not used: estimated from the others instead
     busy = {k for k, r in rows.items() if r["seconds"] and (r.get("contention") or 0) > DISTURBED_SHARE}
     timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"] and k not in busy}

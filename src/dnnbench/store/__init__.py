@@ -25,7 +25,7 @@ from ..measure.accuracy import evaluated_model
 from ..measure.tails import tail_figures
 from ..setup import CELL_KEY, Setup, cell_key, fingerprint, machine_id
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 APPLICATION_ID = 0x444E4E42  # "DNNB": marks the file as ours in its header
 
 KEY = CELL_KEY  # (model, input size, the setup's fields, batch size): setup.py
@@ -310,11 +310,17 @@ def _migrate_15_to_16(db: sqlite3.Connection) -> None:
                   UNIQUE (machine, device, threads, dtype, model, input_size, batch_size, versions))""")
 
 
+def _migrate_16_to_17(db: sqlite3.Connection) -> None:
+    # what each kernel time was taken with (`runtime_kernels.stamp`: the timing's format, the libraries'
+    # versions); a time stored before has none, and is taken again by the next `predict` that needs it
+    _add_columns(db, "kernels", [("stamp", "TEXT")])
+
+
 MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
               4: _migrate_4_to_5, 5: _migrate_5_to_6, 6: _migrate_6_to_7,
               7: _migrate_7_to_8, 8: _migrate_8_to_9, 9: _migrate_9_to_10,
               10: _migrate_10_to_11, 11: _migrate_11_to_12, 12: _migrate_12_to_13,
-              13: _migrate_13_to_14, 14: _migrate_14_to_15, 15: _migrate_15_to_16}  # from version n to n + 1
+              13: _migrate_13_to_14, 14: _migrate_14_to_15, 15: _migrate_15_to_16, 16: _migrate_16_to_17}  # from version n to n + 1
 
 
 def now() -> str:
@@ -646,20 +652,24 @@ class Store:
         return {(m, i, b): json.loads(zlib.decompress(p)) for m, i, b, p in self.db.execute(sql, params)}
 
     def put_kernels(self, machine: str, device: str, threads: int, dtype: str, rows: list[dict]) -> None:
-        """Store kernel times (``key``, ``seconds``, ``calls``, ``contention``, ``error``), in one transaction."""
-        stamp = now()
+        """Store kernel times (``key``, ``seconds``, ``calls``, ``contention``, ``error``, ``stamp``: what
+        it was taken with), in one transaction."""
+        measured = now()
         values = [(machine, device, threads, dtype, r["key"], r.get("seconds"), r.get("calls"), r.get("contention"),
-                   r.get("error"), stamp) for r in rows]
+                   r.get("error"), measured, r.get("stamp")) for r in rows]
         self._transaction(lambda db: db.executemany(
-            "INSERT OR REPLACE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
+            "INSERT OR REPLACE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
 
     def kernels(self, machine: str, device: str, threads: int, dtype: str) -> dict[str, dict]:
-        """{kernel key: {seconds, calls, contention, error}} timed on this machine, device, threads and dtype."""
+        """{kernel key: {seconds, calls, contention, error, stamp}} timed on this machine, device, threads
+        and dtype (stamp None: stored before schema 17)."""
         if not self._has("kernels"):
             return {}
-        cur = self.db.execute("SELECT kernel, seconds, calls, contention, error FROM kernels WHERE machine = ? AND "
-                              "device = ? AND threads = ? AND dtype = ?", (machine, device, threads, dtype))
-        return {k: {"seconds": s, "calls": c, "contention": x, "error": e} for k, s, c, x, e in cur}
+        stamped = "stamp" in {r[1] for r in self.db.execute("PRAGMA table_info(kernels)")}
+        cur = self.db.execute(f"SELECT kernel, seconds, calls, contention, error, {'stamp' if stamped else 'NULL'} "
+                              "FROM kernels WHERE machine = ? AND device = ? AND threads = ? AND dtype = ?",
+                              (machine, device, threads, dtype))
+        return {k: {"seconds": s, "calls": c, "contention": x, "error": e, "stamp": t} for k, s, c, x, e, t in cur}
 
     def put_in_model(self, machine: str, device: str, threads: int, dtype: str, versions: str,
                      key: tuple[str, int, int], row: dict) -> None:
