@@ -8,7 +8,8 @@ models only and predicts the others, whose measured latency is then the check: t
 ±10% and ±20%, the median and worst error, Spearman's rank correlation, the share inside its
 interval, and the share within ±10% among the targets whose truth is steady (their rounds' medians
 within 1.10x of each other: on a shared host a memory-bound model's speed moves with the neighbours'
-memory traffic, and no prediction is closer than its truth). ``kernels`` times the others' kernels
+memory traffic, and no prediction is closer than its truth; `interleaved_truth.py` takes a truth that
+the host's drift moves less). ``kernels`` times the others' kernels
 too (as `dnnbench predict MODEL` does); ``kernels-estimated`` times only the calibration's kernels
 and estimates every other kernel from them (as `predict --zoo/--all` does);
 ``inside`` multiplies each kernel's time alone by how much slower or faster kernels of its operator,
