@@ -353,14 +353,8 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
     timed = rows = corrected = None
     inside_busy = False
     prefix = runtime_kernels.prefix(setup)
-    cpu_auto = method == predictor.AUTO and setup.device == "cpu"
-    # auto weighs the kernels the setup runs where they can be timed (the CPU): a runtime's own where it
-    # has them, else eager's. Eager kernels sum what a fusing runtime does not run: on onnxruntime and
-    # openvino (fp32 and int8, batch 1 and 16) they put 4% to 17% of 24 new models within ±10%, the
-    # runtime's own 25% to 79%, and auto chose those every time (benchmarks/predict_accuracy.py), while
-    # timing both made the first `predict --all` at batch 16 on openvino take 116 s. Asked for, they
-    # are timed, or the user hears why not
-    timing = method in ("kernels", "inside") or (cpu_auto and not prefix)
+    auto = auto_kernels(setup) if method == predictor.AUTO else None
+    timing = method in ("kernels", "inside") or auto == "eager"
     if timing:
         rows = _time_kernels(store, got, calibrating + (named if time_named else []), setup, batch, on_busy,
                              steps, say)
@@ -371,7 +365,7 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
                                           and _passes_affordable(store, calibrating, setup, batch, say))):
         corrected, inside_busy = _inside_times(store, got, calibrating, setup, batch, timed, on_busy, steps, say)
     runtime = runtime_rows = None
-    if method == "runtime" or (cpu_auto and prefix):
+    if method == "runtime" or auto == "runtime":
         if not prefix:
             raise UserError(f"--method runtime times a runtime's own kernels ({runtime_kernels.described()}): "
                             f"this setup is {setup.backend} {setup.precision} on {setup.device}; use --method auto")
@@ -393,6 +387,18 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
         _mark_busy(result["rows"], calibrating, {k: p["calls"] for k, p in got.items()}, rows, batch,
                    inside_busy and chosen == "inside")
     return result
+
+
+def auto_kernels(setup) -> str | None:
+    """The kernels auto weighs on ``setup``, where they can be timed (the CPU): ``runtime``, its runtime's
+    own where they are timed (`runtime_kernels.prefix`), else ``eager``; None off the CPU. Eager kernels
+    sum what a fusing runtime does not run: on onnxruntime and openvino (fp32 and int8, batch 1 and 16)
+    they put 4% to 17% of 24 new models within ±10%, the runtime's own 25% to 79%, and auto chose those
+    every time (benchmarks/predict_accuracy.py), while timing both made the first `predict --all` at
+    batch 16 on openvino take 116 s. Asked for (--method kernels, inside), they are timed all the same."""
+    if setup.device != "cpu":
+        return None
+    return "runtime" if runtime_kernels.prefix(setup) else "eager"
 
 
 # auto weighs inside where the calibration models' passes not yet stored take at most this long (they

@@ -215,7 +215,7 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     published top-1 of each predicted model."""
     from ..analysis.predictor import for_report
     from ..backends import runtime_kernels
-    from ..profiling import stored_kernels, versions
+    from ..profiling import auto_kernels, stored_kernels, versions
     from ..zoo import get, published_accuracy
 
     from ..measure.busy import DISTURBED_SHARE
@@ -229,7 +229,7 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     prefix = runtime_kernels.prefix(setup)
     runtime = {k: r["seconds"] for k, r in runtime_kernels.by_eager_key(rows, prefix).items()
                if r["seconds"] and prefix + k not in busy} if prefix else None
-    if prefix:  # as `predict`'s auto: eager's kernels sum what the runtime does not run
+    if auto_kernels(setup) == "runtime":  # as `predict`'s auto weighs them
         timed = {}
     found = for_report(models, profiles, timed, batch, runtime, runtime_kernels.kernels)
     if found is None:
