@@ -213,3 +213,30 @@ def test_profiles_kernel_times_and_in_model_times_are_merged(tmp_path):
             "seconds": 1e-4, "calls": 9, "contention": None, "error": None, "stamp": "eager=2;torch=2.14.1"}
         assert store.in_model("laptop", "cpu", 2, "float32", "v1") == {
             ("resnet18", 224, 1): {"seconds": {"k": 2e-4}, "contention": 0.0, "disturbed": False}}
+
+
+def test_a_stamped_kernel_time_replaces_an_unstamped_one_and_an_older_source_s_merge_without_a_stamp(tmp_path):
+    import sqlite3
+
+    from dnnbench.merging import merge
+
+    old, new, target = tmp_path / "old.db", tmp_path / "new.db", tmp_path / "t.db"
+    for path in (old, new, target):
+        put(path, [cell("resnet18", 1, 0.01)])
+    row = {"seconds": 1e-4, "calls": 9}
+    with Store(old) as store:
+        store.put_kernels("laptop", "cpu", 2, "float32", [{"key": "a", **row}, {"key": "b", **row}])
+    db = sqlite3.connect(old)  # as schema 16 left it: no stamp
+    db.execute("ALTER TABLE kernels DROP COLUMN stamp")
+    db.execute("PRAGMA user_version = 16")
+    db.commit()
+    db.close()
+    with Store(new) as store:
+        store.put_kernels("laptop", "cpu", 2, "float32", [{"key": "a", "seconds": 2e-4, "calls": 5, "stamp": "eager=2"}])
+    merge([old], target)
+    merge([new], target)
+    merge([old], target)  # an unstamped time never replaces a stamped one
+    with Store(target) as store:
+        got = store.kernels("laptop", "cpu", 2, "float32")
+    assert got["a"]["seconds"] == 2e-4 and got["a"]["stamp"] == "eager=2"
+    assert got["b"]["seconds"] == 1e-4 and got["b"]["stamp"] is None

@@ -420,9 +420,11 @@ def test_kernel_times_stored_before_their_stamp_read_as_unstamped_as_they_are_an
     path = tmp_path / "k16.db"
     with Store(path) as store:
         store.put_kernels("m1", "cpu", 1, "float32", [{"key": "k", "seconds": 1e-4, "calls": 9, "stamp": "eager=2"}])
-    with sqlite3.connect(path) as db:  # the file as schema 16 wrote it: kernels without a stamp
-        db.execute("ALTER TABLE kernels DROP COLUMN stamp")
-        db.execute("PRAGMA user_version = 16")
+    db = sqlite3.connect(path)  # the file as schema 16 wrote it: kernels without a stamp
+    db.execute("ALTER TABLE kernels DROP COLUMN stamp")
+    db.execute("PRAGMA user_version = 16")
+    db.commit()
+    db.close()  # its last connection: the change checkpointed into the file itself
     before = digest(path)
     with Store(path, create=False) as store:  # read as it is
         assert store.kernels("m1", "cpu", 1, "float32")["k"] == {"seconds": 1e-4, "calls": 9, "contention": None,

@@ -168,7 +168,11 @@ def _absorb(db: sqlite3.Connection, target: Store, reader: Store, report: Merged
         # by name: a source read as it is may be older than schema 17 (no stamp: timed again when used)
         columns = ", ".join(r[1] for r in reader.db.execute("PRAGMA table_info(kernels)"))
         for row in reader.db.execute(f"SELECT {columns} FROM kernels"):
-            db.execute(f"INSERT OR IGNORE INTO kernels ({columns}) VALUES ({', '.join('?' * len(row))})", row)
+            # a time stamped (schema 17) replaces one stored without a stamp, which would be timed again
+            db.execute(f"INSERT INTO kernels ({columns}) VALUES ({', '.join('?' * len(row))}) "
+                       "ON CONFLICT (machine, device, threads, dtype, kernel) DO UPDATE SET "
+                       + ", ".join(f"{c} = excluded.{c}" for c in columns.split(", "))
+                       + " WHERE kernels.stamp IS NULL AND excluded.stamp IS NOT NULL", row)
     if reader._has("in_model"):
         for row in reader.db.execute("SELECT * FROM in_model"):
             db.execute("INSERT OR IGNORE INTO in_model VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)

@@ -161,7 +161,8 @@ def kernel_times(keys: list[str], setup, store=None, progress=None, work: dict |
     time them (`stored_kernels`), and the rest timed now by one
     worker holding the measuring lock, under the sweep's busy rules (``busy``: ``on_busy``, ``wait_s``,
     ``retries``; default: wait). ``work`` {key: [MACs, bytes]} lets the worker time again a kernel
-    whose time is impossible for its work; one still impossible is kept out (seconds None, its error
+    whose time is impossible for its work (one that repeats it is kept as its cost,
+    `worker.kernels.implausible`); one still impossible is kept out (seconds None, its error
     says why), so it is estimated from the others and timed again by the next call. A kernel timed while
     others disturbed the machine is stored with its contention, counts as ``disturbed``, and is timed
     again by a later call that waits for quiet (``on_busy`` wait). ``on_wait(text)`` hears of each wait
@@ -269,12 +270,19 @@ def in_model(wanted: list[tuple[str, int, int]], setup, store=None, busy: dict |
     return found, errors
 
 
-def stored_kernels(store, setup) -> dict[str, dict]:
+def stored_kernels(store, setup, libraries: bool = True) -> dict[str, dict]:
     """{kernel key: {seconds, calls, contention, error}} that ``store`` holds for ``setup``'s machine,
     device, threads and precision, taken as today's dnnbench and libraries take them (`runtime_kernels.stamp`):
-    one an earlier version timed otherwise is left out, so that it is timed again."""
+    one an earlier version timed otherwise is left out, so that it is timed again. With ``libraries``
+    False, only the way dnnbench took it is compared: for a reader (the report) that times nothing and
+    may run where a runtime is not installed, or in other versions, than where `predict` timed it."""
     rows = store.kernels(setup.machine, setup.device, setup.threads, DTYPES[setup.precision])
-    return {k: r for k, r in rows.items() if r.pop("stamp") == runtime_kernels.stamp(k)}
+
+    def current(key: str, stamp: str | None) -> bool:
+        today = runtime_kernels.stamp(key)
+        return stamp == today if libraries else stamp is not None and stamp.split(";")[0] == today.split(";")[0]
+
+    return {k: r for k, r in rows.items() if current(k, r.pop("stamp"))}
 
 
 class _KernelTable:

@@ -221,7 +221,9 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     from ..measure.busy import DISTURBED_SHARE
 
     profiles = store.profiles(versions(), batch)
-    rows = stored_kernels(store, setup)  # as `predict` weighs them: none an earlier version timed otherwise
+    # as `predict` stored them, none an earlier dnnbench timed otherwise (the libraries are `predict`'s to
+    # check: the report may be built where a runtime is not installed)
+    rows = stored_kernels(store, setup, libraries=False)
     # a kernel timed while others disturbed the machine is not used: estimated from the others instead
     busy = {k for k, r in rows.items() if r["seconds"] and (r.get("contention") or 0) > DISTURBED_SHARE}
     timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"] and k not in busy}
@@ -229,7 +231,7 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     prefix = runtime_kernels.prefix(setup)
     runtime = {k: r["seconds"] for k, r in runtime_kernels.by_eager_key(rows, prefix).items()
                if r["seconds"] and prefix + k not in busy} if prefix else None
-    if auto_kernels(setup) == "runtime":  # as `predict`'s auto weighs them
+    if auto_kernels(setup) != "eager":  # as `predict`'s auto weighs them
         timed = {}
     found = for_report(models, profiles, timed, batch, runtime, runtime_kernels.kernels)
     if found is None:

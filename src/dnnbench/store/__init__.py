@@ -658,7 +658,8 @@ class Store:
         values = [(machine, device, threads, dtype, r["key"], r.get("seconds"), r.get("calls"), r.get("contention"),
                    r.get("error"), measured, r.get("stamp")) for r in rows]
         self._transaction(lambda db: db.executemany(
-            "INSERT OR REPLACE INTO kernels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
+            "INSERT OR REPLACE INTO kernels (machine, device, threads, dtype, kernel, seconds, calls, contention, "
+            "error, measured_at, stamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
 
     def kernels(self, machine: str, device: str, threads: int, dtype: str) -> dict[str, dict]:
         """{kernel key: {seconds, calls, contention, error, stamp}} timed on this machine, device, threads

@@ -18,7 +18,8 @@ window that follows a disturbed one the machine is sampled and, with ``wait``, w
 in vain stop the waiting until a window finds it quiet again, as in a sweep); a disturbed window is
 timed again, and the less disturbed attempt kept and flagged if still disturbed. ``stop`` ends at the
 first busy sample (a ``busy`` record). A kernel whose time is impossible for its work on this machine
-(`implausible`) is timed again, whatever the load said.
+(`implausible`) is timed again, whatever the load said; a time it repeats within `REPEATED` is its own
+cost, and kept (flagged with its window's load, as any other: a disturbed one is timed again later).
 """
 
 from __future__ import annotations
@@ -175,10 +176,14 @@ def _time(spec: dict, emit) -> None:
                     _quiet_enough(watch)
                     again = one(key)
                     timed += 1
+                    for done in results:  # a runtime's group timed again: its others are this window's, done
+                        runtime.ready.pop(done, None)
                     if again[0] is not None:
                         other = max(seconds, again[0])
                         if again[0] < seconds:
                             seconds, calls, error = again
+                # repeated, it is the kernel's cost (stored with the window's load: a disturbed one is timed
+                # again by a later call that waits for quiet)
                 emit("kernel", key=key, seconds=seconds, calls=calls, contention=excess, disturbed=disturbed,
                      implausible=implausible(seconds, work.get(key), speed, other), timed=timed, error=error)
             emit("futile", count=watch.futile)  # the caller carries it to its next kernel worker
