@@ -198,6 +198,8 @@ def test_kernels_timed_in_a_group_each_get_their_own_time_and_are_timed_again_wh
     assert all(timer.time(k)[0] > 0 for k in keys[1:]) and not timer.ready
     again = timer.time(keys[0])
     assert first[0] > 0 and again[0] > 0 and first[1] >= 3 and set(timer.ready) == set(keys[1:3])
+    timer.ready.clear()
+    assert timer.time(keys[1], again=True)[0] > 0 and not timer.ready  # timed afresh for it alone
 
 
 def test_every_node_of_a_layer_and_its_epilogue_is_counted_for_it_fused_or_not():

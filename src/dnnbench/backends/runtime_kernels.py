@@ -168,6 +168,13 @@ def stamp(key: str) -> str:
     return _stamp(_runtime_of(key) if is_runtime(key) else "eager")
 
 
+def stamped_today(stored: str | None, key: str, libraries: bool = True) -> bool:
+    """Whether a time of ``key`` stamped ``stored`` was taken as today's dnnbench (and, with ``libraries``,
+    today's libraries) take it."""
+    today = stamp(key)
+    return stored == today if libraries else stored is not None and stored.split(";")[0] == today.split(";")[0]
+
+
 @functools.lru_cache(maxsize=None)
 def _stamp(runtime: str) -> str:
     from importlib import metadata
@@ -235,8 +242,10 @@ class Timer:
             traffic += nbytes
             self.group_of[key] = group
 
-    def time(self, key: str) -> tuple[float, int]:
-        if key in self.ready:
+    def time(self, key: str, again: bool = False) -> tuple[float, int]:
+        """``key``'s time, from its group's timing; ``again``: its group timed afresh for it alone (the
+        others were taken already)."""
+        if key in self.ready and not again:
             return self.ready.pop(key)
         group = tuple(self.group_of.get(key) or [key])
         try:
@@ -246,8 +255,9 @@ class Timer:
                 raise
             for other in group:
                 self.group_of[other] = [other]
-            return self.time(key)
-        self.ready.update({k: t for k, t in found.items() if k != key})
+            return self.time(key, again)
+        if not again:
+            self.ready.update({k: t for k, t in found.items() if k != key})
         return found[key]
 
     def _time_group(self, group: tuple) -> dict:

@@ -277,12 +277,7 @@ def stored_kernels(store, setup, libraries: bool = True) -> dict[str, dict]:
     False, only the way dnnbench took it is compared: for a reader (the report) that times nothing and
     may run where a runtime is not installed, or in other versions, than where `predict` timed it."""
     rows = store.kernels(setup.machine, setup.device, setup.threads, DTYPES[setup.precision])
-
-    def current(key: str, stamp: str | None) -> bool:
-        today = runtime_kernels.stamp(key)
-        return stamp == today if libraries else stamp is not None and stamp.split(";")[0] == today.split(";")[0]
-
-    return {k: r for k, r in rows.items() if current(k, r.pop("stamp"))}
+    return {k: r for k, r in rows.items() if runtime_kernels.stamped_today(r.pop("stamp"), k, libraries)}
 
 
 class _KernelTable:

@@ -149,11 +149,11 @@ def _time(spec: dict, emit) -> None:
     runtime = runtime_kernels.Timer(spec["time"], threads, work)  # a runtime's own kernels
     watch = _watch(spec.get("busy") or {}, threads, emit)
 
-    def one(key: str) -> tuple:
+    def one(key: str, again: bool = False) -> tuple:
         emit("start", key=key)
         try:
             if runtime_kernels.is_runtime(key):  # as its runtime runs it
-                return (*runtime.time(key), None)
+                return (*runtime.time(key, again), None)
             return (*time_call(replay(key, dtype), settled=SETTLED_CALLS), None)
         except (Exception, SystemExit) as exc:
             return None, 0, " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
@@ -174,10 +174,8 @@ def _time(spec: dict, emit) -> None:
                 if implausible(seconds, work.get(key), speed):  # a preemption inside its few calls
                     watch.check_next = True
                     _quiet_enough(watch)
-                    again = one(key)
+                    again = one(key, again=True)
                     timed += 1
-                    for done in results:  # a runtime's group timed again: its others are this window's, done
-                        runtime.ready.pop(done, None)
                     if again[0] is not None:
                         other = max(seconds, again[0])
                         if again[0] < seconds:
