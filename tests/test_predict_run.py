@@ -52,6 +52,14 @@ def test_kernels_are_timed_once_and_kept(tmp_path):
                       on_busy="measure")
     assert 0 <= zoo[0]["timed_share"] < 1 and "of its kernel time" in str(zoo)
     assert count(db, "kernels") == kernels
+    # the report weighs the same kernels, and says how many an earlier dnnbench took otherwise it left out
+    from dnnbench.report import build_report
+
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE kernels SET stamp = NULL WHERE rowid IN (SELECT rowid FROM kernels LIMIT 3)")
+    with Store(db) as store:
+        page = build_report(store, tmp_path / "report").read_text()
+    assert "3 kernel times an earlier dnnbench took in another way were left out" in page
 
 
 def test_a_database_that_cannot_be_written_still_answers_and_is_left_as_it_was(tmp_path, monkeypatch):
@@ -213,3 +221,4 @@ def test_a_kernel_time_taken_otherwise_than_today_is_taken_again_and_one_taken_a
     for key in keys[:2]:
         assert times[key]["seconds"] < 0.1 and stored[key]["seconds"] == times[key]["seconds"]
         assert stored[key]["stamp"] == today
+

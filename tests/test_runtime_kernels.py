@@ -350,7 +350,8 @@ def test_the_runtime_method_on_openvino_times_its_kernels_in_its_precision(tmp_p
     from dnnbench.report.build import _predictions
 
     given = {}
-    monkeypatch.setattr(predictor, "for_report", lambda *args: given.update(timed=args[2], runtime=args[4]))
+    monkeypatch.setattr(predictor, "for_report", lambda *args: given.update(timed=args[2], runtime=args[4])
+                        or {"predicted": []})
     stale = timed[0][0]  # timed by an earlier way of building this runtime's kernels: left out
     with sqlite3.connect(db) as con:
         con.execute("UPDATE kernels SET stamp = ? WHERE kernel = ?",
@@ -362,8 +363,9 @@ def test_the_runtime_method_on_openvino_times_its_kernels_in_its_precision(tmp_p
         store.put_kernels(setup.machine, setup.device, setup.threads, "float32",
                           [{"key": (eager := next(k for k, _ in timed).split("|", 1)[1]), "seconds": 1e-4, "calls": 5,
                             "stamp": rk.stamp(eager)}])
-        _predictions(store, models, setup, 1)
-    assert given["timed"] == {}
+        found = _predictions(store, models, setup, 1)
+    assert given["timed"] == {} and stale.split("|", 1)[1] not in given["runtime"]
+    assert found["stale_kernels"] == 1  # the report says so
     with sqlite3.connect(db) as con:  # a kernel timed on a busy machine is left out (estimated instead)
         quiet = con.execute("SELECT kernel, seconds FROM kernels WHERE kernel LIKE ? AND "
                             "(contention IS NULL OR contention <= ?) AND kernel != ?",

@@ -223,7 +223,8 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     profiles = store.profiles(versions(), batch)
     # as `predict` stored them, none an earlier dnnbench timed otherwise (the libraries are `predict`'s to
     # check: the report may be built where a runtime is not installed)
-    rows = stored_kernels(store, setup, libraries=False)
+    stale: list[str] = []
+    rows = stored_kernels(store, setup, libraries=False, left_out=stale)
     # a kernel timed while others disturbed the machine is not used: estimated from the others instead
     busy = {k for k, r in rows.items() if r["seconds"] and (r.get("contention") or 0) > DISTURBED_SHARE}
     timed = {k: r["seconds"] for k, r in rows.items() if r["seconds"] and k not in busy}
@@ -231,12 +232,16 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     prefix = runtime_kernels.prefix(setup)
     runtime = {k: r["seconds"] for k, r in runtime_kernels.by_eager_key(rows, prefix).items()
                if r["seconds"] and prefix + k not in busy} if prefix else None
-    if auto_kernels(setup) != "eager":  # as `predict`'s auto weighs them
+    weighs = auto_kernels(setup)
+    if weighs != "eager":  # as `predict`'s auto weighs them
         timed = {}
     found = for_report(models, profiles, timed, batch, runtime, runtime_kernels.kernels)
     if found is None:
         return None
     found["busy_kernels"] = len(busy)
+    # of those it would have weighed, the ones an earlier dnnbench took otherwise
+    found["stale_kernels"] = sum(k.startswith(prefix) if prefix else weighs == "eager" and not runtime_kernels.is_runtime(k)
+                                 for k in stale)
     top1 = {}
     for name, size, _, _ in found["predicted"]:
         try:

@@ -755,6 +755,10 @@ class Drawer:
             chart.finding += (f" {p['busy_kernels']} kernel times taken while other processes used the machine were "
                               "left out (estimated from the other kernels); run `dnnbench predict` again on a quiet "
                               "machine to time them again.")
+        if p.get("stale_kernels"):
+            chart.finding += (f" {p['stale_kernels']} kernel times an earlier dnnbench took in another way were left "
+                              "out (estimated from the other kernels); run `dnnbench predict` again to time them "
+                              "as this one does.")
         self._save(chart, fig)
 
     def predicted_ball_chart(self):
