@@ -222,3 +222,21 @@ def test_a_kernel_time_taken_otherwise_than_today_is_taken_again_and_one_taken_a
         assert times[key]["seconds"] < 0.1 and stored[key]["seconds"] == times[key]["seconds"]
         assert stored[key]["stamp"] == today
 
+
+def test_a_worker_times_eager_kernels_in_an_order_drawn_at_random_so_that_no_model_s_lie_together():
+    import torchvision
+
+    from dnnbench.launch import InlineLauncher, Job
+    from dnnbench.measure.kernels import profile, spread
+    from dnnbench.measure.profile import replayable
+    from dnnbench.worker import KERNELS
+
+    import torch
+
+    found = profile(torchvision.models.squeezenet1_1(), torch.zeros(1, 3, SIZE, SIZE))
+    keys = [k for k in found.calls if replayable(k)][:12]  # in the model's order
+    worker = InlineLauncher().start(Job(KERNELS, {"time": keys, "busy": {"on_busy": "measure"}}))
+    records = list(worker.records())
+    started = [r["key"] for r in records if r["type"] == "start"]
+    assert started == spread(keys) != keys
+    assert sorted(r["key"] for r in records if r["type"] == "kernel" and r["seconds"]) == sorted(keys)

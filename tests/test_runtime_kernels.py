@@ -256,7 +256,19 @@ def test_a_group_holds_kernels_of_like_traffic_so_that_a_small_one_is_not_timed_
     timer = rk.Timer(keys, threads=1, work=work)
     groups = {tuple(g) for g in timer.group_of.values()}
     assert len(groups) == 2 and all(len({work[k][1] for k in g}) == 1 for g in groups)
-    assert rk.Timer(keys, threads=1).order == keys  # without traffic, as given
+    plain = rk.Timer(keys, threads=1)  # without traffic, grouped as given
+    assert [plain.group_of[k] for k in keys[::32]] == [keys[:32], keys[32:]]
+
+
+def test_groups_are_timed_in_an_order_drawn_at_random_and_eager_kernels_likewise():
+    from dnnbench.measure.kernels import spread
+
+    keys = [rk.runtime_key(_conv_key(c, 14), "openvino|") for c in range(8, 168)]  # 160 kernels, 5 groups
+    timer = rk.Timer(keys, threads=1, work={k: [0, 1 << 10 + i // 32] for i, k in enumerate(keys)})
+    starts = [timer.order.index(k) for k in keys[::32]]
+    assert sorted(timer.order) == sorted(keys) and starts != sorted(starts)  # not smallest traffic first
+    assert all(timer.order[s:s + 32] == timer.group_of[k] for s, k in zip(starts, keys[::32]))  # a group together
+    assert spread(keys) == spread(keys) != keys and sorted(spread(keys)) == sorted(keys)
 
 
 @pytest.mark.parametrize("prefix", ["onnxruntime|", "openvino|"])

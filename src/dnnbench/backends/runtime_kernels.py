@@ -228,19 +228,23 @@ class Timer:
 
     def __init__(self, keys: list[str], threads: int, work: dict | None = None):
         self.threads, self.group_of, self.ready, self.compiled = threads, {}, {}, {}
+        from ..measure.kernels import spread
         from .cpu import last_level_cache_bytes
 
-        group, traffic, cache = [], 0, last_level_cache_bytes()
-        self.order = _by_traffic(keys, work)
-        for key in self.order:
+        group, traffic, cache, groups = [], 0, last_level_cache_bytes(), []
+        for key in _by_traffic(keys, work):
             nbytes = ((work or {}).get(key) or [0, 0])[1]
             size = GROUP_KERNELS_COLD if traffic > cache else GROUP_KERNELS  # no kernel stays cached anyway
-            if group and (len(group) >= size or traffic + nbytes > GROUP_BYTES
-                          or _runtime_of(key) != _runtime_of(group[0])):
+            if not group or len(group) >= size or traffic + nbytes > GROUP_BYTES or \
+                    _runtime_of(key) != _runtime_of(group[0]):
                 group, traffic = [], 0
+                groups.append(group)
             group.append(key)
             traffic += nbytes
             self.group_of[key] = group
+        # the groups in an order drawn at random, not by traffic: the machine's drift over the timing then
+        # falls on small and large kernels, small and large models, alike
+        self.order = [key for group in spread(groups) for key in group]
 
     def time(self, key: str, again: bool = False) -> tuple[float, int]:
         """``key``'s time, from its group's timing; ``again``: its group timed afresh for it alone (the
@@ -280,7 +284,7 @@ class Timer:
 
 
 def _by_traffic(keys: list[str], work: dict | None) -> list[str]:
-    """The runtime kernels of ``keys`` in the order they are grouped: by runtime, then by traffic where
+    """The runtime kernels of ``keys`` in the order they are put in groups: by runtime, then by traffic where
     ``work`` gives it. A small kernel then shares its group with small ones, which leave its data in
     the cache, as the layer before it does in a model at batch 1; behind a large one it ran cold (at
     batch 1, 36 models' layer norms 1.8x and means 1.6x slower from one grouping to another)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import random
 import statistics
 import time
 from collections import Counter
@@ -421,6 +422,18 @@ STEADY_CALLS = 5  # the fewest calls whose spread `time_call` trusts to stop ear
 # (benchmarks/kernel_floor.py). Stopping the many small kernels at 10 ms took `predict --all` at batch
 # 16 from 65 s to 53 s the first time.
 SETTLED_CALLS = 50
+
+
+def spread(items: list) -> list:
+    """``items`` in an order drawn at random, the same for the same items, to time kernels in: each
+    model's kernels then spread over the whole timing. The machine's speed wanders over seconds (the
+    times of kernels timed one after another moved together over about 20 of them, 0.5 s), so kernels
+    timed model by model gave each model's sum that wander whole: 12 models' sums at batch 1 moved
+    14.4% between timings minutes apart (mean sd, their common drift taken out), against 5.7% in this
+    order. What remains common to every model, the calibration's fit absorbs."""
+    order = list(items)
+    random.Random(len(order)).shuffle(order)
+    return order
 
 
 def _relative_error(times: list[float]) -> float:

@@ -142,7 +142,7 @@ def _time(spec: dict, emit) -> None:
     import torch
 
     from ..backends import runtime_kernels
-    from ..measure.kernels import SETTLED_CALLS, replay, time_call
+    from ..measure.kernels import SETTLED_CALLS, replay, spread, time_call
 
     dtype, threads = getattr(torch, spec.get("dtype", "float32")), torch.get_num_threads()
     work = spec.get("work") or {}
@@ -160,8 +160,9 @@ def _time(spec: dict, emit) -> None:
 
     with torch.inference_mode():
         speed = _machine_speed(threads)
-        # a runtime's kernels in the order they are grouped, so that a group is timed in one window
-        pending = runtime.order + [k for k in spec["time"] if not runtime_kernels.is_runtime(k)]
+        # a runtime's kernels in the order they are grouped, so that a group is timed in one window; eager's
+        # spread, so that the machine's drift over seconds falls on every model alike
+        pending = runtime.order + spread([k for k in spec["time"] if not runtime_kernels.is_runtime(k)])
         while pending:
             if not _quiet_enough(watch):
                 return
