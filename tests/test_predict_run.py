@@ -52,7 +52,7 @@ def test_kernels_are_timed_once_and_kept(tmp_path):
                       on_busy="measure")
     assert 0 <= zoo[0]["timed_share"] < 1 and "of its kernel time" in str(zoo)
     assert count(db, "kernels") == kernels
-    # the report weighs the same kernels, and says how many an earlier dnnbench took otherwise it left out
+    # the report says how many kernel times an earlier dnnbench took otherwise it left out
     from dnnbench.report import build_report
 
     with sqlite3.connect(db) as con:
@@ -223,7 +223,7 @@ def test_a_kernel_time_taken_otherwise_than_today_is_taken_again_and_one_taken_a
         assert stored[key]["stamp"] == today
 
 
-def test_a_worker_times_eager_kernels_in_an_order_drawn_at_random_so_that_no_model_s_lie_together():
+def test_a_worker_times_eager_kernels_in_the_order_spread_draws_not_as_asked():
     import torchvision
 
     from dnnbench.launch import InlineLauncher, Job

@@ -218,8 +218,9 @@ GROUP_STEADY = 0.01  # or once the mean of its calls (5 at least, 0.2 s) is know
 
 class Timer:
     """Times runtime kernels (keys prefixed, `RUNTIMES`): ``time(key)`` -> (seconds of one call, calls).
-    Kernels are timed in groups of the ``keys`` given, in the order ``order`` holds (``work``: {key: [MACs,
-    bytes]}): independent branches of one graph, run one after another, each kernel timed by the
+    Kernels are timed in groups of the ``keys`` given, of like traffic (``work``: {key: [MACs, bytes]}),
+    in the order ``order`` holds (each group's together, the groups in an order drawn at random): a
+    group is independent branches of one graph, run one after another, each kernel timed by the
     runtime's own counters (OpenVINO's performance counters, ONNX Runtime's profiler), its own nodes
     only: a one-operator graph pays layout reorders and a call's overhead that a model's chain of
     layers pays once. A group is timed when one of its kernels is asked for, and its other kernels'

@@ -273,14 +273,14 @@ def in_model(wanted: list[tuple[str, int, int]], setup, store=None, busy: dict |
 def stored_kernels(store, setup, libraries: bool = True, left_out: list | None = None) -> dict[str, dict]:
     """{kernel key: {seconds, calls, contention, error}} that ``store`` holds for ``setup``'s machine,
     device, threads and precision, taken as today's dnnbench and libraries take them (`runtime_kernels.stamp`):
-    one an earlier version timed otherwise is left out (its key appended to ``left_out``), so that it is
-    timed again. With ``libraries`` False, only the way dnnbench took it is compared: for a reader (the
-    report) that times nothing and may run where a runtime is not installed, or in other versions, than
-    where `predict` timed it."""
+    one an earlier version timed otherwise is left out (its key appended to ``left_out`` where it holds a
+    time), so that it is timed again. With ``libraries`` False, only the way dnnbench took it is
+    compared: for a reader (the report) that times nothing and may run where a runtime is not
+    installed, or in other versions, than where `predict` timed it."""
     rows = store.kernels(setup.machine, setup.device, setup.threads, DTYPES[setup.precision])
     kept = {k: r for k, r in rows.items() if runtime_kernels.stamped_today(r.pop("stamp"), k, libraries)}
     if left_out is not None:
-        left_out.extend(k for k in rows if k not in kept)
+        left_out.extend(k for k, r in rows.items() if k not in kept and r["seconds"])
     return kept
 
 

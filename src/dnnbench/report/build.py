@@ -238,10 +238,10 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     found = for_report(models, profiles, timed, batch, runtime, runtime_kernels.kernels)
     if found is None:
         return None
-    found["busy_kernels"] = len(busy)
-    # of those it would have weighed, the ones an earlier dnnbench took otherwise
-    found["stale_kernels"] = sum(k.startswith(prefix) if prefix else weighs == "eager" and not runtime_kernels.is_runtime(k)
-                                 for k in stale)
+    # of the kernels this batch size's predictions would weigh, those left out: timed while others
+    # disturbed the machine, or by an earlier dnnbench in another way
+    wanted = _weighed_kernels(profiles, weighs, prefix)
+    found["busy_kernels"], found["stale_kernels"] = len(busy & wanted), len(wanted.intersection(stale))
     top1 = {}
     for name, size, _, _ in found["predicted"]:
         try:
@@ -250,6 +250,17 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
             accuracy = None
         top1[(name, size)] = accuracy.top1 if accuracy else None
     return {**found, "top1": top1}
+
+
+def _weighed_kernels(profiles: dict, weighs: str | None, prefix: str | None) -> set[str]:
+    """The stored keys of the kernels of ``profiles`` that auto weighs (`profiling.auto_kernels`): the
+    runtime's own, eager's, or none."""
+    from ..backends import runtime_kernels
+
+    if weighs == "runtime":
+        return {runtime_kernels.runtime_key(k, prefix) for p in profiles.values()
+                for k in runtime_kernels.kernels(p)[0]}
+    return {k for p in profiles.values() for k in p["calls"]} if weighs == "eager" else set()
 
 
 def _accuracy_words(models) -> list[str]:

@@ -160,8 +160,9 @@ def _time(spec: dict, emit) -> None:
 
     with torch.inference_mode():
         speed = _machine_speed(threads)
-        # a runtime's kernels in the order they are grouped, so that a group is timed in one window; eager's
-        # spread, so that the machine's drift over seconds falls on every model alike
+        # a runtime's kernels group by group (`Timer.order`: each group's together, so that it is timed in one
+        # window, the groups in an order drawn at random); eager's spread likewise, so that the machine's
+        # drift over seconds falls on every model alike
         pending = runtime.order + spread([k for k in spec["time"] if not runtime_kernels.is_runtime(k)])
         while pending:
             if not _quiet_enough(watch):
