@@ -430,7 +430,8 @@ def spread(items: list) -> list:
     machine's speed wanders over seconds (the times of kernels timed one after another moved together
     over about 20 of them, 0.5 s), so kernels timed model by model gave each model's sum that wander
     whole: 12 models' sums at batch 1 moved 14.4% between timings minutes apart (mean sd, their common
-    drift taken out), against 5.7% in this order. What remains common to every model, the calibration's fit absorbs."""
+    drift taken out), against 5.7% in this order. What remains common to every model, the calibration's
+    fit absorbs."""
     order = list(items)
     random.Random(len(order)).shuffle(order)
     return order

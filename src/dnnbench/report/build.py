@@ -239,8 +239,9 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     if found is None:
         return None
     # of the kernels this batch size's predictions would weigh, those left out: timed while others
-    # disturbed the machine, or by an earlier dnnbench in another way
-    wanted = _weighed_kernels(profiles, weighs, prefix)
+    # disturbed the machine, or by an earlier dnnbench in another way (for_report split every profile into
+    # them already: split again only where something was left out, 1 s for 1,500 runtime profiles)
+    wanted = _weighed_kernels(profiles, weighs, prefix) if busy or stale else set()
     found["busy_kernels"], found["stale_kernels"] = len(busy & wanted), len(wanted.intersection(stale))
     top1 = {}
     for name, size, _, _ in found["predicted"]:
