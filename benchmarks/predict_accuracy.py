@@ -219,7 +219,8 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
                        "measured": {m.model: m.ok[batch]["latency_median_s"] for m in at_batch},
                        "steady": {m.model: _steady(m.ok[batch]) for m in at_batch},
                        "profiles": {m.model: got[(m.model, m.input_size, batch)] for m in at_batch},
-                       "alone": timed, "inside": {f"{n}@{b}": row["seconds"] for (n, _, b), row in inside_rows.items()}}
+                       "alone": timed, "inside": {f"{n}@{b}": row["seconds"] for (n, _, b), row in inside_rows.items()},
+                       "runtime": runtime}
     if verbose:
         result, predicted = next(v for k, v in details.items() if k.startswith("auto"))
         cal = result["calibration"]
