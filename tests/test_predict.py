@@ -92,6 +92,12 @@ def test_auto_ranks_by_the_predictions_within_ten_and_twenty_percent_before_the_
     assert cal([0.05, 0.06, 0.15, 0.3]).rank < cal([0.01, 0.02, 0.3, 0.3]).rank
     # as many near: the smaller median error ranks first
     assert cal([0.01, 0.02, 0.3, 0.3]).rank < cal([0.05, 0.06, 0.3, 0.3]).rank
+    # more within ±10%, but one model missed by more than half: every calibration without such a miss first
+    many_close_one_far = cal([0.01, -0.02, 0.03, 0.04, -0.05, 0.06, -0.07, 0.08, 0.09, 0.3, -0.4, 1.32])
+    none_far = cal([0.05, -0.06, 0.07, -0.08, 0.09, -0.09, 0.12, -0.14, 0.15, 0.17, -0.18, 0.19])
+    assert many_close_one_far.rank[1:] < none_far.rank[1:]
+    assert none_far.rank < many_close_one_far.rank
+    assert cal([0.05, 0.06, 0.3, -0.5]).rank < cal([0.05, 0.06, 0.3, -0.51]).rank
 
 
 def test_relative_fits_never_give_a_negative_cost():
