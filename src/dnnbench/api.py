@@ -1227,8 +1227,8 @@ class Results:
 
         ``models``: registry names or model files (a list, or one comma-separated string); ``zoo``: a
         preset; ``all``: the whole registry. ``method``: ``auto`` (default: whichever of the others
-        has the most leave-one-out predictions within ±10% on the calibration, one that missed a model by
-        more than half last (`AUTO_RULE`), since a
+        has, of those that missed no calibration model by more than 50%, the most leave-one-out
+        predictions within ±10% on the calibration (`AUTO_RULE`), since a
         runtime that fuses operators is poorly summed by eager kernels), ``kernels`` (its kernels timed on this machine, summed: the
         kernels of ``models``, ``zoo`` and the calibration are timed, those of the rest of the registry
         estimated from the timed ones), ``inside`` (kernels, each corrected to its time inside a model

@@ -6,9 +6,9 @@ over plain data (no I/O), and `load()` which reads that data from a store."""
 # ``auto`` chooses among these
 AUTO_METHODS = ("kernels", "inside", "runtime", "features", "ops")
 # how auto chooses (`predictor.Calibration.rank`), in the words of the method list, the help and the table
-AUTO_RULE = ("the most leave-one-out predictions within ±10% on the calibration (counted twice, and within "
-             "±20% once; then the smallest median error), one that missed a calibration model by more than "
-             "50% last")
+AUTO_RULE = ("of those that missed no calibration model by more than 50% (else of all), the most "
+             "leave-one-out predictions within ±10% on the calibration (counted twice, and within ±20% once; "
+             "then the smallest median error)")
 PREDICT_METHODS = {
     "auto": f"whichever of kernels, inside, runtime, features and ops has {AUTO_RULE}",
     "kernels": "its kernels timed on this machine and summed",

@@ -144,11 +144,11 @@ class Calibration:
         by one model. Over 46 benchmarked setups, batch sizes and timings the shares chose as well as
         the share within ±10% alone, or it and then the share within ±20%, and better in 4 and 1 of
         them. A fit of many columns (features: 7) can put most of a dozen models close and one far off:
-        it has learnt those models, not the law, and it went on to miss new models as far. On
+        it has learnt those models, not the law, and it went on to miss new models by far. On
         onnxruntime fp32 at batch 16, features put 9 of 12 within ±10% (one missed by 132%) and runtime
         6, none beyond ±19%; on the 24 targets both put 58% within ±10%, features 75% within ±20%
         (worst ±71%), runtime 96% (worst ±26%). On openvino fp32 at batch 16, features 8 (one missed
-        by 89%), runtime 7; on the targets 54% and 75% within ±10%. On ten eager and onnxruntime
+        by 89%), runtime 7; on the targets, in that timing, 54% and 75% within ±10%. On ten eager and onnxruntime
         timings at batch 1 and 16 (benchmarks/predict_accuracy.py) no other choice changed."""
         errors = list(self.loo_errors.values())
         near = sum((abs(e) <= AUTO_WITHIN) + (abs(e) <= AUTO_NEAR) for e in errors) / len(errors)
