@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from dnnbench.analysis import predictor  # noqa: E402
+from dnnbench.analysis import AUTO_RULE, predictor  # noqa: E402
 from dnnbench.backends import runtime_kernels  # noqa: E402
 from dnnbench.analysis.data import load  # noqa: E402
 from dnnbench.measure.profile import replayable  # noqa: E402
@@ -190,7 +190,7 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
               f"{len(keys)} kernels, layers apart by epilogue), {len(runtime)} timed in "
               f"{time.perf_counter() - start:.0f} s (0 when stored)\n")
     cases = [("ops (line in MACs)", "ops", None, None, None), ("features", "features", None, None, None),
-             ("auto (of kernels, inside, runtime, features, ops: the most leave-one-out predictions within ±10%, counted twice, and ±20%, none missed by more than 50% first)", "auto", timed,
+             (f"auto (of kernels, inside, runtime, features, ops: {AUTO_RULE})", "auto", timed,
               corrected, runtime),
              ("kernels (targets' kernels timed)", "kernels", timed, None, None),
              ("inside (targets' kernels timed, corrected to in-model times)", "inside", timed, corrected, None),
