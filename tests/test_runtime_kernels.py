@@ -391,3 +391,93 @@ def test_the_runtime_method_on_another_runtime_says_what_to_use(tmp_path):
     db = database(tmp_path / "e.db", backend="eager")
     with pytest.raises(UserError, match="--method runtime times a runtime's own kernels.*use --method auto"):
         dnnbench.open(db).predict("mnasnet0_75", batch_size=1, input_size=SIZE, method="runtime", progress=False)
+
+
+def _runtime_reorders(model, example) -> dict:
+    """{(kind, plain shape, channels last): count} of the reorder nodes of ONNX Runtime's optimised graph
+    of ``model``, set up as the backend sets up a session."""
+    import collections
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, shape_inference
+
+    from dnnbench.backends.onnx_export import export_onnx
+    from dnnbench.backends.onnxruntime import session_options
+
+    folder = Path(tempfile.mkdtemp(prefix="dnnbench-test-"))
+    export_onnx(model, example, folder / "m.onnx", "onnx")
+    options = session_options(1)
+    options.optimized_model_filepath = str(folder / "optimised.onnx")
+    ort.InferenceSession(str(folder / "m.onnx"), options, providers=["CPUExecutionProvider"])
+    inferred = shape_inference.infer_shapes(onnx.load(folder / "m.onnx")).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.value_info, *inferred.input, *inferred.output]}
+    found = collections.Counter()
+    for node in onnx.load(folder / "optimised.onnx").graph.node:
+        if node.op_type in ("ReorderInput", "ReorderOutput"):
+            plain = shapes[node.input[0] if node.op_type == "ReorderInput" else node.output[0]]
+            last = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("channels_last", 0)
+            found[(node.op_type, (example.shape[0], *plain[1:]), int(last))] += 1
+    return found
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "timm/convnext_atto",
+                                  "resnext50_32x4d"])
+def test_the_reorders_derived_from_a_model_s_dataflow_are_those_onnx_runtime_runs(name):
+    # squeeze-and-excitation (a mean and a gate leave the blocked layout), a channel shuffle, layer norms
+    # between transposes to channels-last and back (fused into the reorders), grouped convolutions of
+    # 4 channels a group (not blocked), and a plain chain (one reorder, before the pooling)
+    import collections
+
+    entry = get(name)
+    model, example = entry.build("cpu").eval(), torch.randn(2, 3, SIZE, SIZE)
+    recorded = profile(model, example).to_dict()["reorders"][str(rk.block_size())]
+    derived = collections.Counter()
+    for key, n in recorded.items():
+        op, args, kwargs = json.loads(key)
+        derived[(op.removeprefix("nchwc."), tuple(args[0]["T"]), kwargs["channels_last"])] += n
+    assert derived == _runtime_reorders(model, example)
+    assert sum(derived.values()) == 1 if name == "resnet18" else sum(derived.values()) > 5
+
+
+def test_a_reorder_kernel_lays_a_tensor_out_in_blocks_of_channels_as_onnx_runtime_does():
+    import numpy as np
+
+    from dnnbench.measure import layout
+
+    block = rk.block_size()
+    channels = block + 4  # padded to two blocks
+    into = layout.key("in", (2, channels, 5, 3), 0)
+    model, feeds = rk._graph(into)
+    blocked = rk._onnxruntime(model, feeds, 1)()
+    assert blocked.shape == (2, 2 * block, 5, 3)
+    # in memory: [batch, channel block, height, width, channel within the block], the padding zeros
+    expected = np.zeros((2, 2 * block, 5, 3), dtype=np.float32)
+    expected[:, :channels] = feeds["x"]
+    expected = expected.reshape(2, 2, block, 5, 3).transpose(0, 1, 3, 4, 2)
+    assert np.array_equal(blocked.reshape(2, 2, 5, 3, block), expected)
+    back = layout.key("out", (2, 5, 3, channels), 1)  # back to channels-last
+    model, feeds = rk._graph(back)
+    plain = rk._onnxruntime(model, feeds, 1)()
+    expected = feeds["x"].reshape(2, 2, 5, 3, block).transpose(0, 2, 3, 1, 4).reshape(2, 5, 3, 2 * block)
+    assert plain.shape == (2, 5, 3, channels) and np.array_equal(plain, expected[..., :channels])
+    for key in (into, back):  # timed by the profiler, its own node kept although a reorder
+        seconds, calls = rk.Timer([rk.runtime_key(key, "onnxruntime|")], 1).time(rk.runtime_key(key, "onnxruntime|"))
+        assert seconds > 0 and calls >= 3
+
+
+def test_only_onnx_runtime_s_kernels_include_the_reorders_between_them():
+    found = profile(get("mobilenet_v3_small").build("meta"), torch.empty(1, 3, SIZE, SIZE, device="meta")).to_dict()
+    plain = rk.kernels(found)
+    for prefix in rk.RUNTIMES.values():
+        calls, specs = rk.kernels(found, prefix)
+        reorders = {k: n for k, n in calls.items() if json.loads(k)[0].startswith("nchwc.")}
+        assert {k: n for k, n in calls.items() if k not in reorders} == plain[0]
+        if prefix == "onnxruntime|":
+            assert reorders == found["reorders"][str(rk.block_size())] and len(reorders) > 5
+            assert all(specs[k].kind == "other" and specs[k].bytes == 8 * specs[k].elements for k in reorders)
+        else:
+            assert not reorders
