@@ -180,7 +180,7 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
     if prefix:  # the runtime's own kernels, timed in it
         start = time.perf_counter()
         def runtime_keys(models):  # the runtime's kernels: its layers with their epilogues
-            return {k for m in models for k in runtime_kernels.kernels(got[(m.model, m.input_size, batch)], prefix)[0]}
+            return {k for m in models for k in runtime_kernels.kernels(got[(m.model, m.input_size, batch)])[0]}
 
         rt_keys = runtime_keys(at_batch)
         rt_rows = kernel_times([runtime_kernels.runtime_key(k, prefix) for k in sorted(rt_keys)], setup, store)
@@ -203,7 +203,7 @@ def this_machine(db: Path, batch: int, verbose: bool, calibration: list[str], du
     for name, method, table, inside, rt in cases:
         result = predictor.predict_models(calibrating, got, failed, table, batch, method,
                                           [(m.model, m.input_size) for m in targets], inside=inside, runtime=rt,
-                                          kernels_of=runtime_kernels.of(prefix))
+                                          kernels_of=runtime_kernels.kernels)
         if method == "auto":
             name = f"{name}: chose {result['calibration'].method}"
         predicted = [r["latency_s"] for r in result["rows"]]

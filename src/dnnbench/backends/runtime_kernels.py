@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import statistics
-
-from ..measure.layout import REORDER_INPUT, REORDER_OUTPUT
 
 _CONV = "aten.convolution.default"
 _OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "aten._softmax.default",
@@ -49,9 +46,6 @@ _OPS = {_CONV, "aten.addmm.default", "aten.mm.default", "aten.bmm.default", "ate
 _QUANTIZED = {_CONV, "aten.addmm.default", "aten.mm.default"}
 _U8 = {"aten.max_pool2d_with_indices.default", "aten.avg_pool2d.default", "aten.mean.dim", "aten.cat.default"}
 _OPSET = 20  # as `onnx_export` writes a model: GELU is one operator (Gelu) since 20
-# ONNX Runtime's layout reorders between a model's kernels (`measure.layout`), timed as kernels of its own
-_REORDERS = {REORDER_INPUT, REORDER_OUTPUT}
-_NCHWC = "com.microsoft.nchwc"  # the domain of ONNX Runtime's blocked-layout operators
 # (backend, precision) -> the prefix of its kernels' keys, on the CPU
 RUNTIMES = {("onnxruntime", "fp32"): "onnxruntime|", ("openvino", "fp32"): "openvino|",
             ("openvino", "int8"): "openvino-int8|"}
@@ -84,8 +78,6 @@ def described() -> str:
 def runs(key: str) -> bool:
     """Whether ``key`` (an eager kernel's) is a kernel the runtimes run as one, and is timed here."""
     name, args, _ = json.loads(key)
-    if name in _REORDERS:
-        return True
     if name not in _OPS or isinstance(args, str):
         return False
     if name == _CONV:  # 2-d, not transposed
@@ -128,12 +120,11 @@ def runtime_key(key: str, prefix: str) -> str:
     return prefix + key
 
 
-def kernels(profile: dict, prefix: str | None = None) -> tuple[dict, dict]:
-    """({key: calls}, {key: KernelSpec}) of the kernels the runtime ``prefix`` names (`RUNTIMES`) runs of
-    ``profile`` (a profile dict): those it runs as one (`runs`), a layer's calls apart by epilogue, each
-    epilogue in its key (`with_epilogue`), with its layer's spec; on ONNX Runtime also the layout
-    reorders it runs between them (`measure.layout`), for this CPU's block size."""
-    from ..measure.profile import KernelSpec, Profile
+def kernels(profile: dict) -> tuple[dict, dict]:
+    """({key: calls}, {key: KernelSpec}) of the kernels a runtime runs of ``profile`` (a profile dict):
+    those it runs as one (`runs`), a layer's calls apart by epilogue, each epilogue in its key
+    (`with_epilogue`), with its layer's spec."""
+    from ..measure.profile import Profile
 
     found = Profile.from_dict(profile)
     calls, specs = {}, {}
@@ -146,25 +137,7 @@ def kernels(profile: dict, prefix: str | None = None) -> tuple[dict, dict]:
                 k = with_epilogue(key, tags)
                 calls[k] = calls.get(k, 0) + m
                 specs[k] = found.specs[key]
-    if prefix == RUNTIMES[("onnxruntime", "fp32")]:
-        for key, n in found.reorders.get(str(block_size()), {}).items():
-            elements = math.prod(json.loads(key)[1][0]["T"])
-            calls[key] = calls.get(key, 0) + n
-            specs[key] = KernelSpec(key, "other", 0, elements, 8 * elements)  # read and written, fp32
     return calls, specs
-
-
-def of(prefix: str | None):
-    """`kernels` of the runtime ``prefix`` names: a function of a profile dict."""
-    return functools.partial(kernels, prefix=prefix)
-
-
-@functools.lru_cache(maxsize=1)
-def block_size() -> int:
-    """The channels of a block of ONNX Runtime's NCHWc layout on this CPU: 16 with AVX-512, else 8."""
-    from .cpu import flags
-
-    return 16 if "avx512f" in flags() else 8
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -413,9 +386,7 @@ def _openvino_owners(graph, n: int) -> dict:
 
 
 # what ONNX Runtime runs around a kernel in a one-operator graph that a model runs once: layout reorders
-# (but a reorder kernel's own node, named so: the reorders a model runs are kernels of their own)
 _ORT_AROUND = {"ReorderInput", "ReorderOutput"}
-_REORDER_NODE = "_reorder"
 
 
 # a node with next to no work, a branch of every group on ONNX Runtime: what its profiler counts for
@@ -460,7 +431,7 @@ class _OnnxRuntimeGroup:
         by_node = {}  # node -> its kernel times, call by call
         for e in events:
             if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") \
-                    and (e.get("args", {}).get("op_name") not in _ORT_AROUND or _REORDER_NODE in e["name"]):
+                    and e.get("args", {}).get("op_name") not in _ORT_AROUND:
                 by_node.setdefault(e["name"].removesuffix("_kernel_time"), []).append(e["dur"] * 1e-6)
         return _net_of_probe(by_node, self.n)
 
@@ -539,9 +510,8 @@ def _model(nodes: list, inputs: list, outputs: list, inits: list):
     """An ONNX model of these parts, each copied into it once (``helper.make_model`` copies a graph whole)."""
     from onnx import helper
 
-    domains = [helper.make_opsetid(_NCHWC, 1)] if any(n.domain == _NCHWC for n in nodes) else []
     model = helper.make_model(helper.make_graph([], "kernels", [], []),
-                              opset_imports=[helper.make_opsetid("", _OPSET), *domains])
+                              opset_imports=[helper.make_opsetid("", _OPSET)])
     for field, parts in ((model.graph.node, nodes), (model.graph.input, inputs), (model.graph.output, outputs),
                          (model.graph.initializer, inits)):
         field.extend(parts)
@@ -581,9 +551,7 @@ def _parts(key: str, quantized: bool = False) -> tuple:
         inits.append(numpy_helper.from_array(_normal(shape) * 0.02, label))
         return label
 
-    if name in _REORDERS:
-        node = [_reorder(name, args[0]["T"], int(kwargs["channels_last"]), activation)]
-    elif name == _CONV:
+    if name == _CONV:
         x, w, b, stride, pad, dilation, _, _, groups = args[:9]
         node = [helper.make_node("Conv", [activation(x, "x"), weight(w, "w"), weight(b, "b")], ["y"],
                                  strides=stride, pads=pad * 2, dilations=dilation, group=int(groups))]
@@ -626,9 +594,6 @@ def _parts(key: str, quantized: bool = False) -> tuple:
                 helper.make_node("Mul", ["s", "scale"], ["ss"]),
                 helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
                 helper.make_node("MatMul", ["p", activation(v, "v")], ["y"])]
-    if name in _REORDERS:
-        node[0].name = _REORDER_NODE.lstrip("_")
-        return node, inputs, inits, feeds
     grouped = name == _CONV and int(args[8]) > 1
     if quantized and name in _QUANTIZED | _U8 and not grouped:
         node = _quantize(node[0], inits, weights=name in _QUANTIZED)
@@ -643,21 +608,6 @@ def _parts(key: str, quantized: bool = False) -> tuple:
         while n.input and not n.input[-1]:  # kernel for an empty name
             n.input.pop()
     return node, inputs, inits, feeds
-
-
-def _reorder(name: str, plain: list[int], channels_last: int, activation):
-    """ONNX Runtime's node that reorders the tensor ``plain`` (its shape, channels last or not) into its
-    blocked layout (channels padded to a whole block) or back."""
-    from onnx import helper
-
-    channels = plain[3] if channels_last else plain[1]
-    block = block_size()
-    blocked = [plain[0], -(-channels // block) * block, *(plain[1:3] if channels_last else plain[2:4])]
-    if name == REORDER_INPUT:
-        return helper.make_node("ReorderInput", [activation({"T": plain}, "x")], ["y"], domain=_NCHWC,
-                                channels_last=channels_last)
-    return helper.make_node("ReorderOutput", [activation({"T": blocked}, "x")], ["y"], domain=_NCHWC,
-                            channels=channels, channels_last=channels_last)
 
 
 def _output_shape(name: str, args: list) -> list[int]:

@@ -33,7 +33,6 @@ from collections import Counter
 
 import torch
 
-from .layout import Flow
 from .ops import MacCounter
 from .profile import KernelSpec, Profile
 
@@ -188,17 +187,14 @@ class KernelRecorder(MacCounter):
         super().__init__()
         self._profile = Profile()
         self._epilogues = _Epilogues()
-        self.flow = Flow()
 
     @property
     def profile(self) -> Profile:
         self._profile.then = self._epilogues.counts()
-        self._profile.reorders = self.flow.reorders()
         return self._profile
 
     def executed(self, func, args, kwargs, out, macs) -> None:
         name = func.overloadpacket.__name__
-        self.flow.ran(func, args, out)
         if func.is_view or name in _SILENT or not _elements(out):
             self._epilogues.viewed(func, args, out)
             return
@@ -247,7 +243,6 @@ def in_model_times(model: torch.nn.Module, example: torch.Tensor, passes: int = 
     with torch.no_grad():  # as `profile` records, so that the keys are the same
         for k in range(warm + passes):
             with KernelClock() as clock:
-                clock.flow.given(example)
                 model(example)
             if k >= warm:
                 clocks.append(clock)
@@ -280,7 +275,6 @@ def profile(model: torch.nn.Module, example: torch.Tensor) -> Profile:
 
 def _record(model: torch.nn.Module, example: torch.Tensor) -> Profile:
     with torch.no_grad(), KernelRecorder() as recorder:
-        recorder.flow.given(example)
         model(example)
     return recorder.profile
 

@@ -44,13 +44,11 @@ class KernelSpec:
 class Profile:
     """A forward pass as kernels: ``calls`` (how many times each kernel runs) and ``specs``, by key;
     ``then``: {a layer's key: Counter of its calls by epilogue, its tags joined by commas}, for calls
-    that have one; ``reorders``: {block size: {reorder key: calls}}, the layout reorders ONNX Runtime
-    runs between the kernels (`measure.layout`)."""
+    that have one."""
 
     calls: Counter = field(default_factory=Counter)
     specs: dict = field(default_factory=dict)
     then: dict = field(default_factory=dict)
-    reorders: dict = field(default_factory=dict)
 
     def features(self) -> dict[str, float]:
         out = dict.fromkeys(FEATURES, 0.0)
@@ -66,14 +64,12 @@ class Profile:
     def to_dict(self) -> dict:
         return {"calls": dict(self.calls),
                 "specs": {k: [s.kind, s.macs, s.elements, s.bytes] for k, s in self.specs.items()},
-                "then": {k: dict(c) for k, c in self.then.items()},
-                "reorders": {b: dict(c) for b, c in self.reorders.items()}}
+                "then": {k: dict(c) for k, c in self.then.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> Profile:
         specs = {k: KernelSpec(k, *v) for k, v in data["specs"].items()}
-        return cls(Counter(data["calls"]), specs, {k: Counter(c) for k, c in data.get("then", {}).items()},
-                   {b: dict(c) for b, c in data.get("reorders", {}).items()})
+        return cls(Counter(data["calls"]), specs, {k: Counter(c) for k, c in data.get("then", {}).items()})
 
 
 

@@ -23,7 +23,7 @@ from ..measure.device import DTYPE_NAMES
 from ..worker import KERNELS
 from . import shipped
 
-PROFILE_FORMAT = 4  # raise when the recorder's output changes: stored profiles are then recorded again
+PROFILE_FORMAT = 3  # raise when the recorder's output changes: stored profiles are then recorded again
 # eager has no int8 kernels (pt2e int8 runs as int8 only once compiled): an int8 setup's kernels are timed
 # in fp32, and its calibration on int8 cells absorbs the difference
 DTYPES = {**DTYPE_NAMES, "int8": "float32"}
@@ -383,12 +383,12 @@ def predict(store, calibrating: list, entries: list, named: list, setup, batch: 
     try:
         result = predictor.predict_models(calibrating, got, failed, timed, batch, method,
                                           [(e.name, e.input_size) for e in entries], inside=corrected,
-                                          runtime=runtime, kernels_of=runtime_kernels.of(prefix))
+                                          runtime=runtime, kernels_of=runtime_kernels.kernels)
     except ValueError as exc:
         raise UserError(f"cannot calibrate on the models measured at batch size {batch}: {exc}") from exc
     chosen = result["calibration"].method
     if chosen == "runtime":
-        _mark_busy(result["rows"], calibrating, {k: runtime_kernels.kernels(p, prefix)[0] for k, p in got.items()},
+        _mark_busy(result["rows"], calibrating, {k: runtime_kernels.kernels(p)[0] for k, p in got.items()},
                    runtime_rows, batch)
     elif rows is not None and chosen in predictor.TIMED_METHODS:
         _mark_busy(result["rows"], calibrating, {k: p["calls"] for k, p in got.items()}, rows, batch,
@@ -440,7 +440,7 @@ def _time_kernels(store, got: dict, models: list, setup, batch: int, on_busy: st
     keys = [k for p in profiled for k in p["calls"] if replayable(k)]
     work = {k: [spec[1], spec[3]] for p in profiled for k, spec in p["specs"].items()}
     if runtime:  # the runtime's kernels: its layers with their epilogues
-        found = [runtime_kernels.kernels(p, runtime) for p in profiled]
+        found = [runtime_kernels.kernels(p) for p in profiled]
         keys = [runtime_kernels.runtime_key(k, runtime) for calls, _ in found for k in calls]
         work = {runtime_kernels.runtime_key(k, runtime): [s.macs, s.bytes] for _, specs in found
                 for k, s in specs.items()}

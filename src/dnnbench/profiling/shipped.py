@@ -51,7 +51,6 @@ def write(path: str | Path, profiles: dict[tuple[str, int, int], dict], profile_
             calls.append([kernels[key], n])
         then = [[kernels[key], epilogues] for key, epilogues in found.get("then", {}).items()]
         by_batch.setdefault(str(batch), {})[f"{name}@{size}"] = {"calls": calls, "then": then,
-                                                                 "reorders": found.get("reorders", {}),
                                                                  "weights_bytes": found.get("weights_bytes")}
     data = {"format": profile_format, "libraries": libraries(), "kernels": table, "profiles": by_batch}
     with lzma.open(path, "wt", preset=9) as out:
@@ -90,5 +89,5 @@ def lookup(wanted: list[tuple[str, int, int]], profile_format: int, path: str | 
         specs = {table[i][0]: table[i][1:] for i, _ in shipped["calls"]}
         found[key] = {"calls": {table[i][0]: n for i, n in shipped["calls"]}, "specs": specs,
                       "then": {table[i][0]: epilogues for i, epilogues in shipped["then"]},
-                      "reorders": shipped.get("reorders", {}), "weights_bytes": shipped["weights_bytes"]}
+                      "weights_bytes": shipped["weights_bytes"]}
     return found

@@ -235,7 +235,7 @@ def _predictions(store, models, setup, batch: int) -> dict | None:
     weighs = auto_kernels(setup)
     if weighs != "eager":  # as `predict`'s auto weighs them
         timed = {}
-    found = for_report(models, profiles, timed, batch, runtime, runtime_kernels.of(prefix))
+    found = for_report(models, profiles, timed, batch, runtime, runtime_kernels.kernels)
     if found is None:
         return None
     # of the kernels this batch size's predictions would weigh, those left out: timed while others
@@ -260,7 +260,7 @@ def _weighed_kernels(profiles: dict, weighs: str | None, prefix: str | None) -> 
 
     if weighs == "runtime":
         return {runtime_kernels.runtime_key(k, prefix) for p in profiles.values()
-                for k in runtime_kernels.kernels(p, prefix)[0]}
+                for k in runtime_kernels.kernels(p)[0]}
     return {k for p in profiles.values() for k in p["calls"]} if weighs == "eager" else set()
 
 
