@@ -77,8 +77,10 @@ class FlowRecorder(MacCounter):
         first = out[0] if isinstance(out, (list, tuple)) and out else out
         shapes = [list(a.shape) if isinstance(a, torch.Tensor) else None for a in args[:3]]
         self.flow.append([name, producers, list(first.shape) if isinstance(first, torch.Tensor) else None, shapes,
-                          [int(d) for d in args[1]] if name == "permute" else None,
-                          int(args[8]) if name == "convolution" and len(args) > 8 else 1])
+                          [int(d) for d in args[1]] if name == "permute" else
+                          [int(args[1]) if len(args) > 1 else 0] if name == "cat" else None,
+                          # a transposed convolution (groups 0) is not one the runtime blocks
+                          (0 if args[6] else int(args[8])) if name == "convolution" and len(args) > 8 else 1])
         for o in out if isinstance(out, (list, tuple)) else [out]:
             if isinstance(o, torch.Tensor):
                 self.made[o] = len(self.flow) - 1
@@ -94,6 +96,8 @@ def record(model, example) -> list:
 def _convolution_takes_blocks(weight: list, groups: int, block: int) -> tuple[bool, bool]:
     """(runs blocked, reorders its input) of a 2-d convolution of ``weight`` [O, I/groups, kh, kw]."""
     out, per_group = weight[0], weight[1]
+    if groups < 1:  # transposed
+        return False, False
     if groups > 1:
         if out % CHANNEL_ALIGNMENT:
             return False, False
@@ -127,7 +131,7 @@ def derive(flow: list, block: int) -> list[tuple[str, tuple, int]]:
                     leaves(source)
                 elif source not in blocked and source not in reordered:
                     reordered.add(source)  # a transpose from channels-last fuses into the reorder
-                    found.append(("in", tuple(flow[nhwc[source]][2]), 1) if source in nhwc else
+                    found.append(("in", tuple(nhwc[source]), 1) if source in nhwc else
                                  ("in", tuple(shapes[0]), 0))
                 blocked[i] = shapes[1][0]
                 continue
@@ -149,7 +153,7 @@ def derive(flow: list, block: int) -> list[tuple[str, tuple, int]]:
             if both or folds:
                 blocked[i] = blocked[on[0]]
                 continue
-        elif name == "cat" and producers and len(shape or []) == 4 \
+        elif name == "cat" and producers and len(shape or []) == 4 and order[0] in (1, -3) \
                 and all(j in blocked and blocked[j] % block == 0 for j in producers):
             blocked[i] = sum(blocked[j] for j in producers)
             continue
@@ -157,7 +161,7 @@ def derive(flow: list, block: int) -> list[tuple[str, tuple, int]]:
             found.append(("out", tuple(shape), 1))  # the transpose to channels-last is the reorder itself
             continue
         elif name == "permute" and source not in blocked and order == [0, 3, 1, 2] and readers[i] == 1:
-            nhwc[i] = source
+            nhwc[i] = shapes[0]  # the channels-last tensor the transpose reads
         for j in producers:
             leaves(j)
     leaves(len(flow) - 1)  # the model's output
@@ -178,16 +182,18 @@ def runtime_graph(model, example) -> list[tuple[str, tuple, int]]:
     from dnnbench.backends.onnx_export import export_onnx
     from dnnbench.backends.onnxruntime import session_options
 
-    folder = Path(tempfile.mkdtemp(prefix="dnnbench-reorders-"))
-    export_onnx(model, example, folder / "m.onnx", "onnx")
-    options = session_options(2)
-    options.optimized_model_filepath = str(folder / "opt.onnx")
-    ort.InferenceSession(str(folder / "m.onnx"), options, providers=["CPUExecutionProvider"])
-    inferred = shape_inference.infer_shapes(onnx.load(folder / "m.onnx")).graph
+    with tempfile.TemporaryDirectory(prefix="dnnbench-reorders-") as name:
+        folder = Path(name)
+        export_onnx(model, example, folder / "m.onnx", "onnx")
+        options = session_options(2)
+        options.optimized_model_filepath = str(folder / "opt.onnx")
+        ort.InferenceSession(str(folder / "m.onnx"), options, providers=["CPUExecutionProvider"])
+        inferred = shape_inference.infer_shapes(onnx.load(folder / "m.onnx")).graph
+        optimised = onnx.load(folder / "opt.onnx").graph
     shapes = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
               for v in [*inferred.value_info, *inferred.input, *inferred.output]}
     found = []
-    for node in onnx.load(folder / "opt.onnx").graph.node:
+    for node in optimised.node:
         if node.op_type in ("ReorderInput", "ReorderOutput"):
             last = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("channels_last", 0)
             plain = node.input[0] if node.op_type == "ReorderInput" else node.output[0]
@@ -216,15 +222,15 @@ def time_reorder(kind: str, shape: tuple, last: int, block: int) -> float:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, made)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20),
                                                     helper.make_opsetid("com.microsoft.nchwc", 1)])
-    folder = tempfile.mkdtemp(prefix="dnnbench-reorders-")
-    options = session_options(2)
-    options.enable_profiling, options.profile_file_prefix = True, f"{folder}/profile"
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    x = np.random.rand(*given).astype(np.float32)
-    for _ in range(40 if shape[0] == 1 else 15):
-        session.run(None, {"x": x})
-    with open(session.end_profiling()) as f:
-        events = json.load(f)
+    with tempfile.TemporaryDirectory(prefix="dnnbench-reorders-") as folder:
+        options = session_options(2)
+        options.enable_profiling, options.profile_file_prefix = True, f"{folder}/profile"
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        x = np.random.rand(*given).astype(np.float32)
+        for _ in range(40 if shape[0] == 1 else 15):
+            session.run(None, {"x": x})
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
     return statistics.median([e["dur"] * 1e-6 for e in events if e.get("cat") == "Node"
                               and e["name"].endswith("_kernel_time")][3:])
 
@@ -234,7 +240,12 @@ def refit(dump: dict, added: dict) -> None:
     from dnnbench.analysis import predictor
     from dnnbench.backends import runtime_kernels
 
-    times = dump["runtime"]
+    times = dump.get("runtime")
+    if not times:
+        print("  the dump holds no runtime kernel times (not an onnxruntime setup): no refit")
+        return
+    if missing := sorted((set(dump["calibrating"]) | set(dump["targets"])) - set(added)):
+        raise SystemExit(f"the dump's models {', '.join(missing)} are not among --models: give them all")
     fits = predictor.kernel_fits(times, predictor.specs_of(dump["profiles"].values(), runtime_kernels.kernels))
     for label, extra in (("runtime", {}), ("runtime + reorders", added)):
         def point(model):
@@ -248,9 +259,11 @@ def refit(dump: dict, added: dict) -> None:
                   for m in dump["targets"]}
         absolute = sorted(abs(e) for e in errors.values())
         rms = math.sqrt(statistics.fmean(math.log1p(e) ** 2 for e in errors.values()))
+        loo = math.sqrt(statistics.fmean(math.log1p(e) ** 2 for e in calibration.loo_errors.values()))
         print(f"  {label:20s} within ±10% {sum(e <= 0.10 for e in absolute) / len(absolute):4.0%}, ±20% "
               f"{sum(e <= 0.20 for e in absolute) / len(absolute):4.0%}, median ±{statistics.median(absolute):.1%}, "
-              f"worst ±{absolute[-1]:.0%}, rms log error {rms:.3f} ({len(absolute)} models)")
+              f"worst ±{absolute[-1]:.0%}, rms log error {rms:.3f} ({len(absolute)} models; leave-one-out on the "
+              f"calibration {loo:.3f})")
 
 
 def main() -> None:
@@ -272,7 +285,7 @@ def main() -> None:
             derived = derive(record(model, example), block)
             graph = runtime_graph(model, example)
             mine = collections.Counter(r for r in derived)
-            theirs = collections.Counter(r for r in graph if r[1])
+            theirs = collections.Counter(graph)  # a reorder of unresolved shape counts as a disagreement
             agree += mine == theirs
             for r in derived:
                 if r not in alone:
